@@ -1,0 +1,314 @@
+"""`scribewatch` — the command line. The only module that knows both the pipeline and the exporter.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message names the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__
+from . import config as config_mod
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("scribewatch")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _load(args) -> config_mod.Config:
+    path = getattr(args, "config", None) or os.environ.get("SCRIBEWATCH_CONFIG")
+    if path is None and Path("scribewatch.yaml").is_file():
+        path = "scribewatch.yaml"
+    return config_mod.load(path, flags=config_mod.flags_from_args(args))
+
+
+# -- run ---------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    cfg = _load(args)
+    _setup_logging(cfg.log_level)
+    from exporter import Exporter
+
+    from .daemon import Daemon
+
+    daemon = Daemon(cfg)
+    try:
+        exporter = Exporter(daemon, listen=cfg.listen, tls_cert_file=cfg.tls_cert_file,
+                            tls_key_file=cfg.tls_key_file, basic_auth_users=cfg.basic_auth_users)
+    except ValueError as e:   # bad web settings (a plain password, unreadable TLS files)
+        raise config_mod.ConfigError(str(e)) from None
+    daemon.reporter = exporter.reporter
+    daemon.gpu_probe = exporter.gpu_sampler.sample
+    try:
+        exporter.start()
+    except OSError as e:
+        log.error("cannot listen on %s: %s", cfg.listen, e)
+        return EXIT_FAILURE
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    log.info("scribewatch %s watching %s; metrics on %s", __version__,
+             ", ".join(cfg.watch_dirs), exporter.url)
+    stop.wait()
+    daemon.stop()
+    exporter.stop()
+    return EXIT_OK
+
+
+# -- transcribe (one-shot) ---------------------------------------------------------------------
+def _progress_bar(done: float, total: float, width: int = 30) -> str:
+    frac = 0.0 if total <= 0 else min(1.0, done / total)
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:7.1f}/{total:.1f} s audio"
+
+
+def cmd_transcribe(args) -> int:
+    cfg = _load(args)
+    _setup_logging(cfg.log_level)
+    from . import stages
+    from .errors import SkipJob, StageError
+    from .model import ModelManager
+    from .output import output_paths
+
+    model = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
+                         compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
+    options = stages.TranscribeOptions(
+        language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
+        vad=cfg.vad, batch_size=cfg.batch_size, batch_min_audio_seconds=cfg.batch_min_audio_seconds)
+    output_dir = Path(cfg.output_dir) if cfg.output_mode == "output_dir" else None
+    failures = 0
+    interactive = sys.stderr.isatty()
+    for name in args.files:
+        path = Path(name).resolve()
+        try:
+            stages.probe(path)
+            audio = stages.decode(path)
+            total = len(audio) / stages.SAMPLE_RATE
+
+            def progress(frac: float) -> None:
+                end = "\r" if interactive and frac < 1 else "\n"
+                if interactive or frac >= 1:
+                    print(f"{path.name}: {_progress_bar(frac * total, total)}", end=end,
+                          file=sys.stderr, flush=True)
+
+            with model.use() as m:
+                batched = model.batched(m) if cfg.batch_size else None
+                transcript = stages.transcribe(m, audio, options, batched_pipeline=batched,
+                                               model_name=model.name, on_progress=progress)
+            stages.require_speech(transcript, path)
+            targets = output_paths(path, path.parent, transcript.language, cfg.output_formats,
+                                   output_dir)
+            for written in stages.write(transcript, targets):
+                print(written)
+        except SkipJob as s:
+            print(f"skipped {path}: {s.message} [{s.reason}]", file=sys.stderr)
+        except StageError as e:
+            failures += 1
+            print(f"failed {path}: {e.message} [{e.stage}/{e.reason}]", file=sys.stderr)
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+# -- history -----------------------------------------------------------------------------------
+def _store_for(args):
+    from .store import JobStore
+
+    db = args.db or _load(args).db
+    if not Path(db).exists():
+        raise config_mod.ConfigError(f"invalid value {db!r} for 'db': no job store there")
+    return JobStore(db)
+
+
+def _fmt_seconds(v) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def cmd_history(args) -> int:
+    store = _store_for(args)
+    if args.stats:
+        stats = store.stats()
+        if args.json:
+            print(json.dumps(stats, indent=2))
+            return EXIT_OK
+        c = stats["counts"]
+        print(f"jobs: {stats['total_jobs']}  succeeded {c['succeeded']}  failed {c['failed']}  "
+              f"skipped {c['skipped']}  queued {c['queued']}  running {c['running']}")
+        for label, key in (("processing time", "processing_seconds"), ("detected → written", "job_seconds")):
+            s = stats[key]
+            print(f"{label}: avg {_fmt_seconds(s['avg'])}  p50 {_fmt_seconds(s['p50'])}  "
+                  f"p95 {_fmt_seconds(s['p95'])}  max {_fmt_seconds(s['max'])}")
+        rtf = stats["mean_realtime_factor"]
+        print(f"audio: {stats['audio_hours']:.3f} h   mean real-time factor: "
+              f"{'-' if rtf is None else f'{rtf:.3f}'}")
+        for title, key in (("failures", "failure_reasons"), ("skips", "skip_reasons")):
+            if stats[key]:
+                print(f"{title}: " + ", ".join(f"{r} {n}" for r, n in sorted(stats[key].items())))
+        return EXIT_OK
+    if args.job is not None:
+        job = store.get(args.job)
+        if job is None:
+            print(f"no job {args.job}", file=sys.stderr)
+            return EXIT_FAILURE
+        jobs = [job]
+    else:
+        jobs = store.history(limit=args.limit, status=args.status)
+    if args.json:
+        print(json.dumps(jobs if args.job is None else jobs[0], indent=2))
+        return EXIT_OK
+    if args.job is not None:
+        for key, value in jobs[0].items():
+            print(f"{key:22} {value}")
+        return EXIT_OK
+    print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':4}  path")
+    for j in jobs:
+        print(f"{j['id']:>5}  {j['status']:9}  {(j['reason'] or '-'):19}  {j['attempts']:>5}  "
+              f"{_fmt_seconds(j['audio_seconds']):>8}  {(j['language'] or '-'):4}  {j['path']}")
+    return EXIT_OK
+
+
+# -- check -------------------------------------------------------------------------------------
+def cmd_check(args) -> int:
+    import yaml
+
+    cfg = _load(args)
+    _setup_logging("warning")
+    print("# resolved configuration")
+    print(yaml.safe_dump(cfg.as_dict(), sort_keys=False).rstrip())
+    print("# checks")
+    problems = 0
+
+    def report(ok: bool, what: str) -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {what}")
+
+    for d in cfg.watch_dirs:
+        report(os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK), f"watch folder {d} readable")
+    if cfg.output_mode == "output_dir":
+        report(os.path.isdir(cfg.output_dir) and os.access(cfg.output_dir, os.W_OK),
+               f"output folder {cfg.output_dir} writable")
+    db_dir = Path(cfg.db).resolve().parent
+    report(db_dir.is_dir() and os.access(db_dir, os.W_OK), f"job store folder {db_dir} writable")
+    from .model import ModelManager
+
+    manager = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
+                           compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
+    try:
+        manager.load()
+        report(True, f"model {manager.name} loads on {manager.device}/{manager.compute_type} "
+                     f"in {manager.load_seconds:.2f}s ({manager.source})")
+    except Exception as e:
+        report(False, f"model {manager.name}: {e}")
+    from exporter.gpu import describe_gpus
+
+    print(f"info gpu: {describe_gpus()}")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+# -- status ------------------------------------------------------------------------------------
+def cmd_status(args) -> int:
+    from exporter.status_cli import fetch_status, format_status
+
+    url = args.url
+    if url is None:
+        cfg = _load(args)
+        host, _, port = cfg.listen.rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
+        scheme = "https" if cfg.tls_cert_file else "http"
+        url = f"{scheme}://{host}:{port}"
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text().strip()
+    try:
+        status = fetch_status(url, user=args.user, password=password, cafile=args.cafile,
+                              insecure=args.insecure)
+    except Exception as e:
+        print(f"cannot reach scribewatch at {url}: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # argparse exits 2 too; keep our wording consistent
+        self.print_usage(sys.stderr)
+        print(f"scribewatch: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scribewatch", description="Drop media in a folder, get subtitles.")
+    parser.add_argument("--version", action="version",
+                        version=f"scribewatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_config(p):
+        p.add_argument("--config", metavar="FILE",
+                       help="YAML config file (default: $SCRIBEWATCH_CONFIG or ./scribewatch.yaml)")
+        config_mod.add_flags(p)
+        return p
+
+    p = with_config(sub.add_parser("run", help="run the daemon"))
+    p.set_defaults(func=cmd_run)
+
+    p = with_config(sub.add_parser("transcribe", help="transcribe files once, with a progress bar"))
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("history", help="jobs from the store")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "skipped"))
+    p.add_argument("--stats", action="store_true", help="counts, durations, audio hours, real-time factor")
+    p.add_argument("--job", type=int, metavar="ID", help="one job, every field")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = with_config(sub.add_parser("check", help="validate config, folders, model and GPU"))
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("status", help="what a running daemon is doing (/api/status)")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--url", help="daemon URL (default: from the config's listen address)")
+    p.add_argument("--user")
+    p.add_argument("--password-file", metavar="FILE")
+    p.add_argument("--cafile", metavar="FILE", help="CA bundle for a self-signed TLS certificate")
+    p.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except config_mod.ConfigError as e:
+        print(f"scribewatch: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Settings: one schema, four sources. Precedence: CLI flags > SCRIBEWATCH_* env > YAML file > defaults.
+
+Every key is declared once in `SCHEMA`; the YAML loader, the environment reader, the CLI flags,
+`scribewatch check` and the README's config reference all come from it. A bad key or value
+fails at start with a message naming both (exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+MEDIA_EXTENSIONS = (
+    "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
+    "mp4", "m4v", "mkv", "avi", "mov", "webm", "ts", "m2ts", "wmv",
+)
+# Partial downloads and editors' temp files: never media we should open.
+DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*.crdownload", "*.!qB", "*~")
+OUTPUT_FORMATS = ("srt", "vtt", "txt", "json")
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16",
+                 "float16", "bfloat16", "float32", "default")
+
+
+class ConfigError(Exception):
+    """A bad setting; the message names the key and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: str                 # str | int | float | bool | list | dict | path | optpath
+    default: Any
+    help: str
+    choices: tuple = ()
+    minimum: float | None = None
+    check: Callable[[Any], str | None] | None = None   # returns an error text or None
+
+
+def _listen_check(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        return "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
+    return None
+
+
+def _language_check(value: str) -> str | None:
+    if value == "auto" or (len(value) == 2 and value.isalpha() and value.islower()):
+        return None
+    return "expected 'auto' or an ISO 639-1 code such as 'en'"
+
+
+def _auth_check(users: dict) -> str | None:
+    for user, hashed in users.items():
+        if not isinstance(hashed, str) or not (
+            hashed.startswith(("$2a$", "$2b$", "$2y$")) or hashed.startswith("sha256:")
+        ):
+            return (f"user {user!r}: give a bcrypt hash ($2b$…) or sha256:<hex>, "
+                    "never a plain password")
+    return None
+
+
+SCHEMA: tuple[Setting, ...] = (
+    Setting("watch_dirs", "list", ["./inbox"], "Folders to watch (recursively when `recursive`)."),
+    Setting("recursive", "bool", True, "Watch sub-folders too."),
+    Setting("include_extensions", "list", list(MEDIA_EXTENSIONS),
+            "File extensions (without dot, case-insensitive) that are media to transcribe."),
+    Setting("ignore_globs", "list", list(DEFAULT_IGNORE),
+            "File-name globs never picked up (hidden files, partial downloads)."),
+    Setting("stability_seconds", "float", 2.0,
+            "A file must be closed and keep the same size and mtime this long before it is a job.",
+            minimum=0),
+    Setting("polling", "bool", False,
+            "Poll instead of inotify (NFS/SMB mounts do not deliver inotify events)."),
+    Setting("poll_interval_seconds", "float", 5.0, "Polling period when `polling` is on.", minimum=0.1),
+    Setting("rescan_interval_seconds", "float", 300.0,
+            "Full rescan period: catches events lost on network filesystems. 0 disables.", minimum=0),
+    Setting("output_mode", "str", "beside", "Where subtitles go: `beside` the source, or "
+            "`output_dir` (mirroring the watched tree).", choices=("beside", "output_dir")),
+    Setting("output_dir", "optpath", None, "Root folder for `output_mode: output_dir`."),
+    Setting("output_formats", "list", ["srt"], "Any of srt, vtt, txt, json."),
+    Setting("model", "str", "tiny.en",
+            "Model name (tiny.en, base, small, medium, large-v3, …) or a CTranslate2 model folder."),
+    Setting("models_dir", "optpath", None,
+            "Folder holding local model folders named like the model; searched before any download."),
+    Setting("device", "str", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda.",
+            choices=DEVICES),
+    Setting("compute_type", "str", "auto", "auto (float16 on CUDA, int8 on CPU) or a CTranslate2 type.",
+            choices=COMPUTE_TYPES),
+    Setting("cpu_threads", "int", 0, "CPU threads for inference; 0 = all cores.", minimum=0),
+    Setting("language", "str", "auto", "auto (detect) or a forced ISO 639-1 code.",
+            check=_language_check),
+    Setting("beam_size", "int", 5, "Beam size for decoding.", minimum=1),
+    Setting("vad", "bool", True, "Silero VAD filter: skips silence and curbs hallucinations."),
+    Setting("batch_size", "int", 8,
+            "Batched inference batch size for long files (0 disables batching).", minimum=0),
+    Setting("batch_min_audio_seconds", "float", 120.0,
+            "Use batched inference for files at least this long.", minimum=0),
+    Setting("workers", "int", 1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1),
+    Setting("db", "path", "./scribewatch.db", "SQLite job store path."),
+    Setting("listen", "str", "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.",
+            check=_listen_check),
+    Setting("model_idle_unload_minutes", "float", 0.0,
+            "Free the model (and its GPU memory) after this many idle minutes; 0 keeps it loaded.",
+            minimum=0),
+    Setting("max_attempts", "int", 3, "Attempts for transient failures before a job fails.", minimum=1),
+    Setting("retry_backoff_seconds", "float", 30.0,
+            "First retry delay; doubles with each further attempt.", minimum=0),
+    Setting("shutdown_grace_seconds", "float", 30.0,
+            "On SIGTERM, how long the running job may take to finish before it is re-queued.",
+            minimum=0),
+    Setting("skip_existing_subtitles", "bool", True,
+            "Skip files that already have a subtitle for the target language beside them."),
+    Setting("skip_embedded_subtitles", "bool", True,
+            "Skip containers that carry a subtitle stream in the target language."),
+    Setting("log_level", "str", "info", "debug, info, warning or error.",
+            choices=("debug", "info", "warning", "error")),
+    Setting("tls_cert_file", "optpath", None, "TLS certificate for the HTTP server (PEM)."),
+    Setting("tls_key_file", "optpath", None, "TLS private key for the HTTP server (PEM)."),
+    Setting("basic_auth_users", "dict", {},
+            "user: bcrypt hash or sha256:<hex> — protects /metrics and /api/status.",
+            check=_auth_check),
+)
+BY_KEY = {s.key: s for s in SCHEMA}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    watch_dirs: tuple[str, ...]
+    recursive: bool
+    include_extensions: tuple[str, ...]
+    ignore_globs: tuple[str, ...]
+    stability_seconds: float
+    polling: bool
+    poll_interval_seconds: float
+    rescan_interval_seconds: float
+    output_mode: str
+    output_dir: str | None
+    output_formats: tuple[str, ...]
+    model: str
+    models_dir: str | None
+    device: str
+    compute_type: str
+    cpu_threads: int
+    language: str
+    beam_size: int
+    vad: bool
+    batch_size: int
+    batch_min_audio_seconds: float
+    workers: int
+    db: str
+    listen: str
+    model_idle_unload_minutes: float
+    max_attempts: int
+    retry_backoff_seconds: float
+    shutdown_grace_seconds: float
+    skip_existing_subtitles: bool
+    skip_embedded_subtitles: bool
+    log_level: str
+    tls_cert_file: str | None
+    tls_key_file: str | None
+    basic_auth_users: dict
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+# Environment names that are not settings (the config file's own location).
+NON_SETTING_ENV = {"SCRIBEWATCH_CONFIG"}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    """Turn a raw value (YAML, env string, CLI string) into the setting's type, or raise."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{source}: invalid value {value!r} for '{setting.key}': {why}")
+
+    kind = setting.kind
+    if value is None:
+        if kind in ("optpath",):
+            return None
+        raise bad("a value is required")
+    if kind == "bool":
+        if isinstance(value, bool):
+            out = value
+        elif isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            out = value.lower() in _TRUE
+        else:
+            raise bad("expected true or false")
+    elif kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise bad(f"expected a number")
+        try:
+            out = int(value) if kind == "int" else float(value)
+            if kind == "int" and isinstance(value, float) and value != int(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise bad(f"expected {'a whole number' if kind == 'int' else 'a number'}") from None
+        if setting.minimum is not None and out < setting.minimum:
+            raise bad(f"must be >= {setting.minimum:g}")
+    elif kind == "list":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, float)) for v in value):
+            raise bad("expected a list of strings")
+        out = tuple(str(v) for v in value)
+    elif kind == "dict":
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise bad("expected a mapping")
+        out = {str(k): v for k, v in value.items()}
+    else:  # str, path, optpath
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad("expected a string")
+        out = str(value)
+        if kind == "optpath" and out in ("", "null", "none"):
+            return None
+    if setting.choices and out not in setting.choices:
+        raise bad(f"expected one of {', '.join(setting.choices)}")
+    if setting.check is not None:
+        problem = setting.check(out)
+        if problem:
+            raise bad(problem)
+    return out
+
+
+def env_name(key: str) -> str:
+    return "SCRIBEWATCH_" + key.upper()
+
+
+def flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def load(config_file: str | os.PathLike | None = None,
+         environ: dict | None = None,
+         flags: dict | None = None) -> Config:
+    """Resolve settings from every source. `flags` holds only the keys given on the command line."""
+    environ = os.environ if environ is None else environ
+    values = {s.key: s.default for s in SCHEMA}
+    values = {k: _coerce(BY_KEY[k], v, "default") for k, v in values.items()}
+
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of settings at top level")
+        for key, value in raw.items():
+            if key not in BY_KEY:
+                raise ConfigError(f"{path}: unknown key '{key}'"
+                                  + _did_you_mean(str(key)))
+            values[key] = _coerce(BY_KEY[key], value, str(path))
+
+    for setting in SCHEMA:
+        name = env_name(setting.key)
+        if name in environ:
+            values[setting.key] = _coerce(setting, environ[name], f"environment {name}")
+    for name in environ:
+        if (name.startswith("SCRIBEWATCH_") and name not in NON_SETTING_ENV
+                and name[len("SCRIBEWATCH_"):].lower() not in BY_KEY):
+            raise ConfigError(f"environment: unknown setting {name}"
+                              + _did_you_mean(name[len("SCRIBEWATCH_"):].lower()))
+
+    for key, value in (flags or {}).items():
+        values[key] = _coerce(BY_KEY[key], value, f"flag {flag_name(key)}")
+
+    _cross_check(values)
+    return Config(**values)
+
+
+def _did_you_mean(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(BY_KEY), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _cross_check(values: dict) -> None:
+    bad_formats = [f for f in values["output_formats"] if f not in OUTPUT_FORMATS]
+    if bad_formats or not values["output_formats"]:
+        raise ConfigError(f"invalid value {list(values['output_formats'])!r} for 'output_formats': "
+                          f"expected a non-empty list of {', '.join(OUTPUT_FORMATS)}")
+    if values["output_mode"] == "output_dir" and not values["output_dir"]:
+        raise ConfigError("invalid value 'output_dir' for 'output_mode': "
+                          "set 'output_dir' to the folder subtitles should go to")
+    if not values["watch_dirs"]:
+        raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
+    if bool(values["tls_cert_file"]) != bool(values["tls_key_file"]):
+        raise ConfigError("'tls_cert_file' and 'tls_key_file' go together: set both or neither")
+    values["include_extensions"] = tuple(e.lower().lstrip(".") for e in values["include_extensions"])
+
+
+def add_flags(parser) -> None:
+    """Add one `--key` flag per setting to an argparse parser (dest = key, default = unset)."""
+    import argparse
+
+    group = parser.add_argument_group("settings (override the config file and environment)")
+    for s in SCHEMA:
+        if s.key == "watch_dirs":
+            group.add_argument("--watch", dest="watch_dirs", action="append", metavar="DIR",
+                               default=argparse.SUPPRESS, help=s.help + " Repeatable.")
+            continue
+        if s.key == "output_dir":
+            # Giving an output folder on the command line implies output_dir mode.
+            group.add_argument("--output-dir", dest="output_dir", metavar="DIR",
+                               default=argparse.SUPPRESS, help=s.help + " Implies output_mode output_dir.")
+            continue
+        kwargs = dict(dest=s.key, default=argparse.SUPPRESS, help=s.help)
+        if s.kind == "list":
+            kwargs["metavar"] = "A,B"
+        elif s.kind == "bool":
+            kwargs["metavar"] = "true|false"
+        elif s.key == "db":
+            kwargs["metavar"] = "PATH"
+        elif s.key == "listen":
+            kwargs["metavar"] = "HOST:PORT"
+        group.add_argument(flag_name(s.key), **kwargs)
+
+
+def flags_from_args(args) -> dict:
+    flags = {s.key: getattr(args, s.key) for s in SCHEMA if hasattr(args, s.key)}
+    if "output_dir" in flags and "output_mode" not in flags:
+        flags["output_mode"] = "output_dir"
+    return flags
+
+
+def reference_markdown() -> str:
+    """The README's config reference table, generated so it cannot drift."""
+    rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
+    for s in SCHEMA:
+        default = s.default
+        if isinstance(default, list):
+            default = ", ".join(default) if len(default) < 8 else "(media extensions, see below)"
+        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
+        rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.help}{choices} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,383 @@
+"""The daemon: intake of finished files, workers running the stages, retries, recovery, shutdown.
+
+It owns the job store, the model and the watcher, reports events through a `Reporter` and
+answers `snapshot()` for whoever observes it (the exporter). It knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from . import __version__, stages
+from .config import Config
+from .errors import SkipJob, StageError
+from .events import NullReporter, Reporter, RunningJob, StatusSnapshot
+from .fingerprint import content_hash
+from .guards import check_transcript
+from .model import ModelManager
+from .output import find_sidecar, output_paths, remove_stale_temps
+from .resources import GpuProbe, ResourceSampler
+from .store import JobStore
+from .watcher import FileFilter, Watcher
+
+log = logging.getLogger("scribewatch")
+
+HOUSEKEEPING_SECONDS = 1.0
+MODEL_RETRY_SECONDS = 60.0
+SNAPSHOT_CACHE_SECONDS = 0.5   # scrapes are frequent and concurrent; the store need not be asked each time
+
+
+@dataclasses.dataclass
+class _Running:
+    job_id: int
+    worker: str
+    started_at: float
+    progress: float = 0.0
+    audio_seconds: float | None = None
+    cancel: bool = False
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
+                 gpu_probe: GpuProbe | None = None, model: ModelManager | None = None):
+        self.cfg = cfg
+        self.reporter: Reporter = reporter or NullReporter()
+        self.gpu_probe = gpu_probe
+        self.started_at = time.time()
+        self.store = JobStore(cfg.db)
+        self.model = model or ModelManager(
+            cfg.model, models_dir=cfg.models_dir, device=cfg.device,
+            compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
+            idle_unload_minutes=cfg.model_idle_unload_minutes)
+        self.output_dir = Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir" else None
+        self.watcher = Watcher(
+            cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
+            stability_seconds=cfg.stability_seconds, on_ready=self.take, is_known=self._is_known,
+            recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
+            rescan_interval=cfg.rescan_interval_seconds)
+        self.options = stages.TranscribeOptions(
+            language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
+            vad=cfg.vad, batch_size=cfg.batch_size,
+            batch_min_audio_seconds=cfg.batch_min_audio_seconds)
+        self._running: dict[str, _Running] = {}
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._store_writable = True
+        self._snapshot_cache: tuple[float, dict] | None = None
+        self._last_model_attempt = 0.0
+
+    # -- the language we write -------------------------------------------------------------
+    @property
+    def target_language(self) -> str | None:
+        """Known before transcription when forced, or when the model only speaks English."""
+        if self.options.language:
+            return self.options.language
+        if self.model.name.endswith(".en"):
+            return "en"
+        return None
+
+    def _subtitle_folders(self, source: Path, root: Path) -> list[Path]:
+        folders = [source.parent]
+        if self.output_dir is not None:
+            folders.append(self.output_dir / source.parent.relative_to(root))
+        return folders
+
+    # -- intake ----------------------------------------------------------------------------
+    def _is_known(self, path: str, st: os.stat_result) -> bool:
+        latest = self.store.latest_for_path(path)
+        return bool(latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns)
+
+    def take(self, path: str, root: str) -> None:
+        """A finished file: queue it, skip it with a reason, or recognise it as already done."""
+        try:
+            st = os.stat(path)
+            fingerprint = content_hash(path, st.st_size)
+        except OSError as e:
+            if isinstance(e, FileNotFoundError):
+                return   # gone before it became a job: nothing to do
+            fingerprint = ""   # unreadable: let the probe stage record why
+        latest = self.store.latest_for_path(path)
+        if latest is not None:
+            if latest["status"] in ("queued", "running") and latest["fingerprint"] == fingerprint:
+                return
+            if latest["fingerprint"] == fingerprint and latest["size"] == st.st_size and fingerprint:
+                self.store.update_stat(latest["id"], st.st_size, st.st_mtime_ns)   # touched only
+                return
+        source, root_path = Path(path), Path(root)
+        language = self.target_language
+        if self.cfg.skip_existing_subtitles and language:
+            sidecar = find_sidecar(source, language, self._subtitle_folders(source, root_path))
+            ours = latest is not None and sidecar is not None and str(sidecar) in latest["outputs"]
+            if sidecar is not None and not ours:
+                self.store.record_skipped(path, root, st.st_size, st.st_mtime_ns, fingerprint,
+                                          "subtitle_exists", f"{path}: {sidecar.name} already exists")
+                log.info("skipped %s: %s already exists [subtitle_exists]", path, sidecar.name)
+                self.reporter.job_finished("skipped", reason="subtitle_exists")
+                return
+        job_id = self.store.enqueue(path, root, st.st_size, st.st_mtime_ns, fingerprint)
+        log.info("queued %s (job %d)", path, job_id)
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.model.reporter = self.reporter   # the exporter may have been attached after __init__
+        requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
+        for job in requeued:
+            log.warning("job %d (%s) was interrupted by a restart: queued again", job["id"], job["path"])
+        for job in failed:
+            log.error("failed %s: the daemon stopped during this job %d times [%s/crashed_repeatedly]",
+                      job["path"], job["attempts"], job["error_stage"])
+            self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job["error_stage"])
+        folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
+        for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
+            log.info("removed temporary file left by a crash: %s", stale)
+        self._spawn(self._load_model, "model-load")
+        self.watcher.start()
+        for i in range(self.cfg.workers):
+            self._spawn(self._worker, f"worker-{i}", str(i))
+        self._spawn(self._housekeeping, "housekeeping")
+
+    def _spawn(self, target, name, *args) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _load_model(self) -> bool:
+        self._last_model_attempt = time.monotonic()
+        try:
+            self.model.load()
+        except Exception:
+            return False   # logged and reported by the manager; housekeeping retries
+        self._notify()
+        return True
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop intake, let running jobs finish within the grace period, else re-queue them."""
+        grace = self.cfg.shutdown_grace_seconds if grace is None else grace
+        log.info("stopping: no new jobs; waiting up to %.0fs for %d running job(s)",
+                 grace, len(self._running))
+        self._stopping.set()
+        self.watcher.stop()
+        self._notify()
+        deadline = time.monotonic() + grace
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._running:
+            for r in list(self._running.values()):
+                r.cancel = True   # transcription checks this between segments
+            deadline = time.monotonic() + 5
+            while self._running and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for r in list(self._running.values()):
+            # Still inside a long native call: put it back ourselves; the process exits next.
+            self.store.requeue(r.job_id, refund_attempt=True)
+            log.warning("job %d did not finish within the grace period: queued again", r.job_id)
+        log.info("stopped")
+
+    # -- workers ---------------------------------------------------------------------------
+    def _worker(self, worker: str) -> None:
+        while not self._stopping.is_set():
+            job = None
+            if self.model.ready:
+                job = self.store.claim_next(worker, self.watcher.available_roots)
+            if job is None:
+                with self._wake:
+                    self._wake.wait(timeout=self._idle_wait())
+                continue
+            try:
+                self._run(job, worker)
+            except Exception:   # never let a bug kill the worker thread
+                log.exception("worker %s: unexpected error around job %d", worker, job["id"])
+
+    def _idle_wait(self) -> float:
+        wakeup = self.store.next_wakeup()
+        if wakeup is None:
+            return 1.0
+        return max(0.05, min(1.0, wakeup - time.time()))
+
+    def _run(self, job: dict, worker: str) -> None:
+        path, root = Path(job["path"]), Path(job["root"])
+        running = _Running(job["id"], worker, job["started_at"])
+        self._running[worker] = running
+        self.reporter.job_started(max(0.0, job["started_at"] - job["detected_at"]))
+        log.info("started %s (job %d, attempt %d)", path, job["id"], job["attempts"])
+        stage_seconds: dict[str, float] = {}
+        current = {"stage": "probe"}
+
+        def timed(stage: str, fn, *args, **kwargs):
+            current["stage"] = stage
+            self.store.set_stage(job["id"], stage, stage_seconds)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + dt
+                self.reporter.stage_observed(stage, dt)
+
+        sampler = ResourceSampler(self.gpu_probe)
+        try:
+            with sampler:
+                self._stages(job, path, root, running, timed, stage_seconds)
+        except stages.Cancelled:
+            self.store.requeue(job["id"], refund_attempt=True)
+            log.warning("job %d (%s) interrupted by shutdown: queued again", job["id"], path)
+        except SkipJob as s:
+            self.store.finish(job["id"], "skipped", reason=s.reason, message=s.message,
+                              stage_seconds=stage_seconds, **sampler.summary())
+            log.info("skipped %s: %s [%s]", path, s.message, s.reason)
+            self.reporter.job_finished("skipped", reason=s.reason, audio_seconds=0.0)
+        except StageError as e:
+            self._failed(job, e, stage_seconds, sampler.summary())
+        except Exception as e:   # a bug or something unforeseen: recorded, counted, the daemon goes on
+            log.exception("job %d (%s): unexpected error in %s", job["id"], path, current["stage"])
+            err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", current["stage"])
+            self._failed(job, err, stage_seconds, sampler.summary())
+        else:
+            self.store.update(job["id"], **sampler.summary())
+        finally:
+            self._running.pop(worker, None)
+
+    def _stages(self, job, path: Path, root: Path, running: _Running, timed,
+                stage_seconds: dict) -> None:
+        probe = timed("probe", stages.probe, path)
+        self.store.update(job["id"], audio_seconds=probe.duration)
+        language = self.target_language
+        if (self.cfg.skip_embedded_subtitles and language
+                and language in probe.subtitle_languages):
+            raise SkipJob("embedded_subtitle",
+                          f"{path}: the container already has a '{language}' subtitle stream")
+        audio = timed("decode", stages.decode, path)
+        running.audio_seconds = len(audio) / stages.SAMPLE_RATE
+        self.store.update(job["id"], audio_seconds=running.audio_seconds)
+        transcript = timed("transcribe", self._transcribe, audio, running)
+        del audio
+        self.store.update(job["id"], language=transcript.language,
+                          language_probability=transcript.language_probability,
+                          model=self.model.name, device=self.model.device,
+                          compute_type=self.model.compute_type,
+                          suspect=list(transcript.suspect) or None)
+        stages.require_speech(transcript, path)
+        if self.cfg.skip_existing_subtitles and language is None:
+            # Language detected only now: a subtitle in that language may already be there.
+            sidecar = find_sidecar(path, transcript.language, self._subtitle_folders(path, root))
+            if sidecar is not None:
+                raise SkipJob("subtitle_exists", f"{path}: {sidecar.name} already exists")
+        if not path.exists():
+            raise StageError("vanished", f"{path}: the file was removed during the job", "write")
+        targets = output_paths(path, root, transcript.language, self.cfg.output_formats,
+                               self.output_dir)
+        outputs = timed("write", stages.write, transcript, targets)
+        finished = time.time()
+        processing = finished - job["started_at"]
+        self.store.finish(job["id"], "succeeded", outputs=outputs, stage_seconds=stage_seconds,
+                          audio_seconds=transcript.duration)
+        self.reporter.job_finished("succeeded", job_seconds=finished - job["detected_at"],
+                                   audio_seconds=transcript.duration, processing_seconds=processing)
+        log.info("done %s: %.1fs of %s audio in %.1fs (%s)", path, transcript.duration,
+                 transcript.language, processing, ", ".join(Path(o).name for o in outputs))
+
+    def _transcribe(self, audio, running: _Running):
+        try:
+            ctx = self.model.use()
+            model = ctx.__enter__()
+        except Exception as e:
+            raise StageError("model_load_failed", f"model {self.model.name} failed to load: {e}") from None
+        try:
+            batched = (self.model.batched(model)
+                       if self.options.batch_size and len(audio) / stages.SAMPLE_RATE
+                       >= self.options.batch_min_audio_seconds else None)
+
+            def run(safer: bool):
+                return stages.transcribe(
+                    model, audio, self.options, batched_pipeline=batched,
+                    model_name=self.model.name, safer=safer,
+                    on_progress=lambda p: setattr(running, "progress", p),
+                    should_stop=lambda: running.cancel)
+
+            transcript = run(False)
+            findings = check_transcript(transcript)
+            if findings:
+                # Whisper loops and invents text on music and silence; one re-run with safer
+                # settings usually fixes it. Either way the job record says what was seen.
+                self.reporter.suspect_transcript()
+                log.warning("suspect transcript (%s): re-running with safer settings",
+                            "; ".join(findings))
+                running.progress = 0.0
+                transcript = run(True)
+                after = check_transcript(transcript)
+                flagged = [f"first run: {f}" for f in findings] + [f"after re-run: {f}" for f in after]
+                transcript = dataclasses.replace(transcript, suspect=tuple(flagged))
+            return transcript
+        finally:
+            ctx.__exit__(None, None, None)
+
+    def _failed(self, job: dict, err: StageError, stage_seconds: dict, resources: dict) -> None:
+        path, root = job["path"], job["root"]
+        if err.reason in ("vanished", "unreadable") and not Watcher._root_ok(root):
+            # The whole watch folder is gone: a dropped mount, not a deleted file. Wait for it.
+            self.store.requeue(job["id"], refund_attempt=True, reason=err.reason,
+                               stage=err.stage, message="paused: watch folder unavailable")
+            log.warning("paused %s: watch folder %s is unavailable", path, root)
+            return
+        if err.transient and job["attempts"] < self.cfg.max_attempts:
+            delay = self.cfg.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
+            self.store.requeue(job["id"], not_before=time.time() + delay, reason=err.reason,
+                               stage=err.stage, message=err.message)
+            log.warning("retrying %s in %.1fs (attempt %d of %d): %s [%s/%s]", path, delay,
+                        job["attempts"], self.cfg.max_attempts, err.message, err.stage, err.reason)
+            self.reporter.job_retried(err.stage, err.reason)
+            return
+        self.store.finish(job["id"], "failed", reason=err.reason, stage=err.stage,
+                          message=err.message, stage_seconds=stage_seconds, **resources)
+        log.error("failed %s: %s [%s/%s]", path, err.message, err.stage, err.reason)
+        self.reporter.job_finished("failed", reason=err.reason, stage=err.stage)
+
+    # -- housekeeping ----------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        while not self._stopping.wait(HOUSEKEEPING_SECONDS):
+            self._store_writable = self.store.check_writable()
+            self.model.unload_if_idle()
+            if (self.model.error and not self.model.loaded
+                    and time.monotonic() - self._last_model_attempt > MODEL_RETRY_SECONDS):
+                self._load_model()
+
+    # -- status (StatusSource) -------------------------------------------------------------
+    def _store_figures(self) -> dict:
+        now = time.monotonic()
+        if self._snapshot_cache and now - self._snapshot_cache[0] < SNAPSHOT_CACHE_SECONDS:
+            return self._snapshot_cache[1]
+        counts = self.store.counts()
+        figures = {"queue": counts["queued"], "counts": {k: counts[k] for k in
+                                                         ("succeeded", "failed", "skipped")},
+                   "last_success": self.store.last_success_at()}
+        self._snapshot_cache = (now, figures)
+        return figures
+
+    def snapshot(self) -> StatusSnapshot:
+        figures = self._store_figures()
+        output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
+        return StatusSnapshot(
+            version=__version__, started_at=self.started_at, model_name=self.model.name,
+            device=self.model.device, compute_type=self.model.compute_type,
+            model_loaded=self.model.loaded, model_ready=self.model.ready,
+            model_error=self.model.error, watcher_up=self.watcher.alive(),
+            watch_dirs_unavailable=self.watcher.unavailable_count,
+            store_writable=self._store_writable, queue_jobs=figures["queue"],
+            running=tuple(RunningJob(r.job_id, r.worker, r.started_at, r.progress, r.audio_seconds)
+                          for r in list(self._running.values())),
+            workers=self.cfg.workers, counts=figures["counts"],
+            last_success_at=figures["last_success"],
+            dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
+                  "store": [str(Path(self.cfg.db).resolve().parent)]},
+        )

