@@ -217,9 +217,14 @@ def cmd_check(args) -> int:
                      f"in {manager.load_seconds:.2f}s ({manager.source})")
     except Exception as e:
         report(False, f"model {manager.name}: {e}")
-    from exporter.gpu import describe_gpus
+    from exporter.gpu import Nvml
 
-    print(f"info gpu: {describe_gpus()}")
+    gpus = Nvml().read()
+    if gpus:
+        for g in gpus:
+            print(f"info gpu {g.index}: {g.name}, {(g.memory_total_bytes or 0) / 2**30:.1f} GiB")
+    else:
+        print("info no usable NVIDIA GPU (NVML unavailable): CPU inference")
     return EXIT_FAILURE if problems else EXIT_OK
 
 

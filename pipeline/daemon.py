@@ -66,6 +66,7 @@ class Daemon:
             batch_min_audio_seconds=cfg.batch_min_audio_seconds)
         self._running: dict[str, _Running] = {}
         self._wake = threading.Condition()
+        self._wake_generation = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._store_writable = True
@@ -126,6 +127,7 @@ class Daemon:
 
     def _notify(self) -> None:
         with self._wake:
+            self._wake_generation += 1   # a notify between a worker's claim and its wait is not lost
             self._wake.notify_all()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -187,12 +189,14 @@ class Daemon:
     # -- workers ---------------------------------------------------------------------------
     def _worker(self, worker: str) -> None:
         while not self._stopping.is_set():
+            generation = self._wake_generation
             job = None
             if self.model.ready:
                 job = self.store.claim_next(worker, self.watcher.available_roots)
             if job is None:
+                timeout = self._idle_wait()
                 with self._wake:
-                    self._wake.wait(timeout=self._idle_wait())
+                    self._wake.wait_for(lambda: self._wake_generation != generation, timeout)
                 continue
             try:
                 self._run(job, worker)

@@ -37,14 +37,14 @@ def resolve_model(model: str, models_dir: str | None = None) -> tuple[str, str]:
 
     Local copies win over hub downloads, so the default works on a machine without internet.
     """
+    bundled = _bundled_tiny_en()
     if os.path.isdir(model):
-        return model, Path(model).resolve().name
+        same = bundled is not None and os.path.realpath(model) == os.path.realpath(bundled)
+        return model, DEFAULT_MODEL if same else Path(model).resolve().name
     if models_dir and os.path.isdir(os.path.join(models_dir, model)):
         return os.path.join(models_dir, model), model
-    if model == DEFAULT_MODEL:
-        bundled = _bundled_tiny_en()
-        if bundled:
-            return bundled, model
+    if model == DEFAULT_MODEL and bundled:
+        return bundled, model
     return model, model
 
 

@@ -49,6 +49,21 @@ def require_root(why: str) -> None:
         pytest.skip(f"needs root: {why}")
 
 
+def drop_file_permission_override() -> None:
+    """preexec_fn: the child keeps uid 0 but loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
+
+    Tests run as root in CI, and root reads any file: without this a chmod 000 file would not
+    be unreadable. Dropping the two capabilities from the bounding set makes them go at exec.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
