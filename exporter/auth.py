@@ -1,0 +1,100 @@
+"""HTTP basic auth against hashed passwords (the exporter-toolkit web-config idea).
+
+Users map to a bcrypt hash (`$2b$…`, `$2a$…`, `$2y$…`, e.g. from `htpasswd -nB`) or
+`sha256:<hex>`; a plain password is refused when the server is built, so a config can never hold
+one. Comparisons are constant-time. bcrypt is slow on purpose (~0.1-0.3 s) and scrapers call every
+15 s, so a successful check is remembered for a short while (as a SHA-256 of the password, never
+the password itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import threading
+import time
+from typing import Mapping
+
+import bcrypt
+
+_BCRYPT = re.compile(r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$")
+_SHA256 = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+# Checked for unknown users so they cost as much as a wrong password (no user enumeration).
+_DUMMY_BCRYPT = b"$2b$12$aAqrRWpUxyN/E3BxweWDsu7N8r3uzF1FN5MsmGA56/toWFi6SNAFG"
+
+REALM = "scribewatch"
+CACHE_SECONDS = 300.0
+
+
+def validate_users(users: Mapping[str, str]) -> dict[str, str]:
+    """The users, checked: every value must be a bcrypt or sha256 hash. Raises ValueError."""
+    checked = {}
+    for user, hashed in users.items():
+        if not isinstance(user, str) or not user or ":" in user:
+            raise ValueError(f"basic_auth_users: bad user name {user!r} (non-empty, no ':')")
+        if not isinstance(hashed, str) or not (_BCRYPT.match(hashed) or _SHA256.match(hashed)):
+            raise ValueError(
+                f"basic_auth_users: user {user!r}: the value must be a bcrypt hash ($2b$…, "
+                "e.g. from `htpasswd -nBC 12 USER`) or sha256:<64 hex digits>, never a plain "
+                "password")
+        checked[user] = hashed
+    return checked
+
+
+class BasicAuth:
+    def __init__(self, users: Mapping[str, str], cache_seconds: float = CACHE_SECONDS,
+                 clock=time.monotonic):
+        self._users = validate_users(users)
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[bytes, float]] = {}   # user -> (sha256(password), expiry)
+
+    def check(self, authorization: str | None) -> bool:
+        """True when the `Authorization` header carries a configured user's password."""
+        credentials = _parse(authorization)
+        if credentials is None:
+            return False
+        user, password = credentials
+        hashed = self._users.get(user)
+        if hashed is None:
+            bcrypt.checkpw(password[:72], _DUMMY_BCRYPT)
+            return False
+        if hashed.startswith("sha256:"):
+            digest = hashlib.sha256(password).hexdigest()
+            return hmac.compare_digest(digest, hashed[7:].lower())
+        return self._check_bcrypt(user, password, hashed)
+
+    def _check_bcrypt(self, user: str, password: bytes, hashed: str) -> bool:
+        fingerprint = hashlib.sha256(password).digest()
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(user)
+        if cached and cached[1] > now and hmac.compare_digest(cached[0], fingerprint):
+            return True
+        # bcrypt only ever used the first 72 bytes (htpasswd and older libraries truncate
+        # silently); bcrypt>=5 raises instead, so truncate the same way.
+        if not bcrypt.checkpw(password[:72], hashed.encode()):
+            return False
+        with self._lock:
+            self._cache[user] = (fingerprint, now + self._cache_seconds)
+        return True
+
+
+def _parse(authorization: str | None) -> tuple[str, bytes] | None:
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return None
+    return user.decode("utf-8", errors="replace"), password

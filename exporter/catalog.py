@@ -1,0 +1,304 @@
+"""The metric catalog: every family scribewatch exposes, declared once.
+
+The reporter creates its client objects from here (`create_metrics`), the custom collectors take
+their names, help and labels from here (`family(name).new()`), `docs/metrics.md` is generated from
+here (`python -m exporter.docs`) and the tests hold the registry to it. Names are fixed by
+docs/architecture.md: dashboards and alerts depend on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from pipeline.errors import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+
+# Where a family comes from (and the section it is documented in).
+PIPELINE = "pipeline"   # client objects updated by PrometheusReporter
+STATE = "state"         # StateCollector, from StatusSource.snapshot() at scrape time
+GPU = "gpu"             # GpuCollector, from NVML at scrape time
+HOST = "host"           # HostCollector, from psutil at scrape time
+PROCESS = "process"     # client_python's ProcessCollector (names are the library's)
+
+ROLES = ("watch", "output", "store")
+GPU_LABELS = ("gpu", "uuid", "name")
+
+# NVML clock event ("throttle") reason bits (nvmlClocksEventReason*). A fixed, bounded set:
+# one series per bit, so a new reason in a future driver never adds an unknown label value.
+THROTTLE_REASONS: dict[str, int] = {
+    "gpu_idle": 0x1,
+    "applications_clocks_setting": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+    "display_clock_setting": 0x100,
+}
+
+# Buckets, chosen for this workload (upper bounds, seconds unless noted):
+# * stages run from a few milliseconds (probing a file's header, writing an .srt) to an hour
+#   (transcribing a feature film on a CPU), so the ladder starts at 5 ms and is roughly
+#   1-2.5-5 per decade up to 1 h: enough resolution at both ends for p50/p95/p99.
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+                 600, 1200, 1800, 3600)
+# * a whole job (detected → written) and the wait in the queue go from sub-second (a short clip
+#   on an idle GPU) to hours (a film on a CPU behind a backlog of films); 8 h is the top bound.
+LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
+# * the real-time factor (processing seconds per audio second) is ~0.01-0.05 for large models on
+#   a GPU, ~0.05-0.3 for small models on a CPU, and above 1 (slower than real time) for large
+#   models on a CPU; 1 is a bucket edge so "faster than real time" is exact.
+RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+
+
+def _one_of(values) -> str:
+    return "|".join(re.escape(v) for v in values)
+
+
+# Every label a family may carry, with the pattern its values must match: the bounded domain
+# that keeps paths, file names and free text out of labels (the tests check scrapes against it).
+LABEL_PATTERNS: dict[str, str] = {
+    "stage": _one_of(STAGES),
+    "outcome": _one_of(OUTCOMES),
+    "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
+    "worker": r"[0-9]{1,3}",
+    "role": _one_of(ROLES),
+    "model": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+    "device": r"[a-z]+(:[0-9]+)?",
+    "compute_type": r"[a-z0-9_]{1,32}",
+    "version": r"[A-Za-z0-9.+_-]{1,40}",
+    "faster_whisper": r"[A-Za-z0-9.+_-]{1,40}",
+    "ctranslate2": r"[A-Za-z0-9.+_-]{1,40}",
+    "python": r"[0-9]+\.[0-9]+\.[0-9]+[a-z0-9]*",
+    "gpu": r"[0-9]{1,2}",
+    "uuid": r"(GPU|MIG)-[0-9a-fA-F-]{8,64}",
+    "name": r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str                      # as exposed in the text format (counters with `_total`)
+    type: str                      # counter | gauge | histogram
+    help: str
+    source: str
+    example: str                   # PromQL an operator would actually write
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+    known: tuple[tuple[str, ...], ...] = ()   # label values pre-initialised to 0
+
+    def new(self):
+        """An empty metric family for a custom collector, with this name, help and labels."""
+        cls = CounterMetricFamily if self.type == "counter" else GaugeMetricFamily
+        return cls(self.name, self.help, labels=self.labels)
+
+
+def _pairs(values):
+    return tuple((v,) for v in values)
+
+
+_RETRY_LABELS = tuple((s, r) for s, r in FAILURE_LABELS if FAILURE_REASONS[r][1])
+_GPU_EXAMPLE_MEM = "scribewatch_gpu_memory_used_bytes / scribewatch_gpu_memory_total_bytes"
+
+FAMILIES: tuple[Family, ...] = (
+    # -- pipeline events ------------------------------------------------------------------
+    Family("scribewatch_stage_duration_seconds", "histogram",
+           "Time one stage of one job took.", PIPELINE,
+           "histogram_quantile(0.95, sum by (le, stage) "
+           "(rate(scribewatch_stage_duration_seconds_bucket[5m])))",
+           labels=("stage",), buckets=STAGE_BUCKETS, known=_pairs(STAGES)),
+    Family("scribewatch_job_duration_seconds", "histogram",
+           "Time from detection of a file to its subtitles written, for succeeded jobs.",
+           PIPELINE,
+           "histogram_quantile(0.5, sum by (le) "
+           "(rate(scribewatch_job_duration_seconds_bucket[30m])))",
+           buckets=LONG_BUCKETS),
+    Family("scribewatch_queue_wait_seconds", "histogram",
+           "Time a job waited between detection and a worker picking it up.", PIPELINE,
+           "histogram_quantile(0.95, sum by (le) "
+           "(rate(scribewatch_queue_wait_seconds_bucket[30m])))",
+           buckets=LONG_BUCKETS),
+    Family("scribewatch_realtime_factor", "histogram",
+           "Processing seconds per audio second of succeeded jobs (below 1 is faster than "
+           "real time).", PIPELINE,
+           "histogram_quantile(0.5, sum by (le) (rate(scribewatch_realtime_factor_bucket[1h])))",
+           buckets=RTF_BUCKETS),
+    Family("scribewatch_jobs_total", "counter",
+           "Jobs finished, by outcome.", PIPELINE,
+           "sum by (outcome) (rate(scribewatch_jobs_total[5m]))",
+           labels=("outcome",), known=_pairs(OUTCOMES)),
+    Family("scribewatch_job_failures_total", "counter",
+           "Failed jobs, by the stage that failed and the reason code.", PIPELINE,
+           "sum by (stage, reason) (increase(scribewatch_job_failures_total[1h])) > 0",
+           labels=("stage", "reason"), known=FAILURE_LABELS),
+    Family("scribewatch_job_retries_total", "counter",
+           "Transient failures that sent a job back to the queue for another attempt.", PIPELINE,
+           "sum by (reason) (increase(scribewatch_job_retries_total[1h]))",
+           labels=("stage", "reason"), known=_RETRY_LABELS),
+    Family("scribewatch_files_skipped_total", "counter",
+           "Files that needed no subtitle from us, by reason.", PIPELINE,
+           "sum by (reason) (increase(scribewatch_files_skipped_total[1d]))",
+           labels=("reason",), known=_pairs(SKIP_REASONS)),
+    Family("scribewatch_audio_seconds_total", "counter",
+           "Seconds of audio transcribed by succeeded jobs.", PIPELINE,
+           "rate(scribewatch_audio_seconds_total[5m])"),
+    Family("scribewatch_model_load_failures_total", "counter",
+           "Attempts to load the Whisper model that failed.", PIPELINE,
+           "increase(scribewatch_model_load_failures_total[15m]) > 0"),
+    Family("scribewatch_suspect_transcripts_total", "counter",
+           "Transcripts the hallucination guard flagged (each is re-run once with safer "
+           "settings).", PIPELINE,
+           "increase(scribewatch_suspect_transcripts_total[1d])"),
+    Family("scribewatch_model_load_seconds", "gauge",
+           "How long the last successful model load took.", PIPELINE,
+           "max_over_time(scribewatch_model_load_seconds[1d])"),
+    Family("scribewatch_model_info", "gauge",
+           "The model last loaded, its device and compute type (value 1).", PIPELINE,
+           "count by (model, device, compute_type) (scribewatch_model_info)",
+           labels=("model", "device", "compute_type")),
+    # -- daemon state, read at scrape time ------------------------------------------------
+    Family("scribewatch_queue_jobs", "gauge",
+           "Jobs waiting in the queue.", STATE,
+           "max_over_time(scribewatch_queue_jobs[1h])"),
+    Family("scribewatch_jobs_running", "gauge",
+           "Jobs being processed now.", STATE,
+           "scribewatch_jobs_running"),
+    Family("scribewatch_oldest_running_job_age_seconds", "gauge",
+           "Age of the longest-running job in hand (0 when idle): the stuck-job signal.", STATE,
+           "scribewatch_oldest_running_job_age_seconds > 3 * 3600"),
+    Family("scribewatch_job_progress_ratio", "gauge",
+           "Progress (transcribed audio / total audio) of each worker's job (0 when idle).",
+           STATE,
+           "max by (instance) (scribewatch_job_progress_ratio)",
+           labels=("worker",)),
+    Family("scribewatch_last_success_timestamp_seconds", "gauge",
+           "Unix time the last job succeeded (0 if none ever did).", STATE,
+           "time() - (scribewatch_last_success_timestamp_seconds > 0)"),
+    Family("scribewatch_model_loaded", "gauge",
+           "1 while the Whisper model is in memory (0 before the first load and after an "
+           "idle unload).", STATE,
+           "scribewatch_model_loaded"),
+    Family("scribewatch_watcher_up", "gauge",
+           "1 while the folder watcher runs and every watch folder is reachable.", STATE,
+           "scribewatch_watcher_up == 0"),
+    Family("scribewatch_watch_dirs_unavailable", "gauge",
+           "Watch folders missing or unreadable now (a dropped mount).", STATE,
+           "scribewatch_watch_dirs_unavailable > 0"),
+    Family("scribewatch_ready", "gauge",
+           "1 when the daemon can take work (model usable, watcher up, job store writable); "
+           "/readyz says why not.", STATE,
+           "avg_over_time(scribewatch_ready[10m]) < 0.5"),
+    Family("scribewatch_start_time_seconds", "gauge",
+           "Unix time the daemon started.", STATE,
+           "changes(scribewatch_start_time_seconds[1d])"),
+    Family("scribewatch_build_info", "gauge",
+           "Versions of scribewatch, faster-whisper, CTranslate2 and Python (value 1).", STATE,
+           "count by (version) (scribewatch_build_info)",
+           labels=("version", "faster_whisper", "ctranslate2", "python")),
+    # -- GPU (NVML), read at scrape time; absent without NVML ------------------------------
+    Family("scribewatch_gpu_utilization_ratio", "gauge",
+           "Fraction of the last sample period the GPU was busy (all processes).", GPU,
+           "avg_over_time(scribewatch_gpu_utilization_ratio[5m])", labels=GPU_LABELS),
+    Family("scribewatch_gpu_memory_used_bytes", "gauge",
+           "GPU memory in use (all processes).", GPU, _GPU_EXAMPLE_MEM, labels=GPU_LABELS),
+    Family("scribewatch_gpu_memory_total_bytes", "gauge",
+           "GPU memory installed.", GPU, _GPU_EXAMPLE_MEM, labels=GPU_LABELS),
+    Family("scribewatch_gpu_process_memory_bytes", "gauge",
+           "GPU memory used by this scribewatch process (0 when it holds none; NVML reports "
+           "host PIDs, so 0 inside a container without the host PID namespace).", GPU,
+           "scribewatch_gpu_process_memory_bytes / scribewatch_gpu_memory_total_bytes",
+           labels=GPU_LABELS),
+    Family("scribewatch_gpu_temperature_celsius", "gauge",
+           "GPU core temperature.", GPU,
+           "max_over_time(scribewatch_gpu_temperature_celsius[10m]) > 85", labels=GPU_LABELS),
+    Family("scribewatch_gpu_power_watts", "gauge",
+           "GPU board power draw.", GPU,
+           "avg_over_time(scribewatch_gpu_power_watts[5m])", labels=GPU_LABELS),
+    Family("scribewatch_gpu_sm_clock_hertz", "gauge",
+           "GPU streaming-multiprocessor clock.", GPU,
+           "scribewatch_gpu_sm_clock_hertz / 1e9", labels=GPU_LABELS),
+    Family("scribewatch_gpu_throttle_reason_active", "gauge",
+           "1 while NVML reports this reason for holding the GPU clocks down.", GPU,
+           'max_over_time(scribewatch_gpu_throttle_reason_active{reason=~".*thermal.*"}[10m]) == 1',
+           labels=(*GPU_LABELS, "reason")),
+    Family("scribewatch_nvml_up", "gauge",
+           "1 when NVML answered this scrape with at least one GPU; 0 means the GPU families "
+           "are absent (no library, no driver, no GPU, or an NVML error).", GPU,
+           "scribewatch_nvml_up == 0"),
+    # -- host, read at scrape time --------------------------------------------------------
+    Family("scribewatch_host_cpu_usage_ratio", "gauge",
+           "Host CPU busy fraction (all cores) since the previous scrape.", HOST,
+           "avg_over_time(scribewatch_host_cpu_usage_ratio[5m])"),
+    Family("scribewatch_host_memory_used_bytes", "gauge",
+           "Host memory in use.", HOST,
+           "scribewatch_host_memory_used_bytes / scribewatch_host_memory_total_bytes"),
+    Family("scribewatch_host_memory_available_bytes", "gauge",
+           "Host memory available to new work without swapping.", HOST,
+           "scribewatch_host_memory_available_bytes / scribewatch_host_memory_total_bytes < 0.1"),
+    Family("scribewatch_host_memory_total_bytes", "gauge",
+           "Host memory installed.", HOST,
+           "scribewatch_host_memory_total_bytes"),
+    Family("scribewatch_filesystem_free_bytes", "gauge",
+           "Free space for unprivileged users on the filesystem of a folder role (for several "
+           "folders of one role, the one with the least free space).", HOST,
+           'predict_linear(scribewatch_filesystem_free_bytes{role="output"}[6h], 86400) < 0',
+           labels=("role",)),
+    Family("scribewatch_filesystem_size_bytes", "gauge",
+           "Size of the filesystem reported in scribewatch_filesystem_free_bytes.", HOST,
+           "scribewatch_filesystem_free_bytes / scribewatch_filesystem_size_bytes < 0.05",
+           labels=("role",)),
+    # -- this process (client_python's ProcessCollector) ----------------------------------
+    Family("process_cpu_seconds_total", "counter",
+           "Total user and system CPU time spent in seconds.", PROCESS,
+           'rate(process_cpu_seconds_total{job="scribewatch"}[5m])'),
+    Family("process_resident_memory_bytes", "gauge",
+           "Resident memory size in bytes.", PROCESS,
+           'max_over_time(process_resident_memory_bytes{job="scribewatch"}[1h])'),
+    Family("process_virtual_memory_bytes", "gauge",
+           "Virtual memory size in bytes.", PROCESS,
+           'process_virtual_memory_bytes{job="scribewatch"}'),
+    Family("process_start_time_seconds", "gauge",
+           "Start time of the process since unix epoch in seconds.", PROCESS,
+           'time() - process_start_time_seconds{job="scribewatch"}'),
+    Family("process_open_fds", "gauge",
+           "Number of open file descriptors.", PROCESS,
+           'process_open_fds{job="scribewatch"} / process_max_fds{job="scribewatch"}'),
+    Family("process_max_fds", "gauge",
+           "Maximum number of open file descriptors.", PROCESS,
+           'process_max_fds{job="scribewatch"}'),
+)
+
+BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+
+
+def family(name: str) -> Family:
+    return BY_NAME[name]
+
+
+def create_metrics(registry: CollectorRegistry) -> dict:
+    """Create the pipeline families' client objects on `registry`, known label values at 0.
+
+    Returns {name: metric}. Also turns off client_python's `_created` series (a process-wide
+    switch): in the text format Prometheus stores each as one more gauge series per counter and
+    histogram child, which nothing here uses.
+    """
+    prometheus_client.disable_created_metrics()
+    metrics = {}
+    for f in FAMILIES:
+        if f.source != PIPELINE:
+            continue
+        if f.type == "counter":
+            metric = Counter(f.name, f.help, f.labels, registry=registry)
+        elif f.type == "histogram":
+            metric = Histogram(f.name, f.help, f.labels, registry=registry, buckets=f.buckets)
+        else:
+            metric = Gauge(f.name, f.help, f.labels, registry=registry)
+        for values in f.known:
+            metric.labels(*values)
+        metrics[f.name] = metric
+    return metrics

@@ -1,0 +1,176 @@
+"""Pipeline metrics: `PrometheusReporter` (events pushed by the pipeline) and `StateCollector`
+(the daemon's state, pulled from its `StatusSource` at scrape time so gauges are never stale).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import time
+
+from prometheus_client import CollectorRegistry
+
+from pipeline.errors import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+from pipeline.events import StatusSource
+
+from . import catalog
+
+
+class PrometheusReporter:
+    """`pipeline.events.Reporter` backed by the catalog's client objects.
+
+    Every child is resolved once here, so reporting is a dict lookup plus the client's own
+    update (a stage observation costs ~1-2 µs). Label values outside the codes of
+    `pipeline.errors` are a programming error and raise ValueError before anything is counted:
+    a free-text label would be a new series per message.
+    """
+
+    def __init__(self, registry: CollectorRegistry):
+        m = catalog.create_metrics(registry)
+        self._stage = {s: m["scribewatch_stage_duration_seconds"].labels(s) for s in STAGES}
+        self._job_duration = m["scribewatch_job_duration_seconds"]
+        self._queue_wait = m["scribewatch_queue_wait_seconds"]
+        self._rtf = m["scribewatch_realtime_factor"]
+        self._jobs = {o: m["scribewatch_jobs_total"].labels(o) for o in OUTCOMES}
+        self._failures_metric = m["scribewatch_job_failures_total"]
+        self._failures = {k: self._failures_metric.labels(*k)
+                          for k in catalog.family("scribewatch_job_failures_total").known}
+        self._retries_metric = m["scribewatch_job_retries_total"]
+        self._retries = {k: self._retries_metric.labels(*k)
+                         for k in catalog.family("scribewatch_job_retries_total").known}
+        self._skipped = {r: m["scribewatch_files_skipped_total"].labels(r) for r in SKIP_REASONS}
+        self._audio = m["scribewatch_audio_seconds_total"]
+        self._load_failures = m["scribewatch_model_load_failures_total"]
+        self._suspects = m["scribewatch_suspect_transcripts_total"]
+        self._load_seconds = m["scribewatch_model_load_seconds"]
+        self._model_info = m["scribewatch_model_info"]
+        self._model_labels: tuple[str, str, str] | None = None
+
+    # -- Reporter -------------------------------------------------------------------------
+    def stage_observed(self, stage: str, seconds: float) -> None:
+        try:
+            child = self._stage[stage]
+        except KeyError:
+            raise ValueError(f"unknown stage {stage!r}") from None
+        child.observe(seconds)
+
+    def job_started(self, queue_wait_seconds: float) -> None:
+        # Clock steps can make detected > started; a negative wait would only corrupt _sum.
+        self._queue_wait.observe(max(0.0, queue_wait_seconds))
+
+    def job_finished(self, outcome: str, *, reason: str | None = None, stage: str | None = None,
+                     job_seconds: float | None = None, audio_seconds: float = 0.0,
+                     processing_seconds: float | None = None) -> None:
+        if outcome == "failed":
+            failure = self._child(self._failures, self._failures_metric, stage, reason)
+            failure.inc()
+        elif outcome == "skipped":
+            if reason not in self._skipped:
+                raise ValueError(f"unknown skip reason {reason!r}")
+            self._skipped[reason].inc()
+        elif outcome != "succeeded":
+            raise ValueError(f"unknown outcome {outcome!r}")
+        self._jobs[outcome].inc()
+        if outcome != "succeeded":
+            return
+        # Duration, audio and speed describe transcriptions: a skip takes milliseconds and a
+        # failure's timing says nothing about throughput, so they would only blur these.
+        if job_seconds is not None:
+            self._job_duration.observe(job_seconds)
+        if audio_seconds > 0:
+            self._audio.inc(audio_seconds)
+            if processing_seconds is not None and processing_seconds > 0:
+                self._rtf.observe(processing_seconds / audio_seconds)
+
+    def job_retried(self, stage: str, reason: str) -> None:
+        self._child(self._retries, self._retries_metric, stage, reason).inc()
+
+    def model_loaded(self, name: str, device: str, compute_type: str, seconds: float) -> None:
+        # The contract says a short name, never a path; the base name keeps a folder's path out
+        # of the label even if a caller passes one.
+        labels = (os.path.basename(name.rstrip("/\\")) or name, device, compute_type)
+        self._model_info.labels(*labels).set(1)
+        if self._model_labels not in (None, labels):
+            # Set the new series before removing the old one: a scrape never sees none.
+            self._model_info.remove(*self._model_labels)
+        self._model_labels = labels
+        self._load_seconds.set(seconds)
+
+    def model_unloaded(self) -> None:
+        # Nothing to record: scribewatch_model_loaded is read from the snapshot at scrape time,
+        # and model_info keeps describing the model the daemon reloads on the next job.
+        pass
+
+    def model_load_failed(self) -> None:
+        self._load_failures.inc()
+
+    def suspect_transcript(self) -> None:
+        self._suspects.inc()
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _child(children: dict, metric, stage: str | None, reason: str | None):
+        """The (stage, reason) child; any stage with any known reason code is allowed."""
+        if reason not in FAILURE_REASONS:
+            raise ValueError(f"unknown failure reason {reason!r}")
+        stage = stage or FAILURE_REASONS[reason][0]
+        key = (stage, reason)
+        child = children.get(key)
+        if child is None:
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}")
+            # A pair errors.FAILURE_LABELS does not list: still a bounded set (stages × codes).
+            child = children[key] = metric.labels(stage, reason)
+        return child
+
+
+def _dist_version(name: str) -> str:
+    # Read from the installed distribution's metadata: the exporter never imports faster-whisper.
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+class StateCollector:
+    """Gauges of the daemon's current state, from one `snapshot()` per scrape."""
+
+    _NAMES = (
+        "scribewatch_queue_jobs", "scribewatch_jobs_running",
+        "scribewatch_oldest_running_job_age_seconds", "scribewatch_job_progress_ratio",
+        "scribewatch_last_success_timestamp_seconds", "scribewatch_model_loaded",
+        "scribewatch_watcher_up", "scribewatch_watch_dirs_unavailable", "scribewatch_ready",
+        "scribewatch_start_time_seconds", "scribewatch_build_info",
+    )
+
+    def __init__(self, status_source: StatusSource):
+        self._source = status_source
+        self._library_versions = (_dist_version("faster-whisper"), _dist_version("ctranslate2"),
+                                  platform.python_version())
+
+    def describe(self):
+        # Lets the registry check names without calling snapshot() at registration time.
+        return [catalog.family(n).new() for n in self._NAMES]
+
+    def collect(self):
+        snap = self._source.snapshot()
+        now = time.time()
+        f = {n: catalog.family(n).new() for n in self._NAMES}
+        f["scribewatch_queue_jobs"].add_metric([], snap.queue_jobs)
+        f["scribewatch_jobs_running"].add_metric([], len(snap.running))
+        oldest = min((j.started_at for j in snap.running), default=now)
+        f["scribewatch_oldest_running_job_age_seconds"].add_metric([], max(0.0, now - oldest))
+        # One series per worker, 0 when idle, so the series exist before the first job.
+        progress = {str(w): 0.0 for w in range(snap.workers)}
+        progress.update({j.worker: min(1.0, max(0.0, j.progress)) for j in snap.running})
+        for worker, ratio in sorted(progress.items(), key=lambda kv: (len(kv[0]), kv[0])):
+            f["scribewatch_job_progress_ratio"].add_metric([worker], ratio)
+        f["scribewatch_last_success_timestamp_seconds"].add_metric([], snap.last_success_at or 0)
+        f["scribewatch_model_loaded"].add_metric([], int(snap.model_loaded))
+        f["scribewatch_watcher_up"].add_metric([], int(snap.watcher_up))
+        f["scribewatch_watch_dirs_unavailable"].add_metric([], snap.watch_dirs_unavailable)
+        f["scribewatch_ready"].add_metric([], int(snap.ready))
+        f["scribewatch_start_time_seconds"].add_metric([], snap.started_at)
+        f["scribewatch_build_info"].add_metric([snap.version, *self._library_versions], 1)
+        return list(f.values())
