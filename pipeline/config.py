@@ -337,13 +337,27 @@ def flags_from_args(args) -> dict:
     return flags
 
 
+def _yaml_value(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
+
+
 def reference_markdown() -> str:
     """The README's config reference table, generated so it cannot drift."""
     rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
     for s in SCHEMA:
-        default = s.default
-        if isinstance(default, list):
-            default = ", ".join(default) if len(default) < 8 else "(media extensions, see below)"
+        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default)
         choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
         rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.help}{choices} |")
     return "\n".join(rows) + "\n"
+
+
+def example_yaml() -> str:
+    """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
+    lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
+             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file > defaults.",
+             "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
+    for s in SCHEMA:
+        lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
+        lines.append(f"{s.key}: {_yaml_value(s.default)}")
+        lines.append("")
+    return "\n".join(lines)
