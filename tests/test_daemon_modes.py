@@ -1,0 +1,63 @@
+"""Daemon modes beyond the defaults: polling, an output folder, idle unload, a broken model."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def gauge(daemon, name: str) -> float:
+    for line in daemon.metrics().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")
+
+
+def test_polling_and_output_dir_mirror_the_tree(daemon_factory, media, tmp_path):
+    out = tmp_path / "subs"
+    out.mkdir()
+    d = daemon_factory({"polling": True, "poll_interval_seconds": 0.5,
+                        "output_mode": "output_dir", "output_dir": str(out)}).start()
+    (d.watch / "Show" / "S01").mkdir(parents=True)
+    shutil.copy(media / "jfk.flac", d.watch / "Show" / "S01" / "E01.flac")
+    (job,) = d.wait_jobs(1)
+    assert job["status"] == "succeeded"
+    assert (out / "Show" / "S01" / "E01.en.srt").exists()
+    assert not (d.watch / "Show" / "S01" / "E01.en.srt").exists()
+
+
+def test_idle_model_is_unloaded_and_reloaded_on_demand(daemon_factory, media):
+    d = daemon_factory({"model_idle_unload_minutes": 0.02}).start()   # 1.2 s
+    wait_for(lambda: gauge(d, "scribewatch_model_loaded") == 0, 20, 0.2, "idle unload")
+    assert d.get("/readyz")[0] == 200          # unloaded for idleness is still ready
+    shutil.copy(media / "jfk.flac", d.watch / "a.flac")
+    (job,) = d.wait_jobs(1)
+    assert job["status"] == "succeeded"
+    assert "unloaded after" in d.log() and d.log().count("loaded on cpu/int8") >= 2
+
+
+def test_a_model_that_cannot_load_keeps_jobs_queued_and_says_why(daemon_factory, media, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model.bin").write_bytes(b"not a model")
+    d = daemon_factory({"model": str(broken)}).start(wait_ready=False)
+    def alive():
+        try:
+            return d.get("/healthz")[0] == 200
+        except OSError:
+            return False
+    wait_for(alive, 30, 0.2, "healthz")
+    wait_for(lambda: gauge(d, "scribewatch_model_load_failures_total") >= 1, 30, 0.2, "load failure")
+    status, body = d.get("/readyz")
+    assert status == 503 and "model" in json.loads(body)["reasons"][0]
+    shutil.copy(media / "jfk.flac", d.watch / "a.flac")
+    wait_for(lambda: [j for j in d.jobs() if j["status"] == "queued"], 20, 0.2, "queued job")
+    time.sleep(2)
+    assert [j["status"] for j in d.jobs()] == ["queued"]   # not failed: it is not the file's fault
+    assert gauge(d, "scribewatch_ready") == 0 and gauge(d, "scribewatch_queue_jobs") == 1
