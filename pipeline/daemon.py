@@ -92,7 +92,16 @@ class Daemon:
     # -- intake ----------------------------------------------------------------------------
     def _is_known(self, path: str, st: os.stat_result) -> bool:
         latest = self.store.latest_for_path(path)
-        return bool(latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns)
+        if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
+            return False
+        if latest["status"] == "failed" and latest["reason"] == "unreadable":
+            # A chmod does not change the mtime: retry once the file can be read.
+            try:
+                with open(path, "rb"):
+                    return False
+            except OSError:
+                return True
+        return True
 
     def take(self, path: str, root: str) -> None:
         """A finished file: queue it, skip it with a reason, or recognise it as already done."""
