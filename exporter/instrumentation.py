@@ -21,7 +21,7 @@ class PrometheusReporter:
     """`pipeline.events.Reporter` backed by the catalog's client objects.
 
     Every child is resolved once here, so reporting is a dict lookup plus the client's own
-    update (a stage observation costs ~1-2 µs). Label values outside the codes of
+    update (a stage observation costs about a microsecond). Label values outside the codes of
     `pipeline.errors` are a programming error and raise ValueError before anything is counted:
     a free-text label would be a new series per message.
     """
@@ -63,8 +63,7 @@ class PrometheusReporter:
                      job_seconds: float | None = None, audio_seconds: float = 0.0,
                      processing_seconds: float | None = None) -> None:
         if outcome == "failed":
-            failure = self._child(self._failures, self._failures_metric, stage, reason)
-            failure.inc()
+            self._child(self._failures, self._failures_metric, stage, reason).inc()
         elif outcome == "skipped":
             if reason not in self._skipped:
                 raise ValueError(f"unknown skip reason {reason!r}")

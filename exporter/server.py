@@ -131,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "scribewatch"
     sys_version = ""
     timeout = REQUEST_TIMEOUT
+    _send_body = True         # False while answering HEAD
 
     # Routes: path -> (method name, needs auth).
     ROUTES = {
@@ -206,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if getattr(self, "_send_body", True):
+        if self._send_body:
             self.wfile.write(body)
 
     def log_message(self, format, *args):
