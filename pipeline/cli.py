@@ -230,23 +230,20 @@ def cmd_check(args) -> int:
 
 # -- status ------------------------------------------------------------------------------------
 def cmd_status(args) -> int:
-    from exporter.status_cli import fetch_status, format_status
+    from exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
 
     url = args.url
     if url is None:
         cfg = _load(args)
-        host, _, port = cfg.listen.rpartition(":")
-        host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
-        scheme = "https" if cfg.tls_cert_file else "http"
-        url = f"{scheme}://{host}:{port}"
+        url = url_for_listen(cfg.listen, tls=bool(cfg.tls_cert_file))
     password = None
     if args.password_file:
         password = Path(args.password_file).read_text().strip()
     try:
         status = fetch_status(url, user=args.user, password=password, cafile=args.cafile,
                               insecure=args.insecure)
-    except Exception as e:
-        print(f"cannot reach scribewatch at {url}: {e}", file=sys.stderr)
+    except StatusError as e:
+        print(f"scribewatch status: {e}", file=sys.stderr)
         return EXIT_FAILURE
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return EXIT_OK

@@ -40,6 +40,18 @@ class _Running:
     progress: float = 0.0
     audio_seconds: float | None = None
     cancel: bool = False
+    # Whoever settles the job first (the worker finishing it, or shutdown giving up on it and
+    # re-queueing it) writes its final state; the other one then leaves it alone.
+    settled: bool = False
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def settle(self, action) -> bool:
+        with self.lock:
+            if self.settled:
+                return False
+            self.settled = True
+            action()
+            return True
 
 
 class Daemon:
@@ -191,8 +203,9 @@ class Daemon:
                 time.sleep(0.1)
         for r in list(self._running.values()):
             # Still inside a long native call: put it back ourselves; the process exits next.
-            self.store.requeue(r.job_id, refund_attempt=True)
-            log.warning("job %d did not finish within the grace period: queued again", r.job_id)
+            if r.settle(lambda: self.store.requeue(r.job_id, refund_attempt=True)):
+                log.warning("job %d did not finish within the grace period: queued again",
+                            r.job_id)
         log.info("stopped")
 
     # -- workers ---------------------------------------------------------------------------
@@ -228,6 +241,8 @@ class Daemon:
         current = {"stage": "probe"}
 
         def timed(stage: str, fn, *args, **kwargs):
+            if running.settled:
+                raise stages.Cancelled()   # shutdown already gave up on this job
             current["stage"] = stage
             self.store.set_stage(job["id"], stage, stage_seconds)
             t0 = time.perf_counter()
@@ -238,24 +253,28 @@ class Daemon:
                 stage_seconds[stage] = stage_seconds.get(stage, 0.0) + dt
                 self.reporter.stage_observed(stage, dt)
 
-        sampler = ResourceSampler(self.gpu_probe)
+        # GPU figures belong in the summary only when this job uses the GPU: on a CPU job they
+        # would show someone else's load (a Plex transcode).
+        sampler = ResourceSampler(self.gpu_probe if self.model.device == "cuda" else None)
         try:
             with sampler:
                 self._stages(job, path, root, running, timed, stage_seconds)
         except stages.Cancelled:
-            self.store.requeue(job["id"], refund_attempt=True)
-            log.warning("job %d (%s) interrupted by shutdown: queued again", job["id"], path)
+            if running.settle(lambda: self.store.requeue(job["id"], refund_attempt=True)):
+                log.warning("job %d (%s) interrupted by shutdown: queued again", job["id"], path)
         except SkipJob as s:
-            self.store.finish(job["id"], "skipped", reason=s.reason, message=s.message,
-                              stage_seconds=stage_seconds, **sampler.summary())
-            log.info("skipped %s: %s [%s]", path, s.message, s.reason)
-            self.reporter.job_finished("skipped", reason=s.reason, audio_seconds=0.0)
+            def skipped():
+                self.store.finish(job["id"], "skipped", reason=s.reason, message=s.message,
+                                  stage_seconds=stage_seconds, **sampler.summary())
+                log.info("skipped %s: %s [%s]", path, s.message, s.reason)
+                self.reporter.job_finished("skipped", reason=s.reason, audio_seconds=0.0)
+            running.settle(skipped)
         except StageError as e:
-            self._failed(job, e, stage_seconds, sampler.summary())
+            running.settle(lambda: self._failed(job, e, stage_seconds, sampler.summary()))
         except Exception as e:   # a bug or something unforeseen: recorded, counted, the daemon goes on
             log.exception("job %d (%s): unexpected error in %s", job["id"], path, current["stage"])
             err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", current["stage"])
-            self._failed(job, err, stage_seconds, sampler.summary())
+            running.settle(lambda: self._failed(job, err, stage_seconds, sampler.summary()))
         else:
             self.store.update(job["id"], **sampler.summary())
         finally:
@@ -293,10 +312,15 @@ class Daemon:
         outputs = timed("write", stages.write, transcript, targets)
         finished = time.time()
         processing = finished - job["started_at"]
-        self.store.finish(job["id"], "succeeded", outputs=outputs, stage_seconds=stage_seconds,
-                          audio_seconds=transcript.duration)
-        self.reporter.job_finished("succeeded", job_seconds=finished - job["detected_at"],
-                                   audio_seconds=transcript.duration, processing_seconds=processing)
+
+        def succeeded():
+            self.store.finish(job["id"], "succeeded", outputs=outputs, stage_seconds=stage_seconds,
+                              audio_seconds=transcript.duration)
+            self.reporter.job_finished("succeeded", job_seconds=finished - job["detected_at"],
+                                       audio_seconds=transcript.duration,
+                                       processing_seconds=processing)
+        if not running.settle(succeeded):
+            return   # shutdown re-queued it meanwhile: the next start writes it again, atomically
         log.info("done %s: %.1fs of %s audio in %.1fs (%s)", path, transcript.duration,
                  transcript.language, processing, ", ".join(Path(o).name for o in outputs))
 

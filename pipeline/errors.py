@@ -37,12 +37,13 @@ SKIP_REASONS = (
 )
 
 # Every (stage, reason) pair a failure can be reported with: the exporter pre-initialises them.
-# `vanished`, `unreadable` and `internal_error` can happen in any stage that touches the file.
+# `vanished` and `unreadable` can happen in every stage that touches the source file;
+# `internal_error` and `crashed_repeatedly` in any stage.
 FAILURE_LABELS: tuple[tuple[str, str], ...] = tuple(
     sorted(
         {(stage, reason) for reason, (stage, _) in FAILURE_REASONS.items()}
-        | {(s, r) for s in ("decode",) for r in ("vanished", "unreadable")}
-        | {(s, "internal_error") for s in STAGES}
+        | {("decode", "vanished"), ("decode", "unreadable"), ("write", "vanished")}
+        | {(s, r) for s in STAGES for r in ("internal_error", "crashed_repeatedly")}
     )
 )
 

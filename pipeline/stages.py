@@ -148,9 +148,11 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
     kwargs = dict(language=opts.language, beam_size=opts.beam_size, word_timestamps=True,
                   vad_filter=opts.vad, condition_on_previous_text=False)
     if safer:
-        # Whisper's own escape hatches: no loops on repeated n-grams, skip hallucinated silences.
-        kwargs.update(no_repeat_ngram_size=3, repetition_penalty=1.1,
-                      compression_ratio_threshold=2.0, hallucination_silence_threshold=2.0)
+        # Whisper's own escape hatches against loops and text invented in silences.
+        # Not no_repeat_ngram_size: real speech repeats phrases ("what your country can do
+        # for you, ask what you can do for your country") and it garbles them.
+        kwargs.update(repetition_penalty=1.1, compression_ratio_threshold=2.0,
+                      hallucination_silence_threshold=2.0)
     use_batched = (batched_pipeline is not None and opts.batch_size > 0
                    and duration >= opts.batch_min_audio_seconds and not safer)
     try:
@@ -162,9 +164,12 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
         for seg in segments:   # a generator: the work happens while we iterate
             if should_stop is not None and should_stop():
                 raise Cancelled()
-            words = tuple(Word(w.start, w.end, w.word, w.probability) for w in (seg.words or ()))
-            out.append(Segment(seg.start, seg.end, seg.text, words, seg.avg_logprob,
-                               seg.no_speech_prob, seg.compression_ratio))
+            # Plain floats: numpy scalars leak out of faster-whisper and break json.dumps.
+            words = tuple(Word(float(w.start), float(w.end), w.word, float(w.probability))
+                          for w in (seg.words or ()))
+            out.append(Segment(float(seg.start), float(seg.end), seg.text, words,
+                               float(seg.avg_logprob), float(seg.no_speech_prob),
+                               float(seg.compression_ratio)))
             if on_progress is not None and duration > 0:
                 on_progress(min(1.0, seg.end / duration))
     except (Cancelled, StageError):
@@ -175,7 +180,7 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
         raise StageError("transcribe_error", f"transcription failed: {e}") from None
     if on_progress is not None:
         on_progress(1.0)
-    return Transcript(language=info.language, language_probability=info.language_probability,
+    return Transcript(language=info.language, language_probability=float(info.language_probability),
                       duration=duration, segments=tuple(out), model=model_name)
 
 
@@ -185,11 +190,19 @@ def require_speech(transcript: Transcript, path: Path) -> None:
 
 
 # -- write -------------------------------------------------------------------------------------
+# Scripts without spaces carry far more per character: subtitling guides use ~16 per line.
+_DENSE_SCRIPTS = {"zh", "ja", "ko", "yue"}
+
+
+def line_length(language: str) -> int:
+    return 16 if language in _DENSE_SCRIPTS else 42
+
+
 def write(transcript: Transcript, targets: dict[str, Path]) -> list[str]:
     """Render every format and write each atomically. Returns the written paths."""
     from .subtitles import RENDERERS, build_cues
 
-    cues = build_cues(transcript.words)
+    cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language))
     written = []
     try:
         for fmt, target in targets.items():

@@ -9,7 +9,7 @@ import yaml
 
 from pipeline.subtitles import check_readability, parse_srt
 from pipeline.guards import word_error_rate
-from tests.conftest import JFK_TEXT, REPO
+from conftest import JFK_TEXT, REPO
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import yaml
 
 from pipeline import config
 from pipeline.config import ConfigError
-from tests.conftest import REPO
+from conftest import REPO
 
 
 def write(tmp_path, data) -> str:

@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.guards import word_error_rate
 from pipeline.subtitles import check_readability, parse_srt
-from tests import media as gen
-from tests.conftest import JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
+import media as gen
+from conftest import JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
 
 pytestmark = pytest.mark.slow
 

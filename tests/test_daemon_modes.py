@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from conftest import wait_for
 
 pytestmark = pytest.mark.slow
 

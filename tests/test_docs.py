@@ -2,7 +2,7 @@
 
 from pipeline import config
 from pipeline.errors import FAILURE_REASONS, SKIP_REASONS
-from tests.conftest import REPO
+from conftest import REPO
 
 
 def test_readme_config_reference_is_current():

@@ -31,13 +31,14 @@ NOW = time.time()
 
 
 def snapshot(**changes) -> StatusSnapshot:
+    now = time.time()   # at call time: the suite may reach this test minutes after import
     base = dict(
-        version="0.1.0", started_at=NOW - 7200, model_name="tiny.en", device="cpu",
+        version="0.1.0", started_at=now - 7200, model_name="tiny.en", device="cpu",
         compute_type="int8", model_loaded=True, model_ready=True, model_error=None,
         watcher_up=True, watch_dirs_unavailable=0, store_writable=True, queue_jobs=4,
-        running=(RunningJob(job_id=12, worker="0", started_at=NOW - 90, progress=0.375,
+        running=(RunningJob(job_id=12, worker="0", started_at=now - 90, progress=0.375,
                             audio_seconds=1800.0),),
-        workers=1, counts={"succeeded": 10, "failed": 2}, last_success_at=NOW - 300, dirs={})
+        workers=1, counts={"succeeded": 10, "failed": 2}, last_success_at=now - 300, dirs={})
     return StatusSnapshot(**{**base, **changes})
 
 

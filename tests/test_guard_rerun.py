@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import config, daemon as daemon_mod
 from pipeline.events import NullReporter
-from tests.conftest import wait_for
+from conftest import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
 from pipeline.watcher import FileFilter, Watcher
-from tests.conftest import wait_for
+from conftest import wait_for
 
 
 class Recorder:
