@@ -65,10 +65,12 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 class ModelManager:
     def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
                  compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
+                 workers: int = 1,
                  reporter: Reporter | None = None):
         self.source, self.name = resolve_model(model, models_dir)
         self.device, self.compute_type = resolve_device(device, compute_type)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
+        self.workers = workers
         self.idle_unload_seconds = idle_unload_minutes * 60
         self.reporter = reporter or NullReporter()
         self._lock = threading.RLock()
@@ -99,7 +101,9 @@ class ModelManager:
             try:
                 self._model = WhisperModel(self.source, device=self.device,
                                            compute_type=self.compute_type,
-                                           cpu_threads=self.cpu_threads)
+                                           cpu_threads=self.cpu_threads,
+                                           # one CTranslate2 replica per worker, or they queue
+                                           num_workers=self.workers)
             except Exception as e:
                 self.error = f"{type(e).__name__}: {e}"
                 log.error("model %s failed to load on %s/%s: %s", self.name, self.device,

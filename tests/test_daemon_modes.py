@@ -61,3 +61,15 @@ def test_a_model_that_cannot_load_keeps_jobs_queued_and_says_why(daemon_factory,
     time.sleep(2)
     assert [j["status"] for j in d.jobs()] == ["queued"]   # not failed: it is not the file's fault
     assert gauge(d, "scribewatch_ready") == 0 and gauge(d, "scribewatch_queue_jobs") == 1
+
+
+def test_two_workers_share_the_model(daemon_factory, media):
+    d = daemon_factory({"workers": 2, "cpu_threads": 1}).start()
+    assert 'scribewatch_job_progress_ratio{worker="1"}' in d.metrics()
+    shutil.copy(media / "multilingual.mp3", d.watch / "a.mp3")
+    shutil.copy(media / "multilingual.mp3", d.watch / "b.mp3")
+    wait_for(lambda: len([j for j in d.jobs() if j["status"] == "running"]) == 2, 60, 0.1,
+             "both workers busy at once")
+    jobs = d.wait_jobs(2, timeout=240)
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    assert {j["worker"] for j in jobs} == {"0", "1"}
