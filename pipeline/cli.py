@@ -184,6 +184,17 @@ def cmd_history(args) -> int:
     return EXIT_OK
 
 
+# -- retry -------------------------------------------------------------------------------------
+def cmd_retry(args) -> int:
+    """Failed jobs whose cause is fixed (a full disk, a permission): a running daemon picks them up."""
+    if not args.job and not args.reason and not args.all_failed:
+        raise config_mod.ConfigError("say which failed jobs: --job ID, --reason CODE or --all-failed")
+    store = _store_for(args)
+    ids = store.retry_failed(args.job or None, args.reason)
+    print(f"{len(ids)} failed job(s) queued again" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    return EXIT_OK
+
+
 # -- check -------------------------------------------------------------------------------------
 def cmd_check(args) -> int:
     import yaml
@@ -285,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", type=int, metavar="ID", help="one job, every field")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("retry", help="queue failed jobs again once their cause is fixed")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
+    p.add_argument("--job", type=int, action="append", metavar="ID", help="repeatable")
+    p.add_argument("--reason", metavar="CODE", help="every failed job with this reason code")
+    p.add_argument("--all-failed", action="store_true")
+    p.set_defaults(func=cmd_retry)
 
     p = with_config(sub.add_parser("check", help="validate config, folders, model and GPU"))
     p.set_defaults(func=cmd_check)

@@ -202,6 +202,22 @@ class JobStore:
                 requeued.append(job)
         return requeued, failed
 
+    def retry_failed(self, job_ids: Iterable[int] | None = None, reason: str | None = None) -> list[int]:
+        """Failed jobs back to the queue with fresh attempts, once their cause is fixed."""
+        sql, params = "SELECT id FROM jobs WHERE status = 'failed'", []
+        if job_ids is not None:
+            ids = list(job_ids)
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            params += ids
+        if reason is not None:
+            sql += " AND reason = ?"
+            params.append(reason)
+        ids = [r[0] for r in self._exec(sql, params).fetchall()]
+        for job_id in ids:
+            self._exec("UPDATE jobs SET status = 'queued', attempts = 0, not_before = 0, "
+                       "finished_at = NULL, worker = NULL WHERE id = ?", (job_id,))
+        return ids
+
     def check_writable(self) -> bool:
         try:
             self._exec("INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?)", (str(time.time()),))

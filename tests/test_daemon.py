@@ -211,6 +211,12 @@ def test_unwritable_output_and_full_disk(daemon_factory, media):
                        "b.mp3": ("failed", "disk_full", "write", 2)}
         assert temp_files(d.watch) == []
         assert "retrying" in d.log()
+        # The operator fixes the folder and asks for that job again; the running daemon takes it.
+        os.chmod(ro, 0o755)
+        out = d.cli("retry", "--db", str(d.db), "--reason", "output_not_writable").stdout
+        assert out.startswith("1 failed job(s) queued again")
+        job = wait_status(d, ro / "a.flac", "succeeded", 60)
+        assert job["attempts"] == 1 and (ro / "a.en.srt").exists()
         assert d.stop() == 0
     finally:
         subprocess.run(["umount", str(full)], check=False)
