@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from conftest import free_port, wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -47,21 +48,6 @@ SCRAPE_JOB = "scribewatch"
 _running: "set[_Process]" = set()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, interval: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _binary(*names: str) -> str:
@@ -164,7 +150,7 @@ class _Process:
                 return self._get("/-/ready")[0] == 200
             except OSError:
                 return False
-        _wait(ready, timeout, 0.1, f"{self.name} /-/ready on {self.address}")
+        wait_for(ready, timeout, 0.1, f"{self.name} /-/ready on {self.address}")
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM, then SIGKILL after `timeout` s. Safe to call twice."""
@@ -236,11 +222,11 @@ class Prometheus(_Process):
         def up():
             targets = self.targets()
             return targets if targets and all(t["health"] == "up" for t in targets) else None
-        return _wait(up, timeout, 0.2, "all Prometheus targets up")
+        return wait_for(up, timeout, 0.2, "all Prometheus targets up")
 
     def wait_for(self, expr: str, timeout: float, interval: float = 0.5):
         """Wait until `expr` returns a non-empty result; return it."""
-        return _wait(lambda: self.query(expr), timeout, interval, f"PromQL {expr!r}")
+        return wait_for(lambda: self.query(expr), timeout, interval, f"PromQL {expr!r}")
 
 
 class Alertmanager(_Process):
