@@ -28,18 +28,40 @@ def find_sidecar(source: Path, language: str, folders: list[Path]) -> Path | Non
     codes = codes_for(language)
     stem = source.stem.lower()
     for folder in folders:
-        try:
-            entries = os.listdir(folder)
-        except OSError:
-            continue
-        for name in entries:
-            lower = name.lower()
-            if not lower.startswith(stem + ".") or TMP_MARK in lower:
-                continue
-            parts = lower[len(stem) + 1:].split(".")
-            if len(parts) >= 2 and parts[-1] in SUBTITLE_EXTENSIONS and parts[0] in codes:
+        for code, name in _subtitle_index(folder).get(stem, ()):
+            if code in codes:
                 return folder / name
     return None
+
+
+# folder -> (its mtime, {lower-case stem: [(language code, file name)]}). A startup scan asks
+# about every file of a folder: one listing per folder (until it changes), not one per file.
+_INDEX_CACHE: dict[Path, tuple[int, dict]] = {}
+_INDEX_CACHE_MAX = 1024
+
+
+def _subtitle_index(folder: Path) -> dict:
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+        cached = _INDEX_CACHE.get(folder)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    index: dict[str, list] = {}
+    for name in names:
+        parts = name.lower().split(".")
+        if len(parts) < 3 or parts[-1] not in SUBTITLE_EXTENSIONS or TMP_MARK in name:
+            continue
+        # "movie.en.forced.srt" may belong to "movie" (code en) or "movie.en" (code forced):
+        # record every split; the caller keeps the codes of its language only.
+        for k in range(1, len(parts) - 1):
+            index.setdefault(".".join(parts[:k]), []).append((parts[k], name))
+    if len(_INDEX_CACHE) >= _INDEX_CACHE_MAX:
+        _INDEX_CACHE.clear()
+    _INDEX_CACHE[folder] = (mtime, index)
+    return index
 
 
 def write_atomic(path: Path, text: str) -> None:
