@@ -311,3 +311,18 @@ def test_sigterm_requeues_a_long_job_and_exits_cleanly(daemon_factory, media):
     d.start()
     (job,) = d.wait_jobs(1, timeout=180)
     assert job["status"] == "succeeded" and job["attempts"] == 1
+
+
+def test_file_deleted_during_transcription_fails_as_vanished(daemon_factory, media):
+    d = daemon_factory().start()
+    target = d.watch / "deleted.wav"
+    gen.speech_wav(d.tmp / "speech.wav", [media / "jfk.flac"] * 3)
+    os.rename(d.tmp / "speech.wav", target)
+    wait_for(lambda: any(j["current_stage"] == "transcribe" for j in d.jobs()), 60, 0.05,
+             "transcription under way")
+    target.unlink()      # the user deletes it while it is being transcribed; the folder stays
+    (job,) = d.wait_jobs(1)
+    assert (job["status"], job["reason"], job["error_stage"]) == ("failed", "vanished", "write")
+    assert not (d.watch / "deleted.en.srt").exists() and temp_files(d.watch) == []
+    shutil.copy(media / "jfk.flac", d.watch / "next.flac")     # and the daemon goes on
+    assert wait_status(d, d.watch / "next.flac", "succeeded")["attempts"] == 1
