@@ -91,6 +91,9 @@ def _tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections from a burst of scrapers: the
+    # kernel then retries the SYN after a whole second.
+    request_queue_size = 128
 
     def __init__(self, address, family, tls: ssl.SSLContext | None, app: "MetricsServer"):
         self.address_family = family
@@ -172,11 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, b"internal error\n", "text/plain; charset=utf-8")
 
     def _metrics(self):
-        encoder, content_type = choose_encoder(self.headers.get("Accept"))
-        body = encoder(self.server.app.registry)
+        compress = gzip_accepted(self.headers.get("Accept-Encoding"))
+        body, content_type = self.server.app.exposition(self.headers.get("Accept"), compress)
         headers = {"Vary": "Accept, Accept-Encoding"}
-        if gzip_accepted(self.headers.get("Accept-Encoding")):
-            body = gzip.compress(body, compresslevel=6)
+        if compress:
             headers["Content-Encoding"] = "gzip"
         self._send(200, body, content_type, headers)
 
@@ -215,6 +217,15 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+class _Render:
+    """One render of the registry, shared by the scrapes that wait for it."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.body = b""
+        self.error: BaseException | None = None
+
+
 class MetricsServer:
     """Serves `registry` and `status_source` on `listen`. Configuration errors raise ValueError
     here, at construction; binding happens in start()."""
@@ -231,6 +242,39 @@ class MetricsServer:
         self.auth = BasicAuth(basic_auth_users) if basic_auth_users else None
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._renders: dict[tuple, _Render] = {}
+        self._renders_lock = threading.Lock()
+
+    def exposition(self, accept: str | None, compress: bool) -> tuple[bytes, str]:
+        """The registry rendered for one scrape; scrapes that arrive while a render of the same
+        format is under way share its result instead of rendering again.
+
+        Rendering takes a few milliseconds of Python under the GIL: twenty scrapers at once
+        would otherwise queue twenty renders behind each other.
+        """
+        encoder, content_type = choose_encoder(accept)
+        key = (content_type, compress)
+        with self._renders_lock:
+            render = self._renders.get(key)
+            owner = render is None
+            if owner:
+                render = self._renders[key] = _Render()
+        if owner:
+            try:
+                body = encoder(self.registry)
+                render.body = gzip.compress(body, compresslevel=6) if compress else body
+            except BaseException as e:
+                render.error = e
+                raise
+            finally:
+                with self._renders_lock:
+                    del self._renders[key]
+                render.done.set()
+        else:
+            render.done.wait()
+            if render.error is not None:
+                raise RuntimeError("metrics rendering failed") from render.error
+        return render.body, content_type
 
     def start(self) -> None:
         family = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM,

@@ -29,7 +29,7 @@ log = logging.getLogger("scribewatch")
 
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0
-SNAPSHOT_CACHE_SECONDS = 0.5   # scrapes are frequent and concurrent; the store need not be asked each time
+SNAPSHOT_CACHE_SECONDS = 1.0   # scrapes are frequent and concurrent; the store need not be asked each time
 
 
 @dataclasses.dataclass
