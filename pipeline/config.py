@@ -96,8 +96,9 @@ SCHEMA: tuple[Setting, ...] = (
             check=_language_check),
     Setting("beam_size", "int", 5, "Beam size for decoding.", minimum=1),
     Setting("vad", "bool", True, "Silero VAD filter: skips silence and curbs hallucinations."),
-    Setting("batch_size", "int", 8,
-            "Batched inference batch size for long files (0 disables batching).", minimum=0),
+    Setting("batch_size", "int", 0,
+            "Batched inference for long files (e.g. 8); 0, the default, decodes sequentially. "
+            "Faster, but with small models it drops phrases (docs/performance.md).", minimum=0),
     Setting("batch_min_audio_seconds", "float", 120.0,
             "Use batched inference for files at least this long.", minimum=0),
     Setting("workers", "int", 1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1),

@@ -83,6 +83,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._store_writable = True
         self._snapshot_cache: tuple[float, dict] | None = None
+        self._snapshot_lock = threading.Lock()
         self._last_model_attempt = 0.0
 
     # -- the language we write -------------------------------------------------------------
@@ -103,7 +104,7 @@ class Daemon:
 
     # -- intake ----------------------------------------------------------------------------
     def _is_known(self, path: str, st: os.stat_result) -> bool:
-        latest = self.store.latest_for_path(path)
+        latest = self.store.latest_stat(path)
         if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
             return False
         if latest["status"] == "failed" and latest["reason"] == "unreadable":
@@ -139,7 +140,8 @@ class Daemon:
             if sidecar is not None and not ours:
                 self.store.record_skipped(path, root, st.st_size, st.st_mtime_ns, fingerprint,
                                           "subtitle_exists", f"{path}: {sidecar.name} already exists")
-                log.info("skipped %s: %s already exists [subtitle_exists]", path, sidecar.name)
+                # debug: a first scan of a subtitled library would log one line per file
+                log.debug("skipped %s: %s already exists [subtitle_exists]", path, sidecar.name)
                 self.reporter.job_finished("skipped", reason="subtitle_exists")
                 return
         job_id = self.store.enqueue(path, root, st.st_size, st.st_mtime_ns, fingerprint)
@@ -391,9 +393,13 @@ class Daemon:
 
     # -- status (StatusSource) -------------------------------------------------------------
     def _store_figures(self) -> dict:
-        now = time.monotonic()
-        if self._snapshot_cache and now - self._snapshot_cache[0] < SNAPSHOT_CACHE_SECONDS:
-            return self._snapshot_cache[1]
+        with self._snapshot_lock:   # concurrent scrapes: one of them asks the store, the rest reuse
+            now = time.monotonic()
+            if self._snapshot_cache and now - self._snapshot_cache[0] < SNAPSHOT_CACHE_SECONDS:
+                return self._snapshot_cache[1]
+            return self._refresh_store_figures(now)
+
+    def _refresh_store_figures(self, now: float) -> dict:
         counts = self.store.counts()
         figures = {"queue": counts["queued"], "counts": {k: counts[k] for k in
                                                          ("succeeded", "failed", "skipped")},

@@ -232,6 +232,11 @@ class JobStore:
         row = self._exec("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row_to_job(row) if row else None
 
+    def latest_stat(self, path: str) -> tuple | None:
+        """(size, mtime_ns, status, reason) of the newest job for `path`: the cheap rescan check."""
+        return self._exec("SELECT size, mtime_ns, status, reason FROM jobs WHERE path = ? "
+                          "ORDER BY id DESC LIMIT 1", (path,)).fetchone()
+
     def latest_for_path(self, path: str) -> dict | None:
         row = self._exec("SELECT * FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
                          (path,)).fetchone()

@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -43,19 +44,28 @@ class _Pending:
 class FileFilter:
     def __init__(self, extensions, ignore_globs):
         self.extensions = {"." + e.lower() for e in extensions}
-        self.ignore_globs = tuple(ignore_globs)
+        # One compiled regex for all globs: a rescan of a big library tests every name.
+        self._ignored = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in ignore_globs)
+                                   or "(?!)")
+
+    def wanted_name(self, name: str) -> bool:
+        return (os.path.splitext(name)[1].lower() in self.extensions
+                and not is_temp_file(name) and not self._ignored.match(name))
 
     def wanted(self, path: str, root: str) -> bool:
-        name = os.path.basename(path)
-        if os.path.splitext(name)[1].lower() not in self.extensions or is_temp_file(name):
+        """For event paths. A glob applies to the file and every folder on the way (".*" hides
+        hidden folders); scans skip ignored folders themselves and test names only."""
+        if not self.wanted_name(os.path.basename(path)):
             return False
-        rel_parts = Path(os.path.relpath(path, root)).parts
-        # A glob applies to the file and to every folder on the way (".*" hides hidden folders).
-        return not any(fnmatch.fnmatch(part, g) for part in rel_parts for g in self.ignore_globs)
+        folders = Path(os.path.relpath(path, root)).parts[:-1]
+        return not any(self._ignored.match(part) for part in folders)
 
-    def wanted_folder(self, path: str) -> bool:
-        name = os.path.basename(path)
-        return not any(fnmatch.fnmatch(name, g) for g in self.ignore_globs)
+    def wanted_folder(self, path: str, root: str | None = None) -> bool:
+        """A folder's own name, or with `root` every folder from there down to it."""
+        if root is None:
+            return not self._ignored.match(os.path.basename(path))
+        return not any(self._ignored.match(p) for p in Path(os.path.relpath(path, root)).parts
+                       if p != ".")
 
 
 class _Handler(FileSystemEventHandler):
@@ -155,13 +165,15 @@ class Watcher:
             self._available[root] = False
 
     # -- events ----------------------------------------------------------------------------
-    def note(self, path: str, root: str, kind: str) -> None:
+    def note(self, path: str, root: str, kind: str, filtered: bool = False) -> None:
         """An event (or a scan) mentions `path`. Only wanted, not-yet-known files are tracked."""
         if kind == "deleted":
             with self._lock:
                 self._pending.pop(path, None)
             return
-        if kind in ("opened", "closed_no_write") or not self.filter.wanted(path, root):
+        if kind in ("opened", "closed_no_write"):
+            return
+        if not filtered and not self.filter.wanted(path, root):
             return
         try:
             st = os.stat(path)
@@ -229,6 +241,8 @@ class Watcher:
 
     # -- scanning --------------------------------------------------------------------------
     def scan_later(self, folder: str, root: str) -> None:
+        if not self.filter.wanted_folder(folder, root):
+            return
         with self._lock:
             self._scan_requests.append((folder, root))
 
@@ -245,9 +259,9 @@ class Watcher:
                             if entry.is_dir(follow_symlinks=False):
                                 if self.recursive and self.filter.wanted_folder(entry.path):
                                     stack.append(entry.path)
-                            elif entry.is_file():
+                            elif entry.is_file() and self.filter.wanted_name(entry.name):
                                 seen += 1
-                                self.note(entry.path, root, "scan")
+                                self.note(entry.path, root, "scan", filtered=True)
                         except OSError:
                             continue
             except OSError as e:
@@ -259,7 +273,8 @@ class Watcher:
             if self._available[root]:
                 started = time.monotonic()
                 n = self.scan(root, root)
-                log.info("scanned %s: %d files in %.1fs", root, n, time.monotonic() - started)
+                log.info("scanned %s: %d media files in %.1fs", root, n,
+                         time.monotonic() - started)
         self.scan_done.set()
         next_rescan = time.monotonic() + (self.rescan_interval or float("inf"))
         while not self._stop.wait(0.2):
