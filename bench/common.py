@@ -120,6 +120,21 @@ def machine_info() -> dict:
     }
 
 
+def code_version() -> dict:
+    """The commit measured, and whether pipeline/ or exporter/ had uncommitted changes then
+    (other engineers work in this checkout: a figure belongs to the code it was taken on)."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_changes_in": sorted({line[3:].split("/")[0] for line in
+                                              git("status", "--porcelain", "--", "pipeline",
+                                                  "exporter").splitlines()})}
+
+
 class Result:
     """Collects one benchmark's figures; `finish()` computes `met`, writes and prints the JSON."""
 
@@ -128,6 +143,7 @@ class Result:
         self.quick = quick
         self.started = time.time()
         self.machine = machine_info()
+        self.code = code_version()
         self.measured: dict = {}
         self.targets: dict = {}
         self.checks: dict[str, bool] = {}
@@ -143,6 +159,7 @@ class Result:
             "name": self.name,
             "quick": self.quick,
             "machine": self.machine,
+            "code": self.code,
             "measured": self.measured,
             "targets": self.targets,
             "checks": self.checks,
