@@ -59,7 +59,7 @@ def start_and_watch(d: common.Daemon, timeout: float) -> dict:
                 except OSError:
                     pass
             if scanned_at is None:
-                m = re.search(r"scanned \S+: \d+ files in [\d.]+s", d.log_since_start())
+                m = re.search(r"scanned \S+: \d+ (?:media )?files in [\d.]+s", d.log_since_start())
                 if m:
                     scanned_at, line = time.time(), m.group(0)
             time.sleep(0.02)
