@@ -20,9 +20,22 @@ import pytest
 from pipeline.guards import word_error_rate
 from pipeline.subtitles import check_readability, parse_srt
 import media as gen
-from conftest import JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
+from conftest import SHARED_MEDIA, JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
 
 pytestmark = pytest.mark.slow
+
+SHARED_JFK = SHARED_MEDIA / "jfk.flac"
+
+
+def long_speech(tmp: Path, target: Path, repeats: int = 6) -> Path:
+    """Real speech (jfk.flac repeated) long enough to catch a job mid-transcription.
+
+    Not multilingual.mp3: tiny.en invents a loop in its closing silence, so the guard re-runs it
+    and the test would time two transcriptions on a busy CI machine.
+    """
+    gen.speech_wav(tmp / "staging.wav", [SHARED_JFK] * repeats)
+    os.rename(tmp / "staging.wav", target)
+    return target
 
 
 def temp_files(folder: Path) -> list[Path]:
@@ -111,8 +124,7 @@ def test_slow_copy_is_transcribed_once_after_it_ends(daemon_factory, media):
 def test_sigkill_mid_transcription_loses_nothing(daemon_factory, media):
     d = daemon_factory({"output_formats": ["srt", "json"]})
     d.start()
-    long_file = d.watch / "licence.mp3"
-    shutil.copy(media / "multilingual.mp3", long_file)
+    long_speech(d.tmp, d.watch / "licence.wav")
     wait_for(lambda: any(j["current_stage"] == "transcribe" for j in d.jobs()), 60, 0.05,
              "transcription under way")
     time.sleep(0.5)
@@ -122,13 +134,13 @@ def test_sigkill_mid_transcription_loses_nothing(daemon_factory, media):
     assert not (d.watch / "licence.en.srt").exists()
 
     d.start()
-    (job,) = d.wait_jobs(1, timeout=180)
+    (job,) = d.wait_jobs(1, timeout=300)
     assert job["status"] == "succeeded" and job["attempts"] == 2
     subtitles = sorted(p.name for p in d.watch.iterdir() if p.suffix in (".srt", ".json"))
     assert subtitles == ["licence.en.json", "licence.en.srt"]
     cues = parse_srt((d.watch / "licence.en.srt").read_text())
     assert cues and check_readability(cues) == []
-    assert "permission" in " ".join(c.text for c in cues).lower()
+    assert " ".join(c.text for c in cues).lower().count("country") >= 10
     assert temp_files(d.tmp) == []
     assert "interrupted by a restart" in d.log()
 
@@ -150,7 +162,7 @@ def test_bad_input_fails_with_reasons_and_the_daemon_goes_on(daemon_factory, med
     shutil.copy(media / "jfk.flac", src / "good1.flac")
     gen.mux_with_video(media / "jfk.flac", src / "good2.mkv", acodec="flac")
     # A long file keeps the worker busy while `gone.flac` waits in the queue and is deleted.
-    shutil.copy(media / "multilingual.mp3", d.watch / "busy.mp3")
+    long_speech(d.tmp, d.watch / "busy.wav")
     wait_for(lambda: any(j["status"] == "running" for j in d.jobs()), 60, 0.05, "busy job")
     shutil.copy(media / "jfk.flac", d.watch / "gone.flac")
     wait_status(d, d.watch / "gone.flac", "queued", 20)
@@ -165,9 +177,9 @@ def test_bad_input_fails_with_reasons_and_the_daemon_goes_on(daemon_factory, med
         "noaudio.mp4": ("failed", "no_audio_stream"), "silence.wav": ("skipped", "no_speech"),
         "locked.flac": ("failed", "unreadable"), "gone.flac": ("failed", "vanished"),
         "good1.flac": ("succeeded", None), "good2.mkv": ("succeeded", None),
-        "busy.mp3": ("succeeded", None),
+        "busy.wav": ("succeeded", None),
     }
-    jobs = d.wait_jobs(len(expected), timeout=240)
+    jobs = d.wait_jobs(len(expected), timeout=400)
     got = {Path(j["path"]).name: (j["status"], j["reason"]) for j in jobs}
     assert got == expected
     for j in jobs:
@@ -277,7 +289,7 @@ def test_embedded_subtitle_stream_is_respected(daemon_factory, media, tmp_path):
 
 def test_missing_mount_pauses_jobs_and_resumes(daemon_factory, media):
     d = daemon_factory().start()
-    shutil.copy(media / "multilingual.mp3", d.watch / "long.mp3")
+    long_speech(d.tmp, d.watch / "long.wav")
     wait_for(lambda: any(j["status"] == "running" for j in d.jobs()), 60, 0.05, "long job running")
     shutil.copy(media / "jfk.flac", d.watch / "short.flac")
     wait_status(d, d.watch / "short.flac", "queued", 20)
@@ -289,9 +301,9 @@ def test_missing_mount_pauses_jobs_and_resumes(daemon_factory, media):
     time.sleep(8)                      # the long job reaches its write stage meanwhile
     assert not [j for j in d.jobs() if j["status"] == "failed"], d.jobs()
     unmounted.rename(d.watch)          # the share is back
-    jobs = d.wait_jobs(2, timeout=180)
+    jobs = d.wait_jobs(2, timeout=300)
     assert sorted((Path(j["path"]).name, j["status"]) for j in jobs) == [
-        ("long.mp3", "succeeded"), ("short.flac", "succeeded")]
+        ("long.wav", "succeeded"), ("short.flac", "succeeded")]
     assert len(d.jobs()) == 2          # nothing queued twice
     assert all(j["attempts"] == 1 for j in jobs)   # a paused job is not a failed attempt
     assert (d.watch / "long.en.srt").exists() and (d.watch / "short.en.srt").exists()
@@ -301,7 +313,7 @@ def test_missing_mount_pauses_jobs_and_resumes(daemon_factory, media):
 def test_sigterm_requeues_a_long_job_and_exits_cleanly(daemon_factory, media):
     d = daemon_factory({"shutdown_grace_seconds": 0.5})
     d.start()
-    shutil.copy(media / "multilingual.mp3", d.watch / "long.mp3")
+    long_speech(d.tmp, d.watch / "long.wav")
     wait_for(lambda: any(j["current_stage"] == "transcribe" for j in d.jobs()), 60, 0.05,
              "transcription under way")
     assert d.stop(signal.SIGTERM, timeout=30) == 0
@@ -309,7 +321,7 @@ def test_sigterm_requeues_a_long_job_and_exits_cleanly(daemon_factory, media):
     assert job["status"] == "queued" and job["attempts"] == 0
     assert not (d.watch / "long.en.srt").exists() and temp_files(d.watch) == []
     d.start()
-    (job,) = d.wait_jobs(1, timeout=180)
+    (job,) = d.wait_jobs(1, timeout=300)
     assert job["status"] == "succeeded" and job["attempts"] == 1
 
 
