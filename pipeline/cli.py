@@ -71,7 +71,13 @@ def cmd_run(args) -> int:
     stop.wait()
     daemon.stop()
     exporter.stop()
-    return EXIT_OK
+    daemon.store.close()
+    # A worker may still be inside CTranslate2 (its job is already back in the queue): normal
+    # interpreter shutdown would tear Python down under that native call and crash (SIGSEGV).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OK)
 
 
 # -- transcribe (one-shot) ---------------------------------------------------------------------
