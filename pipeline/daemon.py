@@ -6,6 +6,7 @@ answers `snapshot()` for whoever observes it (the exporter). It knows nothing ab
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -328,11 +329,12 @@ class Daemon:
 
     def _transcribe(self, audio, running: _Running):
         try:
-            ctx = self.model.use()
-            model = ctx.__enter__()
+            use = self.model.use()
+            model = use.__enter__()   # entered here so a load failure is the job's reason code
         except Exception as e:
             raise StageError("model_load_failed", f"model {self.model.name} failed to load: {e}") from None
-        try:
+        with contextlib.ExitStack() as held:
+            held.push(use)
             batched = (self.model.batched(model)
                        if self.options.batch_size and len(audio) / stages.SAMPLE_RATE
                        >= self.options.batch_min_audio_seconds else None)
@@ -346,20 +348,18 @@ class Daemon:
 
             transcript = run(False)
             findings = check_transcript(transcript)
-            if findings:
-                # Whisper loops and invents text on music and silence; one re-run with safer
-                # settings usually fixes it. Either way the job record says what was seen.
-                self.reporter.suspect_transcript()
-                log.warning("suspect transcript (%s): re-running with safer settings",
-                            "; ".join(findings))
-                running.progress = 0.0
-                transcript = run(True)
-                after = check_transcript(transcript)
-                flagged = [f"first run: {f}" for f in findings] + [f"after re-run: {f}" for f in after]
-                transcript = dataclasses.replace(transcript, suspect=tuple(flagged))
-            return transcript
-        finally:
-            ctx.__exit__(None, None, None)
+            if not findings:
+                return transcript
+            # Whisper loops and invents text on music and silence; one re-run with safer
+            # settings usually fixes it. Either way the job record says what was seen.
+            self.reporter.suspect_transcript()
+            log.warning("suspect transcript (%s): re-running with safer settings",
+                        "; ".join(findings))
+            running.progress = 0.0
+            transcript = run(True)
+            after = check_transcript(transcript)
+            flagged = [f"first run: {f}" for f in findings] + [f"after re-run: {f}" for f in after]
+            return dataclasses.replace(transcript, suspect=tuple(flagged))
 
     def _failed(self, job: dict, err: StageError, stage_seconds: dict, resources: dict) -> None:
         path, root = job["path"], job["root"]
