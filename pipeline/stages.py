@@ -109,17 +109,40 @@ def probe(path: Path) -> ProbeResult:
 def decode(path: Path) -> np.ndarray:
     """The first audio stream as 16 kHz mono float32, what Whisper takes."""
     import av
-    from faster_whisper import decode_audio
 
     try:
-        audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+        return _decode_audio(path)
     except (FileNotFoundError, PermissionError) as e:
         raise _source_error(e, path, "decode") from None
     except (av.error.FFmpegError, ValueError) as e:
         raise StageError("decode_error", f"{path}: audio cannot be decoded: {e}") from None
     except OSError as e:
         raise _source_error(e, path, "decode") from None
-    return audio
+
+
+def _decode_audio(path: Path) -> np.ndarray:
+    """faster_whisper.decode_audio's result (s16 resampling, then scaled to float), without the
+    full `gc.collect()` it ends with: that holds the GIL for tens of milliseconds on a loaded
+    machine, and every /metrics answer waits behind it."""
+    import av
+
+    chunks = []
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+        frames = container.decode(audio=0)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.InvalidDataError:
+                continue            # a damaged frame: keep what decodes, as faster-whisper does
+            frame.pts = None        # resampled as one stream, whatever the timestamps say
+            chunks += [f.to_ndarray() for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray() for f in resampler.resample(None)]   # flush
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks, axis=None).astype(np.float32) / 32768.0
 
 
 # -- transcribe --------------------------------------------------------------------------------
