@@ -57,3 +57,57 @@ def test_survives_reopen_and_reports_stats(tmp_path):
     assert stats["processing_seconds"]["count"] == 1
     mode = store._exec("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def _counted(store: JobStore) -> dict:
+    """Jobs per status, counted the slow way."""
+    out = {s: 0 for s in ("queued", "running", "succeeded", "failed", "skipped")}
+    for row in store._exec("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
+        out[row[0]] = row[1]
+    return out
+
+
+def _kept(store: JobStore) -> dict:
+    """Jobs per status as the triggers keep them."""
+    return {**dict.fromkeys(_counted(store), 0),
+            **{r[0]: r[1] for r in store._exec("SELECT status, n FROM job_counts")}}
+
+
+def test_counts_follow_every_transition_including_other_processes(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    ids = [store.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}") for i in range(6)]
+    store.record_skipped("/w/s.mp3", "/w", 1, 1, "fs", "subtitle_exists", "s.srt exists")
+    assert store.counts() == _counted(store) and store.counts()["queued"] == 6
+    for worker in "0123":
+        store.claim_next(worker)
+    store.finish(ids[0], "succeeded")
+    store.finish(ids[1], "failed", reason="not_media", stage="probe", message="x")
+    store.requeue(ids[2], refund_attempt=True)
+    store.update(ids[3], current_stage="transcribe")      # not a status change
+    assert store.counts() == _counted(store)
+    assert store.counts() == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1,
+                              "skipped": 1}
+    # `scribewatch retry` runs in another process, on its own connection.
+    other = JobStore(tmp_path / "j.db")
+    assert other.retry_failed() == [ids[1]]
+    other.close()
+    assert store.counts() == _counted(store) and store.counts()["failed"] == 0
+    store.recover_after_crash(max_attempts=1)               # the running one fails
+    assert store.counts() == _counted(store) and store.counts()["failed"] == 1
+    assert _kept(store) == _counted(store)
+
+
+def test_a_store_from_before_the_counts_is_counted_once_when_opened(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    for i in range(5):
+        store.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}")
+    store.finish(store.claim_next("0")["id"], "succeeded")
+    for statement in ("DROP TRIGGER job_counts_insert", "DROP TRIGGER job_counts_update",
+                      "DROP TRIGGER job_counts_delete", "DROP TABLE job_counts"):
+        store._exec(statement)                               # what an older version left
+    store.enqueue("/w/late.mp3", "/w", 1, 1, "fl")
+    store.close()
+    reopened = JobStore(tmp_path / "j.db")
+    assert reopened.counts()["queued"] == 5 and reopened.counts()["succeeded"] == 1
+    JobStore(tmp_path / "j.db").close()                      # opening again counts nothing twice
+    assert reopened.counts() == _counted(reopened) == _kept(reopened)
