@@ -21,10 +21,17 @@ import time
 from bench import common
 
 
-def render(registry) -> bytes:
-    from prometheus_client.openmetrics.exposition import generate_latest
+_ENCODER = None
 
-    return gzip.compress(generate_latest(registry), compresslevel=6)
+
+def render(registry) -> bytes:
+    """What the server does for a Prometheus scrape: the cached OpenMetrics encoder, then gzip."""
+    global _ENCODER
+    from exporter.exposition import CachedOpenMetricsEncoder
+
+    if _ENCODER is None:
+        _ENCODER = CachedOpenMetricsEncoder()
+    return gzip.compress(_ENCODER(registry), compresslevel=6)
 
 
 def measure(daemon, registry, n: int, cold: bool) -> dict:

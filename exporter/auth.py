@@ -55,33 +55,43 @@ class BasicAuth:
 
     def check(self, authorization: str | None) -> bool:
         """True when the `Authorization` header carries a configured user's password."""
+        verdict = self.quick_check(authorization)
+        if verdict is not None:
+            return verdict
+        user, password = _parse(authorization)
+        hashed = self._users.get(user)
+        if hashed is None:
+            bcrypt.checkpw(password[:72], _DUMMY_BCRYPT)
+            return False
+        # bcrypt only ever used the first 72 bytes (htpasswd and older libraries truncate
+        # silently); bcrypt>=5 raises instead, so truncate the same way.
+        if not bcrypt.checkpw(password[:72], hashed.encode()):
+            return False
+        with self._lock:
+            self._cache[user] = (hashlib.sha256(password).digest(),
+                                 self._clock() + self._cache_seconds)
+        return True
+
+    def quick_check(self, authorization: str | None) -> bool | None:
+        """check()'s answer when it needs no bcrypt (no credentials, a sha256 user, a recent
+        success); None when only the slow check() can tell. The server answers scrapes from
+        one event loop, which must never wait a bcrypt round."""
         credentials = _parse(authorization)
         if credentials is None:
             return False
         user, password = credentials
         hashed = self._users.get(user)
         if hashed is None:
-            bcrypt.checkpw(password[:72], _DUMMY_BCRYPT)
-            return False
+            return None                 # costs a bcrypt round, like a wrong password
         if hashed.startswith("sha256:"):
             digest = hashlib.sha256(password).hexdigest()
             return hmac.compare_digest(digest, hashed[7:].lower())
-        return self._check_bcrypt(user, password, hashed)
-
-    def _check_bcrypt(self, user: str, password: bytes, hashed: str) -> bool:
-        fingerprint = hashlib.sha256(password).digest()
-        now = self._clock()
         with self._lock:
             cached = self._cache.get(user)
-        if cached and cached[1] > now and hmac.compare_digest(cached[0], fingerprint):
+        if (cached and cached[1] > self._clock()
+                and hmac.compare_digest(cached[0], hashlib.sha256(password).digest())):
             return True
-        # bcrypt only ever used the first 72 bytes (htpasswd and older libraries truncate
-        # silently); bcrypt>=5 raises instead, so truncate the same way.
-        if not bcrypt.checkpw(password[:72], hashed.encode()):
-            return False
-        with self._lock:
-            self._cache[user] = (fingerprint, now + self._cache_seconds)
-        return True
+        return None
 
 
 def _parse(authorization: str | None) -> tuple[str, bytes] | None:

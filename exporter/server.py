@@ -1,21 +1,25 @@
 """The HTTP server: /metrics, /healthz, /readyz, /api/status; optional TLS and basic auth.
 
-stdlib `ThreadingHTTPServer` in a daemon thread: a slow scrape never blocks a probe. /healthz and
-/readyz are never behind auth, so orchestrator probes work without credentials.
+An asyncio HTTP/1.1 server on its own thread (keep-alive, pipelining, HEAD): a slow scrape or a
+stalled TLS handshake never blocks a probe. /healthz and /readyz are never behind auth, so
+orchestrator probes work without credentials.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import email.utils
 import gzip
+import http
 import json
 import logging
 import socket
-import socketserver
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Awaitable, Mapping
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -25,6 +29,7 @@ from pipeline.errors import OUTCOMES
 from pipeline.events import StatusSnapshot, StatusSource
 
 from .auth import REALM, BasicAuth
+from .exposition import CachedOpenMetricsEncoder
 
 log = logging.getLogger(__name__)
 
@@ -89,146 +94,195 @@ def _tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return ctx
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops connections from a burst of scrapers: the
-    # kernel then retries the SYN after a whole second.
-    request_queue_size = 128
+# -- HTTP/1.1 on one event loop ------------------------------------------------------------------
+# One thread answers every connection: a scrape is parsed and answered without handing the GIL
+# between threads, which is what twenty scrapers at once used to queue behind (a thread per
+# connection, each waking, parsing, answering). Work that can take long (rendering the
+# registry, the status snapshot, a bcrypt check) runs on a small pool, and scrapes that arrive
+# while a render is under way share its result.
+MAX_HEAD_BYTES = 16 * 1024          # request line and headers; longer is refused with 431
+MAX_BUFFERED_BYTES = 1024 * 1024    # a client that sends or leaves unread more is paused
+OTHER_METHODS = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 
-    def __init__(self, address, family, tls: ssl.SSLContext | None, app: "MetricsServer"):
-        self.address_family = family
-        self.tls = tls
+
+@dataclasses.dataclass
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]         # names lowercased
+    keep_alive: bool
+
+
+@dataclasses.dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    close: bool = False             # end the connection after this answer
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _parse_request(head: bytes) -> _Request:
+    lines = head.split(b"\r\n")
+    parts = lines[0].decode("latin-1").split()
+    if len(parts) != 3:
+        raise _BadRequest(400, "bad request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise _BadRequest(505, "HTTP version not supported")
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise _BadRequest(400, "bad header line")
+        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+    connection = headers.get("connection", "").lower()
+    keep_alive = ("close" not in connection if version == "HTTP/1.1"
+                  else "keep-alive" in connection)
+    return _Request(method, urlsplit(target).path, headers, keep_alive)
+
+
+_date_cache = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: requests are answered in order (pipelining included); the body
+    of a request is never read, so a request that has one is answered and the connection
+    closed."""
+
+    def __init__(self, app: "MetricsServer"):
         self.app = app
-        super().__init__(address, _Handler)
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.waiting = False        # an answer is being prepared off the loop
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
 
-    def server_bind(self):
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang for seconds on
-        # a box with broken DNS; nothing here uses it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+    # asyncio callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+        self.app._connections.add(self)
+        self._arm_timer()
 
-    def handle_error(self, request, client_address):
-        # A client that disconnects mid-answer is routine, not a traceback on stderr.
-        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+    def connection_lost(self, exc):
+        self.closed = True
+        self.app._connections.discard(self)
+        if self.timer:
+            self.timer.cancel()
 
-    def finish_request(self, request, client_address):
-        if self.tls is None:
-            return super().finish_request(request, client_address)
-        # The handshake runs here, in the connection's own thread, not in the accept loop:
-        # a client that never finishes it (or speaks plain HTTP) cannot block the others.
-        request.settimeout(REQUEST_TIMEOUT)
-        try:
-            conn = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as e:
-            log.debug("TLS handshake with %s failed: %s", client_address[0], e)
+    def data_received(self, data: bytes):
+        self.buffer += data
+        self._arm_timer()
+        if len(self.buffer) > MAX_BUFFERED_BYTES:
+            self.transport.pause_reading()
+        self._answer_next()
+
+    def pause_writing(self):
+        self.transport.pause_reading()      # a client that does not read gets no more answers
+
+    def resume_writing(self):
+        self.transport.resume_reading()
+
+    # requests and answers
+    def _arm_timer(self):
+        if self.timer:
+            self.timer.cancel()
+        self.timer = self.app._loop.call_later(REQUEST_TIMEOUT, self.close)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def _answer_next(self):
+        while not self.waiting and not self.closed:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0 or end > MAX_HEAD_BYTES:
+                if len(self.buffer) > MAX_HEAD_BYTES:
+                    self._write(None, _Response(431, b"request header fields too large\n",
+                                                close=True))
+                elif len(self.buffer) < MAX_BUFFERED_BYTES:
+                    self.transport.resume_reading()
+                return
+            head = bytes(self.buffer[:end]).lstrip(b"\r\n")
+            del self.buffer[:end + 4]
+            if not head:
+                continue
+            try:
+                request = _parse_request(head)
+            except _BadRequest as e:
+                self._write(None, _Response(e.status, f"{e}\n".encode(), close=True))
+                return
+            answer = self.app.answer(request)
+            if isinstance(answer, _Response):
+                self._write(request, answer)
+            else:
+                self.waiting = True
+                task = self.app._loop.create_task(answer)
+                task.add_done_callback(lambda t, r=request: self._answered(r, t))
+
+    def _answered(self, request: _Request, task: asyncio.Task):
+        self.waiting = False
+        if self.closed or task.cancelled():
             return
         try:
-            super().finish_request(conn, client_address)
-        finally:
-            self.shutdown_request(conn)
+            response = task.result()
+        except Exception:
+            log.exception("error serving %s", request.path)
+            response = _Response(500, b"internal error\n")
+        self._write(request, response)
+        self._answer_next()
+
+    def _write(self, request: _Request | None, response: _Response):
+        keep_alive = (request is not None and request.keep_alive and not response.close
+                      and not _has_body(request))
+        head = [f"HTTP/1.1 {response.status} {http.HTTPStatus(response.status).phrase}",
+                "Server: scribewatch", f"Date: {_http_date()}",
+                f"Content-Type: {response.content_type}",
+                f"Content-Length: {len(response.body)}"]
+        head += [f"{k}: {v}" for k, v in response.headers.items()]
+        if not keep_alive:
+            head.append("Connection: close")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if request is None or request.method != "HEAD":
+            data += response.body
+        self.transport.write(data)
+        if not keep_alive:
+            self.closed = True
+            self.transport.close()
+        else:
+            self._arm_timer()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "scribewatch"
-    sys_version = ""
-    timeout = REQUEST_TIMEOUT
-    _send_body = True         # False while answering HEAD
+def _has_body(request: _Request) -> bool:
+    length = request.headers.get("content-length", "0").strip()
+    return "transfer-encoding" in request.headers or length not in ("", "0")
 
-    # Routes: path -> (method name, needs auth).
-    ROUTES = {
+
+class MetricsServer:
+    """Serves `registry` and `status_source` on `listen`. Configuration errors raise ValueError
+    here, at construction; binding happens in start() (OSError if the port is taken)."""
+
+    ROUTES = {   # path -> (method name, needs auth)
         "/metrics": ("_metrics", True),
         "/api/status": ("_status", True),
         "/healthz": ("_healthz", False),
         "/readyz": ("_readyz", False),
     }
-
-    def do_GET(self):
-        self._route(send_body=True)
-
-    def do_HEAD(self):
-        self._route(send_body=False)
-
-    def _not_allowed(self):
-        self._send(405, b"method not allowed\n", "text/plain; charset=utf-8",
-                   {"Allow": "GET, HEAD"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed
-
-    def _route(self, send_body: bool):
-        self._send_body = send_body
-        route = self.ROUTES.get(urlsplit(self.path).path)
-        if route is None:
-            return self._send(404, b"not found\n", "text/plain; charset=utf-8")
-        method, protected = route
-        auth = self.server.app.auth
-        if protected and auth is not None and not auth.check(self.headers.get("Authorization")):
-            return self._send(401, b"unauthorized\n", "text/plain; charset=utf-8",
-                              {"WWW-Authenticate": f'Basic realm="{REALM}"'})
-        try:
-            getattr(self, method)()
-        except (ConnectionError, TimeoutError):
-            raise                   # the client went away: there is no one to answer
-        except Exception:
-            log.exception("error serving %s", self.path)
-            self._send(500, b"internal error\n", "text/plain; charset=utf-8")
-
-    def _metrics(self):
-        compress = gzip_accepted(self.headers.get("Accept-Encoding"))
-        body, content_type = self.server.app.exposition(self.headers.get("Accept"), compress)
-        headers = {"Vary": "Accept, Accept-Encoding"}
-        if compress:
-            headers["Content-Encoding"] = "gzip"
-        self._send(200, body, content_type, headers)
-
-    def _healthz(self):
-        self._send(200, b"ok\n", "text/plain; charset=utf-8")
-
-    def _readyz(self):
-        try:
-            snap = self.server.app.status_source.snapshot()
-            ready, reasons = snap.ready, snap.not_ready_reasons()
-        except Exception as e:
-            log.exception("status snapshot failed")
-            ready, reasons = False, [f"status unavailable: {type(e).__name__}"]
-        doc = {"ready": True} if ready else {"ready": False, "reasons": reasons}
-        self._json(200 if ready else 503, doc)
-
-    def _status(self):
-        snap = self.server.app.status_source.snapshot()
-        self._json(200, status_document(snap, time.time()))
-
-    def _json(self, status: int, doc: dict):
-        self._send(status, json.dumps(doc).encode() + b"\n", "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str, headers: Mapping | None = None):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self._send_body:
-            self.wfile.write(body)
-
-    def log_message(self, format, *args):
-        # Every scrape would be a line on stderr otherwise.
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class _Render:
-    """One render of the registry, shared by the scrapes that wait for it."""
-
-    def __init__(self):
-        self.done = threading.Event()
-        self.body = b""
-        self.error: BaseException | None = None
-
-
-class MetricsServer:
-    """Serves `registry` and `status_source` on `listen`. Configuration errors raise ValueError
-    here, at construction; binding happens in start()."""
 
     def __init__(self, registry: CollectorRegistry, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
@@ -240,61 +294,147 @@ class MetricsServer:
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         self._tls = _tls_context(tls_cert_file, tls_key_file) if tls_cert_file else None
         self.auth = BasicAuth(basic_auth_users) if basic_auth_users else None
-        self._httpd: _Server | None = None
+        self._openmetrics = CachedOpenMetricsEncoder()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._renders: dict[tuple, _Render] = {}
-        self._renders_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._connections: set[_Connection] = set()
+        self._renders: dict[tuple, asyncio.Future] = {}
 
-    def exposition(self, accept: str | None, compress: bool) -> tuple[bytes, str]:
-        """The registry rendered for one scrape; scrapes that arrive while a render of the same
-        format is under way share its result instead of rendering again.
+    # -- answers (on the loop) ------------------------------------------------------------
+    def answer(self, request: _Request) -> _Response | Awaitable[_Response]:
+        """The answer now, or a coroutine that will produce it."""
+        if request.method not in ("GET", "HEAD"):
+            if request.method in OTHER_METHODS:
+                return _Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
+            # An unknown method may carry a body in an unknown way: answer, then close.
+            return _Response(501, b"not implemented\n", close=True)
+        route = self.ROUTES.get(request.path)
+        if route is None:
+            return _Response(404, b"not found\n")
+        method, protected = route
+        if protected and self.auth is not None:
+            verdict = self.auth.quick_check(request.headers.get("authorization"))
+            if verdict is None:
+                return self._after_slow_auth(request, method)
+            if not verdict:
+                return self._unauthorized()
+        return getattr(self, method)(request)
 
-        Rendering takes a few milliseconds of Python under the GIL: twenty scrapers at once
-        would otherwise queue twenty renders behind each other.
-        """
-        encoder, content_type = choose_encoder(accept)
+    async def _after_slow_auth(self, request: _Request, method: str) -> _Response:
+        ok = await self._loop.run_in_executor(
+            self._pool, self.auth.check, request.headers.get("authorization"))
+        if not ok:
+            return self._unauthorized()
+        answer = getattr(self, method)(request)
+        return answer if isinstance(answer, _Response) else await answer
+
+    @staticmethod
+    def _unauthorized() -> _Response:
+        return _Response(401, b"unauthorized\n",
+                         headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+    def _healthz(self, request: _Request) -> _Response:
+        return _Response(200, b"ok\n")
+
+    async def _readyz(self, request: _Request) -> _Response:
+        try:
+            snap = await self._loop.run_in_executor(self._pool, self.status_source.snapshot)
+            ready, reasons = snap.ready, snap.not_ready_reasons()
+        except Exception as e:
+            log.exception("status snapshot failed")
+            ready, reasons = False, [f"status unavailable: {type(e).__name__}"]
+        doc = {"ready": True} if ready else {"ready": False, "reasons": reasons}
+        return _json(200 if ready else 503, doc)
+
+    async def _status(self, request: _Request) -> _Response:
+        snap = await self._loop.run_in_executor(self._pool, self.status_source.snapshot)
+        return _json(200, status_document(snap, time.time()))
+
+    async def _metrics(self, request: _Request) -> _Response:
+        compress = gzip_accepted(request.headers.get("accept-encoding"))
+        encoder, content_type = choose_encoder(request.headers.get("accept"))
+        if self._openmetrics.can_replace(encoder):
+            encoder = self._openmetrics
         key = (content_type, compress)
-        with self._renders_lock:
-            render = self._renders.get(key)
-            owner = render is None
-            if owner:
-                render = self._renders[key] = _Render()
-        if owner:
-            try:
-                body = encoder(self.registry)
-                render.body = gzip.compress(body, compresslevel=6) if compress else body
-            except BaseException as e:
-                render.error = e
-                raise
-            finally:
-                with self._renders_lock:
-                    del self._renders[key]
-                render.done.set()
-        else:
-            render.done.wait()
-            if render.error is not None:
-                raise RuntimeError("metrics rendering failed") from render.error
-        return render.body, content_type
+        render = self._renders.get(key)
+        if render is None:
+            # Scrapes that arrive while this render runs wait for it instead of rendering again.
+            render = self._renders[key] = self._loop.run_in_executor(
+                self._pool, _render, encoder, self.registry, compress)
+            render.add_done_callback(lambda _f, k=key: self._renders.pop(k, None))
+        body = await render
+        headers = {"Vary": "Accept, Accept-Encoding"}
+        if compress:
+            headers["Content-Encoding"] = "gzip"
+        return _Response(200, body, content_type, headers)
 
+    # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         family = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM,
                                     flags=socket.AI_PASSIVE)[0][0]
-        self._httpd = _Server((self._host, self._port), family, self._tls, self)
-        self._port = self._httpd.server_address[1]      # the real one when listen said :0
-        # poll_interval bounds how long stop() waits for the serving loop to notice.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.2,),
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+            # The kernel's queue for a burst of scrapers connecting at once (a short queue
+            # makes the kernel retry a SYN only after a whole second).
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]           # the real one when listen said :0
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="scribewatch-http")
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_loop_exception)
+        server = self._loop.run_until_complete(self._loop.create_server(
+            lambda: _Connection(self), sock=sock, ssl=self._tls,
+            ssl_handshake_timeout=REQUEST_TIMEOUT if self._tls else None))
+        self._thread = threading.Thread(target=self._serve, args=(server,),
                                         name="scribewatch-http", daemon=True)
         self._thread.start()
         log.info("serving /metrics on %s", self.url)
 
+    def _serve(self, server: asyncio.AbstractServer) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            for conn in list(self._connections):
+                conn.transport.abort()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
     def stop(self) -> None:
-        if self._httpd is None:
+        if self._loop is None:
             return
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
-        self._httpd = self._thread = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._loop = self._thread = self._pool = None
 
     @property
     def url(self) -> str:
         return client_url(self._host, self._port, self._tls is not None)
+
+
+def _render(encoder, registry: CollectorRegistry, compress: bool) -> bytes:
+    body = encoder(registry)
+    return gzip.compress(body, compresslevel=6) if compress else body
+
+
+def _json(status: int, doc: dict) -> _Response:
+    return _Response(status, json.dumps(doc).encode() + b"\n", "application/json")
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    # A client that resets, times out or fails its TLS handshake is routine, not a traceback.
+    exc = context.get("exception")
+    if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
+        log.debug("connection ended with an error: %s", exc)
+    else:
+        log.error("HTTP server: %s", context.get("message"), exc_info=exc)
