@@ -610,6 +610,14 @@ class Daemon:
     def status(self) -> dict:
         return json.loads(self.get("/api/status")[1])
 
+    def startup_scan(self) -> dict | None:
+        """/api/status's `startup_scan` once the daemon's startup scan is done, else None."""
+        try:
+            scan = self.status()["startup_scan"]
+        except OSError:
+            return None
+        return scan if scan["done"] else None
+
     # -- the job store, read-only: the ground truth --------------------------------------------
     def query(self, sql: str, params=()) -> list[dict]:
         if not self.db.exists():

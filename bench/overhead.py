@@ -119,7 +119,7 @@ def idle_cpu(quick: bool) -> dict:
     seconds = 15 if quick else 60
     d.start()
     try:
-        common.wait_for(lambda: "scanned " in d.log_since_start(), 600, 0.2, "startup scan")
+        common.wait_for(d.startup_scan, 600, 0.2, "startup scan")
         scan_line = re.search(r"scanned .*", d.log_since_start()).group(0)
         common.wait_for(lambda: d.active_count() == 0, 600, 0.5, "empty queue")
         time.sleep(5)

@@ -1,10 +1,8 @@
 """Scan: daemon startup over a library of 100,000 tiny placeholder media files, 99 % of them with
 a `<stem>.en.srt` beside them — time to ready and peak RSS.
 
-"Ready" here = `/readyz` answers 200 AND the startup scan has finished. The daemon exposes no
-clean signal for the second: /readyz and /api/status do not wait for or report it, so the
-benchmark watches the daemon's log for the watcher's `scanned <root>: N files in T s` line
-(INFO), polling every 20 ms. Peak RSS is the kernel's high-water mark (VmHWM) of the daemon
+"Ready" here = `/readyz` answers 200 AND the startup scan has finished (`/api/status` reports
+`startup_scan.done`), both polled every 20 ms from the moment the process is started. Peak RSS is the kernel's high-water mark (VmHWM) of the daemon
 process, read at scan end and again once the queue is empty; VmRSS is also sampled.
 
 Two starts over the same library:
@@ -17,7 +15,6 @@ Two starts over the same library:
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -30,7 +27,7 @@ LIBRARY = common.WORK / "library-100k"
 
 
 def start_and_watch(d: common.Daemon, timeout: float) -> dict:
-    """Start the daemon; time /readyz 200 and the scan-finished log line from process start."""
+    """Start the daemon; time /readyz 200 and the end of its startup scan from process start."""
     rss_samples: list[int] = []
     stop = threading.Event()
 
@@ -46,7 +43,7 @@ def start_and_watch(d: common.Daemon, timeout: float) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     ready_at = scanned_at = None
-    line = None
+    scan = None
     deadline = time.monotonic() + timeout
     try:
         while (ready_at is None or scanned_at is None) and time.monotonic() < deadline:
@@ -59,9 +56,9 @@ def start_and_watch(d: common.Daemon, timeout: float) -> dict:
                 except OSError:
                     pass
             if scanned_at is None:
-                m = re.search(r"scanned \S+: \d+ (?:media )?files in [\d.]+s", d.log_since_start())
-                if m:
-                    scanned_at, line = time.time(), m.group(0)
+                scan = d.startup_scan()
+                if scan is not None:
+                    scanned_at = time.time()
             time.sleep(0.02)
         hwm_at_scan = common.proc_status(d.pid).get("VmHWM")
         queue_empty_at = None
@@ -86,7 +83,7 @@ def start_and_watch(d: common.Daemon, timeout: float) -> dict:
         "ready_seconds": since(ready_at),
         "scan_finished_seconds": since(scanned_at),
         "time_to_ready_and_scanned_seconds": since(done),
-        "scan_log_line": line,
+        "scan_reported_by_daemon": scan,
         "queue_empty_seconds": since(queue_empty_at),
         "peak_rss_at_scan_end_mb": round(hwm_at_scan / 1e6, 1) if hwm_at_scan else None,
         "peak_rss_mb": round(hwm_end / 1e6, 1) if hwm_end else None,
@@ -136,7 +133,7 @@ def main() -> None:
     }
     res.config = {"library": str(library), "layout": f"{spec['files'] // 100} folders of 100 "
                   "placeholder .mp3 (a few bytes), 99 % with <stem>.en.srt, mtimes 1 h old",
-                  "scan_finished_signal": "log line 'scanned <root>: N files in T s' (no API)",
+                  "scan_finished_signal": "/api/status startup_scan.done",
                   "daemon_settings": "defaults"}
 
     def ok(s):

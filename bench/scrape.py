@@ -279,7 +279,7 @@ def main() -> None:
     common.populate_store(big.db, library, include_without_subtitles=True)
     big.start()
     try:
-        common.wait_for(lambda: "scanned " in big.log_since_start(), 600, 0.2, "startup scan")
+        common.wait_for(big.startup_scan, 600, 0.2, "startup scan")
         common.wait_for(lambda: big.active_count() == 0, 600, 0.5, "empty queue")
         big_store = measure_load(big, quick)
         log(f"idle, 100,000-job store: burst p99 {big_store['burst_20_ms']['p99']} ms")

@@ -44,7 +44,9 @@ scrape_configs:
 
 Other endpoints on the same port: `/healthz` (200 while the process runs), `/readyz` (200
 `{"ready": true}`, or 503 with the `reasons` — model not loaded, watcher down, job store not
-writable) and `/api/status` (a JSON summary; `scribewatch status` prints it).
+writable) and `/api/status` (a JSON summary: model, watcher, queue, running jobs with progress,
+counts, last success, and `startup_scan` — `done`, `seconds`, `files` — since files already in
+the folders at start are queued by that scan; `scribewatch status` prints it).
 
 ## TLS and basic auth
 

@@ -80,6 +80,12 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         ],
         "counts": {**{o: 0 for o in OUTCOMES}, **snap.counts},
         "last_success_at": snap.last_success_at,
+        # Files already in the folders when the daemon started are found by this scan: until
+        # it is done, the queue may still grow without anything new arriving.
+        "startup_scan": {"done": snap.startup_scan_seconds is not None,
+                         "seconds": (None if snap.startup_scan_seconds is None
+                                     else round(snap.startup_scan_seconds, 2)),
+                         "files": snap.startup_scan_files},
     }
 
 

@@ -78,6 +78,11 @@ def format_status(status: dict, now: float | None = None) -> str:
     watcher = "up" if status.get("watcher_up") else "DOWN"
     if unavailable:
         watcher += f" ({unavailable} watch folder(s) unavailable)"
+    scan = status.get("startup_scan") or {}
+    if scan.get("done"):
+        watcher += f", startup scan done in {scan['seconds']:.1f}s ({scan['files']} media files)"
+    elif scan:
+        watcher += ", startup scan running"
     lines.append(f"watcher   {watcher}")
     lines.append(f"queue     {status.get('queue_jobs', 0)} job(s) waiting")
     running = status.get("running", [])

@@ -423,4 +423,6 @@ class Daemon:
             last_success_at=figures["last_success"],
             dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
                   "store": [str(Path(self.cfg.db).resolve().parent)]},
+            startup_scan_seconds=self.watcher.scan_seconds,
+            startup_scan_files=self.watcher.scan_files,
         )

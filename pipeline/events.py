@@ -90,6 +90,8 @@ class StatusSnapshot:
     counts: dict                           # outcome -> jobs ever, from the store
     last_success_at: float | None
     dirs: dict                             # role (`watch`, `output`, `store`) -> list of folders
+    startup_scan_seconds: float | None = None   # None while the startup scan runs
+    startup_scan_files: int | None = None       # media files it found (done or not yet queued)
 
     @property
     def ready(self) -> bool:

@@ -108,6 +108,8 @@ class Watcher:
         self._threads: list[threading.Thread] = []
         self._scan_requests: list[tuple[str, str]] = []
         self.scan_done = threading.Event()
+        self.scan_seconds: float | None = None   # the startup scan, once done
+        self.scan_files: int | None = None
 
     # -- health ----------------------------------------------------------------------------
     @property
@@ -269,12 +271,15 @@ class Watcher:
         return seen
 
     def _scan_loop(self) -> None:
+        scan_started, files = time.monotonic(), 0
         for root in self.roots:
             if self._available[root]:
                 started = time.monotonic()
                 n = self.scan(root, root)
+                files += n
                 log.info("scanned %s: %d media files in %.1fs", root, n,
                          time.monotonic() - started)
+        self.scan_files, self.scan_seconds = files, time.monotonic() - scan_started
         self.scan_done.set()
         next_rescan = time.monotonic() + (self.rescan_interval or float("inf"))
         while not self._stop.wait(0.2):

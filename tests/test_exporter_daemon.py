@@ -230,6 +230,7 @@ def test_metrics_tell_what_happened(daemon_factory, media, tmp_path):
     doc = json.loads(body)
     assert status == 200 and doc["counts"] == {o: by_status[o] for o in OUTCOMES}
     assert doc["model"] == "tiny.en" and doc["queue_jobs"] == 0 and doc["running"] == []
+    assert doc["startup_scan"]["done"] is True and doc["startup_scan"]["seconds"] >= 0
     assert d.stop() == 0
 
 

@@ -159,7 +159,8 @@ def test_a_failing_status_source_is_a_503_and_a_500_not_a_dead_server(serve):
 
 
 def test_api_status(serve):
-    exp = serve()
+    source = Source()
+    exp = serve(source)
     status, headers, body = request(exp.url + "/api/status")
     assert status == 200 and headers["Content-Type"] == "application/json"
     doc = json.loads(body)
@@ -172,6 +173,10 @@ def test_api_status(serve):
     assert (job["id"], job["worker"], job["progress"]) == (12, "0", 0.375)
     assert 89 < job["elapsed_seconds"] < 200
     assert doc["counts"] == {"succeeded": 10, "failed": 2, "skipped": 0}
+    assert doc["startup_scan"] == {"done": False, "seconds": None, "files": None}
+    source.snap = snapshot(startup_scan_seconds=3.6049, startup_scan_files=100000)
+    _, _, body = request(exp.url + "/api/status")
+    assert json.loads(body)["startup_scan"] == {"done": True, "seconds": 3.6, "files": 100000}
 
 
 @pytest.mark.parametrize("path", ["/", "/metric", "/metrics/extra", "/api", "/../etc/passwd"])
@@ -320,10 +325,12 @@ def test_format_status_is_readable():
         "running": [{"id": 12, "worker": "0", "progress": 0.375, "elapsed_seconds": 90,
                      "audio_seconds": 1800}],
         "counts": {"succeeded": 10, "failed": 2, "skipped": 0}, "last_success_at": NOW - 300,
+        "startup_scan": {"done": True, "seconds": 3.61, "files": 100000},
     }, now=NOW)
     lines = text.splitlines()
     assert lines[0] == "scribewatch 0.1.0 — NOT READY, up 2h 01m"
     assert "watcher down" in lines[1]
+    assert "startup scan done in 3.6s (100000 media files)" in text
     assert "tiny.en on cpu (int8), loaded" in text
     assert "4 job(s) waiting" in text
     assert "job 12 on worker 0: 38% of 30m 00s audio, 1m 30s so far" in text

@@ -101,6 +101,7 @@ def test_startup_scan_finds_existing_files(tmp_path, media):
     try:
         wait_for(lambda: rec.ready, 3, what="scanned file")
         assert rec.ready[0][0].endswith("old.flac")
+        assert w.scan_done.is_set() and w.scan_files == 1 and w.scan_seconds >= 0
     finally:
         w.stop()
 
