@@ -191,8 +191,9 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
 
     def data_received(self, data: bytes):
+        # The idle timer is not re-armed here: a request must be complete within
+        # REQUEST_TIMEOUT of the connection or the previous answer, however slowly it trickles.
         self.buffer += data
-        self._arm_timer()
         if len(self.buffer) > MAX_BUFFERED_BYTES:
             self.transport.pause_reading()
         self._answer_next()
@@ -233,7 +234,11 @@ class _Connection(asyncio.Protocol):
             except _BadRequest as e:
                 self._write(None, _Response(e.status, f"{e}\n".encode(), close=True))
                 return
-            answer = self.app.answer(request)
+            try:
+                answer = self.app.answer(request)
+            except Exception:
+                log.exception("error serving %s", request.path)
+                answer = _Response(500, b"internal error\n")
             if isinstance(answer, _Response):
                 self._write(request, answer)
             else:

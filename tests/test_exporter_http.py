@@ -202,6 +202,15 @@ def test_idle_connections_are_closed(exp, monkeypatch):
         s.sendall(b"GET /healthz HTTP/1.1\r\n")
         s.settimeout(10)
         assert closed_by_server(s)
+    with connect(exp) as s:        # a request trickling in a byte at a time (1.8 s in all)
+        interrupted = False
+        try:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: y\r\n":
+                s.sendall(bytes([byte]))
+                time.sleep(0.05)
+        except OSError:
+            interrupted = True     # the server closed it mid-trickle
+        assert interrupted, "every byte re-armed the idle timer"
 
 
 def test_stop_closes_open_connections_and_frees_the_port():
