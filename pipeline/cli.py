@@ -37,9 +37,17 @@ def _load(args) -> config_mod.Config:
 
 
 # -- run ---------------------------------------------------------------------------------------
+# The workers run Python between native calls (tokenising, aligning words, laying out cues); a
+# thread that needs the GIL meanwhile (the /metrics server) waits up to the switch interval each
+# time it asks. 1 ms instead of Python's 5 keeps answers in single-digit milliseconds while a file
+# is transcribed (docs/performance.md, "Scrape").
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
+
+
 def cmd_run(args) -> int:
     cfg = _load(args)
     _setup_logging(cfg.log_level)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     from exporter import Exporter
 
     from .daemon import Daemon
@@ -96,7 +104,8 @@ def cmd_transcribe(args) -> int:
     from .output import output_paths
 
     model = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
-                         compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
+                         compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
+                         nice=cfg.transcribe_nice)
     options = stages.TranscribeOptions(
         language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
         vad=cfg.vad, batch_size=cfg.batch_size, batch_min_audio_seconds=cfg.batch_min_audio_seconds)

@@ -48,6 +48,10 @@ def _listen_check(value: str) -> str | None:
     return None
 
 
+def _nice_check(value: int) -> str | None:
+    return None if value <= 19 else "expected 0-19 (a nice increment)"
+
+
 def _language_check(value: str) -> str | None:
     if value == "auto" or (len(value) == 2 and value.isalpha() and value.islower()):
         return None
@@ -92,6 +96,10 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("compute_type", "str", "auto", "auto (float16 on CUDA, int8 on CPU) or a CTranslate2 type.",
             choices=COMPUTE_TYPES),
     Setting("cpu_threads", "int", 0, "CPU threads for inference; 0 = all cores.", minimum=0),
+    Setting("transcribe_nice", "int", 10,
+            "How much lower the inference threads' CPU priority is than the rest of the daemon "
+            "(a Linux nice increment, 0-19): a Plex transcode and the /metrics server come "
+            "first. 0 keeps them equal.", minimum=0, check=_nice_check),
     Setting("language", "str", "auto", "auto (detect) or a forced ISO 639-1 code.",
             check=_language_check),
     Setting("beam_size", "int", 5, "Beam size for decoding.", minimum=1),
@@ -147,6 +155,7 @@ class Config:
     device: str
     compute_type: str
     cpu_threads: int
+    transcribe_nice: int
     language: str
     beam_size: int
     vad: bool

@@ -66,7 +66,7 @@ class Daemon:
         self.model = model or ModelManager(
             cfg.model, models_dir=cfg.models_dir, device=cfg.device,
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads, workers=cfg.workers,
-            idle_unload_minutes=cfg.model_idle_unload_minutes)
+            idle_unload_minutes=cfg.model_idle_unload_minutes, nice=cfg.transcribe_nice)
         self.output_dir = Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir" else None
         self.watcher = Watcher(
             cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),

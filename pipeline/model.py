@@ -3,6 +3,15 @@
 The model is loaded once and shared by the workers. With `model_idle_unload_minutes` it is freed
 after that much idle time (homelab GPUs are shared with Plex transcoding and games) and loaded
 again by the next job.
+
+The model is always built on a short-lived thread of its own, at the priority set by
+`transcribe_nice`. CTranslate2 starts its compute threads (and they their OpenMP teams) while it
+is built, and Linux threads inherit the nice value of the thread that starts them: so the
+inference runs below the daemon's other threads (the /metrics server answers a scrape at once)
+and below whatever else the box runs, a Plex transcode first of all. Building it off the main
+thread also makes the daemon and `scribewatch transcribe` behave alike: libgomp spins for work
+much longer when the thread that first used it is gone (docs/performance.md, "Which thread
+builds the model").
 """
 
 from __future__ import annotations
@@ -65,12 +74,13 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 class ModelManager:
     def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
                  compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
-                 workers: int = 1,
+                 workers: int = 1, nice: int = 0,
                  reporter: Reporter | None = None):
         self.source, self.name = resolve_model(model, models_dir)
         self.device, self.compute_type = resolve_device(device, compute_type)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
         self.workers = workers
+        self.nice = nice
         self.idle_unload_seconds = idle_unload_minutes * 60
         self.reporter = reporter or NullReporter()
         self._lock = threading.RLock()
@@ -99,11 +109,13 @@ class ModelManager:
 
             started = time.perf_counter()
             try:
-                self._model = WhisperModel(self.source, device=self.device,
-                                           compute_type=self.compute_type,
-                                           cpu_threads=self.cpu_threads,
-                                           # one CTranslate2 replica per worker, or they queue
-                                           num_workers=self.workers)
+                self._model = _on_builder_thread(
+                    lambda: WhisperModel(self.source, device=self.device,
+                                         compute_type=self.compute_type,
+                                         cpu_threads=self.cpu_threads,
+                                         # one CTranslate2 replica per worker, or they queue
+                                         num_workers=self.workers),
+                    self.nice)
             except Exception as e:
                 self.error = f"{type(e).__name__}: {e}"
                 log.error("model %s failed to load on %s/%s: %s", self.name, self.device,
@@ -153,3 +165,42 @@ class ModelManager:
         log.info("model %s unloaded after %.0f idle minutes", self.name, idle / 60)
         self.reporter.model_unloaded()
         return True
+
+
+def _on_builder_thread(build, nice: int):
+    """build() on a new thread whose priority is `nice` steps below the caller's; its result or
+    its exception."""
+    box: dict = {}
+
+    def run():
+        try:
+            if nice:
+                lower_thread_priority(nice)
+            box["result"] = build()
+        except BaseException as e:   # handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="model-build", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Lower the calling thread's CPU priority by `increment` nice steps (Linux, where nice is
+    per thread and inherited by threads it starts). False where that is not possible."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        log.debug("transcribe_nice: per-thread priority is Linux-only; left unchanged")
+        return False
+    tid = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+    except OSError as e:
+        log.warning("transcribe_nice: cannot lower the inference threads' priority: %s", e)
+        return False
+    return True

@@ -89,3 +89,11 @@ def test_version_flag():
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--version"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("scribewatch ")
+
+
+def test_transcribe_nice_is_a_nice_increment():
+    assert config.load(None, environ={}).transcribe_nice == 10
+    assert config.load(None, environ={"SCRIBEWATCH_TRANSCRIBE_NICE": "0"}).transcribe_nice == 0
+    for bad in ("20", "-1"):
+        with pytest.raises(config.ConfigError, match="transcribe_nice"):
+            config.load(None, environ={"SCRIBEWATCH_TRANSCRIBE_NICE": bad})

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -73,3 +74,32 @@ def test_two_workers_share_the_model(daemon_factory, media):
     jobs = d.wait_jobs(2, timeout=240)
     assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
     assert {j["worker"] for j in jobs} == {"0", "1"}
+
+
+def thread_nice_values(pid: int) -> dict[int, int]:
+    """Thread id -> nice value, for every thread of the process (Linux /proc)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue                                    # the thread ended meanwhile
+        out[int(task.name)] = int(stat[stat.rindex(")") + 2:].split()[16])
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux-only")
+def test_inference_threads_run_below_the_daemons_own_priority(daemon_factory, media):
+    d = daemon_factory({"transcribe_nice": 7, "cpu_threads": 2}).start()
+    shutil.copy(media / "jfk.flac", d.watch / "a.flac")
+    assert d.wait_jobs(1, timeout=120)[0]["status"] == "succeeded"
+    nice = thread_nice_values(d.proc.pid)
+    values = list(nice.values())
+    assert nice[d.proc.pid] == 0, "the main thread keeps the daemon's priority"
+    assert values.count(7) >= 1, f"no inference thread at nice 7: {nice}"
+    # The HTTP server, watcher, workers, housekeeping: the daemon's own threads stay at 0.
+    assert values.count(0) >= 4, nice
+    assert set(values) == {0, 7}, nice
+    # And the priority does not change what comes out.
+    words = " ".join((d.watch / "a.en.srt").read_text().split())
+    assert "can do for you ask what you can do for your country." in words
