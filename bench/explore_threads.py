@@ -7,6 +7,11 @@ times in each arrangement, each in a fresh process, alone and next to a CPU burn
 per-call times (median, p95, max) and CPU seconds per call. Same model, threads, beam, VAD.
 
     python -m bench.explore_threads [--calls 30] [--clip jfk|jfk-license]
+                                    [--only ARRANGEMENT ...] [--env KEY=VALUE ...] [--nice N]
+
+`--nice N` lowers the loading thread's priority by N (the daemon's `transcribe_nice`); the
+CPU burner keeps the default priority. `--env` sets variables for the timed processes (e.g. `GOMP_SPINCOUNT=10000`: how long libgomp's
+idle threads spin before they sleep, read once when the library loads).
 """
 
 from __future__ import annotations
@@ -30,13 +35,17 @@ ARRANGEMENTS = {
 }
 
 
-def child(load_on: str, use_on: str, calls: int, clip: str) -> None:
+def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0) -> None:
     from faster_whisper import WhisperModel
+
+    from pipeline.model import lower_thread_priority
 
     audio = common.clip("jfk") if clip == "jfk" else common.concat(["jfk", "license"])[0]
     box = {}
 
     def load():
+        if nice:
+            lower_thread_priority(nice)   # as the daemon's model-build thread does
         box["m"] = WhisperModel(common.model_dir(), device="cpu", compute_type="int8",
                                 cpu_threads=2)
 
@@ -65,21 +74,28 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=30)
     p.add_argument("--clip", default="jfk", choices=("jfk", "jfk-license"))
+    p.add_argument("--only", action="append", choices=sorted(ARRANGEMENTS),
+                   help="time only these arrangements")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment for the timed processes")
+    p.add_argument("--nice", type=int, default=0)
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(*args.child, args.calls, args.clip)
-    env = dict(os.environ, PYTHONPATH=str(common.REPO))
+        return child(*args.child, args.calls, args.clip, args.nice)
+    extra_env = dict(kv.split("=", 1) for kv in args.env)
+    env = dict(os.environ, PYTHONPATH=str(common.REPO), **extra_env)
+    arrangements = {k: v for k, v in ARRANGEMENTS.items() if not args.only or k in args.only}
     results = {}
     for load_name in ("alone", "with_cpu_burner"):
         burner = None
         if load_name == "with_cpu_burner":
             burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
-            for name, (load_on, use_on) in ARRANGEMENTS.items():
+            for name, (load_on, use_on) in arrangements.items():
                 out = subprocess.run(
                     [sys.executable, "-m", "bench.explore_threads", "--calls", str(args.calls),
-                     "--clip", args.clip, "--child", load_on, use_on],
+                     "--clip", args.clip, "--nice", str(args.nice), "--child", load_on, use_on],
                     env=env, cwd=common.REPO, capture_output=True, text=True, check=True)
                 calls = json.loads(out.stdout.strip().splitlines()[-1])
                 wall = [c[0] for c in calls]
@@ -95,7 +111,8 @@ def main() -> None:
                 burner.kill()
                 burner.wait()
     print(json.dumps({"machine": common.machine_info(), "clip": args.clip,
-                      "calls": args.calls, "results": results}, indent=1))
+                      "calls": args.calls, "env": extra_env, "nice": args.nice,
+                      "results": results}, indent=1))
 
 
 if __name__ == "__main__":
