@@ -1,4 +1,4 @@
-"""The daemon: intake of finished files, workers running the stages, retries, recovery, shutdown.
+"""The daemon: workers running the stages, retries, recovery, shutdown (intake: `intake.py`).
 
 It owns the job store, the model and the watcher, reports events through a `Reporter` and
 answers `snapshot()` for whoever observes it (the exporter). It knows nothing about HTTP.
@@ -18,8 +18,8 @@ from . import __version__, stages
 from .config import Config
 from .errors import SkipJob, StageError
 from .events import NullReporter, Reporter, RunningJob, StatusSnapshot
-from .fingerprint import content_hash
 from .guards import check_transcript
+from .intake import Intake
 from .model import ModelManager
 from .output import find_sidecar, output_paths, remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
@@ -68,9 +68,13 @@ class Daemon:
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads, workers=cfg.workers,
             idle_unload_minutes=cfg.model_idle_unload_minutes, nice=cfg.transcribe_nice)
         self.output_dir = Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir" else None
+        self.intake = Intake(self.store, skip_existing_subtitles=cfg.skip_existing_subtitles,
+                             target_language=lambda: self.target_language,
+                             subtitle_folders=self._subtitle_folders, on_queued=self._notify)
         self.watcher = Watcher(
             cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
-            stability_seconds=cfg.stability_seconds, on_ready=self.take, is_known=self._is_known,
+            stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
+            is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
             rescan_interval=cfg.rescan_interval_seconds)
         self.options = stages.TranscribeOptions(
@@ -103,52 +107,6 @@ class Daemon:
             folders.append(self.output_dir / source.parent.relative_to(root))
         return folders
 
-    # -- intake ----------------------------------------------------------------------------
-    def _is_known(self, path: str, st: os.stat_result) -> bool:
-        latest = self.store.latest_stat(path)
-        if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
-            return False
-        if latest["status"] == "failed" and latest["reason"] == "unreadable":
-            # A chmod does not change the mtime: retry once the file can be read.
-            try:
-                with open(path, "rb"):
-                    return False
-            except OSError:
-                return True
-        return True
-
-    def take(self, path: str, root: str) -> None:
-        """A finished file: queue it, skip it with a reason, or recognise it as already done."""
-        try:
-            st = os.stat(path)
-            fingerprint = content_hash(path, st.st_size)
-        except OSError as e:
-            if isinstance(e, FileNotFoundError):
-                return   # gone before it became a job: nothing to do
-            fingerprint = ""   # unreadable: let the probe stage record why
-        latest = self.store.latest_for_path(path)
-        if latest is not None:
-            if latest["status"] in ("queued", "running") and latest["fingerprint"] == fingerprint:
-                return
-            if latest["fingerprint"] == fingerprint and latest["size"] == st.st_size and fingerprint:
-                self.store.update_stat(latest["id"], st.st_size, st.st_mtime_ns)   # touched only
-                return
-        source, root_path = Path(path), Path(root)
-        language = self.target_language
-        if self.cfg.skip_existing_subtitles and language:
-            sidecar = find_sidecar(source, language, self._subtitle_folders(source, root_path))
-            ours = latest is not None and sidecar is not None and str(sidecar) in latest["outputs"]
-            if sidecar is not None and not ours:
-                self.store.record_skipped(path, root, st.st_size, st.st_mtime_ns, fingerprint,
-                                          "subtitle_exists", f"{path}: {sidecar.name} already exists")
-                # debug: a first scan of a subtitled library would log one line per file
-                log.debug("skipped %s: %s already exists [subtitle_exists]", path, sidecar.name)
-                self.reporter.job_finished("skipped", reason="subtitle_exists")
-                return
-        job_id = self.store.enqueue(path, root, st.st_size, st.st_mtime_ns, fingerprint)
-        log.info("queued %s (job %d)", path, job_id)
-        self._notify()
-
     def _notify(self) -> None:
         with self._wake:
             self._wake_generation += 1   # a notify between a worker's claim and its wait is not lost
@@ -156,7 +114,8 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        self.model.reporter = self.reporter   # the exporter may have been attached after __init__
+        # The exporter may have been attached after __init__.
+        self.model.reporter = self.intake.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
             log.warning("job %d (%s) was interrupted by a restart: queued again", job["id"], job["path"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import time
 from pathlib import Path
 
 from .languages import codes_for
@@ -38,6 +39,10 @@ def find_sidecar(source: Path, language: str, folders: list[Path]) -> Path | Non
 # about every file of a folder: one listing per folder (until it changes), not one per file.
 _INDEX_CACHE: dict[Path, tuple[int, dict]] = {}
 _INDEX_CACHE_MAX = 1024
+# A listing is remembered only once the folder's mtime is this old. A change in the same
+# timestamp tick as the listing leaves the mtime as it was (ticks are 2 s on FAT and some SMB
+# shares, milliseconds on ext4): a listing taken in that tick could miss a subtitle for good.
+_SETTLED_NS = 2_000_000_000
 
 
 def _subtitle_index(folder: Path) -> dict:
@@ -58,6 +63,9 @@ def _subtitle_index(folder: Path) -> dict:
         # record every split; the caller keeps the codes of its language only.
         for k in range(1, len(parts) - 1):
             index.setdefault(".".join(parts[:k]), []).append((parts[k], name))
+    if time.time_ns() - mtime < _SETTLED_NS:
+        _INDEX_CACHE.pop(folder, None)
+        return index
     if len(_INDEX_CACHE) >= _INDEX_CACHE_MAX:
         _INDEX_CACHE.clear()
     _INDEX_CACHE[folder] = (mtime, index)

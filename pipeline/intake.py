@@ -1,0 +1,91 @@
+"""Intake: what a finished file becomes — a queued job, a skip with its reason, or nothing
+(already done, already queued, only touched).
+
+The watcher asks `is_known(path, stat)` while it scans (cheap: size and mtime against the job
+store, so a restart over a large library queues nothing) and calls `take(path, root)` once a file
+has stopped changing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from .events import NullReporter, Reporter
+from .fingerprint import content_hash
+from .output import find_sidecar
+from .store import JobStore
+
+log = logging.getLogger("scribewatch")
+
+
+class Intake:
+    def __init__(self, store: JobStore, *, skip_existing_subtitles: bool,
+                 target_language: Callable[[], str | None],
+                 subtitle_folders: Callable[[Path, Path], list[Path]],
+                 on_queued: Callable[[], None], reporter: Reporter | None = None):
+        self.store = store
+        self.skip_existing_subtitles = skip_existing_subtitles
+        self.target_language = target_language
+        self.subtitle_folders = subtitle_folders
+        self.on_queued = on_queued
+        self.reporter: Reporter = reporter or NullReporter()
+
+    def is_known(self, path: str, st: os.stat_result) -> bool:
+        latest = self.store.latest_stat(path)
+        if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
+            return False
+        if latest["status"] == "failed" and latest["reason"] == "unreadable":
+            # A chmod does not change the mtime: retry once the file can be read.
+            try:
+                with open(path, "rb"):
+                    return False
+            except OSError:
+                return True
+        return True
+
+    def take(self, path: str, root: str) -> None:
+        """A finished file: queue it, skip it with a reason, or recognise it as already done."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return   # gone before it became a job: nothing to do
+        except OSError:
+            st = None   # not even its size can be read: the probe stage records why
+        try:
+            fingerprint = content_hash(path, st.st_size) if st else ""
+        except OSError:
+            fingerprint = ""   # unreadable: the probe stage records why
+        size, mtime_ns = (st.st_size, st.st_mtime_ns) if st else (None, None)
+        latest = self.store.latest_for_path(path)
+        if latest is not None and latest["fingerprint"] == fingerprint:
+            if latest["status"] in ("queued", "running"):
+                return   # already waiting for its turn
+            if fingerprint and latest["size"] == size:
+                self.store.update_stat(latest["id"], size, mtime_ns)   # touched only
+                return
+        if self._subtitle_exists(path, root, size, mtime_ns, fingerprint, latest):
+            return
+        job_id = self.store.enqueue(path, root, size, mtime_ns, fingerprint)
+        log.info("queued %s (job %d)", path, job_id)
+        self.on_queued()
+
+    def _subtitle_exists(self, path: str, root: str, size, mtime_ns, fingerprint: str,
+                         latest: dict | None) -> bool:
+        """Skip (recorded and counted) a file whose subtitle in our language is already there —
+        unless that subtitle is one we wrote for an earlier version of the file."""
+        language = self.target_language()
+        if not (self.skip_existing_subtitles and language):
+            return False   # the language is known only after transcription: checked then
+        source = Path(path)
+        sidecar = find_sidecar(source, language, self.subtitle_folders(source, Path(root)))
+        if sidecar is None or (latest is not None and str(sidecar) in latest["outputs"]):
+            return False
+        self.store.record_skipped(path, root, size, mtime_ns, fingerprint, "subtitle_exists",
+                                  f"{path}: {sidecar.name} already exists")
+        # debug: a first scan of a subtitled library would log one line per file
+        log.debug("skipped %s: %s already exists [subtitle_exists]", path, sidecar.name)
+        self.reporter.job_finished("skipped", reason="subtitle_exists")
+        return True
