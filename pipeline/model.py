@@ -10,8 +10,8 @@ is built, and Linux threads inherit the nice value of the thread that starts the
 inference runs below the daemon's other threads (the /metrics server answers a scrape at once)
 and below whatever else the box runs, a Plex transcode first of all. Building it off the main
 thread also makes the daemon and `scribewatch transcribe` behave alike: libgomp spins for work
-much longer when the thread that first used it is gone (docs/performance.md, "Which thread
-builds the model").
+much longer when the thread that first used it is gone, which GOMP_SPINCOUNT below now bounds
+(docs/performance.md, "Which thread builds the model").
 """
 
 from __future__ import annotations
@@ -27,6 +27,16 @@ from pathlib import Path
 from .events import NullReporter, Reporter
 
 log = logging.getLogger("scribewatch.model")
+
+# How long an idle OpenMP thread of CTranslate2's bundled libgomp spins before it sleeps. Read
+# once, when the library loads (the first `import ctranslate2`, below this module), so it is set
+# here. libgomp's default (300,000 spins) keeps a core busy while a sibling thread waits for
+# CPU: next to one busy process (a Plex transcode), with the inference at a lower priority, a
+# 0.3-s transcription took 35 s. 1,000 spins is as fast as the default on an idle machine and
+# keeps the contended case near a plain script's (docs/performance.md). A value the user set
+# wins.
+GOMP_SPINCOUNT = "1000"
+os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 DEFAULT_MODEL = "tiny.en"
 

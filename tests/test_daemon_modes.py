@@ -1,14 +1,16 @@
 """Daemon modes beyond the defaults: polling, an output folder, idle unload, a broken model."""
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import REPO, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +105,18 @@ def test_inference_threads_run_below_the_daemons_own_priority(daemon_factory, me
     # And the priority does not change what comes out.
     words = " ".join((d.watch / "a.en.srt").read_text().split())
     assert "can do for you ask what you can do for your country." in words
+
+
+@pytest.mark.parametrize("environ, expected", [({}, "1000"), ({"GOMP_SPINCOUNT": "300000"}, "300000")])
+def test_libgomp_spins_briefly_unless_the_user_says_otherwise(environ, expected):
+    """libgomp reads GOMP_SPINCOUNT when CTranslate2 is first imported: pipeline.model sets it
+    before that (docs/performance.md, "Which thread builds the model")."""
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"} | environ
+    code = ("import sys, os; import pipeline.model as m; "
+            "assert 'ctranslate2' not in sys.modules, 'imported too early'; "
+            "m.resolve_device('auto', 'auto'); assert 'ctranslate2' in sys.modules; "
+            "print(os.environ['GOMP_SPINCOUNT'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
