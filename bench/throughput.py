@@ -13,6 +13,9 @@ every run records the share of the machine other processes used meanwhile:
 * `daemon_batched` (full runs; --no-variant skips it): the daemon with batched inference on
   (`batch_size: 8` for files >= 120 s, the default until commit ef314e7) — what batching adds
   in speed and costs in WER and memory (diagnostic, no target).
+* `bare_thread` (full runs; --no-variant skips it): the bare script with one change, the model
+  constructed on a short-lived thread as the daemon does — how much of the daemon's lead over
+  the usual way comes from which thread built the model (diagnostic, no target).
 
 ratio = (audio s / wall s of daemon) / (audio s / wall s of bare) = bare wall / daemon wall.
 Quality: WER of each side against the reference texts, readability of the daemon's SRT cues.
@@ -154,10 +157,13 @@ def run_daemon(files: list[dict], folder: Path, overrides: dict | None = None) -
             "readability_problems": problems, "cues": cues, "files": per_file}
 
 
-def run_bare(files: list[dict]) -> dict:
+def run_bare(files: list[dict], build_on: str = "main") -> dict:
     job = {"model": common.model_dir(), "cpu_threads": 2, "beam_size": 5,
-           "warmup": str(common.MEDIA / "jfk.flac"), "files": [f["path"] for f in files]}
-    env = dict(os.environ, PYTHONPATH=str(common.REPO))
+           "warmup": str(common.MEDIA / "jfk.flac"), "files": [f["path"] for f in files],
+           "build_on": build_on}
+    # The usual way runs with libgomp's defaults: the daemon's GOMP_SPINCOUNT is its own.
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    env["PYTHONPATH"] = str(common.REPO)
     proc = subprocess.Popen([common.PYTHON, "-m", "bench._bare"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env, cwd=common.REPO)
     try:
@@ -234,12 +240,13 @@ def main() -> None:
     rejected: list[dict] = []
     sides = {"daemon": lambda r: run_daemon(files, common.WORK / NAME / f"daemon-{r}"),
              "bare": lambda r: run_bare(files),
+             "bare_thread": lambda r: run_bare(files, build_on="thread"),
              "daemon_batched": lambda r: run_daemon(
                  files, common.WORK / NAME / f"daemon-batched-{r}", {"batch_size": 8, "batch_min_audio_seconds": 120})}
     variant = not (quick or args.no_variant)
-    order = ["daemon", "bare"] + (["daemon_batched"] if variant else [])
+    order = ["daemon", "bare"] + (["daemon_batched", "bare_thread"] if variant else [])
     if not variant:
-        del sides["daemon_batched"]
+        del sides["daemon_batched"], sides["bare_thread"]
     for r in range(rounds):
         for side in (order if r % 2 == 0 else order[::-1]):
             for attempt in range(1 + args.retries):
@@ -290,7 +297,9 @@ def main() -> None:
     q_daemon = quality(files, {p["name"]: p["text"] for p in first["daemon"]["files"]})
     q_bare = quality(files, {p["name"]: p["text"] for p in first["bare"]["files"]})
     q_batched = (quality(files, {p["name"]: p["text"] for p in first["daemon_batched"]["files"]})
-             if "daemon_batched" in first else {"wer_percent": None})
+                 if "daemon_batched" in first else {"wer_percent": None})
+    q_bare_thread = (quality(files, {p["name"]: p["text"] for p in first["bare_thread"]["files"]})
+                     if "bare_thread" in first else {"wer_percent": None})
     problems = [p for x in runs if x["side"] != "bare" for p in x["readability_problems"]]
     peak = {side: max(x["peak_rss_bytes"] for x in runs if x["side"] == side) for side in sides}
     window = 2.0   # the daemon's default stability_seconds, inside the daemon's wall time
@@ -307,6 +316,12 @@ def main() -> None:
         "bare_audio_seconds_per_wall_second": round(audio / (sum(walls("bare")) / rounds), 2),
         "daemon_batched_ratio": (round(sum(walls("bare")) / sum(walls("daemon_batched")), 4)
                                     if "daemon_batched" in sides else None),
+        # The daemon against the bare script whose model was built on a thread: what the daemon
+        # gives beyond that one libgomp effect (warm model, pipeline, priorities).
+        "daemon_vs_bare_thread_ratio": (round(sum(walls("bare_thread")) / sum(walls("daemon")), 4)
+                                        if "bare_thread" in sides else None),
+        "bare_thread_vs_bare_ratio": (round(sum(walls("bare")) / sum(walls("bare_thread")), 4)
+                                      if "bare_thread" in sides else None),
         "cpu_seconds": {side: [x["own_cpu_seconds"] for x in runs if x["side"] == side]
                         for side in sides},
         "cpu_ratio": round(sum(x["own_cpu_seconds"] for x in runs if x["side"] == "bare")
@@ -318,7 +333,8 @@ def main() -> None:
         "peak_rss_bytes": peak,
         "peak_rss_mib": {k: round(v / 2**20, 1) for k, v in peak.items()},
         "wer_percent": {"daemon": q_daemon["wer_percent"], "bare": q_bare["wer_percent"],
-                        "daemon_batched": q_batched["wer_percent"]},
+                        "daemon_batched": q_batched["wer_percent"],
+                        "bare_thread": q_bare_thread["wer_percent"]},
         "wer_delta_points": round(q_daemon["wer_percent"] - q_bare["wer_percent"], 3),
         "per_file_wer_percent": {"daemon": q_daemon["per_file_wer_percent"],
                                  "bare": q_bare["per_file_wer_percent"]},
@@ -343,7 +359,9 @@ def main() -> None:
                   "cpu_threads": 2, "beam_size": 5,
                   "daemon_settings": "the daemon's defaults at the commit in `code` (stability "
                                      "window 2 s, 1 worker)",
-                  "daemon_batched_settings": "defaults + batch_size 8 for files >= 120 s"}
+                  "daemon_batched_settings": "defaults + batch_size 8 for files >= 120 s",
+                  "bare_settings": "libgomp defaults (GOMP_SPINCOUNT unset); model built on the "
+                                   "main thread (bare) or on a short-lived thread (bare_thread)"}
     res.check("ratio", ratio >= TARGETS["ratio_min"])
     res.check("short_file_ratio", short_ratio >= TARGETS["short_file_ratio_min"])
     res.check("wer", q_daemon["wer_percent"] - q_bare["wer_percent"]
