@@ -76,7 +76,7 @@ class Daemon:
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
-            rescan_interval=cfg.rescan_interval_seconds)
+            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.store.batch)
         self.options = stages.TranscribeOptions(
             language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
             vad=cfg.vad, batch_size=cfg.batch_size,

@@ -6,6 +6,7 @@ is no concern, and one connection keeps claim-next atomic without retry loops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -93,7 +94,7 @@ class JobStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # re-entered by `batch`
         self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                     timeout=30)
         self._con.row_factory = sqlite3.Row
@@ -123,6 +124,24 @@ class JobStore:
             self._con.close()
 
     # -- writes ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self):
+        """The writes this thread makes inside, as one transaction: one WAL commit, not one per
+        row. Other threads wait for the store meanwhile, so keep a batch short (the startup
+        scan uses one per folder). A crash inside loses only the batch's intake records, and
+        the next scan finds those files again."""
+        with self._lock:
+            if self._con.in_transaction:     # nested: the outer batch commits
+                yield
+                return
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
     def _exec(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._con.execute(sql, tuple(params))

@@ -9,6 +9,7 @@ and its jobs wait — and when it comes back it is watched again and rescanned.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -17,9 +18,11 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
+                             FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+                             FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -29,6 +32,15 @@ log = logging.getLogger("scribewatch.watcher")
 
 TICK_SECONDS = 0.1
 ROOT_CHECK_SECONDS = 1.0
+# Files of one scanned folder handed over per job-store transaction: large enough that a first
+# start over a big library is not one commit per file, small enough that a worker or a status
+# request never waits long for the store.
+SCAN_BATCH_FILES = 100
+# The events we act on. Without a filter inotify also reports every open and every close
+# without a write: each read of a file (a Plex stream, our own fingerprinting during a scan of
+# 100,000 files) would be a Python event to discard.
+EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent,
+          FileDeletedEvent, DirCreatedEvent, DirMovedEvent]
 
 
 @dataclasses.dataclass
@@ -89,7 +101,8 @@ class Watcher:
                  on_ready: Callable[[str, str], None],
                  is_known: Callable[[str, os.stat_result], bool],
                  recursive: bool = True, polling: bool = False, poll_interval: float = 5.0,
-                 rescan_interval: float = 300.0):
+                 rescan_interval: float = 300.0,
+                 scan_batch: Callable[[], ContextManager] = contextlib.nullcontext):
         self.roots = [str(Path(r).resolve()) for r in roots]
         self.filter = file_filter
         self.window = stability_seconds
@@ -99,6 +112,10 @@ class Watcher:
         self.polling = polling
         self.poll_interval = poll_interval
         self.rescan_interval = rescan_interval
+        # Wraps the hand-over of one scanned folder's files (the job store's `batch`: a first
+        # start over a large library writes a row per file, and one commit per folder is
+        # several times faster than one per row).
+        self.scan_batch = scan_batch
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -161,7 +178,8 @@ class Watcher:
     def _schedule(self, root: str) -> None:
         try:
             self._watches[root] = self._observer.schedule(_Handler(self, root), root,
-                                                          recursive=self.recursive)
+                                                          recursive=self.recursive,
+                                                          event_filter=EVENTS)
         except OSError as e:
             log.warning("cannot watch %s: %s", root, e)
             self._available[root] = False
@@ -181,13 +199,18 @@ class Watcher:
             st = os.stat(path)
         except OSError:
             return
+        if kind == "scan":
+            # The job store is asked outside our lock: the scan holds the store (its batch)
+            # while it takes our lock, so the other order here could deadlock with it.
+            with self._lock:
+                tracked = path in self._pending
+            if not tracked and self.is_known(path, st):
+                return
         now = time.monotonic()
         ready_now = False
         with self._lock:
             p = self._pending.get(path)
             if p is None and kind == "scan":
-                if self.is_known(path, st):
-                    return
                 # Untouched for longer than the window before we looked: complete. Handing it
                 # on at once keeps a 100,000-file library out of the pending table.
                 ready_now = (time.time() - st.st_mtime > self.window + 1
@@ -254,6 +277,7 @@ class Watcher:
         stack = [folder]
         while stack and not self._stop.is_set():
             current = stack.pop()
+            files = []
             try:
                 with os.scandir(current) as it:
                     for entry in it:
@@ -262,12 +286,19 @@ class Watcher:
                                 if self.recursive and self.filter.wanted_folder(entry.path):
                                     stack.append(entry.path)
                             elif entry.is_file() and self.filter.wanted_name(entry.name):
-                                seen += 1
-                                self.note(entry.path, root, "scan", filtered=True)
+                                files.append(entry.path)
                         except OSError:
                             continue
             except OSError as e:
                 log.debug("cannot scan %s: %s", current, e)
+            for first in range(0, len(files), SCAN_BATCH_FILES):
+                with self.scan_batch():
+                    for path in files[first:first + SCAN_BATCH_FILES]:
+                        try:
+                            self.note(path, root, "scan", filtered=True)
+                        except Exception:   # one file's bug must not undo its batch-mates
+                            log.exception("could not take %s", path)
+            seen += len(files)
         return seen
 
     def _scan_loop(self) -> None:

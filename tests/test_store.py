@@ -111,3 +111,27 @@ def test_a_store_from_before_the_counts_is_counted_once_when_opened(tmp_path):
     assert reopened.counts()["queued"] == 5 and reopened.counts()["succeeded"] == 1
     JobStore(tmp_path / "j.db").close()                      # opening again counts nothing twice
     assert reopened.counts() == _counted(reopened) == _kept(reopened)
+
+
+def test_batch_is_one_transaction(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    other = JobStore(tmp_path / "j.db")        # another connection sees only commits
+    with store.batch():
+        store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+        with store.batch():                     # nested: part of the outer one
+            store.record_skipped("/w/b.mp3", "/w", 1, 1, "fb", "subtitle_exists", "b.en.srt")
+        assert other.counts()["queued"] == 0
+    assert other.counts()["queued"] == 1 and other.counts()["skipped"] == 1
+
+
+def test_failed_batch_leaves_nothing(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    try:
+        with store.batch():
+            store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert store.counts()["queued"] == 0
+    store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")  # and the store is usable afterwards
+    assert store.counts()["queued"] == 1

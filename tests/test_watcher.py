@@ -117,3 +117,63 @@ def test_missing_watch_folder_is_an_outage_and_recovers(watcher_for, media, tmp_
     wait_for(w.alive, 5, what="watcher recovering")
     shutil.copy(media / "jfk.flac", inbox / "after.flac")   # watched again after the outage
     wait_for(lambda: rec.ready, 5, what="file after recovery")
+
+
+def test_reading_watched_files_delivers_no_events(watcher_for, media):
+    """Opens and closes without a write (Plex streaming, our own fingerprinting during a scan)
+    are filtered out by inotify itself, not turned into Python events to discard."""
+    w, inbox, rec = watcher_for(window=0.2)
+    target = inbox / "movie.flac"
+    shutil.copy(media / "jfk.flac", target)
+    wait_for(lambda: rec.ready, 5, what="the new file")
+    kinds = []
+    real_note = w.note
+    w.note = lambda path, root, kind, filtered=False: (kinds.append(kind),
+                                                       real_note(path, root, kind, filtered))
+    for _ in range(20):
+        with open(target, "rb") as f:
+            f.read(4096)
+    (inbox / "other.flac").write_bytes(b"x" * 10)    # a write still arrives
+    wait_for(lambda: "closed" in kinds, 5, what="the close-write event")
+    time.sleep(0.3)
+    assert not {"opened", "closed_no_write"} & set(kinds), kinds
+    wait_for(lambda: len(rec.ready) == 2, 5, what="the written file")
+    assert [os.path.basename(p) for p, _, _ in rec.ready] == ["movie.flac", "other.flac"]
+
+
+def test_scan_hands_over_a_large_folder_in_store_batches(tmp_path):
+    """Each SCAN_BATCH_FILES files of a folder go through one `scan_batch`; every file is
+    handed on exactly once."""
+    from pipeline import watcher as watcher_mod
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    count = watcher_mod.SCAN_BATCH_FILES * 2 + 7
+    past = time.time() - 3600
+    for i in range(count):
+        p = inbox / f"f{i:04d}.mp3"
+        p.write_bytes(b"x")
+        os.utime(p, (past, past))
+    rec, batches, inside = Recorder(), [], []
+
+    class Batch:
+        def __enter__(self):
+            batches.append(0)
+            inside.append(True)
+
+        def __exit__(self, *exc):
+            inside.pop()
+
+    def on_ready(path, root):
+        assert inside, "handed on outside a batch"
+        batches[-1] += 1
+        rec(path, root)
+
+    w = Watcher([inbox], file_filter=FileFilter(MEDIA_EXTENSIONS, DEFAULT_IGNORE),
+                stability_seconds=0.2, on_ready=on_ready, is_known=lambda p, st: False,
+                scan_batch=Batch)
+    w._available = {r: True for r in w.roots}
+    assert w.scan(w.roots[0], w.roots[0]) == count
+    assert sorted(os.path.basename(p) for p, _, _ in rec.ready) == sorted(
+        f"f{i:04d}.mp3" for i in range(count))
+    assert batches == [watcher_mod.SCAN_BATCH_FILES] * 2 + [7]
