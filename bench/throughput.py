@@ -300,7 +300,8 @@ def main() -> None:
                  if "daemon_batched" in first else {"wer_percent": None})
     q_bare_thread = (quality(files, {p["name"]: p["text"] for p in first["bare_thread"]["files"]})
                      if "bare_thread" in first else {"wer_percent": None})
-    problems = [p for x in runs if x["side"] != "bare" for p in x["readability_problems"]]
+    problems = [p for x in runs if x["side"].startswith("daemon")
+                for p in x["readability_problems"]]
     peak = {side: max(x["peak_rss_bytes"] for x in runs if x["side"] == side) for side in sides}
     window = 2.0   # the daemon's default stability_seconds, inside the daemon's wall time
     res.measured = {
