@@ -54,19 +54,24 @@ class Intake:
             return   # gone before it became a job: nothing to do
         except OSError:
             st = None   # not even its size can be read: the probe stage records why
+        size, mtime_ns = (st.st_size, st.st_mtime_ns) if st else (None, None)
+        latest = self.store.latest_for_path(path)
+        # A file never seen before whose subtitle is already there is not read at all: a first
+        # start over a subtitled library then costs a stat per file, not a disk read per file.
+        if latest is None and self._subtitle_exists(path, root, size, mtime_ns, "", None):
+            return
         try:
             fingerprint = content_hash(path, st.st_size) if st else ""
         except OSError:
             fingerprint = ""   # unreadable: the probe stage records why
-        size, mtime_ns = (st.st_size, st.st_mtime_ns) if st else (None, None)
-        latest = self.store.latest_for_path(path)
         if latest is not None and latest["fingerprint"] == fingerprint:
             if latest["status"] in ("queued", "running"):
                 return   # already waiting for its turn
             if fingerprint and latest["size"] == size:
                 self.store.update_stat(latest["id"], size, mtime_ns)   # touched only
                 return
-        if self._subtitle_exists(path, root, size, mtime_ns, fingerprint, latest):
+        if latest is not None and self._subtitle_exists(path, root, size, mtime_ns, fingerprint,
+                                                        latest):
             return
         job_id = self.store.enqueue(path, root, size, mtime_ns, fingerprint)
         log.info("queued %s (job %d)", path, job_id)
