@@ -9,8 +9,8 @@ per-call times (median, p95, max) and CPU seconds per call. Same model, threads,
     python -m bench.explore_threads [--calls 30] [--clip jfk|jfk-license]
                                     [--only ARRANGEMENT ...] [--env KEY=VALUE ...] [--nice N]
 
-`--nice N` lowers the loading thread's priority by N (the daemon's `transcribe_nice`); the
-CPU burner keeps the default priority. `--env` sets variables for the timed processes (e.g. `GOMP_SPINCOUNT=10000`: how long libgomp's
+`--nice N` lowers the loading thread's priority by N (the daemon's `transcribe_nice`), `--idle`
+puts it in the SCHED_IDLE class; the CPU burner keeps the default priority. `--env` sets variables for the timed processes (e.g. `GOMP_SPINCOUNT=10000`: how long libgomp's
 idle threads spin before they sleep, read once when the library loads).
 """
 
@@ -35,7 +35,8 @@ ARRANGEMENTS = {
 }
 
 
-def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0) -> None:
+def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0,
+          idle: bool = False) -> None:
     from faster_whisper import WhisperModel
 
     from pipeline.model import lower_thread_priority
@@ -46,6 +47,8 @@ def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0) -> No
     def load():
         if nice:
             lower_thread_priority(nice)   # as the daemon's model-build thread does
+        if idle:   # SCHED_IDLE, inherited by CTranslate2's threads like the nice value
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
         box["m"] = WhisperModel(common.model_dir(), device="cpu", compute_type="int8",
                                 cpu_threads=2)
 
@@ -79,10 +82,12 @@ def main() -> None:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment for the timed processes")
     p.add_argument("--nice", type=int, default=0)
+    p.add_argument("--idle", action="store_true",
+                   help="the loading thread at SCHED_IDLE (CTranslate2's threads inherit it)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(*args.child, args.calls, args.clip, args.nice)
+        return child(*args.child, args.calls, args.clip, args.nice, args.idle)
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     env = dict(os.environ, PYTHONPATH=str(common.REPO), **extra_env)
     arrangements = {k: v for k, v in ARRANGEMENTS.items() if not args.only or k in args.only}
@@ -95,7 +100,8 @@ def main() -> None:
             for name, (load_on, use_on) in arrangements.items():
                 out = subprocess.run(
                     [sys.executable, "-m", "bench.explore_threads", "--calls", str(args.calls),
-                     "--clip", args.clip, "--nice", str(args.nice), "--child", load_on, use_on],
+                     "--clip", args.clip, "--nice", str(args.nice), "--child", load_on, use_on]
+                    + (["--idle"] if args.idle else []),
                     env=env, cwd=common.REPO, capture_output=True, text=True, check=True)
                 calls = json.loads(out.stdout.strip().splitlines()[-1])
                 wall = [c[0] for c in calls]
@@ -111,7 +117,7 @@ def main() -> None:
                 burner.kill()
                 burner.wait()
     print(json.dumps({"machine": common.machine_info(), "clip": args.clip,
-                      "calls": args.calls, "env": extra_env, "nice": args.nice,
+                      "calls": args.calls, "env": extra_env, "nice": args.nice, "idle": args.idle,
                       "results": results}, indent=1))
 
 
