@@ -105,7 +105,7 @@ def cmd_transcribe(args) -> int:
 
     model = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
                          compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
-                         nice=cfg.transcribe_nice)
+                         nice=cfg.transcribe_nice, idle_class=cfg.transcribe_idle_class)
     options = stages.TranscribeOptions(
         language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
         vad=cfg.vad, batch_size=cfg.batch_size, batch_min_audio_seconds=cfg.batch_min_audio_seconds)

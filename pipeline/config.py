@@ -99,7 +99,13 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("transcribe_nice", "int", 10,
             "How much lower the inference threads' CPU priority is than the rest of the daemon "
             "(a Linux nice increment, 0-19): a Plex transcode and the /metrics server come "
-            "first. 0 keeps them equal.", minimum=0, check=_nice_check),
+            "first. 0 keeps them equal. Used when `transcribe_idle_class` is off or not "
+            "available.", minimum=0, check=_nice_check),
+    Setting("transcribe_idle_class", "bool", True,
+            "Run the inference threads in Linux's SCHED_IDLE class: they get a core only when "
+            "nothing else wants it, so a burst of /metrics scrapes or a Plex transcode never "
+            "waits behind them (a transcode that takes every core also stops transcription "
+            "until it ends). false: they run at `transcribe_nice`."),
     Setting("language", "str", "auto", "auto (detect) or a forced ISO 639-1 code.",
             check=_language_check),
     Setting("beam_size", "int", 5, "Beam size for decoding.", minimum=1),
@@ -156,6 +162,7 @@ class Config:
     compute_type: str
     cpu_threads: int
     transcribe_nice: int
+    transcribe_idle_class: bool
     language: str
     beam_size: int
     vad: bool

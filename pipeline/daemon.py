@@ -66,7 +66,8 @@ class Daemon:
         self.model = model or ModelManager(
             cfg.model, models_dir=cfg.models_dir, device=cfg.device,
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads, workers=cfg.workers,
-            idle_unload_minutes=cfg.model_idle_unload_minutes, nice=cfg.transcribe_nice)
+            idle_unload_minutes=cfg.model_idle_unload_minutes, nice=cfg.transcribe_nice,
+            idle_class=cfg.transcribe_idle_class)
         self.output_dir = Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir" else None
         self.intake = Intake(self.store, skip_existing_subtitles=cfg.skip_existing_subtitles,
                              target_language=lambda: self.target_language,

@@ -4,11 +4,14 @@ The model is loaded once and shared by the workers. With `model_idle_unload_minu
 after that much idle time (homelab GPUs are shared with Plex transcoding and games) and loaded
 again by the next job.
 
-The model is always built on a short-lived thread of its own, at the priority set by
-`transcribe_nice`. CTranslate2 starts its compute threads (and they their OpenMP teams) while it
-is built, and Linux threads inherit the nice value of the thread that starts them: so the
-inference runs below the daemon's other threads (the /metrics server answers a scrape at once)
-and below whatever else the box runs, a Plex transcode first of all. Building it off the main
+The model is always built on a short-lived thread of its own, in the SCHED_IDLE class
+(`transcribe_idle_class`) or at the priority set by `transcribe_nice`. CTranslate2 starts its
+compute threads (and they their OpenMP teams) while it is built, and Linux threads inherit the
+scheduling class and nice value of the thread that starts them: so the inference runs below the
+daemon's other threads (the /metrics server answers a scrape at once) and below whatever else
+the box runs, a Plex transcode first of all. SCHED_IDLE rather than nice 10 because the kernel
+preempts an idle-class thread at once: with both cores busy at nice 10, twenty scrapes at once
+still waited for a core (docs/performance.md, "Scrape"). Building it off the main
 thread also makes the daemon and `scribewatch transcribe` behave alike: libgomp spins for work
 much longer when the thread that first used it is gone, which GOMP_SPINCOUNT below now bounds
 (docs/performance.md, "Which thread builds the model").
@@ -84,13 +87,14 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 class ModelManager:
     def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
                  compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
-                 workers: int = 1, nice: int = 0,
+                 workers: int = 1, nice: int = 0, idle_class: bool = False,
                  reporter: Reporter | None = None):
         self.source, self.name = resolve_model(model, models_dir)
         self.device, self.compute_type = resolve_device(device, compute_type)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
         self.workers = workers
         self.nice = nice
+        self.idle_class = idle_class
         self.idle_unload_seconds = idle_unload_minutes * 60
         self.reporter = reporter or NullReporter()
         self._lock = threading.RLock()
@@ -125,7 +129,7 @@ class ModelManager:
                                          cpu_threads=self.cpu_threads,
                                          # one CTranslate2 replica per worker, or they queue
                                          num_workers=self.workers),
-                    self.nice)
+                    self.nice, self.idle_class)
             except Exception as e:
                 self.error = f"{type(e).__name__}: {e}"
                 log.error("model %s failed to load on %s/%s: %s", self.name, self.device,
@@ -177,14 +181,14 @@ class ModelManager:
         return True
 
 
-def _on_builder_thread(build, nice: int):
-    """build() on a new thread whose priority is `nice` steps below the caller's; its result or
-    its exception."""
+def _on_builder_thread(build, nice: int, idle_class: bool = False):
+    """build() on a new thread in the SCHED_IDLE class (`idle_class`, where possible) or `nice`
+    steps below the caller's priority; its result or its exception."""
     box: dict = {}
 
     def run():
         try:
-            if nice:
+            if not (idle_class and enter_idle_class()) and nice:
                 lower_thread_priority(nice)
             box["result"] = build()
         except BaseException as e:   # handed to the caller
@@ -196,6 +200,20 @@ def _on_builder_thread(build, nice: int):
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def enter_idle_class() -> bool:
+    """Put the calling thread in Linux's SCHED_IDLE class (threads it starts inherit it). False
+    where that is not possible."""
+    if not hasattr(os, "SCHED_IDLE"):
+        log.debug("transcribe_idle_class: SCHED_IDLE is Linux-only; using transcribe_nice")
+        return False
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+    except OSError as e:
+        log.warning("transcribe_idle_class: cannot use SCHED_IDLE (%s); using transcribe_nice", e)
+        return False
+    return True
 
 
 def lower_thread_priority(increment: int) -> bool:

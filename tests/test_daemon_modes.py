@@ -92,7 +92,8 @@ def thread_nice_values(pid: int) -> dict[int, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux-only")
 def test_inference_threads_run_below_the_daemons_own_priority(daemon_factory, media):
-    d = daemon_factory({"transcribe_nice": 7, "cpu_threads": 2}).start()
+    d = daemon_factory({"transcribe_nice": 7, "transcribe_idle_class": False,
+                        "cpu_threads": 2}).start()
     shutil.copy(media / "jfk.flac", d.watch / "a.flac")
     assert d.wait_jobs(1, timeout=120)[0]["status"] == "succeeded"
     nice = thread_nice_values(d.proc.pid)
@@ -103,6 +104,26 @@ def test_inference_threads_run_below_the_daemons_own_priority(daemon_factory, me
     assert values.count(0) >= 4, nice
     assert set(values) == {0, 7}, nice
     # And the priority does not change what comes out.
+    words = " ".join((d.watch / "a.en.srt").read_text().split())
+    assert "can do for you ask what you can do for your country." in words
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_inference_threads_are_in_the_idle_class_by_default(daemon_factory, media):
+    d = daemon_factory({"cpu_threads": 2}).start()
+    shutil.copy(media / "jfk.flac", d.watch / "a.flac")
+    assert d.wait_jobs(1, timeout=120)[0]["status"] == "succeeded"
+    policies = {}
+    for task in Path(f"/proc/{d.proc.pid}/task").iterdir():
+        try:
+            policies[int(task.name)] = os.sched_getscheduler(int(task.name))
+        except OSError:
+            continue                                    # the thread ended meanwhile
+    values = list(policies.values())
+    assert policies[d.proc.pid] == os.SCHED_OTHER, "the main thread keeps the normal class"
+    assert values.count(os.SCHED_IDLE) >= 1, f"no inference thread in SCHED_IDLE: {policies}"
+    assert values.count(os.SCHED_OTHER) >= 4, policies   # HTTP, watcher, workers, housekeeping
+    assert set(values) == {os.SCHED_OTHER, os.SCHED_IDLE}, policies
     words = " ".join((d.watch / "a.en.srt").read_text().split())
     assert "can do for you ask what you can do for your country." in words
 
