@@ -101,11 +101,11 @@ SCHEMA: tuple[Setting, ...] = (
             "(a Linux nice increment, 0-19): a Plex transcode and the /metrics server come "
             "first. 0 keeps them equal. Used when `transcribe_idle_class` is off or not "
             "available.", minimum=0, check=_nice_check),
-    Setting("transcribe_idle_class", "bool", True,
-            "Run the inference threads in Linux's SCHED_IDLE class: they get a core only when "
-            "nothing else wants it, so a burst of /metrics scrapes or a Plex transcode never "
-            "waits behind them (a transcode that takes every core also stops transcription "
-            "until it ends). false: they run at `transcribe_nice`."),
+    Setting("transcribe_idle_class", "bool", False,
+            "Run the inference threads in Linux's SCHED_IDLE class instead of at "
+            "`transcribe_nice`: they get a core only when nothing else wants it, so a Plex "
+            "transcode never shares the CPU with them, and one that takes every core stops "
+            "transcription until it ends."),
     Setting("language", "str", "auto", "auto (detect) or a forced ISO 639-1 code.",
             check=_language_check),
     Setting("beam_size", "int", 5, "Beam size for decoding.", minimum=1),

@@ -9,9 +9,10 @@ The model is always built on a short-lived thread of its own, in the SCHED_IDLE 
 compute threads (and they their OpenMP teams) while it is built, and Linux threads inherit the
 scheduling class and nice value of the thread that starts them: so the inference runs below the
 daemon's other threads (the /metrics server answers a scrape at once) and below whatever else
-the box runs, a Plex transcode first of all. SCHED_IDLE rather than nice 10 because the kernel
-preempts an idle-class thread at once: with both cores busy at nice 10, twenty scrapes at once
-still waited for a core (docs/performance.md, "Scrape"). Building it off the main
+the box runs, a Plex transcode first of all. SCHED_IDLE, which the kernel preempts at once, is
+the user's choice, not the default: it did not make a burst of scrapes measurably faster while
+transcribing, and a transcode that takes every core would stop transcription altogether
+(docs/performance.md, "Scrape"). Building it off the main
 thread also makes the daemon and `scribewatch transcribe` behave alike: libgomp spins for work
 much longer when the thread that first used it is gone, which GOMP_SPINCOUNT below now bounds
 (docs/performance.md, "Which thread builds the model").

@@ -109,8 +109,8 @@ def test_inference_threads_run_below_the_daemons_own_priority(daemon_factory, me
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
-def test_inference_threads_are_in_the_idle_class_by_default(daemon_factory, media):
-    d = daemon_factory({"cpu_threads": 2}).start()
+def test_transcribe_idle_class_puts_the_inference_threads_in_sched_idle(daemon_factory, media):
+    d = daemon_factory({"transcribe_idle_class": True, "cpu_threads": 2}).start()
     shutil.copy(media / "jfk.flac", d.watch / "a.flac")
     assert d.wait_jobs(1, timeout=120)[0]["status"] == "succeeded"
     policies = {}
