@@ -26,11 +26,12 @@ def main() -> None:
     job = json.loads(sys.stdin.readline())
     from faster_whisper import WhisperModel
 
+    box: dict = {}
+
     def build():
         box["model"] = WhisperModel(job["model"], device="cpu", compute_type="int8",
                                     cpu_threads=job["cpu_threads"])
 
-    box: dict = {}
     t0 = time.perf_counter()
     if job.get("build_on", "main") == "thread":
         builder = threading.Thread(target=build, name="model-build")

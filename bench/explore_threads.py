@@ -39,7 +39,7 @@ def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0,
           idle: bool = False) -> None:
     from faster_whisper import WhisperModel
 
-    from pipeline.model import lower_thread_priority
+    from pipeline.model import enter_idle_class, lower_thread_priority
 
     audio = common.clip("jfk") if clip == "jfk" else common.concat(["jfk", "license"])[0]
     box = {}
@@ -47,8 +47,8 @@ def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0,
     def load():
         if nice:
             lower_thread_priority(nice)   # as the daemon's model-build thread does
-        if idle:   # SCHED_IDLE, inherited by CTranslate2's threads like the nice value
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        if idle:
+            enter_idle_class()            # as the daemon does with transcribe_idle_class
         box["m"] = WhisperModel(common.model_dir(), device="cpu", compute_type="int8",
                                 cpu_threads=2)
 

@@ -12,7 +12,7 @@ daemon's other threads (the /metrics server answers a scrape at once) and below 
 the box runs, a Plex transcode first of all. SCHED_IDLE, which the kernel preempts at once, is
 the user's choice, not the default: it did not make a burst of scrapes measurably faster while
 transcribing, and a transcode that takes every core would stop transcription altogether
-(docs/performance.md, "Scrape"). Building it off the main
+(docs/performance.md, "Scrape"). Building the model off the main
 thread also makes the daemon and `scribewatch transcribe` behave alike: libgomp spins for work
 much longer when the thread that first used it is gone, which GOMP_SPINCOUNT below now bounds
 (docs/performance.md, "Which thread builds the model").

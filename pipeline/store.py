@@ -128,7 +128,7 @@ class JobStore:
     def batch(self):
         """The writes this thread makes inside, as one transaction: one WAL commit, not one per
         row. Other threads wait for the store meanwhile, so keep a batch short (the startup
-        scan uses one per folder). A crash inside loses only the batch's intake records, and
+        scan uses one per 100 files). A crash inside loses only the batch's intake records, and
         the next scan finds those files again."""
         with self._lock:
             if self._con.in_transaction:     # nested: the outer batch commits

@@ -112,9 +112,9 @@ class Watcher:
         self.polling = polling
         self.poll_interval = poll_interval
         self.rescan_interval = rescan_interval
-        # Wraps the hand-over of one scanned folder's files (the job store's `batch`: a first
-        # start over a large library writes a row per file, and one commit per folder is
-        # several times faster than one per row).
+        # Wraps the hand-over of each SCAN_BATCH_FILES scanned files (the job store's `batch`:
+        # a first start over a large library writes a row per file, and one commit per batch
+        # is several times faster than one per row).
         self.scan_batch = scan_batch
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()

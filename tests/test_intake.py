@@ -32,7 +32,7 @@ def setup(tmp_path, monkeypatch):
     store.close()
 
 
-def jobs(store, root: Path):
+def jobs(store):
     return [(Path(j["path"]).name, j["status"], j["reason"]) for j in reversed(store.history(None))]
 
 
@@ -41,7 +41,7 @@ def test_a_new_file_with_its_subtitle_is_skipped_without_reading_it(setup):
     (root / "Movie.mkv").write_bytes(b"m" * 1000)
     (root / "Movie.en.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
     intake.take(str(root / "Movie.mkv"), str(root))
-    assert jobs(store, root) == [("Movie.mkv", "skipped", "subtitle_exists")]
+    assert jobs(store) == [("Movie.mkv", "skipped", "subtitle_exists")]
     assert hashed == [] and queued == []
 
 
@@ -51,7 +51,7 @@ def test_a_new_file_without_one_is_fingerprinted_and_queued_once(setup):
     intake.take(str(root / "Show.mkv"), str(root))
     os.utime(root / "Show.mkv")                          # touched while it waits
     intake.take(str(root / "Show.mkv"), str(root))
-    assert jobs(store, root) == [("Show.mkv", "queued", None)]
+    assert jobs(store) == [("Show.mkv", "queued", None)]
     assert hashed == ["Show.mkv", "Show.mkv"] and queued == [1]
     assert store.latest_for_path(str(root / "Show.mkv"))["fingerprint"]
 
@@ -65,7 +65,7 @@ def test_a_skipped_file_whose_subtitle_went_away_is_queued(setup):
     os.utime(root, (1, 1))                                # the folder listing is settled
     os.utime(root / "Movie.mkv")                          # touched: the watcher hands it on
     intake.take(str(root / "Movie.mkv"), str(root))
-    assert jobs(store, root) == [("Movie.mkv", "skipped", "subtitle_exists"),
+    assert jobs(store) == [("Movie.mkv", "skipped", "subtitle_exists"),
                                  ("Movie.mkv", "queued", None)]
 
 
@@ -80,4 +80,4 @@ def test_our_own_subtitle_does_not_skip_a_replaced_file(setup):
     media.write_bytes(b"b" * 2000)                        # a new version of the file
     os.utime(root, (1, 1))
     intake.take(str(media), str(root))
-    assert jobs(store, root)[-1] == ("Talk.mp3", "queued", None)
+    assert jobs(store)[-1] == ("Talk.mp3", "queued", None)
