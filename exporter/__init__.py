@@ -16,39 +16,51 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from pipeline.events import StatusSource
 
+from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler, Nvml
 from .host import HostCollector
 from .instrumentation import PrometheusReporter, StateCollector
+from .sampling import SampledCollector, Sampler
 from .server import MetricsServer
 
 __all__ = ["Exporter", "GpuSampler", "PrometheusReporter", "StateCollector"]
 
 
 class Exporter:
-    """Everything the daemon exposes, on its own registry. Configuration errors (a plain
-    password, unreadable TLS files, a bad listen address) raise ValueError here; start() binds."""
+    """Everything the daemon exposes. Configuration errors (a plain password, unreadable TLS
+    files, a bad listen address) raise ValueError here; start() binds.
+
+    `registry` holds every family: the reporter's (changed only by its events, so their text is
+    kept between them), the daemon's state (read at each scrape, from memory), and the host,
+    process and GPU figures (read once a second by the sampler)."""
 
     def __init__(self, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
-                 basic_auth_users: Mapping[str, str] | None = None,
-                 registry: CollectorRegistry | None = None):
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.reporter = PrometheusReporter(self.registry)
-        self.registry.register(StateCollector(status_source))
+                 basic_auth_users: Mapping[str, str] | None = None):
+        events = CollectorRegistry()
+        self.reporter = PrometheusReporter(events)
+        live = CollectorRegistry()
+        live.register(StateCollector(status_source))
         nvml = Nvml()
-        self.registry.register(GpuCollector(nvml))
+        sampled = [SampledCollector(GpuCollector(nvml), "GPU"),
+                   SampledCollector(HostCollector(status_source), "host"),
+                   SampledCollector(ProcessCollector(registry=None), "process")]
+        for collector in sampled:
+            live.register(collector)
+        self._sampler = Sampler(sampled)
         self.gpu_sampler = GpuSampler(nvml)
-        self.registry.register(HostCollector(status_source))
-        ProcessCollector(registry=self.registry)
+        self.registry = Exposition(events, lambda: self.reporter.version, live)
         self._server = MetricsServer(
             self.registry, status_source, listen=listen, tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file, basic_auth_users=basic_auth_users)
 
     def start(self) -> None:
+        self._sampler.start()
         self._server.start()
 
     def stop(self) -> None:
         self._server.stop()
+        self._sampler.stop()
 
     @property
     def url(self) -> str:

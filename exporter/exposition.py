@@ -7,12 +7,16 @@ with prometheus-client's own escaping functions, and only the values are formatt
 The bytes are the same as `prometheus_client.openmetrics.exposition.generate_latest` (a test
 compares them); anything this encoder does not handle (exemplars, timestamps, native
 histograms) falls back to that function.
+
+`Exposition` puts the daemon's families together for a scrape and keeps the text of those that
+change only on pipeline events until the next event.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+from typing import Callable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as om
@@ -23,8 +27,8 @@ from prometheus_client.utils import floatToGoString
 MAX_CACHED_SERIES = 20_000
 
 
-class _Unsupported(Exception):
-    pass
+class Unsupported(Exception):
+    """A sample this encoder does not write (exemplar, timestamp, native histogram)."""
 
 
 class CachedOpenMetricsEncoder:
@@ -46,18 +50,20 @@ class CachedOpenMetricsEncoder:
 
     def __call__(self, registry: CollectorRegistry) -> bytes:
         try:
-            return self._render(registry)
-        except _Unsupported:
+            return (self.families(registry.collect()) + "# EOF\n").encode("utf-8")
+        except Unsupported:
             return om.generate_latest(registry)
 
-    def _render(self, registry: CollectorRegistry) -> bytes:
+    def families(self, metrics) -> str:
+        """The text of `metrics` (collected families), without the closing `# EOF`. Raises
+        Unsupported for what only prometheus-client's own encoder writes."""
         out: list[str] = []
         headers, prefixes = self._headers, self._prefixes
         with self._lock:
             if len(prefixes) > MAX_CACHED_SERIES:
                 headers.clear()
                 prefixes.clear()
-            for metric in registry.collect():
+            for metric in metrics:
                 key = (metric.name, metric.documentation, metric.type, metric.unit)
                 head = headers.get(key)
                 if head is None:
@@ -66,14 +72,49 @@ class CachedOpenMetricsEncoder:
                 for s in metric.samples:
                     if (s.exemplar or s.timestamp is not None or s.native_histogram
                             or s.value is None):
-                        raise _Unsupported
+                        raise Unsupported
                     series = (s.name, tuple(s.labels.items()))
                     prefix = prefixes.get(series)
                     if prefix is None:
                         prefix = prefixes[series] = _prefix(s.name, s.labels)
                     out.append(f"{prefix} {floatToGoString(s.value)}\n")
-        out.append("# EOF\n")
-        return "".join(out).encode("utf-8")
+        return "".join(out)
+
+
+class Exposition:
+    """What /metrics shows, as one registry (`collect()`, for prometheus-client's other formats)
+    with a fast path for OpenMetrics, the format Prometheus asks for.
+
+    The pipeline's families change only when the reporter records something (a few times a
+    job), so their text is kept until `version()` moves; only the live families (the daemon's
+    state, host, process, GPU) are rendered at every scrape. That takes the costliest part of a
+    render — the histograms' buckets — off the scrape.
+    """
+
+    def __init__(self, events: CollectorRegistry, version: Callable[[], int],
+                 live: CollectorRegistry):
+        self.events, self.live = events, live
+        self._version = version
+        self._encoder = CachedOpenMetricsEncoder()
+        self._events_text: tuple[int | None, str] = (None, "")
+        self._lock = threading.Lock()
+
+    def collect(self):
+        yield from self.events.collect()
+        yield from self.live.collect()
+
+    def openmetrics(self) -> bytes:
+        try:
+            with self._lock:
+                # Read before collecting: a change recorded during the render moves the version
+                # on, so text that may lack it is not reused.
+                version = self._version()
+                if self._events_text[0] != version:
+                    self._events_text = (version, self._encoder.families(self.events.collect()))
+                live = self._encoder.families(self.live.collect())
+            return (self._events_text[1] + live + "# EOF\n").encode("utf-8")
+        except Unsupported:
+            return om.generate_latest(self)
 
 
 def _header(name: str, documentation: str, mtype: str, unit: str) -> str:

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import itertools
 import os
 import platform
 import time
@@ -15,6 +17,18 @@ from pipeline.errors import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
 from pipeline.events import StatusSource
 
 from . import catalog
+
+
+def _records(method):
+    """Moves the reporter's `version` on after `method` changed a value (see Exposition)."""
+    @functools.wraps(method)
+    def recording(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            # next() on a count is atomic under the GIL: two threads never get one number.
+            self.version = next(self._versions)
+    return recording
 
 
 class PrometheusReporter:
@@ -28,6 +42,8 @@ class PrometheusReporter:
 
     def __init__(self, registry: CollectorRegistry):
         m = catalog.create_metrics(registry)
+        self._versions = itertools.count(1)
+        self.version = 0       # moves on with every recorded event: the families' text is cached
         self._stage = {s: m["scribewatch_stage_duration_seconds"].labels(s) for s in STAGES}
         self._job_duration = m["scribewatch_job_duration_seconds"]
         self._queue_wait = m["scribewatch_queue_wait_seconds"]
@@ -48,6 +64,7 @@ class PrometheusReporter:
         self._model_labels: tuple[str, str, str] | None = None
 
     # -- Reporter -------------------------------------------------------------------------
+    @_records
     def stage_observed(self, stage: str, seconds: float) -> None:
         try:
             child = self._stage[stage]
@@ -55,10 +72,12 @@ class PrometheusReporter:
             raise ValueError(f"unknown stage {stage!r}") from None
         child.observe(seconds)
 
+    @_records
     def job_started(self, queue_wait_seconds: float) -> None:
         # Clock steps can make detected > started; a negative wait would only corrupt _sum.
         self._queue_wait.observe(max(0.0, queue_wait_seconds))
 
+    @_records
     def job_finished(self, outcome: str, *, reason: str | None = None, stage: str | None = None,
                      job_seconds: float | None = None, audio_seconds: float = 0.0,
                      processing_seconds: float | None = None) -> None:
@@ -82,9 +101,11 @@ class PrometheusReporter:
             if processing_seconds is not None and processing_seconds > 0:
                 self._rtf.observe(processing_seconds / audio_seconds)
 
+    @_records
     def job_retried(self, stage: str, reason: str) -> None:
         self._child(self._retries, self._retries_metric, stage, reason).inc()
 
+    @_records
     def model_loaded(self, name: str, device: str, compute_type: str, seconds: float) -> None:
         # The contract says a short name, never a path; the base name keeps a folder's path out
         # of the label even if a caller passes one.
@@ -101,9 +122,11 @@ class PrometheusReporter:
         # and model_info keeps describing the model the daemon reloads on the next job.
         pass
 
+    @_records
     def model_load_failed(self) -> None:
         self._load_failures.inc()
 
+    @_records
     def suspect_transcript(self) -> None:
         self._suspects.inc()
 

@@ -22,14 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Mapping
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from pipeline.errors import OUTCOMES
 from pipeline.events import StatusSnapshot, StatusSource
 
 from .auth import REALM, BasicAuth
-from .exposition import CachedOpenMetricsEncoder
+from .exposition import CachedOpenMetricsEncoder, Exposition
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +284,7 @@ def _has_body(request: _Request) -> bool:
 
 
 class MetricsServer:
-    """Serves `registry` and `status_source` on `listen`. Configuration errors raise ValueError
+    """Serves `exposition` and `status_source` on `listen`. Configuration errors raise ValueError
     here, at construction; binding happens in start() (OSError if the port is taken)."""
 
     ROUTES = {   # path -> (method name, needs auth)
@@ -295,17 +294,16 @@ class MetricsServer:
         "/readyz": ("_readyz", False),
     }
 
-    def __init__(self, registry: CollectorRegistry, status_source: StatusSource, *, listen: str,
+    def __init__(self, exposition: Exposition, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
                  basic_auth_users: Mapping[str, str] | None = None):
-        self.registry = registry
+        self.exposition = exposition
         self.status_source = status_source
         self._host, self._port = parse_listen(listen)
         if bool(tls_cert_file) != bool(tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         self._tls = _tls_context(tls_cert_file, tls_key_file) if tls_cert_file else None
         self.auth = BasicAuth(basic_auth_users) if basic_auth_users else None
-        self._openmetrics = CachedOpenMetricsEncoder()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -365,14 +363,14 @@ class MetricsServer:
     async def _metrics(self, request: _Request) -> _Response:
         compress = gzip_accepted(request.headers.get("accept-encoding"))
         encoder, content_type = choose_encoder(request.headers.get("accept"))
-        if self._openmetrics.can_replace(encoder):
-            encoder = self._openmetrics
+        if CachedOpenMetricsEncoder.can_replace(encoder):
+            encoder = Exposition.openmetrics
         key = (content_type, compress)
         render = self._renders.get(key)
         if render is None:
             # Scrapes that arrive while this render runs wait for it instead of rendering again.
             render = self._renders[key] = self._loop.run_in_executor(
-                self._pool, _render, encoder, self.registry, compress)
+                self._pool, _render, encoder, self.exposition, compress)
             render.add_done_callback(lambda _f, k=key: self._renders.pop(k, None))
         body = await render
         headers = {"Vary": "Accept, Accept-Encoding"}
@@ -433,8 +431,8 @@ class MetricsServer:
         return client_url(self._host, self._port, self._tls is not None)
 
 
-def _render(encoder, registry: CollectorRegistry, compress: bool) -> bytes:
-    body = encoder(registry)
+def _render(encoder, exposition: Exposition, compress: bool) -> bytes:
+    body = encoder(exposition)
     return gzip.compress(body, compresslevel=6) if compress else body
 
 

@@ -266,9 +266,11 @@ def test_gpu_families_from_the_fake_nvml_in_the_daemon(daemon_factory, media, tm
     # holds no GPU figures: they would be another process's load (a Plex transcode).
     assert job["gpu_util_max_ratio"] is None and job["gpu_memory_max_bytes"] is None
 
-    # NVML breaks while the daemon runs: the scrape still works, the GPU families go away,
-    # and the log says so once, not at every scrape.
+    # NVML breaks while the daemon runs: the scrape still works, the GPU families go away
+    # from the next sample (read once a second, never by a scrape), and the log says so once.
     nvml_config.write_text(json.dumps({**two_gpus, "fail": "read"}))
+    wait_for(lambda: Scrape(d.metrics()).value("scribewatch_nvml_up") == 0, 10,
+             what="the next GPU sample to see NVML fail")
     for _ in range(5):
         broken = Scrape(d.metrics())
         assert broken.value("scribewatch_nvml_up") == 0
