@@ -1,7 +1,7 @@
 """Profile one `/metrics` answer (a diagnostic, not one of the six benchmarks): the daemon's and
 the exporter's own objects in this process, no HTTP, no model loaded. Times rendering the
-registry (OpenMetrics text, then gzip as for Prometheus) with the daemon's 0.5 s snapshot cache
-warm and cold (a cold cache is what a scrape every >= 0.5 s gets), for an empty job store and
+registry (OpenMetrics text, then gzip as for Prometheus) with the daemon's 1 s snapshot cache
+warm and cold (a cold cache is what a scrape every >= 1 s gets), for an empty job store and
 for one holding 100,000 finished jobs, and lists the top functions by own time.
 
     python -m bench.profile_scrape [--top 12]
@@ -21,17 +21,9 @@ import time
 from bench import common
 
 
-_ENCODER = None
-
-
-def render(registry) -> bytes:
-    """What the server does for a Prometheus scrape: the cached OpenMetrics encoder, then gzip."""
-    global _ENCODER
-    from exporter.exposition import CachedOpenMetricsEncoder
-
-    if _ENCODER is None:
-        _ENCODER = CachedOpenMetricsEncoder()
-    return gzip.compress(_ENCODER(registry), compresslevel=6)
+def render(exposition) -> bytes:
+    """What the server does for a Prometheus scrape: the exposition's OpenMetrics, then gzip."""
+    return gzip.compress(exposition.openmetrics(), compresslevel=6)
 
 
 def measure(daemon, registry, n: int, cold: bool) -> dict:

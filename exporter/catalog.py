@@ -20,9 +20,9 @@ from pipeline.errors import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REAS
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter
 STATE = "state"         # StateCollector, from StatusSource.snapshot() at scrape time
-GPU = "gpu"             # GpuCollector, from NVML at scrape time
-HOST = "host"           # HostCollector, from psutil at scrape time
-PROCESS = "process"     # client_python's ProcessCollector (names are the library's)
+GPU = "gpu"             # GpuCollector, from NVML once a second (exporter.sampling)
+HOST = "host"           # HostCollector, from psutil once a second (exporter.sampling)
+PROCESS = "process"     # client_python's ProcessCollector, once a second (names are the library's)
 
 ROLES = ("watch", "output", "store")
 GPU_LABELS = ("gpu", "uuid", "name")
@@ -200,7 +200,7 @@ FAMILIES: tuple[Family, ...] = (
            "Versions of scribewatch, faster-whisper, CTranslate2 and Python (value 1).", STATE,
            "count by (version) (scribewatch_build_info)",
            labels=("version", "faster_whisper", "ctranslate2", "python")),
-    # -- GPU (NVML), read at scrape time; absent without NVML ------------------------------
+    # -- GPU (NVML), read once a second; absent without NVML -------------------------------
     Family("scribewatch_gpu_utilization_ratio", "gauge",
            "Fraction of the last sample period the GPU was busy (all processes).", GPU,
            "avg_over_time(scribewatch_gpu_utilization_ratio[5m])", labels=GPU_LABELS),
@@ -230,9 +230,9 @@ FAMILIES: tuple[Family, ...] = (
            "1 when NVML answered this scrape with at least one GPU; 0 means the GPU families "
            "are absent (no library, no driver, no GPU, or an NVML error).", GPU,
            "scribewatch_nvml_up == 0"),
-    # -- host, read at scrape time --------------------------------------------------------
+    # -- host, read once a second ---------------------------------------------------------
     Family("scribewatch_host_cpu_usage_ratio", "gauge",
-           "Host CPU busy fraction (all cores) since the previous scrape.", HOST,
+           "Host CPU busy fraction (all cores) over the last second.", HOST,
            "avg_over_time(scribewatch_host_cpu_usage_ratio[5m])"),
     Family("scribewatch_host_memory_used_bytes", "gauge",
            "Host memory in use.", HOST,

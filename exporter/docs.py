@@ -19,14 +19,17 @@ _SECTIONS = (
     (catalog.STATE, "Daemon state",
      "Read from the daemon when Prometheus scrapes, never stale."),
     (catalog.GPU, "GPU (NVML)",
-     "Read from NVML at scrape time, per GPU, labelled `gpu` (index), `uuid` and `name`. "
+     "Read from NVML once a second (a scrape serves the latest reading), per GPU, labelled "
+     "`gpu` (index), `uuid` and `name`. "
      "Without the NVIDIA library, a driver or a GPU — or when NVML fails — these families are "
      "absent and `scribewatch_nvml_up` is 0; the scrape still succeeds."),
     (catalog.HOST, "Host",
      "CPU, memory and the filesystems holding the watch, output and job-store folders "
-     "(psutil), labelled by `role`, never by path."),
+     "(psutil), labelled by `role`, never by path. Read once a second; a scrape serves the "
+     "latest reading."),
     (catalog.PROCESS, "Process",
-     "client_python's process collector: this daemon's own CPU, memory and file descriptors."),
+     "client_python's process collector: this daemon's own CPU, memory and file descriptors, "
+     "read once a second."),
 )
 
 _SCRAPE = """\

@@ -1,4 +1,4 @@
-"""GPU gauges from NVML, read at scrape time.
+"""GPU gauges from NVML, read once a second by the exporter's sampler (never by a scrape).
 
 Without the library, the driver or a GPU — or when NVML fails mid-read — the GPU families are
 absent, `scribewatch_nvml_up` is 0 and the scrape succeeds. The problem is logged once when it

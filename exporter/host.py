@@ -18,6 +18,7 @@ _NAMES = (
 class HostCollector:
     def __init__(self, status_source: StatusSource):
         self._source = status_source
+        self._dirs: dict | None = None
         # cpu_percent(None) measures since its previous call and never blocks; this first call
         # starts the interval so the first scrape gets a real number.
         psutil.cpu_percent(None)
@@ -32,7 +33,11 @@ class HostCollector:
         f["scribewatch_host_memory_used_bytes"].add_metric([], vm.used)
         f["scribewatch_host_memory_available_bytes"].add_metric([], vm.available)
         f["scribewatch_host_memory_total_bytes"].add_metric([], vm.total)
-        dirs = self._source.snapshot().dirs
+        if self._dirs is None:
+            # The configured folders, fixed for the daemon's life: asked once, so a reading
+            # never makes the daemon ask its job store for the rest of a snapshot.
+            self._dirs = self._source.snapshot().dirs
+        dirs = self._dirs
         for role in catalog.ROLES:
             usage = _tightest(dirs.get(role, ()))
             if usage is not None:

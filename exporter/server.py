@@ -8,10 +8,7 @@ orchestrator probes work without credentials.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import email.utils
 import gzip
-import http
 import json
 import logging
 import socket
@@ -20,7 +17,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Mapping
-from urllib.parse import urlsplit
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
@@ -29,10 +25,10 @@ from pipeline.events import StatusSnapshot, StatusSource
 
 from .auth import REALM, BasicAuth
 from .exposition import CachedOpenMetricsEncoder, Exposition
+from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 30.0   # seconds a connection may idle or take for its TLS handshake
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -99,188 +95,9 @@ def _tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return ctx
 
 
-# -- HTTP/1.1 on one event loop ------------------------------------------------------------------
-# One thread answers every connection: a scrape is parsed and answered without handing the GIL
-# between threads, which is what twenty scrapers at once used to queue behind (a thread per
-# connection, each waking, parsing, answering). Work that can take long (rendering the
-# registry, the status snapshot, a bcrypt check) runs on a small pool, and scrapes that arrive
-# while a render is under way share its result.
-MAX_HEAD_BYTES = 16 * 1024          # request line and headers; longer is refused with 431
-MAX_BUFFERED_BYTES = 1024 * 1024    # a client that sends or leaves unread more is paused
+# Work that can take long (rendering the registry, the status snapshot, a bcrypt check) runs on
+# a small pool, and scrapes that arrive while a render is under way share its result.
 OTHER_METHODS = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
-
-
-@dataclasses.dataclass
-class _Request:
-    method: str
-    path: str
-    headers: dict[str, str]         # names lowercased
-    keep_alive: bool
-
-
-@dataclasses.dataclass
-class _Response:
-    status: int
-    body: bytes
-    content_type: str = "text/plain; charset=utf-8"
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    close: bool = False             # end the connection after this answer
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def _parse_request(head: bytes) -> _Request:
-    lines = head.split(b"\r\n")
-    parts = lines[0].decode("latin-1").split()
-    if len(parts) != 3:
-        raise _BadRequest(400, "bad request line")
-    method, target, version = parts
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise _BadRequest(505, "HTTP version not supported")
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise _BadRequest(400, "bad header line")
-        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
-    connection = headers.get("connection", "").lower()
-    keep_alive = ("close" not in connection if version == "HTTP/1.1"
-                  else "keep-alive" in connection)
-    return _Request(method, urlsplit(target).path, headers, keep_alive)
-
-
-_date_cache = (0, "")
-
-
-def _http_date() -> str:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
-    return _date_cache[1]
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: requests are answered in order (pipelining included); the body
-    of a request is never read, so a request that has one is answered and the connection
-    closed."""
-
-    def __init__(self, app: "MetricsServer"):
-        self.app = app
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.waiting = False        # an answer is being prepared off the loop
-        self.closed = False
-        self.timer: asyncio.TimerHandle | None = None
-
-    # asyncio callbacks
-    def connection_made(self, transport):
-        self.transport = transport
-        self.app._connections.add(self)
-        self._arm_timer()
-
-    def connection_lost(self, exc):
-        self.closed = True
-        self.app._connections.discard(self)
-        if self.timer:
-            self.timer.cancel()
-
-    def data_received(self, data: bytes):
-        # The idle timer is not re-armed here: a request must be complete within
-        # REQUEST_TIMEOUT of the connection or the previous answer, however slowly it trickles.
-        self.buffer += data
-        if len(self.buffer) > MAX_BUFFERED_BYTES:
-            self.transport.pause_reading()
-        self._answer_next()
-
-    def pause_writing(self):
-        self.transport.pause_reading()      # a client that does not read gets no more answers
-
-    def resume_writing(self):
-        self.transport.resume_reading()
-
-    # requests and answers
-    def _arm_timer(self):
-        if self.timer:
-            self.timer.cancel()
-        self.timer = self.app._loop.call_later(REQUEST_TIMEOUT, self.close)
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
-
-    def _answer_next(self):
-        while not self.waiting and not self.closed:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0 or end > MAX_HEAD_BYTES:
-                if len(self.buffer) > MAX_HEAD_BYTES:
-                    self._write(None, _Response(431, b"request header fields too large\n",
-                                                close=True))
-                elif len(self.buffer) < MAX_BUFFERED_BYTES:
-                    self.transport.resume_reading()
-                return
-            head = bytes(self.buffer[:end]).lstrip(b"\r\n")
-            del self.buffer[:end + 4]
-            if not head:
-                continue
-            try:
-                request = _parse_request(head)
-            except _BadRequest as e:
-                self._write(None, _Response(e.status, f"{e}\n".encode(), close=True))
-                return
-            try:
-                answer = self.app.answer(request)
-            except Exception:
-                log.exception("error serving %s", request.path)
-                answer = _Response(500, b"internal error\n")
-            if isinstance(answer, _Response):
-                self._write(request, answer)
-            else:
-                self.waiting = True
-                task = self.app._loop.create_task(answer)
-                task.add_done_callback(lambda t, r=request: self._answered(r, t))
-
-    def _answered(self, request: _Request, task: asyncio.Task):
-        self.waiting = False
-        if self.closed or task.cancelled():
-            return
-        try:
-            response = task.result()
-        except Exception:
-            log.exception("error serving %s", request.path)
-            response = _Response(500, b"internal error\n")
-        self._write(request, response)
-        self._answer_next()
-
-    def _write(self, request: _Request | None, response: _Response):
-        keep_alive = (request is not None and request.keep_alive and not response.close
-                      and not _has_body(request))
-        head = [f"HTTP/1.1 {response.status} {http.HTTPStatus(response.status).phrase}",
-                "Server: scribewatch", f"Date: {_http_date()}",
-                f"Content-Type: {response.content_type}",
-                f"Content-Length: {len(response.body)}"]
-        head += [f"{k}: {v}" for k, v in response.headers.items()]
-        if not keep_alive:
-            head.append("Connection: close")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if request is None or request.method != "HEAD":
-            data += response.body
-        self.transport.write(data)
-        if not keep_alive:
-            self.closed = True
-            self.transport.close()
-        else:
-            self._arm_timer()
-
-
-def _has_body(request: _Request) -> bool:
-    length = request.headers.get("content-length", "0").strip()
-    return "transfer-encoding" in request.headers or length not in ("", "0")
 
 
 class MetricsServer:
@@ -307,20 +124,20 @@ class MetricsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._renders: dict[tuple, asyncio.Future] = {}
 
     # -- answers (on the loop) ------------------------------------------------------------
-    def answer(self, request: _Request) -> _Response | Awaitable[_Response]:
+    def answer(self, request: Request) -> Response | Awaitable[Response]:
         """The answer now, or a coroutine that will produce it."""
         if request.method not in ("GET", "HEAD"):
             if request.method in OTHER_METHODS:
-                return _Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
+                return Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
             # An unknown method may carry a body in an unknown way: answer, then close.
-            return _Response(501, b"not implemented\n", close=True)
+            return Response(501, b"not implemented\n", close=True)
         route = self.ROUTES.get(request.path)
         if route is None:
-            return _Response(404, b"not found\n")
+            return Response(404, b"not found\n")
         method, protected = route
         if protected and self.auth is not None:
             verdict = self.auth.quick_check(request.headers.get("authorization"))
@@ -330,23 +147,23 @@ class MetricsServer:
                 return self._unauthorized()
         return getattr(self, method)(request)
 
-    async def _after_slow_auth(self, request: _Request, method: str) -> _Response:
+    async def _after_slow_auth(self, request: Request, method: str) -> Response:
         ok = await self._loop.run_in_executor(
             self._pool, self.auth.check, request.headers.get("authorization"))
         if not ok:
             return self._unauthorized()
         answer = getattr(self, method)(request)
-        return answer if isinstance(answer, _Response) else await answer
+        return answer if isinstance(answer, Response) else await answer
 
     @staticmethod
-    def _unauthorized() -> _Response:
-        return _Response(401, b"unauthorized\n",
+    def _unauthorized() -> Response:
+        return Response(401, b"unauthorized\n",
                          headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
-    def _healthz(self, request: _Request) -> _Response:
-        return _Response(200, b"ok\n")
+    def _healthz(self, request: Request) -> Response:
+        return Response(200, b"ok\n")
 
-    async def _readyz(self, request: _Request) -> _Response:
+    async def _readyz(self, request: Request) -> Response:
         try:
             snap = await self._loop.run_in_executor(self._pool, self.status_source.snapshot)
             ready, reasons = snap.ready, snap.not_ready_reasons()
@@ -356,11 +173,11 @@ class MetricsServer:
         doc = {"ready": True} if ready else {"ready": False, "reasons": reasons}
         return _json(200 if ready else 503, doc)
 
-    async def _status(self, request: _Request) -> _Response:
+    async def _status(self, request: Request) -> Response:
         snap = await self._loop.run_in_executor(self._pool, self.status_source.snapshot)
         return _json(200, status_document(snap, time.time()))
 
-    async def _metrics(self, request: _Request) -> _Response:
+    async def _metrics(self, request: Request) -> Response:
         compress = gzip_accepted(request.headers.get("accept-encoding"))
         encoder, content_type = choose_encoder(request.headers.get("accept"))
         if CachedOpenMetricsEncoder.can_replace(encoder):
@@ -376,7 +193,7 @@ class MetricsServer:
         headers = {"Vary": "Accept, Accept-Encoding"}
         if compress:
             headers["Content-Encoding"] = "gzip"
-        return _Response(200, body, content_type, headers)
+        return Response(200, body, content_type, headers)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -398,7 +215,8 @@ class MetricsServer:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_loop_exception)
         server = self._loop.run_until_complete(self._loop.create_server(
-            lambda: _Connection(self), sock=sock, ssl=self._tls,
+            lambda: Connection(self.answer, self._loop, self._connections),
+            sock=sock, ssl=self._tls,
             ssl_handshake_timeout=REQUEST_TIMEOUT if self._tls else None))
         self._thread = threading.Thread(target=self._serve, args=(server,),
                                         name="scribewatch-http", daemon=True)
@@ -436,8 +254,8 @@ def _render(encoder, exposition: Exposition, compress: bool) -> bytes:
     return gzip.compress(body, compresslevel=6) if compress else body
 
 
-def _json(status: int, doc: dict) -> _Response:
-    return _Response(status, json.dumps(doc).encode() + b"\n", "application/json")
+def _json(status: int, doc: dict) -> Response:
+    return Response(status, json.dumps(doc).encode() + b"\n", "application/json")
 
 
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:

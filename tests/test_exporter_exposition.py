@@ -1,5 +1,6 @@
 """The cached OpenMetrics encoder writes the same bytes as prometheus-client's own, for the real
-exporter registry and for awkward names, label values and help texts."""
+exporter registry and for awkward names, label values and help texts; the exporter's
+Exposition reuses the pipeline families' text only until the reporter records an event."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from prometheus_client.samples import Exemplar
 
 from exporter import Exporter
 from exporter.exposition import CachedOpenMetricsEncoder
-from test_exporter_server import Source
+from test_exporter_server import Source, snapshot
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                      "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -101,3 +102,57 @@ def test_it_replaces_only_the_encoder_prometheus_gets_by_default():
         assert not CachedOpenMetricsEncoder.can_replace(choose_encoder(accept)[0]), accept
     assert not CachedOpenMetricsEncoder.can_replace(partial(om.generate_latest, version="1.0.0",
                                                             escaping=om.DOTS))
+
+
+# -- Exposition: the pipeline families' text is kept between the reporter's events ---------------
+def idle_exporter() -> Exporter:
+    # No running job: the state then has no age that grows between two renders.
+    return Exporter(Source(snapshot(running=())), listen="127.0.0.1:0")
+
+
+def test_exposition_writes_what_prometheus_client_writes():
+    exp = idle_exporter()
+    exp.reporter.stage_observed("decode", 0.25)
+    exp.reporter.job_finished("skipped", reason="no_speech")
+    body = exp.registry.openmetrics()
+    # Nothing changes between the two (the sampled collectors serve their last reading).
+    assert body == om.generate_latest(exp.registry)
+    assert b"scribewatch_stage_duration_seconds_bucket" in body
+    assert b"scribewatch_host_memory_total_bytes" in body and b"process_cpu_seconds_total" in body
+    assert body.endswith(b"# EOF\n") and body.count(b"# EOF") == 1
+
+
+def stage_count(body: bytes, stage: str) -> float:
+    prefix = f'scribewatch_stage_duration_seconds_count{{stage="{stage}"}} '.encode()
+    [line] = [x for x in body.splitlines() if x.startswith(prefix)]
+    return float(line[len(prefix):])
+
+
+def test_exposition_reuses_the_event_text_until_the_reporter_records():
+    exp = idle_exporter()
+    assert stage_count(exp.registry.openmetrics(), "probe") == 0
+    # A change the reporter did not record is not seen: the text really is reused...
+    exp.reporter._stage["probe"].observe(1.0)
+    assert stage_count(exp.registry.openmetrics(), "probe") == 0
+    # ...and the next recorded event renders it again, with both observations.
+    exp.reporter.stage_observed("probe", 2.0)
+    assert stage_count(exp.registry.openmetrics(), "probe") == 2
+    assert exp.registry.openmetrics() == om.generate_latest(exp.registry)
+
+
+def test_every_reporter_event_moves_the_version_on():
+    r = Exporter(Source(), listen="127.0.0.1:0").reporter
+    events = [
+        lambda: r.stage_observed("probe", 0.1), lambda: r.job_started(1.0),
+        lambda: r.job_finished("succeeded", job_seconds=3, audio_seconds=11,
+                               processing_seconds=2),
+        lambda: r.job_finished("failed", reason="not_media"),
+        lambda: r.job_retried("transcribe", "transcribe_error"),
+        lambda: r.model_loaded("tiny.en", "cpu", "int8", 0.5), r.model_load_failed,
+        r.suspect_transcript,
+    ]
+    seen = [r.version]
+    for event in events:
+        event()
+        assert r.version > seen[-1]
+        seen.append(r.version)

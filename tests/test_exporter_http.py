@@ -11,6 +11,7 @@ import time
 import bcrypt
 import pytest
 
+import exporter.protocol as protocol_mod
 import exporter.server as server_mod
 from conftest import wait_for
 from test_exporter_server import Source, basic, request
@@ -192,7 +193,7 @@ def test_a_slow_password_check_does_not_hold_up_other_requests(monkeypatch):
 
 
 def test_idle_connections_are_closed(exp, monkeypatch):
-    monkeypatch.setattr(server_mod, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(protocol_mod, "REQUEST_TIMEOUT", 0.3)
     with connect(exp) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(s, bytearray())[0] == 200
