@@ -16,7 +16,6 @@ watching 100,000 files.
 from __future__ import annotations
 
 import gc
-import os
 import re
 import statistics
 import time

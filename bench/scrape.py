@@ -22,7 +22,6 @@ after 1,000 (only values change).
 from __future__ import annotations
 
 import asyncio
-import gzip
 import random
 import re
 import threading

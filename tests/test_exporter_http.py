@@ -23,7 +23,8 @@ def connect(exp) -> socket.socket:
     return s
 
 
-def read_response(s: socket.socket, buf: bytearray, head_only: bool = False) -> tuple[int, dict, bytes]:
+def read_response(s: socket.socket, buf: bytearray,
+                  head_only: bool = False) -> tuple[int, dict, bytes]:
     """One response from `s` (leftover bytes stay in `buf`): (status, headers, body)."""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(65536)
