@@ -96,7 +96,7 @@ class Exposition:
         self.events, self.live = events, live
         self._version = version
         self._encoder = CachedOpenMetricsEncoder()
-        self._events_text: tuple[int | None, str] = (None, "")
+        self._events_text: tuple[int | None, bytes] = (None, b"")   # (version, encoded)
         self._lock = threading.Lock()
 
     def collect(self):
@@ -110,9 +110,11 @@ class Exposition:
                 # on, so text that may lack it is not reused.
                 version = self._version()
                 if self._events_text[0] != version:
-                    self._events_text = (version, self._encoder.families(self.events.collect()))
+                    text = self._encoder.families(self.events.collect())
+                    self._events_text = (version, text.encode("utf-8"))
                 live = self._encoder.families(self.live.collect())
-            return (self._events_text[1] + live + "# EOF\n").encode("utf-8")
+                events = self._events_text[1]
+            return events + (live + "# EOF\n").encode("utf-8")
         except Unsupported:
             return om.generate_latest(self)
 

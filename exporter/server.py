@@ -95,14 +95,16 @@ def _tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return ctx
 
 
-# Work that can take long (rendering the registry, the status snapshot, a bcrypt check) runs on
-# a small pool, and scrapes that arrive while a render is under way share its result.
 OTHER_METHODS = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 
 
 class MetricsServer:
     """Serves `exposition` and `status_source` on `listen`. Configuration errors raise ValueError
-    here, at construction; binding happens in start() (OSError if the port is taken)."""
+    here, at construction; binding happens in start() (OSError if the port is taken).
+
+    Requests are answered on the event loop (exporter.protocol); work that can take long
+    (rendering the registry, the status snapshot, a bcrypt check) runs on a small pool, and
+    scrapes that arrive while a render is under way share its result."""
 
     ROUTES = {   # path -> (method name, needs auth)
         "/metrics": ("_metrics", True),
