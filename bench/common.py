@@ -1,12 +1,10 @@
-"""Shared code for the benchmarks: machine facts, result files, media, a real daemon subprocess.
+"""Shared code for the benchmarks: machine facts, result files, statistics, quality measures,
+process figures. The speech and the files made of it are in `bench.media`, the 100,000-file
+library in `bench.library`, the daemon under test in `bench.daemon_process`.
 
 Every benchmark prints ONE JSON object and writes it to `bench/results/<name>.json` (a full run)
 or `bench/work/results/<name>.json` (a `--quick` smoke run, never committed). Each object has
 `machine`, `measured`, `targets`, `checks` (one boolean per target) and `met` (all checks true).
-
-Media are made here from the real speech in `../shared/media/` (concatenations for long files,
-written as WAV with the stdlib `wave` module, or as MP3/FLAC with PyAV) under `bench/work/`,
-which git ignores: media are never committed.
 """
 
 from __future__ import annotations
@@ -15,63 +13,21 @@ import argparse
 import json
 import os
 import platform
-import random
-import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-import wave
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 QUICK_RESULTS = WORK / "results"
-MEDIA = REPO.parent / "shared" / "media"
 PYTHON = sys.executable
-SAMPLE_RATE = 16000
-
-# Reference texts of the speech we use. jfk.flac: the exact words (media/README.md).
-# multilingual.mp3 reads the MIT licence's first paragraph in its first ~30 s (then it switches
-# to another language, which tiny.en cannot transcribe): we use only that English part. The
-# reader leaves out the licence's parenthesis `(the "Software")` (no decoder, batched or not,
-# ever hears it), so the reference leaves it out too.
-JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, "
-            "ask what you can do for your country.")
-LICENSE_TEXT = (
-    "Permission is hereby granted, free of charge, to any person obtaining a copy of this "
-    "software and associated documentation files, to deal in the Software "
-    "without restriction, including without limitation the rights to use, copy, modify, merge, "
-    "publish, distribute, sublicense, and/or sell copies of the Software, and to permit persons "
-    "to whom the Software is furnished to do so, subject to the following conditions: The above "
-    "copyright notice and this permission notice shall be included in all copies or substantial "
-    "portions of the Software.")
-LICENSE_SECONDS = 30.5   # where the English reading ends in multilingual.mp3
-# The licence reading cut at its pauses (seconds in multilingual.mp3, found from word timestamps
-# and signal energy): long files are made of these in shuffled order, so no sentence repeats
-# back to back (three identical sentences in a row is what the hallucination guard calls a
-# decoding loop, and it would re-run the job).
-LICENSE_PARTS = {
-    "L1": (0.0, 8.9, "Permission is hereby granted, free of charge, to any person obtaining a "
-                     "copy of this software and associated documentation files, to deal in the "
-                     "Software without restriction,"),
-    "L2": (8.9, 14.7, "including without limitation the rights to use, copy, modify, merge, "
-                      "publish, distribute,"),
-    "L3": (14.7, 21.1, "sublicense, and/or sell copies of the Software, and to permit persons to "
-                       "whom the Software is furnished to do so,"),
-    "L4": (21.1, 25.6, "subject to the following conditions: The above copyright notice and this "
-                       "permission notice"),
-    "L5": (25.6, 29.3, "shall be included in all copies or substantial portions of the Software."),
-}
 
 
 # -- command line and results --------------------------------------------------------------------
@@ -243,184 +199,6 @@ def srt_check(path: Path) -> tuple[str, list[str], int]:
     return " ".join(c.text for c in cues), check_readability(cues, 42, 2, 7.0), len(cues)
 
 
-# -- media ---------------------------------------------------------------------------------------
-_CLIPS: dict[str, object] = {}
-
-
-def clip(name: str):
-    """16 kHz mono float32 speech: `jfk` (11 s) or `license` (the English 30.5 s)."""
-    import numpy as np
-
-    if name not in _CLIPS:
-        from faster_whisper import decode_audio
-
-        if name == "jfk":
-            _CLIPS[name] = decode_audio(str(MEDIA / "jfk.flac"), sampling_rate=SAMPLE_RATE)
-        elif name == "license":
-            full = decode_audio(str(MEDIA / "multilingual.mp3"), sampling_rate=SAMPLE_RATE)
-            _CLIPS[name] = np.ascontiguousarray(full[: int(LICENSE_SECONDS * SAMPLE_RATE)])
-        elif name in LICENSE_PARTS:
-            start, end, _ = LICENSE_PARTS[name]
-            full = clip("license")
-            _CLIPS[name] = np.ascontiguousarray(
-                full[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
-        else:
-            raise KeyError(name)
-    return _CLIPS[name]
-
-
-CLIP_TEXT = {"jfk": JFK_TEXT, "license": LICENSE_TEXT,
-             **{k: v[2] for k, v in LICENSE_PARTS.items()}}
-
-
-def concat(pieces: list[str], seed: int = 0, gap=(0.3, 1.2)):
-    """Clips back to back with short random pauses: (samples, reference text)."""
-    import numpy as np
-
-    rng = random.Random(seed)
-    parts, texts = [], []
-    for i, name in enumerate(pieces):
-        if i:
-            parts.append(np.zeros(int(rng.uniform(*gap) * SAMPLE_RATE), dtype=np.float32))
-        parts.append(clip(name))
-        texts.append(CLIP_TEXT[name])
-    return np.concatenate(parts), " ".join(texts)
-
-
-def pieces_for(seconds: float, seed: int) -> list[str]:
-    """About `seconds` of speech: decks of the licence parts and jfk, each deck shuffled, never
-    the same piece twice in a row."""
-    rng = random.Random(seed)
-    deck = list(LICENSE_PARTS) + ["jfk"]
-    length = {k: v[1] - v[0] for k, v in LICENSE_PARTS.items()} | {"jfk": 11.0}
-    out, total = [], 0.0
-    while total < seconds - 6:
-        order = deck[:]
-        rng.shuffle(order)
-        if out and order[0] == out[-1]:
-            order.append(order.pop(0))
-        for name in order:
-            if total >= seconds - 6:
-                break
-            out.append(name)
-            total += length[name] + 0.75
-    return out
-
-
-def write_wav(path: Path, samples) -> None:
-    import numpy as np
-
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
-
-
-def write_encoded(path: Path, samples, codec: str = "mp3", bitrate: int = 64000) -> None:
-    """MP3 (libmp3lame) or FLAC through PyAV: long files in the formats people really drop."""
-    import av
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libmp3lame" if codec == "mp3" else codec, rate=SAMPLE_RATE)
-        stream.layout = "mono"
-        if codec == "mp3":
-            stream.bit_rate = bitrate
-        frame_size = 1152 if codec == "mp3" else 4608
-        for i in range(0, len(pcm), frame_size):
-            chunk = pcm[i:i + frame_size]
-            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-
-
-def write_media(path: Path, samples) -> None:
-    ext = path.suffix.lower().lstrip(".")
-    if ext == "wav":
-        write_wav(path, samples)
-    else:
-        write_encoded(path, samples, ext)
-
-
-def make_library(root: Path, files: int = 100_000, per_folder: int = 100,
-                 with_subtitles: float = 0.99) -> dict:
-    """`files` tiny placeholder .mp3 files (a few bytes each) in folders of `per_folder`, a
-    `<stem>.en.srt` beside `with_subtitles` of them. Idempotent: a marker file records the
-    layout; mtimes are an hour old, so the watcher's startup scan takes them at once."""
-    marker = root / ".library.json"
-    spec = {"files": files, "per_folder": per_folder, "with_subtitles": with_subtitles, "v": 2}
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        return spec | {"root": str(root), "reused": True}
-    if root.exists():
-        shutil.rmtree(root)
-    old = time.time() - 3600
-    every = round(1 / (1 - with_subtitles)) if with_subtitles < 1 else 0
-    without = 0
-    for i in range(files):
-        folder = root / f"show-{i // per_folder:04d}"
-        if i % per_folder == 0:
-            folder.mkdir(parents=True)
-        media = folder / f"episode-{i:06d}.mp3"
-        media.write_bytes(b"placeholder %d\n" % i)
-        os.utime(media, (old, old))
-        if every and i % every == every - 1:
-            without += 1
-            continue
-        srt = folder / f"episode-{i:06d}.en.srt"
-        srt.write_bytes(b"1\n00:00:00,000 --> 00:00:01,000\nplaceholder\n")
-        os.utime(srt, (old, old))
-    marker.write_text(json.dumps(spec))
-    return spec | {"root": str(root), "reused": False, "without_subtitles": without}
-
-
-def populate_store(db: Path, root: Path, *, include_without_subtitles: bool) -> dict:
-    """A job store as a previous run left it: every media file with a subtitle beside it is a
-    finished job (`succeeded`, its SRT recorded as ours) with the file's real size, mtime and
-    fingerprint; files without one are recorded as failed `not_media` only when
-    `include_without_subtitles` (otherwise they are new to the daemon). One transaction."""
-    from pipeline.fingerprint import content_hash
-    from pipeline.store import JobStore
-
-    if db.exists():
-        db.unlink()
-    JobStore(db).close()
-    rows = []
-    now = time.time() - 1800
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        names = set(os.listdir(folder))
-        for name in sorted(names):
-            if not name.endswith(".mp3"):
-                continue
-            path = folder / name
-            st = path.stat()
-            srt = name[:-4] + ".en.srt"
-            if srt in names:
-                rows.append((str(path), str(root), st.st_size, st.st_mtime_ns,
-                             content_hash(path, st.st_size), "succeeded", now, now, now,
-                             json.dumps([str(folder / srt)]), None))
-            elif include_without_subtitles:
-                rows.append((str(path), str(root), st.st_size, st.st_mtime_ns,
-                             content_hash(path, st.st_size), "failed", now, now, now, "[]",
-                             "not_media"))
-    con = sqlite3.connect(db)
-    with con:
-        con.executemany(
-            "INSERT INTO jobs (path, root, size, mtime_ns, fingerprint, status, detected_at, "
-            "started_at, finished_at, outputs, reason, attempts) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)", rows)
-    con.close()
-    return {"rows": len(rows)}
-
-
 # -- processes -----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -516,148 +294,3 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-class Daemon:
-    """A real `python -m pipeline.cli run` subprocess on a free loopback port, in `folder`."""
-
-    def __init__(self, folder: Path, overrides: dict | None = None, watch: list | None = None,
-                 fresh: bool = True):
-        self.folder = Path(folder)
-        if fresh and self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.watch = self.folder / "inbox"
-        self.watch.mkdir(exist_ok=True)
-        self.db = self.folder / "jobs.db"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.folder / "daemon.log"
-        self.config = {
-            "watch_dirs": [str(w) for w in (watch or [self.watch])],
-            "db": str(self.db),
-            "listen": f"127.0.0.1:{self.port}",
-            "model": model_dir(),
-            "cpu_threads": 2,
-            "log_level": "info",
-        }
-        self.config.update(overrides or {})
-        self.config_path = self.folder / "scribewatch.yaml"
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        self.proc: subprocess.Popen | None = None
-        self.started_at: float | None = None
-
-    def start(self, wait_ready: bool = True, timeout: float = 120) -> "Daemon":
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        self._log = open(self.log_path, "ab")
-        self.log_offset = self.log_path.stat().st_size
-        self.started_at = time.time()
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "pipeline.cli", "run", "--config", str(self.config_path)],
-            cwd=self.folder, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        if wait_ready:
-            self.wait_ready(timeout)
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def ready(self) -> bool:
-        if not self.alive():
-            raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-        try:
-            return self.get("/readyz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    def wait_ready(self, timeout: float = 120) -> float:
-        wait_for(self.ready, timeout, 0.02, "daemon /readyz")
-        return time.time()
-
-    def stop(self, timeout: float = 60) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_since_start(self) -> str:
-        with open(self.log_path, "rb") as f:
-            f.seek(self.log_offset)
-            return f.read().decode(errors="replace")
-
-    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def status(self) -> dict:
-        return json.loads(self.get("/api/status")[1])
-
-    def startup_scan(self) -> dict | None:
-        """/api/status's `startup_scan` once the daemon's startup scan is done, else None."""
-        try:
-            scan = self.status()["startup_scan"]
-        except OSError:
-            return None
-        return scan if scan["done"] else None
-
-    # -- the job store, read-only: the ground truth --------------------------------------------
-    def query(self, sql: str, params=()) -> list[dict]:
-        if not self.db.exists():
-            return []
-        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
-        con.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in con.execute(sql, params)]
-        finally:
-            con.close()
-
-    def jobs(self) -> list[dict]:
-        return self.query("SELECT * FROM jobs ORDER BY id")
-
-    def finished_count(self) -> int:
-        rows = self.query("SELECT COUNT(*) AS n FROM jobs WHERE status IN "
-                          "('succeeded','failed','skipped')")
-        return rows[0]["n"] if rows else 0
-
-    def active_count(self) -> int:
-        rows = self.query("SELECT COUNT(*) AS n FROM jobs WHERE status IN ('queued','running')")
-        return rows[0]["n"] if rows else 0
-
-    def wait_finished(self, count: int, timeout: float, interval: float = 0.1) -> None:
-        def done():
-            if not self.alive():
-                raise RuntimeError(f"daemon died ({self.proc.returncode}):\n{self.log()[-3000:]}")
-            return self.finished_count() >= count
-        wait_for(done, timeout, interval, f"{count} finished jobs")
-
-    def rss(self) -> dict[str, int]:
-        return proc_status(self.pid)
-
-
-def copy_closed(src: Path, dst: Path, chunk: int = 256 * 1024) -> float:
-    """Write `dst` the way a downloader does (chunks, then close); returns the close time."""
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        while True:
-            data = fi.read(chunk)
-            if not data:
-                break
-            fo.write(data)
-    return time.time()

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from bench import common
+from bench import common, media
 
 ARRANGEMENTS = {
     "load_main_use_main": ("main", "main"),       # a plain script
@@ -41,7 +41,7 @@ def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0,
 
     from pipeline.model import enter_idle_class, lower_thread_priority
 
-    audio = common.clip("jfk") if clip == "jfk" else common.concat(["jfk", "license"])[0]
+    audio = media.clip("jfk") if clip == "jfk" else media.concat(["jfk", "license"])[0]
     box = {}
 
     def load():

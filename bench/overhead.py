@@ -23,6 +23,8 @@ from pathlib import Path
 
 from bench import common
 from bench.common import log
+from bench.daemon_process import Daemon
+from bench.library import make_library, populate_store
 
 NAME = "overhead"
 TARGETS = {"stage_observation_us_max": 10.0, "idle_cpu_percent_of_one_core_max": 1.0}
@@ -109,11 +111,11 @@ def rescan_cpu_seconds(db: Path) -> dict:
 
 
 def idle_cpu(quick: bool) -> dict:
-    spec = common.make_library(LIBRARY)
+    spec = make_library(LIBRARY)
     log(f"library: {spec}")
     folder = common.WORK / NAME / "daemon"
-    d = common.Daemon(folder, {"watch_dirs": [str(LIBRARY)]}, watch=[LIBRARY])
-    stored = common.populate_store(d.db, LIBRARY, include_without_subtitles=True)
+    d = Daemon(folder, {"watch_dirs": [str(LIBRARY)]}, watch=[LIBRARY])
+    stored = populate_store(d.db, LIBRARY, include_without_subtitles=True)
     log(f"store: {stored}")
     seconds = 15 if quick else 60
     d.start()

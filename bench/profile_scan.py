@@ -19,6 +19,7 @@ import pstats
 import time
 
 from bench import common
+from bench.library import make_library
 
 
 def profiled(fn, top: int) -> dict:
@@ -49,7 +50,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, filename=str(common.WORK / "profile_scan.log"))
     library = common.WORK / f"library-{args.files // 1000}k"
-    common.make_library(library, files=args.files)
+    make_library(library, files=args.files)
     folder = common.WORK / "profile_scan"
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "jobs.db"

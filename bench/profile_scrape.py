@@ -19,6 +19,7 @@ import statistics
 import time
 
 from bench import common
+from bench.library import make_library, populate_store
 
 
 def render(exposition) -> bytes:
@@ -65,7 +66,7 @@ def main() -> None:
 
     out = {}
     library = common.WORK / "library-100k"
-    common.make_library(library)
+    make_library(library)
     for label, populate in (("empty_store", False), ("store_100k_jobs", True)):
         folder = common.WORK / "profile_scrape" / label
         folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def main() -> None:
         for f in folder.glob("jobs.db*"):
             f.unlink()
         if populate:
-            common.populate_store(db, library, include_without_subtitles=True)
+            populate_store(db, library, include_without_subtitles=True)
         cfg = config_mod.load(None, environ={}, flags={
             "watch_dirs": [str(library)], "db": str(db), "model": common.model_dir(),
             "listen": f"127.0.0.1:{common.free_port()}"})

@@ -28,6 +28,8 @@ import time
 
 from bench import common
 from bench.common import log
+from bench.daemon_process import Daemon
+from bench.library import make_library, populate_store
 
 NAME = "scan"
 TARGETS = {"time_to_ready_and_scanned_seconds_max": 30.0, "peak_rss_mb_max": 500.0}
@@ -47,7 +49,7 @@ def drop_caches() -> bool:
     return True
 
 
-def start_and_watch(d: common.Daemon, timeout: float) -> dict:
+def start_and_watch(d: Daemon, timeout: float) -> dict:
     """Start the daemon; time /readyz 200 and the end of its startup scan from process start."""
     rss_samples: list[int] = []
     stop = threading.Event()
@@ -123,13 +125,13 @@ def main() -> None:
     res = common.Result(NAME, quick)
     res.targets = TARGETS
     library = common.WORK / "library-10k" if quick else LIBRARY
-    spec = common.make_library(library, files=10_000 if quick else 100_000)
+    spec = make_library(library, files=10_000 if quick else 100_000)
     log(f"library: {spec}")
     overrides = {"watch_dirs": [str(library)]}
     scenarios = {}
 
-    d = common.Daemon(common.WORK / NAME / "restart", overrides, watch=[library])
-    log(f"store: {common.populate_store(d.db, library, include_without_subtitles=False)}")
+    d = Daemon(common.WORK / NAME / "restart", overrides, watch=[library])
+    log(f"store: {populate_store(d.db, library, include_without_subtitles=False)}")
     cold = drop_caches()
     log(f"caches {'dropped' if cold else 'as found (not root)'}")
     scenarios["restart"] = r = start_and_watch(d, 600)
@@ -137,12 +139,12 @@ def main() -> None:
         f"peak RSS {r['peak_rss_mb']} MB")
 
     common.wait_quiet(max_wait=60)
-    d = common.Daemon(common.WORK / NAME / "first_start", overrides, watch=[library])
+    d = Daemon(common.WORK / NAME / "first_start", overrides, watch=[library])
     drop_caches()
     scenarios["first_start"] = f = start_and_watch(d, args.first_start_timeout)
     log(f"first start: ready+scanned {f['time_to_ready_and_scanned_seconds']} s, "
         f"peak RSS {f['peak_rss_mb']} MB")
-    d = common.Daemon(common.WORK / NAME / "first_start_warm", overrides, watch=[library])
+    d = Daemon(common.WORK / NAME / "first_start_warm", overrides, watch=[library])
     scenarios["first_start_warm"] = w = start_and_watch(d, args.first_start_timeout)
     log(f"first start, warm: ready+scanned {w['time_to_ready_and_scanned_seconds']} s")
 

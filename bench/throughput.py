@@ -32,8 +32,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import common
+from bench import common, media
 from bench.common import log
+from bench.daemon_process import Daemon
 
 NAME = "throughput"
 TARGETS = {
@@ -71,7 +72,7 @@ def corpus_spec(quick: bool) -> list[dict]:
 
 def _with_pieces(spec: list[dict]) -> list[dict]:
     # The exact pieces are part of the spec: a change in how long files are made remakes them.
-    return [dict(item, pieces=common.pieces_for(item["seconds"], seed=n))
+    return [dict(item, pieces=media.pieces_for(item["seconds"], seed=n))
             if "seconds" in item else item for n, item in enumerate(spec)]
 
 
@@ -83,8 +84,8 @@ def make_corpus(quick: bool) -> list[dict]:
         saved = json.loads(manifest.read_text())
         if saved.get("spec") == spec and all(Path(f["path"]).exists() for f in saved["files"]):
             for f, item in zip(saved["files"], spec):   # references from the code, not the cache
-                f["reference"] = (common.JFK_TEXT if "copy" in item else
-                                  " ".join(common.CLIP_TEXT[p] for p in item["pieces"]))
+                f["reference"] = (media.JFK_TEXT if "copy" in item else
+                                  " ".join(media.CLIP_TEXT[p] for p in item["pieces"]))
             return saved["files"]
     if folder.exists():
         shutil.rmtree(folder)
@@ -93,12 +94,12 @@ def make_corpus(quick: bool) -> list[dict]:
     for n, item in enumerate(spec):
         path = folder / item["name"]
         if "copy" in item:
-            shutil.copyfile(common.MEDIA / item["copy"], path)
-            text, seconds = common.JFK_TEXT, 11.0
+            shutil.copyfile(media.MEDIA / item["copy"], path)
+            text, seconds = media.JFK_TEXT, 11.0
         else:
-            samples, text = common.concat(item["pieces"], seed=n)
-            common.write_media(path, samples)
-            seconds = len(samples) / common.SAMPLE_RATE
+            samples, text = media.concat(item["pieces"], seed=n)
+            media.write_media(path, samples)
+            seconds = len(samples) / media.SAMPLE_RATE
         files.append({"name": item["name"], "path": str(path), "audio_seconds": round(seconds, 2),
                       "reference": text})
         log(f"made {item['name']}: {seconds:.1f} s")
@@ -108,13 +109,13 @@ def make_corpus(quick: bool) -> list[dict]:
 
 # -- the two sides -------------------------------------------------------------------------------
 def run_daemon(files: list[dict], folder: Path, overrides: dict | None = None) -> dict:
-    d = common.Daemon(folder, overrides)
+    d = Daemon(folder, overrides)
     staging = folder / "staging"
     staging.mkdir()
     d.start()
     try:
         # Warm: the first inference (VAD session, CTranslate2 buffers) is not part of the batch.
-        os.link(common.MEDIA / "jfk.flac", staging / "warmup.flac")
+        os.link(media.MEDIA / "jfk.flac", staging / "warmup.flac")
         os.rename(staging / "warmup.flac", d.watch / "warmup.flac")
         d.wait_finished(1, timeout=120)
         for f in files:
@@ -159,7 +160,7 @@ def run_daemon(files: list[dict], folder: Path, overrides: dict | None = None) -
 
 def run_bare(files: list[dict], build_on: str = "main") -> dict:
     job = {"model": common.model_dir(), "cpu_threads": 2, "beam_size": 5,
-           "warmup": str(common.MEDIA / "jfk.flac"), "files": [f["path"] for f in files],
+           "warmup": str(media.MEDIA / "jfk.flac"), "files": [f["path"] for f in files],
            "build_on": build_on}
     # The usual way runs with libgomp's defaults: the daemon's GOMP_SPINCOUNT is its own.
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
