@@ -17,6 +17,7 @@ import difflib
 import json
 import threading
 import time
+from pathlib import Path
 
 from bench import common
 
@@ -45,7 +46,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args()
-    from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from pipeline.stages import decode
 
     manifest = json.loads((common.WORK / "throughput" / "media" / "manifest.json").read_text())
     by_name = {f["name"]: f for f in manifest["files"]}
@@ -71,7 +73,7 @@ def main() -> None:
     def work():
         for name in args.files.split(","):
             f = by_name[name]
-            audio = decode_audio(f["path"])
+            audio = decode(Path(f["path"]))
             run(audio[: 16000 * 30], "sequential")   # warm
             for variant in args.variants.split(","):
                 times, text = [], ""

@@ -59,12 +59,12 @@ def clip(name: str):
     import numpy as np
 
     if name not in _CLIPS:
-        from faster_whisper import decode_audio
+        from pipeline.stages import decode   # faster_whisper.decode_audio breaks on PyAV 19
 
         if name == "jfk":
-            _CLIPS[name] = decode_audio(str(MEDIA / "jfk.flac"), sampling_rate=SAMPLE_RATE)
+            _CLIPS[name] = decode(MEDIA / "jfk.flac")
         elif name == "license":
-            full = decode_audio(str(MEDIA / "multilingual.mp3"), sampling_rate=SAMPLE_RATE)
+            full = decode(MEDIA / "multilingual.mp3")
             _CLIPS[name] = np.ascontiguousarray(full[: int(LICENSE_SECONDS * SAMPLE_RATE)])
         elif name in LICENSE_PARTS:
             start, end, _ = LICENSE_PARTS[name]

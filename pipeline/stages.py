@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,33 @@ def _looks_like_media(head: bytes) -> bool:
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:   # MPEG audio / ADTS sync
         return True
     return len(head) > 188 and head[0] == 0x47 and head[188] == 0x47      # MPEG-TS packets
+
+
+def open_container(path: Path):
+    """`av.open` for reading that tolerates tags which are not valid UTF-8, on every PyAV we
+    support: PyAV ≤ 18 raises `UnicodeDecodeError` on them unless given
+    `metadata_errors="ignore"`, and PyAV 19 (Python ≥ 3.12) removed that argument and decodes
+    them with surrogate escapes instead. faster-whisper's `decode_audio` passes the argument
+    unconditionally, which is why the pipeline never calls it."""
+    import av
+
+    if _pyav_takes_metadata_errors():
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    return av.open(str(path), mode="r")
+
+
+@functools.cache
+def _pyav_takes_metadata_errors() -> bool:
+    import av
+
+    return int(av.__version__.split(".")[0]) < 19
+
+
+def _tag(value: str | None) -> str | None:
+    """A container tag as plain text: PyAV 19's surrogate escapes dropped (they cannot be stored)."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "ignore").decode("utf-8")
 
 
 def _source_error(err: OSError, path: Path, stage: str) -> StageError:
@@ -76,7 +104,7 @@ def probe(path: Path) -> ProbeResult:
     except OSError as e:
         raise _source_error(e, path, "probe") from None
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = open_container(path)
     except (FileNotFoundError, PermissionError) as e:
         raise _source_error(e, path, "probe") from None
     except (av.error.FFmpegError, ValueError, OSError) as e:
@@ -95,7 +123,7 @@ def probe(path: Path) -> ProbeResult:
         elif stream.duration and stream.time_base:
             duration = float(stream.duration * stream.time_base)
         subs = tuple(sorted({code for s in container.streams.subtitles
-                             if (code := to_iso639_1(s.metadata.get("language")))}))
+                             if (code := to_iso639_1(_tag(s.metadata.get("language"))))}))
         codec = stream.codec_context
         return ProbeResult(duration=duration, audio_codec=codec.name or "unknown",
                            audio_streams=len(audio), channels=codec.channels or 0,
@@ -128,7 +156,7 @@ def _decode_audio(path: Path) -> np.ndarray:
 
     chunks = []
     resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+    with open_container(path) as container:
         frames = container.decode(audio=0)
         while True:
             try:

@@ -15,9 +15,9 @@ RATE = 16000
 
 
 def load_speech(path: Path, seconds: float | None = None) -> np.ndarray:
-    from faster_whisper import decode_audio
+    from pipeline.stages import decode   # not faster_whisper.decode_audio: it breaks on PyAV 19
 
-    audio = decode_audio(str(path), sampling_rate=RATE)
+    audio = decode(path)
     return audio[: int(seconds * RATE)] if seconds else audio
 
 
