@@ -6,6 +6,8 @@ import json
 import math
 import os
 
+from pathlib import Path
+
 import pytest
 
 from conftest import JFK_TEXT
@@ -317,8 +319,13 @@ def test_renderers_by_format_name():
 
 # -- real speech ------------------------------------------------------------------------------
 def transcribe(model, path: str) -> Transcript:
-    """Real faster-whisper output converted to the pipeline's dataclasses."""
-    segments, info = model.transcribe(path, word_timestamps=True, beam_size=5, vad_filter=True,
+    """Real faster-whisper output converted to the pipeline's dataclasses.
+
+    Decoded by the pipeline: faster-whisper decodes a path with an `av.open` call PyAV 19 rejects.
+    """
+    from pipeline.stages import decode
+
+    segments, info = model.transcribe(decode(Path(path)), word_timestamps=True, beam_size=5, vad_filter=True,
                                       condition_on_previous_text=False)
     return Transcript(
         language=info.language, language_probability=float(info.language_probability),
