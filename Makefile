@@ -1,13 +1,18 @@
 # Two commands matter: `make run` and `make test`. Everything else is a helper.
+# Another Python: `make test PYTHON=python3.13` (the venv is rebuilt for it; VENV=… keeps several).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+# The stamp names the interpreter's version, so a venv made by another Python is made again.
+STAMP  := $(VENV)/.installed-$(PYVER)
+PYTEST := $(BIN)/python -m pytest -ra --durations=25
 
-.PHONY: run test bench venv clean lint-config
+.PHONY: run test test-smoke bench venv clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.x" >&2; exit 2; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
@@ -19,13 +24,17 @@ run: $(STAMP)
 	mkdir -p inbox
 	$(BIN)/scribewatch run --watch ./inbox
 
-## Set up and run the whole test suite.
+## Set up and run the whole test suite, with the slowest tests' durations.
 test: $(STAMP)
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+
+## The unit tests and one real end-to-end transcription: what CI runs on the other Pythons.
+test-smoke: $(STAMP)
+	$(PYTEST) -m "not slow or smoke" $(PYTEST_ARGS)
 
 ## Benchmarks: each script prints one JSON object and writes bench/results/<name>.json.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-3.* build *.egg-info .pytest_cache

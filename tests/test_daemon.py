@@ -60,6 +60,7 @@ def wait_status(daemon, path: Path, status: str, timeout: float = 120) -> dict:
     return wait_for(find, timeout, 0.1, f"{path.name} {status}")
 
 
+@pytest.mark.smoke
 def test_speech_in_audio_and_video_containers_becomes_readable_subtitles(daemon_factory, media):
     d = daemon_factory({"output_formats": ["srt", "vtt", "txt", "json"]}).start()
     for sub, name in (("a", "jfk.flac"), ("b", "jfk.mp4"), ("c", "jfk.mkv")):
