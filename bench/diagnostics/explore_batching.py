@@ -7,7 +7,7 @@ timestamps on. For each: seconds, speed-up over sequential, WER against the refe
 longest run of reference words missing from the output (batched inference decodes each VAD
 chunk once: when the decoder stops early, the rest of the chunk is lost).
 
-    python -m bench.explore_batching [--files long-8min.mp3,long-6min.mp3] [--repeats 2]
+    python -m bench.diagnostics.explore_batching [--files long-8min.mp3,long-6min.mp3] [--repeats 2]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 and a rescan over a placeholder library spend their time, with the daemon's own code in this
 process (`Daemon.watcher.scan`, its `take()` and job store; no model is loaded).
 
-    python -m bench.profile_scan [--files 10000] [--top 12]
+    python -m bench.diagnostics.profile_scan [--files 10000] [--top 12]
 
 Prints one JSON object: wall and CPU seconds per file for both scans and the top functions by
 own time (cProfile), so a hot spot can be named with numbers.

@@ -4,7 +4,7 @@ registry (OpenMetrics text, then gzip as for Prometheus) with the daemon's 1 s s
 warm and cold (a cold cache is what a scrape every >= 1 s gets), for an empty job store and
 for one holding 100,000 finished jobs, and lists the top functions by own time.
 
-    python -m bench.profile_scrape [--top 12]
+    python -m bench.diagnostics.profile_scrape [--top 12]
 """
 
 from __future__ import annotations

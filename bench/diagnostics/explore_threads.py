@@ -6,7 +6,7 @@ times in each arrangement, each in a fresh process, alone and next to a CPU burn
 `while True` process: what a colleague's test run does to this 2-core machine), and reports
 per-call times (median, p95, max) and CPU seconds per call. Same model, threads, beam, VAD.
 
-    python -m bench.explore_threads [--calls 30] [--clip jfk|jfk-license]
+    python -m bench.diagnostics.explore_threads [--calls 30] [--clip jfk|jfk-license]
                                     [--only ARRANGEMENT ...] [--env KEY=VALUE ...] [--nice N]
 
 `--nice N` lowers the loading thread's priority by N (the daemon's `transcribe_nice`), `--idle`
@@ -99,7 +99,7 @@ def main() -> None:
         try:
             for name, (load_on, use_on) in arrangements.items():
                 out = subprocess.run(
-                    [sys.executable, "-m", "bench.explore_threads", "--calls", str(args.calls),
+                    [sys.executable, "-m", "bench.diagnostics.explore_threads", "--calls", str(args.calls),
                      "--clip", args.clip, "--nice", str(args.nice), "--child", load_on, use_on]
                     + (["--idle"] if args.idle else []),
                     env=env, cwd=common.REPO, capture_output=True, text=True, check=True)
