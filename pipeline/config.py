@@ -348,7 +348,9 @@ def add_flags(parser) -> None:
 
 
 def flags_from_args(args) -> dict:
-    flags = {s.key: getattr(args, s.key) for s in SCHEMA if hasattr(args, s.key)}
+    # None: a sub-command's own optional flag left out (`history --db`), not a value given.
+    flags = {s.key: getattr(args, s.key) for s in SCHEMA
+             if getattr(args, s.key, None) is not None}
     if "output_dir" in flags and "output_mode" not in flags:
         flags["output_mode"] = "output_dir"
     return flags
