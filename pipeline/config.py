@@ -116,7 +116,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("batch_min_audio_seconds", "float", 120.0,
             "Use batched inference for files at least this long.", minimum=0),
     Setting("workers", "int", 1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1),
-    Setting("db", "path", "./scribewatch.db", "SQLite job store path."),
+    Setting("db", "path", "./scribewatch.db",
+            "SQLite job store path, on a local disk (a network filesystem is refused). One "
+            "daemon per store."),
     Setting("listen", "str", "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.",
             check=_listen_check),
     Setting("model_idle_unload_minutes", "float", 0.0,
