@@ -128,7 +128,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("retry_backoff_seconds", "float", 30.0,
             "First retry delay; doubles with each further attempt.", minimum=0),
     Setting("shutdown_grace_seconds", "float", 30.0,
-            "On SIGTERM, how long the running job may take to finish before it is re-queued.",
+            "On SIGTERM, how long the running job may take to finish before it is re-queued. "
+            "A second SIGTERM (Ctrl-C again) re-queues it at once.",
             minimum=0),
     Setting("skip_existing_subtitles", "bool", True,
             "Skip files that already have a subtitle for the target language beside them."),

@@ -290,11 +290,14 @@ class JobStore:
                 found += [_row_to_job(r) for r in self._exec(
                     f"SELECT * FROM jobs WHERE path >= ? AND path < ? AND {newest}",
                     (prefix, prefix[:-1] + "0"))]
-            queued, active, now = [], [], time.time()
+            queued, active, seen, now = [], [], set(), time.time()
             for job in found:
+                if job["id"] in seen:   # a file given twice, or by --path and --under
+                    continue
+                seen.add(job["id"])
                 if job["status"] in ACTIVE:
                     active.append(job)
-                elif job["status"] in statuses and all(q["id"] != job["id"] for q in queued):
+                elif job["status"] in statuses:
                     self._exec("UPDATE jobs SET status = 'queued', attempts = 0, not_before = 0, "
                                "detected_at = ?, started_at = NULL, finished_at = NULL, "
                                "worker = NULL, current_stage = NULL, reason = NULL, "
