@@ -98,7 +98,8 @@ def cmd_run(args) -> int:
         log.info("received %s", signal.Signals(signum).name)
         if stop.is_set():
             daemon.stop_now()   # a second Ctrl-C: give up on the grace period
-        stop.set()
+        else:
+            stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
