@@ -70,7 +70,7 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "running": [
             {"id": j.job_id, "worker": j.worker, "progress": round(j.progress, 4),
              "elapsed_seconds": round(max(0.0, now - j.started_at), 1),
-             "audio_seconds": j.audio_seconds}
+             "audio_seconds": j.audio_seconds, "path": j.path, "watch_dir": j.watch_dir}
             for j in snap.running
         ],
         "counts": {**{o: 0 for o in OUTCOMES}, **snap.counts},

@@ -64,6 +64,13 @@ def _duration(seconds: float) -> str:
     return f"{hours // 24}d {hours % 24}h"
 
 
+def _where(path: str, watch_dir: str | None) -> str:
+    """The file as its library knows it (relative to the watch folder), and where that is."""
+    if watch_dir and path.startswith(watch_dir.rstrip("/") + "/"):
+        return f"{path[len(watch_dir.rstrip('/')) + 1:]}  (in {watch_dir})"
+    return path
+
+
 def format_status(status: dict, now: float | None = None) -> str:
     """The /api/status document as a few readable lines."""
     now = time.time() if now is None else now
@@ -94,6 +101,8 @@ def format_status(status: dict, now: float | None = None) -> str:
         lines.append(f"{'running' if i == 0 else '':9} job {job['id']} on worker "
                      f"{job['worker']}: {job['progress'] * 100:.0f}%{of_audio}, "
                      f"{_duration(job['elapsed_seconds'])} so far")
+        if job.get("path"):
+            lines.append(f"{'':9} {_where(job['path'], job.get('watch_dir'))}")
     counts = status.get("counts", {})
     lines.append("finished  " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
     last = status.get("last_success_at")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from . import config as config_mod
+from . import store as store_mod
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -44,6 +45,26 @@ def _load(args) -> config_mod.Config:
 GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 
+def _claim_store(cfg: config_mod.Config):
+    """The store's filesystem check and the single-instance lock, before the store is opened
+    (opening it re-queues 'running' jobs: those of a daemon already running on it)."""
+    from .instance_lock import InstanceLock, network_filesystem
+
+    found = network_filesystem(cfg.db)
+    if found is not None:
+        level, why = found
+        if level == "refuse":
+            raise config_mod.ConfigError(
+                f"invalid value {cfg.db!r} for 'db': {why}; SQLite's WAL mode is not safe "
+                "there: keep the job store on a local disk (the watch folders may stay remote)")
+        log.warning("job store %s: %s; SQLite's WAL mode is not safe on a remote filesystem",
+                    cfg.db, why)
+    return InstanceLock(cfg.db).acquire()
+
+
+SECOND_SIGNAL_HINT = "press Ctrl-C again to stop now; the running job is queued again"
+
+
 def cmd_run(args) -> int:
     cfg = _load(args)
     _setup_logging(cfg.log_level)
@@ -51,7 +72,13 @@ def cmd_run(args) -> int:
     from exporter import Exporter
 
     from .daemon import Daemon
+    from .instance_lock import StoreInUse
 
+    try:
+        instance = _claim_store(cfg)
+    except StoreInUse as e:
+        log.error("%s", e)
+        return EXIT_FAILURE
     daemon = Daemon(cfg)
     try:
         exporter = Exporter(daemon, listen=cfg.listen, tls_cert_file=cfg.tls_cert_file,
@@ -69,7 +96,10 @@ def cmd_run(args) -> int:
 
     def on_signal(signum, _frame):
         log.info("received %s", signal.Signals(signum).name)
-        stop.set()
+        if stop.is_set():
+            daemon.stop_now()   # a second Ctrl-C: give up on the grace period
+        else:
+            stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -77,9 +107,10 @@ def cmd_run(args) -> int:
     log.info("scribewatch %s watching %s; metrics on %s", __version__,
              ", ".join(cfg.watch_dirs), exporter.url)
     stop.wait()
-    daemon.stop()
+    daemon.stop(hint=SECOND_SIGNAL_HINT)
     exporter.stop()
     daemon.store.close()
+    instance.release()
     # A worker may still be inside CTranslate2 (its job is already back in the queue): normal
     # interpreter shutdown would tear Python down under that native call and crash (SIGSEGV).
     logging.shutdown()
@@ -200,14 +231,41 @@ def cmd_history(args) -> int:
 
 
 # -- retry -------------------------------------------------------------------------------------
+def _stored_path(name: str) -> list[str]:
+    """How the store may spell a file given on the command line: the daemon keeps paths under
+    its resolved watch folders; a symlinked file itself keeps its own name."""
+    given = Path(name).absolute()
+    return list(dict.fromkeys([str(given.parent.resolve() / given.name), os.path.abspath(name)]))
+
+
 def cmd_retry(args) -> int:
-    """Failed jobs whose cause is fixed (a full disk, a permission): a running daemon picks them up."""
-    if not args.job and not args.reason and not args.all_failed:
-        raise config_mod.ConfigError("say which failed jobs: --job ID, --reason CODE or --all-failed")
+    """Failed jobs whose cause is fixed (a full disk, a permission), or any finished file again
+    (`--path`, `--under`): a running daemon picks them up."""
+    if not (args.job or args.reason or args.all_failed or args.path or args.under):
+        raise config_mod.ConfigError("say which jobs: --job ID, --reason CODE, --all-failed "
+                                     "(failed ones), --path FILE or --under DIR (any outcome)")
+    if args.status and not args.under:
+        raise config_mod.ConfigError("--status goes with --under DIR")
     store = _store_for(args)
-    ids = store.retry_failed(args.job or None, args.reason)
-    print(f"{len(ids)} failed job(s) queued again" + (f": {', '.join(map(str, ids))}" if ids else ""))
-    return EXIT_OK
+    if args.job or args.reason or args.all_failed:
+        ids = store.retry_failed(args.job or None, args.reason)
+        print(f"{len(ids)} failed job(s) queued again" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    if not (args.path or args.under):
+        return EXIT_OK
+    paths = [p for name in args.path or () for p in _stored_path(name)]
+    under = str(Path(args.under).resolve()) if args.under else None
+    statuses = [args.status] if args.status else (("succeeded",) if under else store_mod.FINAL)
+    queued, active = store.redo(paths, under=under, statuses=statuses)
+    for job in queued:
+        print(f"queued again: job {job['id']} ({job['status']} before) {job['path']}")
+    for job in active:
+        print(f"already {job['status']}: job {job['id']} {job['path']}", file=sys.stderr)
+    known = {j["path"] for j in queued + active}
+    missing = [name for name in args.path or () if not known & set(_stored_path(name))]
+    for name in missing:
+        print(f"no job for {name} in the store (the daemon has not seen it)", file=sys.stderr)
+    print(f"{len(queued)} job(s) queued again")
+    return EXIT_FAILURE if missing else EXIT_OK
 
 
 # -- check -------------------------------------------------------------------------------------
@@ -233,6 +291,11 @@ def cmd_check(args) -> int:
                f"output folder {cfg.output_dir} writable")
     db_dir = Path(cfg.db).resolve().parent
     report(db_dir.is_dir() and os.access(db_dir, os.W_OK), f"job store folder {db_dir} writable")
+    from .instance_lock import network_filesystem
+
+    found = network_filesystem(db_dir)
+    report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
+           "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
     from .model import ModelManager
 
     manager = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
@@ -312,12 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("retry", help="queue failed jobs again once their cause is fixed")
+    p = sub.add_parser("retry", help="queue failed jobs again once their cause is fixed, "
+                                     "or redo finished files")
     p.add_argument("--config", metavar="FILE")
     p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
-    p.add_argument("--job", type=int, action="append", metavar="ID", help="repeatable")
+    p.add_argument("--job", type=int, action="append", metavar="ID",
+                   help="a failed job; repeatable")
     p.add_argument("--reason", metavar="CODE", help="every failed job with this reason code")
     p.add_argument("--all-failed", action="store_true")
+    p.add_argument("--path", action="append", metavar="FILE",
+                   help="redo this file, whatever its outcome (succeeded, failed, skipped); "
+                        "repeatable")
+    p.add_argument("--under", metavar="DIR",
+                   help="redo every file below this folder whose outcome is --status")
+    p.add_argument("--status", choices=store_mod.FINAL,
+                   help="with --under: which outcome to redo (default: succeeded)")
     p.set_defaults(func=cmd_retry)
 
     p = with_config(sub.add_parser("check", help="validate config, folders, model and GPU"))

@@ -116,7 +116,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("batch_min_audio_seconds", "float", 120.0,
             "Use batched inference for files at least this long.", minimum=0),
     Setting("workers", "int", 1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1),
-    Setting("db", "path", "./scribewatch.db", "SQLite job store path."),
+    Setting("db", "path", "./scribewatch.db",
+            "SQLite job store path, on a local disk (a network filesystem is refused). One "
+            "daemon per store."),
     Setting("listen", "str", "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.",
             check=_listen_check),
     Setting("model_idle_unload_minutes", "float", 0.0,
@@ -126,7 +128,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("retry_backoff_seconds", "float", 30.0,
             "First retry delay; doubles with each further attempt.", minimum=0),
     Setting("shutdown_grace_seconds", "float", 30.0,
-            "On SIGTERM, how long the running job may take to finish before it is re-queued.",
+            "On SIGTERM, how long the running job may take to finish before it is re-queued. "
+            "A second SIGTERM (Ctrl-C again) re-queues it at once.",
             minimum=0),
     Setting("skip_existing_subtitles", "bool", True,
             "Skip files that already have a subtitle for the target language beside them."),
@@ -348,7 +351,9 @@ def add_flags(parser) -> None:
 
 
 def flags_from_args(args) -> dict:
-    flags = {s.key: getattr(args, s.key) for s in SCHEMA if hasattr(args, s.key)}
+    # None: a sub-command's own optional flag left out (`history --db`), not a value given.
+    flags = {s.key: getattr(args, s.key) for s in SCHEMA
+             if getattr(args, s.key, None) is not None}
     if "output_dir" in flags and "output_mode" not in flags:
         flags["output_mode"] = "output_dir"
     return flags

@@ -38,6 +38,8 @@ class _Running:
     job_id: int
     worker: str
     started_at: float
+    path: str = ""           # the file and its watch folder: /api/status and `scribewatch status`
+    root: str = ""
     progress: float = 0.0
     audio_seconds: float | None = None
     cancel: bool = False
@@ -86,6 +88,7 @@ class Daemon:
         self._wake = threading.Condition()
         self._wake_generation = 0
         self._stopping = threading.Event()
+        self._stop_now = False
         self._threads: list[threading.Thread] = []
         self._store_writable = True
         self._snapshot_cache: tuple[float, dict] | None = None
@@ -147,29 +150,38 @@ class Daemon:
         self._notify()
         return True
 
-    def stop(self, grace: float | None = None) -> None:
-        """Stop intake, let running jobs finish within the grace period, else re-queue them."""
+    def stop(self, grace: float | None = None, hint: str = "") -> None:
+        """Stop intake, let running jobs finish within the grace period, else re-queue them.
+        `stop_now()` (a second Ctrl-C) cuts the wait short. `hint`: how to do that, logged."""
         grace = self.cfg.shutdown_grace_seconds if grace is None else grace
-        log.info("stopping: no new jobs; waiting up to %.0fs for %d running job(s)",
-                 grace, len(self._running))
+        running = len(self._running)
+        log.info("stopping: no new jobs; waiting up to %.0fs for %d running job(s)%s",
+                 grace, running, f"; {hint}" if hint and running else "")
         self._stopping.set()
         self.watcher.stop()
         self._notify()
+        # Plain sleeps, polling a flag: stop_now() is called from a signal handler in this
+        # thread, where taking a lock (an Event's) could deadlock.
         deadline = time.monotonic() + grace
-        while self._running and time.monotonic() < deadline:
+        while self._running and time.monotonic() < deadline and not self._stop_now:
             time.sleep(0.1)
         if self._running:
             for r in list(self._running.values()):
                 r.cancel = True   # transcription checks this between segments
             deadline = time.monotonic() + 5
-            while self._running and time.monotonic() < deadline:
+            while self._running and time.monotonic() < deadline and not self._stop_now:
                 time.sleep(0.1)
         for r in list(self._running.values()):
             # Still inside a long native call: put it back ourselves; the process exits next.
             if r.settle(lambda: self.store.requeue(r.job_id, refund_attempt=True)):
-                log.warning("job %d did not finish within the grace period: queued again",
-                            r.job_id)
+                log.warning("job %d %s: queued again", r.job_id,
+                            "stopped at once" if self._stop_now
+                            else "did not finish within the grace period")
         log.info("stopped")
+
+    def stop_now(self) -> None:
+        """During stop(): re-queue the running jobs now instead of waiting for them."""
+        self._stop_now = True
 
     # -- workers ---------------------------------------------------------------------------
     def _worker(self, worker: str) -> None:
@@ -196,7 +208,7 @@ class Daemon:
 
     def _run(self, job: dict, worker: str) -> None:
         path, root = Path(job["path"]), Path(job["root"])
-        running = _Running(job["id"], worker, job["started_at"])
+        running = _Running(job["id"], worker, job["started_at"], job["path"], job["root"])
         self._running[worker] = running
         self.reporter.job_started(max(0.0, job["started_at"] - job["detected_at"]))
         log.info("started %s (job %d, attempt %d)", path, job["id"], job["attempts"])
@@ -266,7 +278,8 @@ class Daemon:
         if self.cfg.skip_existing_subtitles and language is None:
             # Language detected only now: a subtitle in that language may already be there.
             sidecar = find_sidecar(path, transcript.language, self._subtitle_folders(path, root))
-            if sidecar is not None:
+            # One this job wrote before is no reason to skip (`scribewatch retry --path`).
+            if sidecar is not None and str(sidecar) not in job["outputs"]:
                 raise SkipJob("subtitle_exists", f"{path}: {sidecar.name} already exists")
         if not path.exists():
             raise StageError("vanished", f"{path}: the file was removed during the job", "write")
@@ -377,7 +390,8 @@ class Daemon:
             model_error=self.model.error, watcher_up=self.watcher.alive(),
             watch_dirs_unavailable=self.watcher.unavailable_count,
             store_writable=self._store_writable, queue_jobs=figures["queue"],
-            running=tuple(RunningJob(r.job_id, r.worker, r.started_at, r.progress, r.audio_seconds)
+            running=tuple(RunningJob(r.job_id, r.worker, r.started_at, r.progress, r.audio_seconds,
+                                     path=r.path, watch_dir=r.root)
                           for r in list(self._running.values())),
             workers=self.cfg.workers, counts=figures["counts"],
             last_success_at=figures["last_success"],

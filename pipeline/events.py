@@ -69,6 +69,10 @@ class RunningJob:
     started_at: float      # unix time
     progress: float        # 0..1, transcribed audio / total audio
     audio_seconds: float | None
+    # The file (full path) and the watch folder it is in: for people (/api/status, `scribewatch
+    # status`), behind the same auth as /metrics. Never a metric label.
+    path: str | None = None
+    watch_dir: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

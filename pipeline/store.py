@@ -268,6 +268,44 @@ class JobStore:
                        "finished_at = NULL, worker = NULL WHERE id = ?", (job_id,))
         return ids
 
+    def redo(self, paths: Iterable[str] = (), under: str | None = None,
+             statuses: Iterable[str] = FINAL) -> tuple[list[dict], list[dict]]:
+        """Queue files again whatever their outcome (a better model, a fixed file): the newest
+        job of each of `paths`, or of every file below the folder `under`, whose status is in
+        `statuses`. Returns (queued again, left alone because queued or running already).
+
+        The job row itself goes back (fresh attempts, detected now), as `retry_failed` does:
+        one row per file stays active, and its `outputs` tell the daemon that the subtitle
+        beside the file is its own to replace, not a reason to skip."""
+        statuses = [s for s in statuses if s in FINAL]
+        newest = "id = (SELECT MAX(id) FROM jobs AS n WHERE n.path = jobs.path)"
+        found: list[dict] = []
+        with self.batch():
+            for path in paths:
+                found += [_row_to_job(r) for r in self._exec(
+                    f"SELECT * FROM jobs WHERE path = ? AND {newest}", (path,))]
+            if under is not None:
+                prefix = under.rstrip("/") + "/"
+                # A range on the path index: every path starting with "DIR/" ("0" follows "/").
+                found += [_row_to_job(r) for r in self._exec(
+                    f"SELECT * FROM jobs WHERE path >= ? AND path < ? AND {newest}",
+                    (prefix, prefix[:-1] + "0"))]
+            queued, active, seen, now = [], [], set(), time.time()
+            for job in found:
+                if job["id"] in seen:   # a file given twice, or by --path and --under
+                    continue
+                seen.add(job["id"])
+                if job["status"] in ACTIVE:
+                    active.append(job)
+                elif job["status"] in statuses:
+                    self._exec("UPDATE jobs SET status = 'queued', attempts = 0, not_before = 0, "
+                               "detected_at = ?, started_at = NULL, finished_at = NULL, "
+                               "worker = NULL, current_stage = NULL, reason = NULL, "
+                               "error_stage = NULL, error_message = NULL WHERE id = ?",
+                               (now, job["id"]))
+                    queued.append(job)
+        return queued, active
+
     def check_writable(self) -> bool:
         try:
             self._exec("INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?)", (str(time.time()),))

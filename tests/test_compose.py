@@ -343,3 +343,35 @@ def test_stack_docs_cover_the_essentials():
     for needed in ("docker compose up", "compose.gpu.yaml", ":9847", ":9090", ":9093", ":3000",
                    "GRAFANA_ADMIN_PASSWORD", "grafana/dashboards", "prometheus/rules"):
         assert needed in text, f"README does not mention {needed}"
+
+
+def test_env_file_is_ignored_by_git():
+    check = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO)
+    assert check.returncode == 0, ".env (the stack's password) is not in .gitignore"
+    check = subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=REPO)
+    assert check.returncode == 1, ".env.example must stay tracked"
+
+
+@pytest.mark.parametrize("password, starts", [("change-me", False), ("", False),
+                                              (PASSWORD, True)])
+def test_grafana_refuses_the_example_password(tmp_path, password, starts):
+    """The entrypoint compose gives Grafana, run with sh and the environment compose resolves
+    for it: the example password stops it with a message; any other runs the image's command."""
+    resolved = compose_config(tmp_path, env={"GRAFANA_ADMIN_PASSWORD": password or PASSWORD})
+    grafana = yaml.safe_load(resolved.stdout)["services"]["grafana"]
+    env = dict(grafana["environment"])
+    if not password:   # compose's `:?` refuses an empty one itself; the check does too
+        env["GF_SECURITY_ADMIN_PASSWORD"] = ""
+    shell, script, *command = grafana["entrypoint"]
+    assert shell == "/bin/sh" and command == ["/run.sh"]   # the grafana image's own entrypoint
+    host_script = _host_path(grafana, script)
+    assert host_script and host_script.is_file(), script
+    marker = tmp_path / "started"
+    result = subprocess.run(["sh", str(host_script), "touch", str(marker)], env=env,
+                            capture_output=True, text=True, timeout=10)
+    assert marker.exists() == starts
+    if starts:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1
+        assert "change-me" in result.stderr and ".env" in result.stderr

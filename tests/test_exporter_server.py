@@ -37,7 +37,8 @@ def snapshot(**changes) -> StatusSnapshot:
         compute_type="int8", model_loaded=True, model_ready=True, model_error=None,
         watcher_up=True, watch_dirs_unavailable=0, store_writable=True, queue_jobs=4,
         running=(RunningJob(job_id=12, worker="0", started_at=now - 90, progress=0.375,
-                            audio_seconds=1800.0),),
+                            audio_seconds=1800.0, path="/media/Films/Heat (1995)/Heat.mkv",
+                            watch_dir="/media"),),
         workers=1, counts={"succeeded": 10, "failed": 2}, last_success_at=now - 300, dirs={})
     return StatusSnapshot(**{**base, **changes})
 
@@ -172,6 +173,7 @@ def test_api_status(serve):
     [job] = doc["running"]
     assert (job["id"], job["worker"], job["progress"]) == (12, "0", 0.375)
     assert 89 < job["elapsed_seconds"] < 200
+    assert (job["path"], job["watch_dir"]) == ("/media/Films/Heat (1995)/Heat.mkv", "/media")
     assert doc["counts"] == {"succeeded": 10, "failed": 2, "skipped": 0}
     assert doc["startup_scan"] == {"done": False, "seconds": None, "files": None}
     source.snap = snapshot(startup_scan_seconds=3.6049, startup_scan_files=100000)
@@ -323,7 +325,8 @@ def test_format_status_is_readable():
         "model": "tiny.en", "device": "cpu", "compute_type": "int8", "model_loaded": True,
         "watcher_up": False, "watch_dirs_unavailable": 1, "workers": 2, "queue_jobs": 4,
         "running": [{"id": 12, "worker": "0", "progress": 0.375, "elapsed_seconds": 90,
-                     "audio_seconds": 1800}],
+                     "audio_seconds": 1800, "path": "/media/Films/Heat.mkv",
+                     "watch_dir": "/media"}],
         "counts": {"succeeded": 10, "failed": 2, "skipped": 0}, "last_success_at": NOW - 300,
         "startup_scan": {"done": True, "seconds": 3.61, "files": 100000},
     }, now=NOW)
@@ -334,6 +337,7 @@ def test_format_status_is_readable():
     assert "tiny.en on cpu (int8), loaded" in text
     assert "4 job(s) waiting" in text
     assert "job 12 on worker 0: 38% of 30m 00s audio, 1m 30s so far" in text
+    assert "          Films/Heat.mkv  (in /media)" in lines   # the file, under its job
     assert "10 succeeded, 2 failed, 0 skipped" in text
     assert "(5m 00s ago)" in text
 
