@@ -50,7 +50,15 @@ def with_runbooks(cfg: Config, groups: list[dict]) -> list[dict]:
     return groups
 
 
-def _alert(name, expr, severity, summary, description, for_=None, comment=None) -> dict:
+def _alert(name, expr, severity, summary, description, for_=None, comment=None,
+           **values) -> dict:
+    """One alerting rule. In `description`, `[[key]]` is replaced by `values[key]` (`[[for]]` by
+    the `for:` in words); the text's line breaks and indentation become single spaces."""
+    values.setdefault("for", in_words(for_) if for_ else "")
+    for key, value in values.items():
+        description = description.replace(f"[[{key}]]", str(value))
+    if "[[" in description:
+        raise KeyError(f"{name}: no value for {description.split('[[', 1)[1].split(']]')[0]}")
     rule = {"alert": name, "expr": expr}
     if for_:
         rule["for"] = for_
@@ -64,7 +72,7 @@ def _alert(name, expr, severity, summary, description, for_=None, comment=None) 
 def _query(expr: str, *labels: str) -> str:
     """`{{ with printf "<expr>" $labels... | query }}`: the value of a related series."""
     args = " ".join(f"$labels.{label}" for label in labels)
-    return f'{{{{ with printf "{expr}" {args} | query }}}}'
+    return '{{ with printf "' + expr + '" ' + args + " | query }}"
 
 
 _AT = "{job='%s',instance='%s'}"
@@ -76,22 +84,24 @@ def availability(cfg: Config) -> dict:
     return {"name": "scribewatch-availability", "rules": [
         _alert("ScribewatchDown", f"{up} == 0", "critical",
                "A scribewatch daemon cannot be scraped.",
-               f"""Prometheus has not been able to scrape scribewatch on {{{{ $labels.instance }}}}
-               (job {{{{ $labels.job }}}}) for more than {in_words("2m")} (up = {{{{ $value | humanize }}}}).
-               Nothing is being transcribed there and no other scribewatch alert can fire for it.""",
+               """Prometheus has not been able to scrape scribewatch on {{ $labels.instance }}
+               (job {{ $labels.job }}) for more than [[for]] (up = {{ $value | humanize }}).
+               Nothing is being transcribed there and no other scribewatch alert can fire for
+               it.""",
                "2m",
-               "2 m = 8 failed scrapes in a row at 15 s: a restart (even with a model reload, which\n"
-               "happens after the HTTP server is up) takes seconds, one slow scrape under full CPU\n"
-               "load is a single failure."),
+               "2 m = 8 failed scrapes in a row at 15 s: a restart (even with a model reload, "
+               "which\nhappens after the HTTP server is up) takes seconds, one slow scrape under "
+               "full CPU\nload is a single failure."),
         _alert("ScribewatchTargetMissing", f"absent({up})", "critical",
                "Prometheus has no scribewatch target.",
-               f"""No target of job {{{{ $labels.job }}}} has existed in Prometheus for more than
-               {in_words("10m")}, so no scribewatch daemon is monitored
-               (absent = {{{{ $value | humanize }}}}).""",
+               """No target of job {{ $labels.job }} has existed in Prometheus for more than
+               [[for]], so no scribewatch daemon is monitored
+               (absent = {{ $value | humanize }}).""",
                "10m",
-               "`up` is absent only when Prometheus has no scribewatch target at all (configuration "
-               "or\nservice discovery lost it) -- then ScribewatchDown cannot fire either. Nothing "
-               "to be\nquick about, but nothing else will ever tell you: 10 m."),
+               "`up` is absent only when Prometheus has no scribewatch target at all "
+               "(configuration or\nservice discovery lost it) -- then ScribewatchDown cannot "
+               "fire either. Nothing to be\nquick about, but nothing else will ever tell you: "
+               "10 m."),
         _alert("ScribewatchRestarting",
                f"changes(scribewatch_start_time_seconds[1h]) >= {num(cfg.t('restarts'))}",
                "warning", "A scribewatch daemon keeps restarting.",
@@ -103,31 +113,33 @@ def availability(cfg: Config) -> dict:
                f"{num(cfg.t('restarts'))} in an\nhour is not."),
         _alert("ScribewatchWatcherDown", "scribewatch_watcher_up == 0", "critical",
                "The scribewatch folder watcher is not running.",
-               f"""The folder watcher of scribewatch on {{{{ $labels.instance }}}} has been down
-               for more than {in_words("5m")};
-               {_query("scribewatch_watch_dirs_unavailable" + _AT, "job", "instance")}{{{{ . | first | value | humanize }}}}{{{{ else }}}}an unknown number of{{{{ end }}}}
+               """The folder watcher of scribewatch on {{ $labels.instance }} has been down
+               for more than [[for]];
+               [[folders]]{{ . | first | value | humanize }}{{ else }}an unknown number of{{ end }}
                watch folder(s) are unavailable. New files are not picked up.""",
                "5m",
                "A dropped NFS/SMB mount often comes back by itself within a minute or two "
                "(automount,\nWi-Fi blip); 5 m separates that from an outage. Nothing is lost "
                "meanwhile (the rescan\npicks files up afterwards), but nothing new is transcribed "
-               "either: critical."),
+               "either: critical.",
+               folders=_query("scribewatch_watch_dirs_unavailable" + _AT, "job", "instance")),
         _alert("ScribewatchModelLoadFailing",
                lines(f"increase(scribewatch_model_load_failures_total[{model_window}]) > 0",
                      "and on (job, instance)",
                      "scribewatch_model_loaded == 0"),
                "critical", "A scribewatch daemon cannot load its Whisper model.",
-               f"""scribewatch on {{{{ $labels.instance }}}} failed to load the Whisper model
-               {{{{ $value | printf "%.0f" }}}} time(s) in the last {in_words(model_window)} and
+               """scribewatch on {{ $labels.instance }} failed to load the Whisper model
+               {{ $value | printf "%.0f" }} time(s) in the last [[window]] and
                has no model loaded: nothing can be transcribed.""",
                "5m",
                "Loading is retried with the next job, so one failure that a later load fixed (GPU\n"
                "memory briefly taken by a game) stays quiet: it fires only while no model is "
-               "loaded."),
+               "loaded.",
+               window=in_words(model_window)),
         _alert("ScribewatchNotReady", "scribewatch_ready == 0", "critical",
                "A scribewatch daemon is not ready.",
-               f"""scribewatch on {{{{ $labels.instance }}}} has reported not ready
-               (ready = {{{{ $value | humanize }}}}) for more than {in_words("15m")}.
+               """scribewatch on {{ $labels.instance }} has reported not ready
+               (ready = {{ $value | humanize }}) for more than [[for]].
                GET /readyz on it says why.""",
                "15m",
                "/readyz = model ready AND watcher up AND store writable. The first start may "
@@ -142,8 +154,9 @@ def jobs(cfg: Config) -> dict:
     ratio, min_jobs = cfg.t("failure_ratio"), cfg.t("failure_min_jobs")
     stalled = cfg.t("queue_stalled_window")
     audio, floor = num(cfg.t("job_stuck_audio_seconds")), num(cfg.t("job_stuck_floor_seconds"))
-    slow, slow_jobs, sw = cfg.t("slower_than_realtime"), cfg.t("slower_than_realtime_min_jobs"), \
-        cfg.speed_window
+    floor_hours = num(cfg.t("job_stuck_floor_seconds") / 3600)
+    slow, slow_jobs = cfg.t("slower_than_realtime"), cfg.t("slower_than_realtime_min_jobs")
+    sw = cfg.speed_window
     threshold = f"clamp_min({audio} * {n.rtf_history}, {floor})"
     return {"name": "scribewatch-jobs", "rules": [
         _alert("ScribewatchJobFailureRatioHigh",
@@ -151,16 +164,19 @@ def jobs(cfg: Config) -> dict:
                      "and on (job, instance)",
                      f"{n.jobs_finished} >= {num(min_jobs)}"),
                "warning", "A scribewatch daemon fails too many of its jobs.",
-               f"""{{{{ $value | humanizePercentage }}}} of the jobs scribewatch on
-               {{{{ $labels.instance }}}} finished in the last {in_words(cfg.failure_window)}
-               failed (of {_query(n.jobs_finished + _AT, "job", "instance")}{{{{ . | first | value | printf "%.0f" }}}}{{{{ else }}}}?{{{{ end }}}}
-               finished jobs; threshold {num(ratio * 100)} % of at least {num(min_jobs)}).""",
+               """{{ $value | humanizePercentage }} of the jobs scribewatch on
+               {{ $labels.instance }} finished in the last [[window]] failed
+               (of [[finished]]{{ . | first | value | printf "%.0f" }}{{ else }}?{{ end }}
+               finished jobs; threshold [[percent]] % of at least [[min_jobs]]).""",
                "5m",
                f"More than {num(ratio * 100)} % of finished jobs failed over "
                f"{in_words(cfg.failure_window)}, counted over at least {num(min_jobs)} jobs:\n"
                "one corrupt download at night (1 of 1 = 100 %) must not alert, a systematic "
                "failure\n(output not writable, broken model, bad codec) with a handful of files "
-               "must."),
+               "must.",
+               window=in_words(cfg.failure_window), percent=num(ratio * 100),
+               min_jobs=num(min_jobs),
+               finished=_query(n.jobs_finished + _AT, "job", "instance")),
         _alert("ScribewatchQueueStalled",
                lines("scribewatch_queue_jobs > 0",
                      "and on (job, instance)",
@@ -168,14 +184,15 @@ def jobs(cfg: Config) -> dict:
                      "and on (job, instance)",
                      f"sum by (job, instance) (increase(scribewatch_jobs_total[{stalled}])) == 0"),
                "critical", "The scribewatch queue is not draining.",
-               f"""{{{{ $value | humanize }}}} job(s) are queued on scribewatch
-               {{{{ $labels.instance }}}}, but no job is running and none has finished for more
-               than {in_words(f"{int(stalled[:-1]) + 10}{stalled[-1]}")}.""",
+               """{{ $value | humanize }} job(s) are queued on scribewatch
+               {{ $labels.instance }}, but no job is running and none has finished for more
+               than [[quiet]].""",
                "10m",
                "Work is waiting, no worker is busy, and nothing (succeeded, failed or skipped) "
                f"finished\nfor {in_words(stalled)} -- for another 10 m. A busy worker on a long "
                "file is not a stall (that is\nScribewatchJobStuck's business), nor is a retry "
-               "backoff or a model reload (seconds to\na minute)."),
+               "backoff or a model reload (seconds to\na minute).",
+               quiet=in_words(f"{int(stalled[:-1]) + 10}{stalled[-1]}")),
         _alert("ScribewatchJobStuck",
                lines("scribewatch_oldest_running_job_age_seconds",
                      "> on (job, instance)",
@@ -185,33 +202,37 @@ def jobs(cfg: Config) -> dict:
                      f"    0 * scribewatch_oldest_running_job_age_seconds + {floor}",
                      ")"),
                "warning", "A scribewatch job looks stuck.",
-               f"""The oldest running job on scribewatch {{{{ $labels.instance }}}} has been
-               running for {{{{ $value | humanizeDuration }}}}, longer than
-               {num(cfg.t("job_stuck_audio_seconds") / 7200)} hours of audio would need at its
-               usual speed (threshold {_query(threshold.replace(n.rtf_history, n.rtf_history + _AT), "job", "instance")}{{{{ . | first | value | humanizeDuration }}}}{{{{ else }}}}{num(cfg.t("job_stuck_floor_seconds") / 3600)}h,
-               the floor: no speed history yet{{{{ end }}}}).""",
+               """The oldest running job on scribewatch {{ $labels.instance }} has been
+               running for {{ $value | humanizeDuration }}, longer than [[hours]] hours of
+               audio would need at its usual speed (threshold
+               [[threshold]]{{ . | first | value | humanizeDuration }}{{ else }}[[floor]]h, the
+               floor: no speed history yet{{ end }}).""",
                "5m",
-               "The daemon exposes the running job's age, not its audio length. So: stuck when the\n"
-               "age exceeds what 4 hours of audio (a long film) would need at this box's usual "
-               "speed,\nwith a 2x margin -- "
+               "The daemon exposes the running job's age, not its audio length. So: stuck when "
+               "the\nage exceeds what 4 hours of audio (a long film) would need at this box's "
+               "usual speed,\nwith a 2x margin -- "
                f"{audio} s x the audio-weighted real-time factor of the last day --\n"
-               f"but never less than {num(cfg.t('job_stuck_floor_seconds') / 3600)} hours "
-               "(the floor also serves a fresh daemon with no history)."),
+               f"but never less than {floor_hours} hours "
+               "(the floor also serves a fresh daemon with no history).",
+               hours=num(cfg.t("job_stuck_audio_seconds") / 7200), floor=floor_hours,
+               threshold=_query(threshold.replace(n.rtf_history, n.rtf_history + _AT),
+                                "job", "instance")),
         _alert("ScribewatchSlowerThanRealtime",
                lines(f"{n.rtf_p95_speed} > {num(slow)}",
                      "and on (job, instance)",
                      f"sum by (job, instance) (increase(scribewatch_realtime_factor_count[{sw}]))"
                      f" >= {num(slow_jobs)}"),
                "warning", "A scribewatch daemon transcribes slower than real time.",
-               f"""The 95th percentile of the real-time factor of scribewatch on
-               {{{{ $labels.instance }}}} has been {{{{ $value | humanize }}}} over the last
-               {in_words(sw)} (processing seconds per audio second; above {num(slow)} is slower
+               """The 95th percentile of the real-time factor of scribewatch on
+               {{ $labels.instance }} has been {{ $value | humanize }} over the last
+               [[window]] (processing seconds per audio second; above [[slow]] is slower
                than real time).""",
                "15m",
                f"p95 of the per-job real-time factor over the last {in_words(sw)} above "
                f"{num(slow)} (slower than real time:\nthe queue can only grow if files arrive "
                f"steadily), over at least {num(slow_jobs)} jobs (one tiny clip\nwith a cold "
-               "model has a factor > 1), for 15 m -- i.e. about 75 minutes of evidence."),
+               "model has a factor > 1), for 15 m -- i.e. about 75 minutes of evidence.",
+               window=in_words(sw), slow=num(slow)),
     ]}
 
 
@@ -220,31 +241,31 @@ def gpu(cfg: Config) -> dict:
     warm, hot = num(cfg.t("gpu_temperature_warning")), num(cfg.t("gpu_temperature_critical"))
     memory = cfg.t("gpu_memory_used")
     history = cfg.speed_history_window
-    temperature = ("""GPU {{{{ $labels.gpu }}}} ({{{{ $labels.name }}}}) on {{{{ $labels.instance }}}}
-                   has been above {t} °C for {d}: {{{{ $value | humanize }}}} °C.""")
+    temperature = """GPU {{ $labels.gpu }} ({{ $labels.name }}) on {{ $labels.instance }}
+                  has been above [[t]] °C for [[for]]: {{ $value | humanize }} °C."""
     return {"name": "scribewatch-gpu",
             "_comment": "Consumer NVIDIA cards run at 60-80 °C under load and start thermal "
                         "slowdown around\n90 °C+. Same alert name for both levels, so "
                         "Alertmanager's critical-inhibits-warning\nrule keeps only one of them.",
             "rules": [
         _alert("ScribewatchGpuTemperatureHigh", f"scribewatch_gpu_temperature_celsius > {warm}",
-               "warning", "A GPU of a scribewatch host runs hot.",
-               temperature.format(t=warm, d=in_words("15m")), "15m",
-               "sustained heat (clogged filter, dead fan, closed cabinet), not a spike"),
+               "warning", "A GPU of a scribewatch host runs hot.", temperature, "15m",
+               "sustained heat (clogged filter, dead fan, closed cabinet), not a spike", t=warm),
         _alert("ScribewatchGpuTemperatureHigh", f"scribewatch_gpu_temperature_celsius > {hot}",
                "critical", "A GPU of a scribewatch host is overheating.",
-               temperature.format(t=hot, d=in_words("5m"))
-               + " It is throttling and close to its shutdown temperature.", "5m",
-               "at the slowdown threshold: the card is throttling and close to shutting down"),
+               temperature + " It is throttling and close to its shutdown temperature.", "5m",
+               "at the slowdown threshold: the card is throttling and close to shutting down",
+               t=hot),
         _alert("ScribewatchGpuMemoryNearlyFull", f"{n.gpu_memory_used} > {num(memory)}",
                "warning", "The memory of a GPU of a scribewatch host is nearly full.",
-               f"""GPU {{{{ $labels.gpu }}}} ({{{{ $labels.name }}}}) on {{{{ $labels.instance }}}}
-               has had {{{{ $value | humanizePercentage }}}} of its memory in use for
-               {in_words("15m")} (threshold {num(memory * 100)} %).""",
+               """GPU {{ $labels.gpu }} ({{ $labels.name }}) on {{ $labels.instance }}
+               has had {{ $value | humanizePercentage }} of its memory in use for
+               [[for]] (threshold [[percent]] %).""",
                "15m",
                f"The GPU is shared (Plex transcoding, games): above {num(memory * 100)} % the next "
                "model load or a long\nfile's transcription fails with CUDA out-of-memory. 15 m "
-               "ignores a game's loading spike."),
+               "ignores a game's loading spike.",
+               percent=num(memory * 100)),
         _alert("ScribewatchNvmlDown",
                lines("scribewatch_nvml_up == 0",
                      "and on (job, instance)",
@@ -254,9 +275,9 @@ def gpu(cfg: Config) -> dict:
                      f"    max_over_time(scribewatch_gpu_memory_total_bytes[{history}])",
                      ")"),
                "warning", "NVML is gone on a scribewatch GPU host.",
-               f"""scribewatch on {{{{ $labels.instance }}}} uses (or recently reported) a GPU, but
-               has not been able to read NVML for {in_words("10m")}
-               (nvml_up = {{{{ $value | humanize }}}}): the driver may have crashed, and GPU
+               """scribewatch on {{ $labels.instance }} uses (or recently reported) a GPU, but
+               has not been able to read NVML for [[for]]
+               (nvml_up = {{ $value | humanize }}): the driver may have crashed, and GPU
                metrics are missing.""",
                "10m",
                "\"GPU host\" = the model runs on CUDA, or the host reported GPU series in the last "
@@ -273,19 +294,20 @@ def host(cfg: Config) -> dict:
 
     def filesystem(level, severity, for_, summary, tail, comment):
         ratio, size = cfg.t(f"filesystem_free_{level}"), cfg.t(f"filesystem_free_{level}_gib")
-        free = _query("scribewatch_filesystem_free_bytes{job='%s',instance='%s',role='%s'}",
-                      "job", "instance", "role")
         return _alert(
             "ScribewatchFilesystemNearlyFull",
             lines(f"{n.filesystem_free}{{{roles}}} < {num(ratio)}",
                   "and on (job, instance, role)",
                   f"scribewatch_filesystem_free_bytes{{{roles}}} < {gib(size)}"),
             severity, summary,
-            f"""The {{{{ $labels.role }}}} filesystem of scribewatch on {{{{ $labels.instance }}}}
-            has only {{{{ $value | humanizePercentage }}}}
-            free{free} ({{{{ . | first | value | humanize1024 }}}}B){{{{ end }}}}
-            ({level} below {num(ratio * 100)} % and {num(size)} GiB){tail}""",
-            for_, comment)
+            """The {{ $labels.role }} filesystem of scribewatch on {{ $labels.instance }}
+            has only {{ $value | humanizePercentage }}
+            free[[free]] ({{ . | first | value | humanize1024 }}B){{ end }}
+            ([[level]] below [[percent]] % and [[size]] GiB)[[tail]]""",
+            for_, comment,
+            free=_query("scribewatch_filesystem_free_bytes{job='%s',instance='%s',role='%s'}",
+                        "job", "instance", "role"),
+            level=level, percent=num(ratio * 100), size=num(size), tail=tail)
 
     return {"name": "scribewatch-host",
             "_comment": "Output and store filesystems only: the daemon writes there (subtitles, "

@@ -80,9 +80,9 @@ def recording_groups(cfg: Config) -> list[dict]:
          "expr": f"sum by (job, instance) (rate(scribewatch_audio_seconds_total[{w}]))"},
         {"record": n.jobs_rate,
          "expr": f"sum by (job, instance, outcome) (rate(scribewatch_jobs_total[{w}]))"},
-        {"_comment": "Minimum-count guard for the failure-ratio alert: a ratio over 1 job is noise.\n"
-                     "(increase() extrapolates, so the value is approximately, not exactly, an "
-                     "integer.)",
+        {"_comment": "Minimum-count guard for the failure-ratio alert: a ratio over 1 job is "
+                     "noise.\n(increase() extrapolates, so the value is approximately, not "
+                     "exactly, an integer.)",
          "record": n.jobs_finished,
          "expr": f"sum by (job, instance) (increase(scribewatch_jobs_total{{{finished}}}[{fw}]))"},
         {"_comment": "failed ÷ (succeeded + failed). Skipped jobs are neither: a folder full of "
