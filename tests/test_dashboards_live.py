@@ -3,8 +3,9 @@
 A real daemon (with the fake NVML, so the GPU families exist) transcribes real files — good ones,
 broken ones and one that is skipped — while a real Prometheus scrapes it every second and
 evaluates the project's recording and alerting rules. Then every target expression of every
-dashboard, with Grafana's variables substituted as Grafana would ("All" instances), is sent to
-that Prometheus: each must be accepted and return at least one series.
+dashboard, with Grafana's variables substituted as Grafana does when the job and the instance
+are selected in their drop-downs, is sent to that Prometheus: each must be accepted and return
+at least one series (so every selector, recording rules included, keeps `job` and `instance`).
 
 An empty result means a panel that shows "No data" on a working daemon: a wrong metric or label
 name, a recording rule that does not exist or never matches, a filter that excludes everything.
@@ -16,6 +17,7 @@ import json
 import re
 import shutil
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -36,18 +38,19 @@ EXPECTED = {
 }
 
 
-def grafana_instance_regex(*instances: str) -> str:
-    """What Grafana puts for `$instance` with "All" selected: the values regex-escaped, joined
-    in a group, and escaped once more for the PromQL string literal."""
-    escaped = "|".join(re.escape(i) for i in instances)
+def grafana_regex(*values: str) -> str:
+    """What Grafana puts for a multi-value variable (`$job`, `$instance`) with values selected:
+    the values regex-escaped, joined in a group, and escaped once more for the PromQL string
+    literal. ("All" would be the variables' allValue, `.+`.)"""
+    escaped = "|".join(re.escape(v) for v in values)
     return ("(" + escaped + ")").replace("\\", "\\\\")
 
 
-def substitute(expr: str, instance_regex: str, window: str) -> str:
+def substitute(expr: str, job_regex: str, instance_regex: str, window: str) -> str:
     for name, value in (("$__rate_interval", window), ("$__interval", "1s"),
                         ("$__range", window)):
         expr = expr.replace(name, value)
-    return expr.replace("$instance", instance_regex)
+    return expr.replace("$instance", instance_regex).replace("$job", job_regex)
 
 
 def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
@@ -87,13 +90,13 @@ def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
 
         # `$__range` / `$__rate_interval`: the whole test so far, like a dashboard opened on it.
         window = f"{int(time.monotonic() - started) + 10}s"
-        regex = grafana_instance_regex(address)
+        job_regex, instance_regex = grafana_regex("scribewatch"), grafana_regex(address)
         queries = []
         for path in DASHBOARD_FILES:
             dashboard = json.loads(path.read_text())
             for panel, target in _targets(dashboard):
                 queries.append((f"{dashboard['uid']} / {panel['title']} / {target['refId']}",
-                                substitute(target["expr"], regex, window)))
+                                substitute(target["expr"], job_regex, instance_regex, window)))
         assert len(queries) >= 50
 
         # Recording rules and scrapes run every second: give a series that is a tick late a
@@ -113,8 +116,12 @@ def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
             pytest.fail(f"{len(empty)} of {len(queries)} panel queries returned no data:\n"
                         + "\n".join(empty))
 
-        # The `instance` variable: Grafana asks for label_values(scribewatch_build_info, instance).
-        values = prom._get_json("/api/v1/label/instance/values?match[]=scribewatch_build_info")
+        # The variables: Grafana asks for label_values(scribewatch_build_info, job), then
+        # label_values(scribewatch_build_info{job=~"$job"}, instance).
+        jobs = prom._get_json("/api/v1/label/job/values?match[]=scribewatch_build_info")
+        assert jobs["data"] == ["scribewatch"]
+        match = urllib.parse.quote(f'scribewatch_build_info{{job=~"{job_regex}"}}')
+        values = prom._get_json(f"/api/v1/label/instance/values?match[]={match}")
         assert values["data"] == [address]
 
         # Spot checks that the data is the right data, not just some data.

@@ -22,12 +22,13 @@ import pytest
 import yaml
 
 from conftest import REPO, require_binary
+from mixin.config import CONFIG
 from stack import WebhookReceiver, start_alertmanager
 
 PROM = REPO / "prometheus"
 AM = REPO / "alertmanager"
 RUNBOOK = REPO / "docs" / "runbook.md"
-RUNBOOK_BASE = "https://github.com/scribewatch/scribewatch/blob/main/docs/runbook.md#"
+RUNBOOK_BASE = CONFIG.runbook_url_base + "#"
 RULE_FILES = [PROM / "rules" / "recording.yml", PROM / "rules" / "alerts.yml"]
 TEST_FILES = sorted((PROM / "tests").glob("*.yml"))
 SEVERITIES = {"critical", "warning"}
@@ -165,7 +166,8 @@ def test_issue_alert_list_is_covered():
     """The alerts issue #4 asks for, by what they look at."""
     exprs = {r["alert"]: r["expr"] for r in _alert_rules()}
     joined = "\n".join(exprs.values())
-    for needle in ['up{job="scribewatch"} == 0', 'absent(up{job="scribewatch"})',
+    up = f"up{{{CONFIG.job_selector}}}"
+    for needle in [f"{up} == 0", f"absent({up})",
                    "scribewatch_watcher_up", "instance:scribewatch_job_failures:ratio_rate30m",
                    "instance:scribewatch_jobs_finished:increase30m", "scribewatch_queue_jobs",
                    "scribewatch_oldest_running_job_age_seconds",

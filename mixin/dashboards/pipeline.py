@@ -1,0 +1,108 @@
+"""scribewatch / Pipeline: where the time goes — stages, queue, jobs, the model."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..panels import (BLUE, GREEN, GREY, RED, YELLOW, YES_NO, Selectors, bargauge, dashboard,
+                      heatmap, row, stat, steps, target, timeseries)
+from ..rules import Names
+
+DASHED = {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+
+
+def stages(cfg: Config, sel: Selectors, n: Names) -> list[dict]:
+    panels = [row("Stage latency")]
+    for q, record in n.stage_quantile.items():
+        panels.append(timeseries(
+            f"Stage latency {q}", f"{q} of each stage's duration over {cfg.rule_window} "
+            f"(recording rule `{record}`). A stage shows only while it ran in the window. "
+            "Transcribe dominates; a slow probe or write points at the storage.",
+            [target(sel(record), "{{instance}} {{stage}}")],
+            w=8, unit="s"))
+    for stage in ("probe", "decode", "transcribe", "write"):
+        buckets = sel("scribewatch_stage_duration_seconds_bucket", f'stage="{stage}"')
+        panels.append(heatmap(
+            f"{stage} duration heatmap", f"Distribution of the {stage} stage's duration "
+            "(`scribewatch_stage_duration_seconds_bucket`, increase per interval): each "
+            "column is a time slice, darker cells hold more jobs.",
+            [target(f"sum by (le) (increase({buckets}[{sel.rate}]))", "{{le}}",
+                    fmt="heatmap")]))
+    return panels
+
+
+def queue_and_jobs(cfg: Config, sel: Selectors, n: Names) -> list[dict]:
+    succeeded = sel("scribewatch_jobs_total", 'outcome="succeeded"')
+    audio = sel("scribewatch_audio_seconds_total")
+    p50, p95 = n.job_duration_quantile["p50"], n.job_duration_quantile["p95"]
+    return [
+        row("Queue and jobs"),
+        timeseries("Queue wait", "Time from a file's detection to a worker picking it up: "
+                   f"p95 (recording rule `{n.queue_wait_p95}`) and p50 "
+                   "(`scribewatch_queue_wait_seconds_bucket`). Growing wait: add workers or a "
+                   "faster model/device.",
+                   [target(sel(n.queue_wait_p95), "{{instance}} p95"),
+                    target("histogram_quantile(0.5, sum by (job, instance, le) (rate("
+                           f"{sel('scribewatch_queue_wait_seconds_bucket')}[{sel.rate}])))",
+                           "{{instance}} p50")],
+                   w=12, unit="s"),
+        timeseries("Job duration vs audio duration",
+                   "Succeeded jobs: detected → written, p50 / p95 (recording rules "
+                   f"`{p50}`, `p95_rate{cfg.rule_window}`), against the mean audio length of "
+                   "those jobs (audio seconds ÷ succeeded jobs). Job time well above the audio "
+                   "length means slower than real time.",
+                   [target(sel(p50), "{{instance}} job p50"),
+                    target(sel(p95), "{{instance}} job p95"),
+                    target(f"sum by (job, instance) (rate({audio}[{sel.rate}])) / "
+                           f"(sum by (job, instance) (rate({succeeded}[{sel.rate}])) > 0)",
+                           "{{instance}} audio per job (mean)")],
+                   w=12, unit="s",
+                   overrides=[{"matcher": {"id": "byRegexp", "options": ".*audio per job.*"},
+                               "properties": [DASHED]}]),
+        timeseries("Retries per hour, by stage and reason",
+                   "Transient failures sent back to the queue (`scribewatch_job_retries_total`). "
+                   "Steady retries: a flaky mount, a full disk or a model that fails to load.",
+                   [target("sum by (job, instance, stage, reason) (rate("
+                           f"{sel('scribewatch_job_retries_total')}[{sel.rate}])) * 3600",
+                           "{{instance}} {{stage}}/{{reason}}")],
+                   w=12, unit="suffix:/h"),
+        bargauge("Progress of the jobs in hand", "Transcribed audio ÷ total audio of each "
+                 "worker's current job (`scribewatch_job_progress_ratio`, 0 when idle). A bar "
+                 "that does not move while the oldest job ages: a stuck job.",
+                 [target(sel("scribewatch_job_progress_ratio"),
+                         "{{instance}} worker {{worker}}", instant=True)],
+                 w=12, unit="percentunit", min=0, max=1, thresholds=steps((None, BLUE))),
+    ]
+
+
+def model(cfg: Config, sel: Selectors) -> list[dict]:
+    return [
+        row("Model"),
+        stat("Model load time", "Duration of the last successful model load "
+             "(`scribewatch_model_load_seconds`). Long loads: a download, a slow disk, or a "
+             "large model on a CPU.",
+             [target(sel("scribewatch_model_load_seconds"), "{{instance}}")],
+             w=6, h=5, unit="s", color_mode="value", graph=True, thresholds=steps((None, GREY))),
+        stat("Model loaded", "The model is in memory now (`scribewatch_model_loaded`).",
+             [target(sel("scribewatch_model_loaded"), "{{instance}}")],
+             w=6, h=5, unit="none", mappings=YES_NO, thresholds=steps((None, BLUE), (1, GREEN))),
+        stat("Model load failures in time range", "Failed model loads "
+             "(`increase(scribewatch_model_load_failures_total[$__range])`). Any: check the "
+             "model name, the network or the models folder, and for CUDA the driver/cuDNN.",
+             [target("round(sum by (job, instance) (increase("
+                     f"{sel('scribewatch_model_load_failures_total')}[$__range])))",
+                     "{{instance}}", instant=True)],
+             w=6, h=5, unit="short", decimals=0, thresholds=steps((None, GREEN), (1, RED))),
+        stat("Suspect transcripts in time range", "Transcripts the hallucination guard flagged "
+             "and re-ran (`increase(scribewatch_suspect_transcripts_total[$__range])`).",
+             [target("round(sum by (job, instance) (increase("
+                     f"{sel('scribewatch_suspect_transcripts_total')}[$__range])))",
+                     "{{instance}}", instant=True)],
+             w=6, h=5, unit="short", decimals=0, thresholds=steps((None, GREEN), (1, YELLOW))),
+    ]
+
+
+def build(cfg: Config) -> dict:
+    sel, n = Selectors(cfg), Names(cfg)
+    panels = stages(cfg, sel, n) + queue_and_jobs(cfg, sel, n) + model(cfg, sel)
+    return dashboard(cfg, "pipeline", "Pipeline",
+                     "Where the time goes: stages, queue, jobs, the model.", panels)
