@@ -106,7 +106,7 @@ def test_alertmanager_templates_render(tmp_path):
     amtool = require_binary("amtool")
     alert = {"labels": {"alertname": "ScribewatchDown", "instance": "media:9847",
                         "job": "scribewatch", "severity": "critical"},
-             "annotations": {"summary": "scribewatch on media:9847 is down",
+             "annotations": {"summary": "A scribewatch daemon cannot be scraped.",
                              "description": "Prometheus has not been able to scrape it.",
                              "runbook_url": RUNBOOK_BASE + "scribewatchdown"}}
     data = {"receiver": "webhook-critical", "status": "firing",
@@ -127,8 +127,9 @@ def test_alertmanager_templates_render(tmp_path):
     assert render('{{ template "scribewatch.email.subject" . }}').strip() == \
         "[FIRING:1] ScribewatchDown media:9847 (critical)"
     text = render('{{ template "scribewatch.text" . }}')
-    assert "FIRING: scribewatch on media:9847 is down" in text
-    assert "RESOLVED: scribewatch on media:9847 is down" in text
+    # The summary is a fixed sentence (mixin convention): the line names the instance itself.
+    assert "FIRING [media:9847]: A scribewatch daemon cannot be scraped." in text
+    assert "RESOLVED [media:9847]: A scribewatch daemon cannot be scraped." in text
     assert "Runbook: " + RUNBOOK_BASE + "scribewatchdown" in text
     html = render('{{ template "scribewatch.email.html" . }}', "html")
     assert f'<a href="{RUNBOOK_BASE}scribewatchdown">' in html and "</html>" in html
