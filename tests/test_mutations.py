@@ -2,7 +2,7 @@
 
 Clean sources are three seconds of real speech (jfk.flac) as MP4/AAC, MKV/Opus, MP3, WAV and
 FLAC, made with PyAV; each is then damaged the ways files really break: bytes flipped in a
-region, cut short, a zeroed header, two files spliced, and the garbling of issue 11 (every 97th
+region or in the header, cut short, a zeroed header, two files spliced, and the garbling of issue 11 (every 97th
 byte overwritten from a third of the way in). Every mutant must end as audio, or as a named,
 permanent reason with one short line — never `internal_error`, never a traceback.
 """
@@ -41,7 +41,7 @@ SOURCES = {
     "flac": ("flac", 16000),
 }
 # kind -> mutants per source
-KINDS = {"flip": 2, "truncate": 2, "zero_header": 2, "splice": 2, "stride": 1}
+KINDS = {"flip": 2, "header_flip": 2, "truncate": 2, "zero_header": 2, "splice": 2, "stride": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,16 @@ def _flip(data: bytes, rng: random.Random) -> bytes:
     start = rng.randrange(len(d) // 8, len(d) * 7 // 8)
     for i in range(start, min(len(d), start + rng.randint(256, 4096))):
         if rng.random() < 0.1:
+            d[i] ^= rng.randint(1, 255)
+    return bytes(d)
+
+
+def _header_flip(data: bytes, rng: random.Random) -> bytes:
+    """Flip ~2 % of the bytes after the signature, in the first KiB: where headers say which
+    codec, how many channels, what rate."""
+    d = bytearray(data)
+    for i in range(8, min(len(d), 1024)):
+        if rng.random() < 0.02:
             d[i] ^= rng.randint(1, 255)
     return bytes(d)
 
@@ -89,6 +99,8 @@ def build_corpus(folder: Path) -> list[Mutant]:
             for n in range(count):
                 if kind == "flip":
                     out = _flip(data, rng)
+                elif kind == "header_flip":
+                    out = _header_flip(data, rng)
                 elif kind == "truncate":
                     out = data[:rng.randrange(1, len(data))]
                 elif kind == "zero_header":
