@@ -2,9 +2,10 @@
 
 Clean sources are three seconds of real speech (jfk.flac) as MP4/AAC, MKV/Opus, MP3, WAV and
 FLAC, made with PyAV; each is then damaged the ways files really break: bytes flipped in a
-region or in the header, cut short, a zeroed header, two files spliced, and the garbling of issue 11 (every 97th
-byte overwritten from a third of the way in). Every mutant must end as audio, or as a named,
-permanent reason with one short line — never `internal_error`, never a traceback.
+region or in the header, cut short, a zeroed header, two files spliced, and the garbling of
+issue 11 (every 97th byte overwritten from a third of the way in). Every mutant must end as
+audio, or as a named, permanent reason with one short line — never `internal_error`, never a
+traceback.
 """
 
 from __future__ import annotations
