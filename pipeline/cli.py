@@ -127,6 +127,7 @@ def _progress_bar(done: float, total: float, width: int = 30) -> str:
 
 
 def cmd_transcribe(args) -> int:
+    """Each file in turn; a file that fails is one line on stderr and the next one is done."""
     cfg = _load(args)
     _setup_logging(cfg.log_level)
     from . import stages
@@ -141,35 +142,65 @@ def cmd_transcribe(args) -> int:
         language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
         vad=cfg.vad, batch_size=cfg.batch_size, batch_min_audio_seconds=cfg.batch_min_audio_seconds)
     output_dir = Path(cfg.output_dir) if cfg.output_mode == "output_dir" else None
-    failures = 0
     interactive = sys.stderr.isatty()
+    failures = 0
+
+    def failed(path: Path, message: str, stage: str, reason: str) -> None:
+        nonlocal failures
+        failures += 1
+        # Stage messages start with the path, which already heads the line.
+        message = message.removeprefix(f"{path}: ")
+        print(f"failed {path}: {message} [{stage}/{reason}]", file=sys.stderr, flush=True)
+
+    def one(path: Path, stage: list[str]) -> None:
+        stages.probe(path)
+        stage[0] = "decode"
+        audio = stages.decode(path)
+        total = len(audio) / stages.SAMPLE_RATE
+
+        def progress(frac: float) -> None:
+            end = "\r" if interactive and frac < 1 else "\n"
+            if interactive or frac >= 1:
+                print(f"{path.name}: {_progress_bar(frac * total, total)}", end=end,
+                      file=sys.stderr, flush=True)
+
+        stage[0] = "transcribe"
+        try:
+            model.load()   # once; here so that a load failure is this file's reason
+        except Exception as e:
+            raise StageError("model_load_failed",
+                             f"model {model.name} failed to load: {e}") from None
+        with model.use() as m:
+            batched = model.batched(m) if cfg.batch_size else None
+            transcript = stages.transcribe(m, audio, options, batched_pipeline=batched,
+                                           model_name=model.name, on_progress=progress)
+        stages.require_speech(transcript, path)
+        stage[0] = "write"
+        targets = output_paths(path, path.parent, transcript.language, cfg.output_formats,
+                               output_dir)
+        for written in stages.write(transcript, targets):
+            print(written, flush=True)
+
     for name in args.files:
         path = Path(name).resolve()
+        if not os.path.lexists(path):
+            # Never there: a mistyped name, not a file that vanished during the job.
+            failed(path, "no such file", "probe", "vanished")
+            continue
+        stage = ["probe"]
         try:
-            stages.probe(path)
-            audio = stages.decode(path)
-            total = len(audio) / stages.SAMPLE_RATE
-
-            def progress(frac: float) -> None:
-                end = "\r" if interactive and frac < 1 else "\n"
-                if interactive or frac >= 1:
-                    print(f"{path.name}: {_progress_bar(frac * total, total)}", end=end,
-                          file=sys.stderr, flush=True)
-
-            with model.use() as m:
-                batched = model.batched(m) if cfg.batch_size else None
-                transcript = stages.transcribe(m, audio, options, batched_pipeline=batched,
-                                               model_name=model.name, on_progress=progress)
-            stages.require_speech(transcript, path)
-            targets = output_paths(path, path.parent, transcript.language, cfg.output_formats,
-                                   output_dir)
-            for written in stages.write(transcript, targets):
-                print(written)
+            one(path, stage)
         except SkipJob as s:
-            print(f"skipped {path}: {s.message} [{s.reason}]", file=sys.stderr)
+            print(f"skipped {path}: {s.message.removeprefix(f'{path}: ')} [{s.reason}]",
+                  file=sys.stderr, flush=True)
         except StageError as e:
-            failures += 1
-            print(f"failed {path}: {e.message} [{e.stage}/{e.reason}]", file=sys.stderr)
+            failed(path, e.message, e.stage, e.reason)
+        except Exception as e:
+            # A bug, not a bad file (those are StageErrors): loud, with its traceback as the
+            # daemon logs it, and the other files still get done.
+            log.exception("unexpected error in %s of %s", stage[0], path)
+            failed(path, f"{type(e).__name__}: {e} (a bug: traceback above)", stage[0],
+                   "internal_error")
     return EXIT_FAILURE if failures else EXIT_OK
 
 

@@ -44,6 +44,37 @@ def silence_wav(path: Path, seconds: float = 5.0) -> Path:
     return write_wav(path, np.zeros(int(seconds * RATE), np.float32))
 
 
+def write_audio(path: Path, audio: np.ndarray, codec: str, *, fmt: str | None = None,
+                rate: int = RATE) -> Path:
+    """Speech encoded with a real codec in a real container, audio only (`write_wav` for PCM).
+
+    `rate` is the stream's sample rate (Opus takes 48 kHz only): the 16 kHz speech is resampled.
+    """
+    out = av.open(str(path), "w", format=fmt)
+    try:
+        sound = out.add_stream(codec, rate=rate)
+        sound.layout = "mono"
+        step = sound.codec_context.frame_size or 1024
+        resampler = av.AudioResampler(format=sound.codec_context.format.name, layout="mono",
+                                      rate=rate, frame_size=step)
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        for i in range(0, len(pcm), step):
+            frame = av.AudioFrame.from_ndarray(pcm[i:i + step].reshape(1, -1), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = RATE, i
+            for resampled in resampler.resample(frame):
+                for packet in sound.encode(resampled):
+                    out.mux(packet)
+        for resampled in resampler.resample(None):
+            for packet in sound.encode(resampled):
+                out.mux(packet)
+        for packet in sound.encode():
+            out.mux(packet)
+    finally:
+        out.close()
+    return path
+
+
 def mux_with_video(audio_src: Path | None, dst: Path, *, acodec: str = "aac",
                    seconds: float | None = None, fmt: str | None = None) -> Path:
     """A real video container (black mpeg4 frames) with the speech as its audio stream.
@@ -91,3 +122,33 @@ def truncated_copy(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * fraction)])
     return dst
+
+
+def codecless_mp4(audio: np.ndarray, dst: Path) -> Path:
+    """An AAC MP4 whose audio sample entry is overwritten (issue 11's garbled file, made exact):
+    the fourcc and the esds object type, both of which FFmpeg tries. It opens, and its audio
+    stream has no codec."""
+    write_audio(dst, audio, "aac")
+    data = bytearray(dst.read_bytes())
+    fourcc = data.index(b"mp4a")
+    data[fourcc:fourcc + 4] = b"zzzz"
+    object_type = data.index(b"\x04\x80\x80\x80", data.index(b"esds")) + 5
+    assert data[object_type] == 0x40, "not MPEG-4 audio: the esds layout changed"
+    data[object_type] = 0xEE
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def wav_with_header(path: Path, audio: np.ndarray, *, rate: int = RATE, channels: int = 1,
+                    bits: int = 16, fmt: int = 1, data_size: int | None = None) -> Path:
+    """16-bit mono PCM under a WAV header that says whatever it is told: damaged headers."""
+    import struct
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    align = channels * bits // 8
+    header = (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE" + b"fmt "
+              + struct.pack("<IHHIIHH", 16, fmt, channels, rate, (rate * align) & 0xFFFFFFFF,
+                            align & 0xFFFF, bits)
+              + b"data" + struct.pack("<I", len(pcm) if data_size is None else data_size))
+    path.write_bytes(header + pcm)
+    return path
