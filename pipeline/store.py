@@ -66,12 +66,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Crash accounting: a death of the daemon during a job counts against the file only when it
     # happens at the same point again, with no progress in between (see recover_after_crash).
     2: (
-        # progress within current_stage (seconds of audio transcribed), so a death can be placed
+        # checkpoint: progress within current_stage (seconds of audio transcribed), so that a
+        # death can be placed; crashes: deaths during the job; strikes: of them, how many in a
+        # row at one point; crash_point: where the last one was ('transcribe@60'); crash_seq:
+        # which death of the daemon that was (meta 'deaths'), to tell "in a row".
         "ALTER TABLE jobs ADD COLUMN checkpoint REAL NOT NULL DEFAULT 0",
-        "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",   # deaths during the job
-        "ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0",   # of them in a row at one point
-        "ALTER TABLE jobs ADD COLUMN crash_point TEXT",     # where the last one happened: 'transcribe@60'
-        "ALTER TABLE jobs ADD COLUMN crash_seq INTEGER",    # which daemon death that was (meta 'deaths')
+        "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN crash_point TEXT",
+        "ALTER TABLE jobs ADD COLUMN crash_seq INTEGER",
         # claim_next puts suspects last; strikes in the index keeps the claim a covering search.
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
@@ -284,9 +287,10 @@ class JobStore:
         daemon died at the same point of the job (stage and checkpoint) as at its previous death,
         and that previous death was the daemon's last one — no progress in between and no death
         elsewhere (which would show something else is killing it: an OOM kill of a neighbour, a
-        container restart). After `max_attempts` strikes in a row the job fails as
-        `crashed_repeatedly` instead of crash-looping. The run that died is not a transient-
-        failure attempt: `attempts` is refunded and the death counted in `crashes`.
+        container restart; a death while no job ran leaves no trace, so it cannot say so).
+        After `max_attempts` strikes in a row the job fails as `crashed_repeatedly` instead of
+        crash-looping. The run that died is not a transient-failure attempt: `attempts` is
+        refunded and the death counted in `crashes`.
 
         Each returned job has `crash_point`, `strikes` and `crashes` as now stored.
         """

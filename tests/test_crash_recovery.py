@@ -11,10 +11,10 @@ from __future__ import annotations
 import collections
 import os
 import random
-import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import media as gen
@@ -37,7 +37,7 @@ def distinct_speech_files(folder: Path, count: int) -> list[Path]:
         start = int(i * 0.25 * RATE)                    # 0 … 5.75 s into the speech
         clip = jfk[start:start + int(4.5 * RATE)]
         if i % 3 == 0:
-            clip = gen.np.concatenate([clip, hot])
+            clip = np.concatenate([clip, hot])
         files.append(gen.write_wav(folder / f"talk{i:02d}.wav", clip))
     return files
 
@@ -148,4 +148,64 @@ def test_a_file_that_kills_the_daemon_at_one_point_fails_as_crashed_repeatedly(
            "death (2 of 3 in a row): queued again, behind the other jobs" in log
     assert "failed " + str(d.watch / "poison.wav") + ": the daemon died at the same point " \
            "(transcribe) 3 times in a row [transcribe/crashed_repeatedly]" in log
+    assert d.stop() == 0
+
+
+def test_a_kill_after_the_subtitle_is_written_but_before_success_is_recorded(
+        daemon_factory, tmp_path):
+    """The narrowest window: the subtitle is in place, the store still says `write`. The test
+    holds the store's write lock from the moment the job enters `write`, so the daemon's
+    success record waits while the subtitle is renamed into place; then it SIGKILLs it."""
+    import sqlite3
+
+    d = daemon_factory().start()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    files = distinct_speech_files(staging, 4)
+    con = sqlite3.connect(d.db, isolation_level=None, timeout=30)
+    caught = None
+    try:
+        for f in files:   # the race for the lock is won nearly always; a lost one tries the next
+            os.rename(f, d.watch / f.name)
+            wait_for(lambda: d.jobs() and d.jobs()[-1]["path"].endswith(f.name), 20, 0.05,
+                     f"{f.name} queued")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                row = con.execute("SELECT status, current_stage FROM jobs WHERE path = ?",
+                                  (str(d.watch / f.name),)).fetchone()
+                if row[0] != "running" or row[1] == "write":
+                    break
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT status, current_stage FROM jobs WHERE path = ?",
+                              (str(d.watch / f.name),)).fetchone()
+            if row == ("running", "write"):
+                srt = d.watch / f"{f.stem}.en.srt"
+                wait_for(srt.exists, 10, 0.001, "the subtitle renamed into place")
+                d.kill()
+                caught = (f, srt.stat().st_ino, srt.read_text())
+                con.execute("ROLLBACK")
+                break
+            con.execute("ROLLBACK")
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
+    assert caught, "never caught a job between its write and its success record"
+    f, inode, text = caught
+    (job,) = [j for j in d.jobs() if j["path"].endswith(f.name)]
+    assert (job["status"], job["current_stage"]) == ("running", "write")
+
+    d.start()
+    jobs = d.wait_jobs(len(d.jobs()), timeout=120)
+    (job,) = [j for j in jobs if j["path"].endswith(f.name)]
+    srt = d.watch / f"{f.stem}.en.srt"
+    print(f"\ncaught {f.name} after its write; after the restart: {job['status']}, "
+          f"crashes {job['crashes']} at {job['crash_point']}, subtitle rewritten: "
+          f"{srt.stat().st_ino != inode}, same text: {srt.read_text() == text}")
+    assert (job["status"], job["attempts"], job["crashes"], job["crash_point"]) == \
+        ("succeeded", 1, 1, "write")
+    assert srt.stat().st_ino != inode, "done again and renamed over the old one, atomically"
+    assert sorted(p.name for p in d.watch.iterdir() if f.stem in p.name) == \
+        [srt.name, f.name], "one subtitle, no duplicate and no temporary file"
+    assert parse_srt(srt.read_text())
     assert d.stop() == 0
