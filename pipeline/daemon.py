@@ -23,7 +23,7 @@ from .intake import Intake
 from .model import ModelManager
 from .output import find_sidecar, output_paths, remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
-from .store import JobStore
+from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
 
 log = logging.getLogger("scribewatch")
@@ -31,6 +31,12 @@ log = logging.getLogger("scribewatch")
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0
 SNAPSHOT_CACHE_SECONDS = 1.0   # scrapes are frequent and concurrent; the store need not be asked each time
+# Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
+# timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
+# time, which is what tells it apart from a kill from outside. Whisper works in 30 s windows, so
+# finer is pointless; at most ~100 per pass keeps a long film's writes negligible.
+CHECKPOINT_MIN_AUDIO_SECONDS = 30.0
+CHECKPOINTS_PER_PASS = 100
 
 
 @dataclasses.dataclass
@@ -122,10 +128,20 @@ class Daemon:
         self.model.reporter = self.intake.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
-            log.warning("job %d (%s) was interrupted by a restart: queued again", job["id"], job["path"])
+            if job["strikes"] == 1:
+                log.warning("job %d (%s) was interrupted by a restart in %s while progressing "
+                            "(the daemon's death %d during it): queued again", job["id"],
+                            job["path"], job["crash_point"], job["crashes"])
+            else:
+                log.warning("job %d (%s): the daemon died again at the same point (%s) with no "
+                            "progress since its previous death (%d of %d in a row): queued "
+                            "again%s", job["id"], job["path"], job["crash_point"],
+                            job["strikes"], self.cfg.max_attempts,
+                            ", behind the other jobs" if job["strikes"] >= SUSPECT_STRIKES else "")
         for job in failed:
-            log.error("failed %s: the daemon stopped during this job %d times [%s/crashed_repeatedly]",
-                      job["path"], job["attempts"], job["error_stage"])
+            log.error("failed %s: the daemon died at the same point (%s) %d times in a row "
+                      "[%s/crashed_repeatedly]", job["path"], job["crash_point"], job["strikes"],
+                      job["error_stage"])
             self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job["error_stage"])
         folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
@@ -312,11 +328,23 @@ class Daemon:
                        if self.options.batch_size and len(audio) / stages.SAMPLE_RATE
                        >= self.options.batch_min_audio_seconds else None)
 
+            duration = len(audio) / stages.SAMPLE_RATE
+            step = max(CHECKPOINT_MIN_AUDIO_SECONDS, duration / CHECKPOINTS_PER_PASS)
+            recorded = [0.0]
+
+            def progressed(ratio: float, passes_before: int) -> None:
+                running.progress = ratio
+                # Seconds of audio transcribed in this stage (a re-run counts on from the first).
+                line = (passes_before * duration + ratio * duration) // step * step
+                if line > recorded[0]:
+                    recorded[0] = line
+                    self.store.set_checkpoint(running.job_id, line)
+
             def run(safer: bool):
                 return stages.transcribe(
                     model, audio, self.options, batched_pipeline=batched,
                     model_name=self.model.name, safer=safer,
-                    on_progress=lambda p: setattr(running, "progress", p),
+                    on_progress=lambda p: progressed(p, int(safer)),
                     should_stop=lambda: running.cancel)
 
             transcript = run(False)

@@ -26,7 +26,8 @@ FAILURE_REASONS: dict[str, tuple[str, bool]] = {
     "output_not_writable": ("write", True),  # output folder missing permissions / read-only
     "disk_full": ("write", True),            # ENOSPC / EDQUOT
     "write_error": ("write", True),          # any other OSError while writing outputs
-    "crashed_repeatedly": ("transcribe", False),  # the daemon died during this job max_attempts times
+    # the daemon died max_attempts times in a row at one point of this job
+    "crashed_repeatedly": ("transcribe", False),
     "internal_error": ("transcribe", True),  # a bug: anything unexpected
 }
 

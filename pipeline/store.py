@@ -17,8 +17,10 @@ from typing import Iterable
 
 from .errors import FAILURE_REASONS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# Version 1, as the first release created it. A new store is created like this too and then
+# migrated, so every store reaches the current version by the same path.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id                    INTEGER PRIMARY KEY,
@@ -58,6 +60,31 @@ CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);   -- last success, at scrape time
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+
+# schema_version -> the statements that bring a store from the version before it to that one.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Crash accounting: a death of the daemon during a job counts against the file only when it
+    # happens at the same point again, with no progress in between (see recover_after_crash).
+    2: (
+        # checkpoint: progress within current_stage (seconds of audio transcribed), so that a
+        # death can be placed; crashes: deaths during the job; strikes: of them, how many in a
+        # row at one point; crash_point: where the last one was ('transcribe@60'); crash_seq:
+        # which death of the daemon that was (meta 'deaths'), to tell "in a row".
+        "ALTER TABLE jobs ADD COLUMN checkpoint REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN crash_point TEXT",
+        "ALTER TABLE jobs ADD COLUMN crash_seq INTEGER",
+        # claim_next puts suspects last; strikes in the index keeps the claim a covering search.
+        "DROP INDEX IF EXISTS jobs_queue",
+        "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
+    ),
+}
+
+# A job that died twice in a row at the same point is suspect: it waits behind the other queued
+# jobs, so a poison file does not hold up the folder while it is tried again, and a run of
+# kills from outside lands on different jobs instead of piling strikes onto one.
+SUSPECT_STRIKES = 2
 
 # Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,
 # /readyz), and counting 100,000 rows each time took ~20 ms. Triggers also count what another
@@ -106,18 +133,32 @@ class JobStore:
         self._con.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             self._con.executescript(_SCHEMA)
-            self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                              (str(SCHEMA_VERSION),))
+            self._con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
             self._con.execute("BEGIN IMMEDIATE")   # two processes opening an old store at once
             try:
                 if not self._con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                                          "AND name = 'job_counts'").fetchone():
                     for statement in _COUNTS:
                         self._con.execute(statement)
+                self._migrate()
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+
+    def _migrate(self) -> None:
+        """Bring the store to SCHEMA_VERSION, inside the caller's transaction. A store from a
+        newer version is left as it is: its extra columns do not disturb this one."""
+        version = int(self._con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                self._con.execute(statement)
+            self._con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                              (str(target),))
+
+    def schema_version(self) -> int:
+        return int(self._exec("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -183,14 +224,15 @@ class JobStore:
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 row = self._con.execute(
-                    f"SELECT id FROM jobs WHERE {where} ORDER BY id LIMIT 1", params).fetchone()
+                    f"SELECT id FROM jobs WHERE {where} ORDER BY strikes >= {SUSPECT_STRIKES}, id "
+                    "LIMIT 1", params).fetchone()
                 if row is None:
                     self._con.execute("COMMIT")
                     return None
                 self._con.execute(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, "
-                    "worker = ?, current_stage = NULL, error_stage = NULL, reason = NULL, "
-                    "error_message = NULL WHERE id = ?", (now, worker, row["id"]))
+                    "worker = ?, current_stage = NULL, checkpoint = 0, error_stage = NULL, "
+                    "reason = NULL, error_message = NULL WHERE id = ?", (now, worker, row["id"]))
                 job = self._con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 self._con.execute("COMMIT")
             except BaseException:
@@ -200,10 +242,16 @@ class JobStore:
 
     def set_stage(self, job_id: int, stage: str, stage_seconds: dict | None = None) -> None:
         if stage_seconds is None:
-            self._exec("UPDATE jobs SET current_stage = ? WHERE id = ?", (stage, job_id))
+            self._exec("UPDATE jobs SET current_stage = ?, checkpoint = 0 WHERE id = ?",
+                       (stage, job_id))
         else:
-            self._exec("UPDATE jobs SET current_stage = ?, stage_seconds = ? WHERE id = ?",
-                       (stage, json.dumps(stage_seconds), job_id))
+            self._exec("UPDATE jobs SET current_stage = ?, checkpoint = 0, stage_seconds = ? "
+                       "WHERE id = ?", (stage, json.dumps(stage_seconds), job_id))
+
+    def set_checkpoint(self, job_id: int, checkpoint: float) -> None:
+        """Progress within the current stage, so that a death of the daemon can be placed."""
+        self._exec("UPDATE jobs SET checkpoint = ? WHERE id = ? AND status = 'running'",
+                   (checkpoint, job_id))
 
     def update(self, job_id: int, **fields) -> None:
         """Set result columns (audio_seconds, language, model, resource summary, …)."""
@@ -232,24 +280,48 @@ class JobStore:
             (not_before, reason, stage, message, job_id))
 
     def recover_after_crash(self, max_attempts: int) -> tuple[list[dict], list[dict]]:
-        """Jobs left `running` by a crash: re-queue them, or fail them when they keep crashing us.
+        """Jobs left `running` by a death of the daemon: queue them again, or fail the ones that
+        keep killing it.
 
-        A file that kills the daemon every time (a decoder crash, OOM) would otherwise be a
-        crash loop: after `max_attempts` such starts it fails as `crashed_repeatedly`.
+        A death is counted against the file (a strike) only when the evidence points at it: the
+        daemon died at the same point of the job (stage and checkpoint) as at its previous death,
+        and that previous death was the daemon's last one — no progress in between and no death
+        elsewhere (which would show something else is killing it: an OOM kill of a neighbour, a
+        container restart; a death while no job ran leaves no trace, so it cannot say so).
+        After `max_attempts` strikes in a row the job fails as `crashed_repeatedly` instead of
+        crash-looping. The run that died is not a transient-failure attempt: `attempts` is
+        refunded and the death counted in `crashes`.
+
+        Each returned job has `crash_point`, `strikes` and `crashes` as now stored.
         """
-        stuck = [_row_to_job(r) for r in
-                 self._exec("SELECT * FROM jobs WHERE status = 'running'").fetchall()]
         requeued, failed = [], []
-        for job in stuck:
-            if job["attempts"] >= max_attempts:
-                stage = job["current_stage"] or FAILURE_REASONS["crashed_repeatedly"][0]
-                self.finish(job["id"], "failed", reason="crashed_repeatedly", stage=stage,
-                            message=f"the daemon stopped during this job {job['attempts']} times "
-                                    f"(last in stage {stage})")
-                failed.append({**job, "error_stage": stage})
-            else:
-                self.requeue(job["id"])
-                requeued.append(job)
+        with self.batch():
+            stuck = [_row_to_job(r) for r in
+                     self._con.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall()]
+            if not stuck:
+                return requeued, failed   # a clean stop, or a death while no job ran
+            deaths = self._con.execute("SELECT value FROM meta WHERE key = 'deaths'").fetchone()
+            seq = int(deaths[0]) + 1 if deaths else 1
+            self._con.execute("INSERT OR REPLACE INTO meta VALUES ('deaths', ?)", (str(seq),))
+            for job in stuck:
+                point = crash_point(job["current_stage"], job["checkpoint"])
+                again = job["crash_point"] == point and job["crash_seq"] == seq - 1
+                strikes = job["strikes"] + 1 if again else 1
+                job = {**job, "crash_point": point, "strikes": strikes,
+                       "crashes": job["crashes"] + 1, "attempts": max(0, job["attempts"] - 1)}
+                self._con.execute(
+                    "UPDATE jobs SET crash_point = ?, crash_seq = ?, strikes = ?, crashes = ?, "
+                    "attempts = ? WHERE id = ?",
+                    (point, seq, strikes, job["crashes"], job["attempts"], job["id"]))
+                if strikes >= max_attempts:
+                    stage = job["current_stage"] or FAILURE_REASONS["crashed_repeatedly"][0]
+                    self.finish(job["id"], "failed", reason="crashed_repeatedly", stage=stage,
+                                message=f"the daemon died {strikes} times in a row at the same "
+                                        f"point of this job ({point}), with no progress between")
+                    failed.append({**job, "error_stage": stage})
+                else:
+                    self.requeue(job["id"])
+                    requeued.append(job)
         return requeued, failed
 
     def retry_failed(self, job_ids: Iterable[int] | None = None, reason: str | None = None) -> list[int]:
@@ -264,8 +336,9 @@ class JobStore:
             params.append(reason)
         ids = [r[0] for r in self._exec(sql, params).fetchall()]
         for job_id in ids:
-            self._exec("UPDATE jobs SET status = 'queued', attempts = 0, not_before = 0, "
-                       "finished_at = NULL, worker = NULL WHERE id = ?", (job_id,))
+            self._exec("UPDATE jobs SET status = 'queued', attempts = 0, strikes = 0, "
+                       "crash_point = NULL, not_before = 0, finished_at = NULL, worker = NULL "
+                       "WHERE id = ?", (job_id,))
         return ids
 
     def redo(self, paths: Iterable[str] = (), under: str | None = None,
@@ -383,6 +456,13 @@ class JobStore:
             "audio_hours": audio / 3600.0,
             "mean_realtime_factor": (sum(factors) / len(factors)) if factors else None,
         }
+
+
+def crash_point(stage: str | None, checkpoint: float) -> str:
+    """Where in a job the daemon died: 'start' (claimed, no stage yet), 'decode',
+    'transcribe@120' (120 s of audio transcribed), …"""
+    point = stage or "start"
+    return f"{point}@{checkpoint:g}" if checkpoint else point
 
 
 def _summary(sorted_values: list[float]) -> dict:

@@ -126,9 +126,9 @@ def test_sigkill_mid_transcription_loses_nothing(daemon_factory, media):
     d = daemon_factory({"output_formats": ["srt", "json"]})
     d.start()
     long_speech(d.tmp, d.watch / "licence.wav")
-    wait_for(lambda: any(j["current_stage"] == "transcribe" for j in d.jobs()), 60, 0.05,
-             "transcription under way")
-    time.sleep(0.5)
+    # Killed once the store has a progress checkpoint (every 30 s of audio transcribed).
+    wait_for(lambda: any(j["current_stage"] == "transcribe" and j["checkpoint"] > 0
+                         for j in d.jobs()), 60, 0.02, "transcription under way")
     d.kill()
     (job,) = d.jobs()
     assert job["status"] == "running" and job["attempts"] == 1
@@ -136,7 +136,9 @@ def test_sigkill_mid_transcription_loses_nothing(daemon_factory, media):
 
     d.start()
     (job,) = d.wait_jobs(1, timeout=300)
-    assert job["status"] == "succeeded" and job["attempts"] == 2
+    # The death is on record, and is not a transient-failure attempt.
+    assert job["status"] == "succeeded" and (job["attempts"], job["crashes"]) == (1, 1)
+    assert job["crash_point"] in ("transcribe@30", "transcribe@60")   # where it was killed
     subtitles = sorted(p.name for p in d.watch.iterdir() if p.suffix in (".srt", ".json"))
     assert subtitles == ["licence.en.json", "licence.en.srt"]
     cues = parse_srt((d.watch / "licence.en.srt").read_text())

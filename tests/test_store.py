@@ -2,7 +2,7 @@
 
 import time
 
-from pipeline.store import JobStore
+from pipeline.store import SCHEMA_VERSION, JobStore
 
 
 def test_claim_is_fifo_and_counts_attempts(tmp_path):
@@ -22,11 +22,147 @@ def test_crash_recovery_requeues_then_gives_up(tmp_path):
     store.set_stage(jid, "transcribe")
     requeued, failed = store.recover_after_crash(max_attempts=2)
     assert [j["id"] for j in requeued] == [jid] and not failed
-    assert store.claim_next("0")["attempts"] == 2
-    requeued, failed = store.recover_after_crash(max_attempts=2)   # crashed again
+    assert requeued[0]["strikes"] == 1 and requeued[0]["crash_point"] == "transcribe"
+    # A death is not a transient-failure attempt: the claim after it is attempt 1 again.
+    assert store.claim_next("0")["attempts"] == 1
+    store.set_stage(jid, "transcribe")
+    requeued, failed = store.recover_after_crash(max_attempts=2)   # same point, no progress
     assert not requeued and [j["id"] for j in failed] == [jid]
     job = store.get(jid)
     assert job["status"] == "failed" and job["reason"] == "crashed_repeatedly"
+    assert (job["error_stage"], job["crashes"], job["strikes"], job["attempts"]) == \
+        ("transcribe", 2, 2, 0)
+    assert "2 times in a row" in job["error_message"] and "transcribe" in job["error_message"]
+
+
+def _die(store: JobStore, job_id: int, stage: str | None, checkpoint: float = 0.0,
+         max_attempts: int = 3) -> str:
+    """The daemon claims the job, gets to `stage` (and `checkpoint`), and is killed there;
+    the next start recovers. Returns what became of the job."""
+    assert store.claim_next("0")["id"] == job_id
+    if stage is not None:
+        store.set_stage(job_id, stage)
+    if checkpoint:
+        store.set_checkpoint(job_id, checkpoint)
+    requeued, failed = store.recover_after_crash(max_attempts)
+    return "failed" if failed else "queued"
+
+
+def test_deaths_at_a_new_point_are_progress_and_are_never_branded(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    jid = store.enqueue("/w/film.mkv", "/w", 1, 1, "ff")
+    # A two-hour film killed from outside again and again, but always further on.
+    for stage, checkpoint in (("probe", 0), ("decode", 0), ("transcribe", 0),
+                              ("transcribe", 30), ("transcribe", 1230), ("transcribe", 4800),
+                              ("write", 0)):
+        assert _die(store, jid, stage, checkpoint) == "queued"
+    job = store.get(jid)
+    assert (job["crashes"], job["strikes"], job["attempts"]) == (7, 1, 0)
+    assert job["crash_point"] == "write"
+    # …and then it finishes: one attempt, seven deaths on record.
+    assert store.claim_next("0")["attempts"] == 1
+    store.finish(jid, "succeeded")
+    assert store.get(jid)["crashes"] == 7
+
+
+def test_a_poison_file_is_branded_after_max_attempts_deaths_at_one_point_in_any_stage(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    for stage, checkpoint in ((None, 0), ("probe", 0), ("decode", 0), ("transcribe", 0),
+                              ("transcribe", 90), ("write", 0)):
+        jid = store.enqueue(f"/w/{stage}{checkpoint}.mp3", "/w", 1, 1, f"f{stage}{checkpoint}")
+        assert [_die(store, jid, stage, checkpoint) for _ in range(3)] == \
+            ["queued", "queued", "failed"]
+        job = store.get(jid)
+        assert (job["status"], job["reason"]) == ("failed", "crashed_repeatedly")
+        assert job["error_stage"] == (stage or "transcribe")   # no stage yet: the default one
+        assert (job["crashes"], job["strikes"], job["attempts"]) == (3, 3, 0)
+
+
+def test_a_death_elsewhere_breaks_the_run_of_strikes(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
+    assert _die(store, a, "transcribe") == "queued"
+    assert _die(store, a, "transcribe") == "queued"            # strike 2: a suspect now
+    assert store.get(a)["strikes"] == 2
+    assert _die(store, b, "decode") == "queued"                # suspects go last: b runs first
+    store.finish(store.claim_next("0")["id"], "succeeded")    # b again, and done
+    # The daemon died while `a` was not even running, so something else kills it: the third
+    # death of `a` at its point is not a third strike.
+    assert _die(store, a, "transcribe") == "queued"
+    assert store.get(a)["strikes"] == 1 and store.get(a)["status"] == "queued"
+
+
+def test_suspects_are_claimed_after_the_other_jobs(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
+    assert _die(store, a, "decode") == "queued"
+    assert store.claim_next("0", now=time.time() + 1)["id"] == a   # one death: still first
+    store.set_stage(a, "decode")
+    store.recover_after_crash(3)
+    assert store.claim_next("0")["id"] == b
+    assert store.claim_next("0")["id"] == a
+
+
+def test_retry_gives_a_branded_job_a_clean_slate(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    while _die(store, jid, "decode", max_attempts=2) != "failed":
+        pass
+    assert store.retry_failed(reason="crashed_repeatedly") == [jid]
+    job = store.get(jid)
+    assert (job["status"], job["strikes"], job["crash_point"], job["crashes"]) == \
+        ("queued", 0, None, 2)
+    assert _die(store, jid, "decode", max_attempts=2) == "queued"   # counted from 1 again
+
+
+# The jobs table as schema version 1 created it (before crash accounting), frozen here.
+_SCHEMA_V1 = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, root TEXT NOT NULL, size INTEGER,
+    mtime_ns INTEGER, fingerprint TEXT, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, worker TEXT,
+    detected_at REAL NOT NULL, started_at REAL, finished_at REAL, current_stage TEXT,
+    stage_seconds TEXT NOT NULL DEFAULT '{}', audio_seconds REAL, language TEXT,
+    language_probability REAL, model TEXT, device TEXT, compute_type TEXT,
+    outputs TEXT NOT NULL DEFAULT '[]', error_stage TEXT, reason TEXT, error_message TEXT,
+    suspect TEXT, cpu_avg_ratio REAL, cpu_max_ratio REAL, rss_max_bytes INTEGER,
+    gpu_util_max_ratio REAL, gpu_memory_max_bytes INTEGER
+);
+CREATE INDEX jobs_queue ON jobs(status, not_before, id);
+CREATE INDEX jobs_path ON jobs(path, id);
+CREATE INDEX jobs_finished ON jobs(status, finished_at);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO jobs (path, root, status, attempts, detected_at, finished_at, outputs)
+    VALUES ('/w/done.mp3', '/w', 'succeeded', 1, 1.0, 2.0, '["/w/done.en.srt"]');
+INSERT INTO jobs (path, root, status, attempts, detected_at, started_at, current_stage)
+    VALUES ('/w/killed.mp3', '/w', 'running', 3, 1.0, 2.0, 'transcribe');
+INSERT INTO jobs (path, root, status, detected_at) VALUES ('/w/next.mp3', '/w', 'queued', 1.0);
+"""
+
+
+def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "j.db")
+    con.executescript(_SCHEMA_V1)
+    con.close()
+    store = JobStore(tmp_path / "j.db")
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
+    assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq"} <= columns
+    assert store.get(1)["outputs"] == ["/w/done.en.srt"] and store.get(1)["crashes"] == 0
+    # The job the old version was running when it died: requeued, not branded, even though
+    # the old version had counted 3 attempts for it.
+    requeued, failed = store.recover_after_crash(max_attempts=3)
+    assert [j["path"] for j in requeued] == ["/w/killed.mp3"] and not failed
+    assert store.counts()["queued"] == 2 and store.counts()["succeeded"] == 1
+    assert store.claim_next("0")["path"] == "/w/killed.mp3"
+    store.close()
+    JobStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
+    assert JobStore(tmp_path / "j.db").schema_version() == 2
 
 
 def test_backoff_and_paused_roots(tmp_path):
