@@ -9,6 +9,7 @@ FROM python:3.11.9-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY scribewatch ./scribewatch
 COPY pipeline ./pipeline
 COPY exporter ./exporter
 RUN pip wheel --no-deps --wheel-dir /wheels .

@@ -177,14 +177,14 @@ def model_dir() -> str:
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    from pipeline.guards import word_error_rate   # the same measure the tests use
+    from scribewatch.pipeline.guards import word_error_rate   # the same measure the tests use
 
     return word_error_rate(reference, hypothesis)
 
 
 def ref_words(text: str) -> int:
     try:
-        from pipeline.guards import normalize_text
+        from scribewatch.pipeline.guards import normalize_text
 
         return len(normalize_text(text).split())
     except ImportError:
@@ -193,7 +193,7 @@ def ref_words(text: str) -> int:
 
 def srt_check(path: Path) -> tuple[str, list[str], int]:
     """(text of an SRT, readability problems, cue count) — 2 lines x 42 chars, <= 7 s."""
-    from pipeline.subtitles import check_readability, parse_srt
+    from scribewatch.pipeline.subtitles import check_readability, parse_srt
 
     cues = parse_srt(path.read_text(encoding="utf-8"))
     return " ".join(c.text for c in cues), check_readability(cues, 42, 2, 7.0), len(cues)

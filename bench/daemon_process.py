@@ -1,4 +1,4 @@
-"""A real `python -m pipeline.cli run` subprocess for the benchmarks: its config, its HTTP
+"""A real `python -m scribewatch run` subprocess for the benchmarks: its config, its HTTP
 endpoints, its job store and its memory."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bench.common import PYTHON, REPO, free_port, model_dir, proc_status, wait_f
 
 
 class Daemon:
-    """A real `python -m pipeline.cli run` subprocess on a free loopback port, in `folder`."""
+    """A real `python -m scribewatch run` subprocess on a free loopback port, in `folder`."""
 
     def __init__(self, folder: Path, overrides: dict | None = None, watch: list | None = None,
                  fresh: bool = True):
@@ -55,7 +55,7 @@ class Daemon:
         self.log_offset = self.log_path.stat().st_size
         self.started_at = time.time()
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "pipeline.cli", "run", "--config", str(self.config_path)],
+            [PYTHON, "-m", "scribewatch", "run", "--config", str(self.config_path)],
             cwd=self.folder, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         if wait_ready:
             self.wait_ready(timeout)

@@ -47,8 +47,8 @@ def populate_store(db: Path, root: Path, *, include_without_subtitles: bool) -> 
     finished job (`succeeded`, its SRT recorded as ours) with the file's real size, mtime and
     fingerprint; files without one are recorded as failed `not_media` only when
     `include_without_subtitles` (otherwise they are new to the daemon). One transaction."""
-    from pipeline.fingerprint import content_hash
-    from pipeline.store import JobStore
+    from scribewatch.pipeline.fingerprint import content_hash
+    from scribewatch.pipeline.store import JobStore
 
     if db.exists():
         db.unlink()

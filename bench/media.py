@@ -59,7 +59,7 @@ def clip(name: str):
     import numpy as np
 
     if name not in _CLIPS:
-        from pipeline.stages import decode   # faster_whisper.decode_audio breaks on PyAV 19
+        from scribewatch.pipeline.stages import decode   # faster_whisper.decode_audio breaks on PyAV 19
 
         if name == "jfk":
             _CLIPS[name] = decode(MEDIA / "jfk.flac")

@@ -49,8 +49,8 @@ def per_call_us(fn, n: int, repeats: int = 7) -> tuple[float, float]:
 def observation_costs(quick: bool) -> dict:
     from prometheus_client import CollectorRegistry
 
-    from exporter.instrumentation import PrometheusReporter
-    from pipeline.events import NullReporter
+    from scribewatch.exporter.instrumentation import PrometheusReporter
+    from scribewatch.pipeline.events import NullReporter
 
     n = 20_000 if quick else 200_000
     prom, null = PrometheusReporter(CollectorRegistry()), NullReporter()
@@ -75,7 +75,7 @@ def observation_costs(quick: bool) -> dict:
 
 def store_write_costs(quick: bool) -> dict:
     """JobStore.set_stage: the daemon writes one per stage (4 per job), synchronous=FULL."""
-    from pipeline.store import JobStore
+    from scribewatch.pipeline.store import JobStore
 
     folder = common.WORK / NAME / "store"
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,8 +95,8 @@ def store_write_costs(quick: bool) -> dict:
 
 def rescan_cpu_seconds(db: Path) -> dict:
     """One full rescan with the daemon's own watcher code, against the daemon's store."""
-    from pipeline import config as config_mod
-    from pipeline.daemon import Daemon
+    from scribewatch.pipeline import config as config_mod
+    from scribewatch.pipeline.daemon import Daemon
 
     cfg = config_mod.load(None, environ={}, flags={
         "watch_dirs": [str(LIBRARY)], "db": str(db), "model": common.model_dir()})

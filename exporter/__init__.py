@@ -14,7 +14,7 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from pipeline.events import StatusSource
+from ..pipeline.events import StatusSource
 
 from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler, Nvml

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 
 from . import auth, catalog
 

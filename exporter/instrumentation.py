@@ -13,8 +13,8 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from pipeline.errors import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
-from pipeline.events import StatusSource
+from ..pipeline.errors import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.events import StatusSource
 
 from . import catalog
 

@@ -20,8 +20,8 @@ from typing import Awaitable, Mapping
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from pipeline.errors import OUTCOMES
-from pipeline.events import StatusSnapshot, StatusSource
+from ..pipeline.errors import OUTCOMES
+from ..pipeline.events import StatusSnapshot, StatusSource
 
 from .auth import REALM, BasicAuth
 from .exposition import CachedOpenMetricsEncoder, Exposition

@@ -1,3 +1,3 @@
-"""scribewatch pipeline: watch folders, keep a job store, run probe → decode → transcribe → write."""
+"""scribewatch.pipeline: watch folders, keep a job store, run probe → decode → transcribe → write.
 
-__version__ = "0.1.0"
+It never imports the exporter: what an observer needs is in `contract.py`."""

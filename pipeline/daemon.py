@@ -14,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, stages
+from .. import __version__
+
+from . import stages
 from .config import Config
 from .errors import SkipJob, StageError
 from .events import NullReporter, Reporter, RunningJob, StatusSnapshot
@@ -26,7 +28,7 @@ from .resources import GpuProbe, ResourceSampler
 from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
 
-log = logging.getLogger("scribewatch")
+log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0

@@ -15,8 +15,8 @@ import textwrap
 import unicodedata
 import zlib
 
-from pipeline.subtitles import build_cues
-from pipeline.transcript import Segment, Transcript
+from .subtitles import build_cues
+from .transcript import Segment, Transcript
 
 # People do say "No. No." — but the same sentence three times running is a decoding loop.
 MIN_SENTENCE_REPEATS = 3

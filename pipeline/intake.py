@@ -18,7 +18,7 @@ from .fingerprint import content_hash
 from .output import find_sidecar
 from .store import JobStore
 
-log = logging.getLogger("scribewatch")
+log = logging.getLogger(__name__)
 
 
 class Intake:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .events import NullReporter, Reporter
 
-log = logging.getLogger("scribewatch.model")
+log = logging.getLogger(__name__)
 
 # How long an idle OpenMP thread of CTranslate2's bundled libgomp spins before it sleeps. Read
 # once, when the library loads (the first `import ctranslate2`, below this module), so it is set

@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
-from pipeline.transcript import Transcript, Word
+from .transcript import Transcript, Word
 
 
 @dataclasses.dataclass(frozen=True)

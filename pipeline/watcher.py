@@ -28,7 +28,7 @@ from watchdog.observers.polling import PollingObserver
 
 from .output import is_temp_file
 
-log = logging.getLogger("scribewatch.watcher")
+log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.1
 ROOT_CHECK_SECONDS = 1.0

@@ -1,6 +1,6 @@
 """Shared fixtures: paths to the real speech and model, binaries, and a real running daemon.
 
-The `daemon` fixture starts `python -m pipeline.cli run` as a subprocess with a config written
+The `daemon` fixture starts `python -m scribewatch run` as a subprocess with a config written
 into the test's tmp folder, on a free loopback port, and stops it (and checks it exited) at the
 end. Tests talk to it only from the outside: files, `/metrics`, the job store, the CLI.
 """
@@ -135,7 +135,7 @@ class Daemon:
     def start(self, wait_ready: bool = True, timeout: float = 60) -> "Daemon":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "scribewatch", "run", "--config", str(self.config_path)],
             cwd=self.tmp, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=self.preexec,
         )
@@ -207,7 +207,7 @@ class Daemon:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args], cwd=self.tmp, env=self.env,
+            [sys.executable, "-m", "scribewatch", *args], cwd=self.tmp, env=self.env,
             capture_output=True, text=True, timeout=120)
         if check and result.returncode != 0:
             raise AssertionError(f"scribewatch {' '.join(args)} -> {result.returncode}\n"

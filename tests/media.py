@@ -15,7 +15,7 @@ RATE = 16000
 
 
 def load_speech(path: Path, seconds: float | None = None) -> np.ndarray:
-    from pipeline.stages import decode   # not faster_whisper.decode_audio: it breaks on PyAV 19
+    from scribewatch.pipeline.stages import decode   # not faster_whisper.decode_audio: it breaks on PyAV 19
 
     audio = decode(path)
     return audio[: int(seconds * RATE)] if seconds else audio

@@ -10,15 +10,15 @@ import pytest
 import yaml
 
 import media as gen
-from pipeline.subtitles import check_readability, parse_srt
-from pipeline.guards import word_error_rate
+from scribewatch.pipeline.subtitles import check_readability, parse_srt
+from scribewatch.pipeline.guards import word_error_rate
 from conftest import JFK_TEXT, REPO
 
 pytestmark = pytest.mark.slow
 
 
 def scribewatch(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "scribewatch", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 

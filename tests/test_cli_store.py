@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.instance_lock import (InstanceLock, StoreInUse, filesystem_of, lock_path,
+from scribewatch.pipeline.instance_lock import (InstanceLock, StoreInUse, filesystem_of, lock_path,
                                     network_filesystem, parse_mountinfo)
-from pipeline.store import JobStore
+from scribewatch.pipeline.store import JobStore
 from conftest import REPO
 
 
 def scribewatch(*args, cwd, env=None):
     environment = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "scribewatch", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=60, env=environment)
 
 

@@ -321,7 +321,9 @@ def test_dockerfile(name):
     assert any(w == "VOLUME" and "/models" in a and "/data" in a for w, a in final)
     # pip install of the project needs everything pyproject.toml refers to.
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    needed = {"pyproject.toml", *project["tool"]["setuptools"]["packages"]}
+    tool = project["tool"]["setuptools"]
+    folders = tool.get("package-dir", {})   # scribewatch.pipeline is built from pipeline/
+    needed = {"pyproject.toml", *(folders.get(p, p) for p in tool["packages"])}
     readme = project["project"].get("readme")
     if isinstance(readme, str):
         needed.add(readme)

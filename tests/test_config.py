@@ -6,8 +6,8 @@ import sys
 import pytest
 import yaml
 
-from pipeline import config
-from pipeline.config import ConfigError
+from scribewatch.pipeline import config
+from scribewatch.pipeline.config import ConfigError
 from conftest import REPO
 
 
@@ -70,14 +70,14 @@ def test_output_dir_mode_needs_a_folder(tmp_path):
 
 def test_cli_config_error_exits_2_and_names_key(tmp_path):
     path = write(tmp_path, {"stability_seconds": "soon"})
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", "--config", path],
+    result = subprocess.run([sys.executable, "-m", "scribewatch", "check", "--config", path],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "stability_seconds" in result.stderr and "soon" in result.stderr
 
 
 def test_cli_flags_cover_every_setting():
-    from pipeline.cli import build_parser
+    from scribewatch.cli import build_parser
 
     help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for s in config.SCHEMA:
@@ -86,7 +86,7 @@ def test_cli_flags_cover_every_setting():
 
 
 def test_version_flag():
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--version"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "scribewatch", "--version"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("scribewatch ")
 

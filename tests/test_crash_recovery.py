@@ -19,8 +19,8 @@ import pytest
 
 import media as gen
 from conftest import SHARED_MEDIA, wait_for
-from pipeline.output import TMP_MARK
-from pipeline.subtitles import parse_srt
+from scribewatch.pipeline.output import TMP_MARK
+from scribewatch.pipeline.subtitles import parse_srt
 
 pytestmark = pytest.mark.slow
 

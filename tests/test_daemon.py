@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.guards import word_error_rate
-from pipeline.subtitles import check_readability, parse_srt
+from scribewatch.pipeline.guards import word_error_rate
+from scribewatch.pipeline.subtitles import check_readability, parse_srt
 import media as gen
 from conftest import SHARED_MEDIA, JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
 

@@ -86,7 +86,7 @@ def selector_name(sel) -> str | None:
 
 def known_names() -> tuple[set[str], tuple[str, ...]]:
     """(exact names, allowed prefixes)."""
-    from exporter import catalog
+    from scribewatch.exporter import catalog
 
     names = {"up", "ALERTS", "ALERTS_FOR_STATE"}
     for family in catalog.FAMILIES:

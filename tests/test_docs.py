@@ -2,8 +2,8 @@
 
 import re
 
-from pipeline import config
-from pipeline.errors import FAILURE_REASONS, SKIP_REASONS
+from scribewatch.pipeline import config
+from scribewatch.pipeline.errors import FAILURE_REASONS, SKIP_REASONS
 from conftest import REPO
 
 
@@ -56,7 +56,7 @@ def test_documented_commands_exist():
     """Every command the README and docs show is one the CLI accepts, flags included."""
     import argparse
 
-    from pipeline.cli import build_parser
+    from scribewatch.cli import build_parser
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 import media as gen
 from conftest import require_binary, wait_for
-from exporter import catalog
-from pipeline import __version__
-from pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from scribewatch.exporter import catalog
+from scribewatch import __version__
+from scribewatch.pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 
 pytestmark = pytest.mark.slow
 

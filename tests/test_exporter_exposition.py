@@ -12,8 +12,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics import exposition as om
 from prometheus_client.samples import Exemplar
 
-from exporter import Exporter
-from exporter.exposition import CachedOpenMetricsEncoder
+from scribewatch.exporter import Exporter
+from scribewatch.exporter.exposition import CachedOpenMetricsEncoder
 from test_exporter_server import Source, snapshot
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FAKE_NVML_DIR
-from exporter import catalog, gpu
-from exporter.gpu import GpuCollector, GpuSampler, Nvml
+from scribewatch.exporter import catalog, gpu
+from scribewatch.exporter.gpu import GpuCollector, GpuSampler, Nvml
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -81,7 +81,7 @@ def names(samples: dict) -> set[str]:
 
 
 def gpu_records(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "exporter.gpu"]
+    return [r for r in caplog.records if r.name == "scribewatch.exporter.gpu"]
 
 
 def gpu_logs(caplog) -> list[str]:
@@ -135,7 +135,7 @@ def test_gpus_from_a_json_file_read_at_every_scrape(fake, tmp_path, monkeypatch)
 
 def test_missing_library_means_no_gpu_families_and_one_log_line(monkeypatch, caplog, clock):
     monkeypatch.setitem(sys.modules, "pynvml", None)      # `import pynvml` raises ImportError
-    caplog.set_level(logging.DEBUG, logger="exporter.gpu")
+    caplog.set_level(logging.DEBUG, logger="scribewatch.exporter.gpu")
     nvml = Nvml(retry_seconds=60, clock=clock)
     registry = registry_for(nvml)
     for _ in range(5):
@@ -155,7 +155,7 @@ def test_init_failure_is_retried_at_most_every_retry_seconds(fake, monkeypatch, 
     calls = []
     real_init = fake.nvmlInit
     monkeypatch.setattr(fake, "nvmlInit", lambda: (calls.append(1), real_init()))
-    caplog.set_level(logging.DEBUG, logger="exporter.gpu")
+    caplog.set_level(logging.DEBUG, logger="scribewatch.exporter.gpu")
     registry = registry_for(Nvml(retry_seconds=60, clock=clock))
     for _ in range(10):                                   # ten scrapes within one minute
         assert names(scrape(registry)) == {"scribewatch_nvml_up"}
@@ -172,7 +172,7 @@ def test_init_failure_is_retried_at_most_every_retry_seconds(fake, monkeypatch, 
 
 
 def test_error_mid_scrape_then_recovery(fake, monkeypatch, caplog, clock):
-    caplog.set_level(logging.DEBUG, logger="exporter.gpu")
+    caplog.set_level(logging.DEBUG, logger="scribewatch.exporter.gpu")
     registry = registry_for(Nvml(retry_seconds=60, clock=clock))
     assert get(scrape(registry), "scribewatch_nvml_up") == 1
     assert len(gpu_logs(caplog)) == 1                     # "NVML up: 2 GPU(s)"

@@ -11,8 +11,8 @@ import time
 import bcrypt
 import pytest
 
-import exporter.protocol as protocol_mod
-import exporter.server as server_mod
+import scribewatch.exporter.protocol as protocol_mod
+import scribewatch.exporter.server as server_mod
 from conftest import wait_for
 from test_exporter_server import Source, basic, request
 
@@ -56,7 +56,7 @@ def closed_by_server(s: socket.socket) -> bool:
 
 @pytest.fixture
 def exp():
-    from exporter import Exporter
+    from scribewatch.exporter import Exporter
 
     e = Exporter(Source(), listen="127.0.0.1:0")
     e.start()
@@ -163,7 +163,7 @@ def test_scrapes_that_arrive_during_a_render_share_it(exp, monkeypatch):
 
 
 def test_a_slow_password_check_does_not_hold_up_other_requests(monkeypatch):
-    from exporter import Exporter
+    from scribewatch.exporter import Exporter
 
     e = Exporter(Source(), listen="127.0.0.1:0",
                  basic_auth_users={"p": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()})
@@ -216,7 +216,7 @@ def test_idle_connections_are_closed(exp, monkeypatch):
 
 
 def test_stop_closes_open_connections_and_frees_the_port():
-    from exporter import Exporter
+    from scribewatch.exporter import Exporter
 
     e = Exporter(Source(), listen="127.0.0.1:0")
     e.start()
@@ -236,7 +236,7 @@ def test_stop_closes_open_connections_and_frees_the_port():
 
 
 def test_a_taken_port_is_an_error_at_start():
-    from exporter import Exporter
+    from scribewatch.exporter import Exporter
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

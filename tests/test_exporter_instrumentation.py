@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FAKE_NVML_DIR, require_binary
-from exporter import Exporter, catalog
-from exporter.instrumentation import PrometheusReporter, StateCollector
-from pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
-from pipeline.events import RunningJob, StatusSnapshot
+from scribewatch.exporter import Exporter, catalog
+from scribewatch.exporter.instrumentation import PrometheusReporter, StateCollector
+from scribewatch.pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from scribewatch.pipeline.events import RunningJob, StatusSnapshot
 
 NOW = time.time()
 
@@ -299,12 +299,13 @@ def test_build_info_reads_versions_from_package_metadata():
 
 
 def test_the_exporter_never_imports_whisper():
-    code = ("import sys, exporter, exporter.docs, exporter.status_cli; "
+    code = ("import sys, scribewatch.exporter as exporter; "
+            "import scribewatch.exporter.docs, scribewatch.exporter.status_cli; "
             "from prometheus_client import generate_latest; "
             "from test_exporter_instrumentation import Source, snapshot; "
             "e = exporter.Exporter(Source(snapshot()), listen='127.0.0.1:0'); "
             "generate_latest(e.registry); "
-            "bad = {'faster_whisper', 'ctranslate2', 'pipeline.stages'} & set(sys.modules); "
+            "bad = {'faster_whisper', 'ctranslate2', 'scribewatch.pipeline.stages'} & set(sys.modules); "
             "assert not bad, bad")
     tests = FAKE_NVML_DIR.parent
     path = os.pathsep.join([str(tests.parent), str(tests)])

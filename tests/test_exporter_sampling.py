@@ -10,8 +10,8 @@ import psutil
 from prometheus_client.core import GaugeMetricFamily
 
 from conftest import wait_for
-from exporter import Exporter
-from exporter.sampling import SampledCollector, Sampler
+from scribewatch.exporter import Exporter
+from scribewatch.exporter.sampling import SampledCollector, Sampler
 from test_exporter_server import Source
 
 
@@ -50,7 +50,7 @@ def test_a_failing_source_is_logged_once_and_left_out(caplog):
     sampled = SampledCollector(inner, "test")
     sampled.refresh()
     inner.fail = True
-    with caplog.at_level(logging.INFO, logger="exporter.sampling"):
+    with caplog.at_level(logging.INFO, logger="scribewatch.exporter.sampling"):
         for _ in range(3):
             sampled.refresh()
             assert list(sampled.collect()) == []

@@ -21,11 +21,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from conftest import require_binary
-from exporter import Exporter, auth
-from exporter.auth import BasicAuth
-from exporter.server import parse_listen
-from exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
-from pipeline.events import RunningJob, StatusSnapshot
+from scribewatch.exporter import Exporter, auth
+from scribewatch.exporter.auth import BasicAuth
+from scribewatch.exporter.server import parse_listen
+from scribewatch.exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
+from scribewatch.pipeline.events import RunningJob, StatusSnapshot
 
 NOW = time.time()
 

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from pipeline import config, daemon as daemon_mod
-from pipeline.events import NullReporter
+from scribewatch.pipeline import config, daemon as daemon_mod
+from scribewatch.pipeline.events import NullReporter
 from conftest import wait_for
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from conftest import JFK_TEXT
-from pipeline.guards import MAX_FINDINGS, check_transcript, normalize_text, word_error_rate
-from pipeline.transcript import Segment, Transcript, Word
+from scribewatch.pipeline.guards import MAX_FINDINGS, check_transcript, normalize_text, word_error_rate
+from scribewatch.pipeline.transcript import Segment, Transcript, Word
 from test_subtitles import real_speech  # noqa: F401  (module fixture: the real model, loaded once)
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import intake as intake_mod
-from pipeline.intake import Intake
-from pipeline.store import JobStore
+from scribewatch.pipeline import intake as intake_mod
+from scribewatch.pipeline.intake import Intake
+from scribewatch.pipeline.store import JobStore
 
 
 @pytest.fixture

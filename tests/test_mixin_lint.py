@@ -103,7 +103,7 @@ def metric_name(sel) -> str:
 
 def catalog_counters() -> set[str]:
     """Counter series by the catalog's types: counters, and histograms' _bucket/_count/_sum."""
-    from exporter import catalog
+    from scribewatch.exporter import catalog
 
     names = set()
     for family in catalog.FAMILIES:

@@ -24,8 +24,8 @@ import pytest
 
 import media as gen
 from conftest import SHARED_MEDIA
-from pipeline import stages
-from pipeline.errors import FAILURE_REASONS, SkipJob, StageError
+from scribewatch.pipeline import stages
+from scribewatch.pipeline.errors import FAILURE_REASONS, SkipJob, StageError
 
 SEED = 11
 CLIP_SECONDS = 3.0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import output
-from pipeline.output import find_sidecar
+from scribewatch.pipeline import output
+from scribewatch.pipeline.output import find_sidecar
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import media as gen
-from pipeline import stages
-from pipeline.errors import SkipJob, StageError
+from scribewatch.pipeline import stages
+from scribewatch.pipeline.errors import SkipJob, StageError
 
 from conftest import SHARED_MEDIA
 

@@ -2,7 +2,7 @@
 
 import time
 
-from pipeline.store import SCHEMA_VERSION, JobStore
+from scribewatch.pipeline.store import SCHEMA_VERSION, JobStore
 
 
 def test_claim_is_fifo_and_counts_attempts(tmp_path):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import JFK_TEXT
-from pipeline.guards import check_transcript, word_error_rate
-from pipeline.subtitles import (RENDERERS, Cue, build_cues, check_readability, parse_srt,
+from scribewatch.pipeline.guards import check_transcript, word_error_rate
+from scribewatch.pipeline.subtitles import (RENDERERS, Cue, build_cues, check_readability, parse_srt,
                                 render_json, render_srt, render_txt, render_vtt)
-from pipeline.transcript import Segment, Transcript, Word
+from scribewatch.pipeline.transcript import Segment, Transcript, Word
 
 
 def make_words(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
@@ -323,7 +323,7 @@ def transcribe(model, path: str) -> Transcript:
 
     Decoded by the pipeline: faster-whisper decodes a path with an `av.open` call PyAV 19 rejects.
     """
-    from pipeline.stages import decode
+    from scribewatch.pipeline.stages import decode
 
     segments, info = model.transcribe(decode(Path(path)), word_timestamps=True, beam_size=5, vad_filter=True,
                                       condition_on_previous_text=False)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
-from pipeline.watcher import FileFilter, Watcher
+from scribewatch.pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
+from scribewatch.pipeline.watcher import FileFilter, Watcher
 from conftest import wait_for
 
 
@@ -143,7 +143,7 @@ def test_reading_watched_files_delivers_no_events(watcher_for, media):
 def test_scan_hands_over_a_large_folder_in_store_batches(tmp_path):
     """Each SCAN_BATCH_FILES files of a folder go through one `scan_batch`; every file is
     handed on exactly once."""
-    from pipeline import watcher as watcher_mod
+    from scribewatch.pipeline import watcher as watcher_mod
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

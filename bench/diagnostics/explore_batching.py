@@ -32,7 +32,7 @@ VARIANTS = {
 
 
 def longest_deletion(reference: str, hypothesis: str) -> int:
-    from pipeline.guards import normalize_text
+    from scribewatch.pipeline.guards import normalize_text
 
     r, h = normalize_text(reference).split(), normalize_text(hypothesis).split()
     ops = difflib.SequenceMatcher(a=r, b=h, autojunk=False).get_opcodes()
@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args()
     from faster_whisper import BatchedInferencePipeline, WhisperModel
-    from pipeline.stages import decode
+    from scribewatch.pipeline.stages import decode
 
     manifest = json.loads((common.WORK / "throughput" / "media" / "manifest.json").read_text())
     by_name = {f["name"]: f for f in manifest["files"]}

@@ -39,7 +39,7 @@ def child(load_on: str, use_on: str, calls: int, clip: str, nice: int = 0,
           idle: bool = False) -> None:
     from faster_whisper import WhisperModel
 
-    from pipeline.model import enter_idle_class, lower_thread_priority
+    from scribewatch.pipeline.model import enter_idle_class, lower_thread_priority
 
     audio = media.clip("jfk") if clip == "jfk" else media.concat(["jfk", "license"])[0]
     box = {}

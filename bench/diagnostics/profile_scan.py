@@ -45,8 +45,8 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--top", type=int, default=12)
     args = p.parse_args()
-    from pipeline import config as config_mod
-    from pipeline.daemon import Daemon
+    from scribewatch.pipeline import config as config_mod
+    from scribewatch.pipeline.daemon import Daemon
 
     logging.basicConfig(level=logging.INFO, filename=str(common.WORK / "profile_scan.log"))
     library = common.WORK / f"library-{args.files // 1000}k"

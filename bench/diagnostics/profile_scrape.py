@@ -60,9 +60,9 @@ def main() -> None:
     p.add_argument("--top", type=int, default=12)
     p.add_argument("-n", type=int, default=200)
     args = p.parse_args()
-    from exporter import Exporter
-    from pipeline import config as config_mod
-    from pipeline.daemon import Daemon
+    from scribewatch.exporter import Exporter
+    from scribewatch.pipeline import config as config_mod
+    from scribewatch.pipeline.daemon import Daemon
 
     out = {}
     library = common.WORK / "library-100k"

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from . import __version__
-from . import config as config_mod
-from . import store as store_mod
+from .pipeline import config as config_mod
+from .pipeline import store as store_mod
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-log = logging.getLogger("scribewatch")
+log = logging.getLogger(__name__)
 
 
 def _setup_logging(level: str) -> None:
@@ -48,7 +48,7 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.001
 def _claim_store(cfg: config_mod.Config):
     """The store's filesystem check and the single-instance lock, before the store is opened
     (opening it re-queues 'running' jobs: those of a daemon already running on it)."""
-    from .instance_lock import InstanceLock, network_filesystem
+    from .pipeline.instance_lock import InstanceLock, network_filesystem
 
     found = network_filesystem(cfg.db)
     if found is not None:
@@ -69,10 +69,10 @@ def cmd_run(args) -> int:
     cfg = _load(args)
     _setup_logging(cfg.log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-    from exporter import Exporter
+    from .exporter import Exporter
 
-    from .daemon import Daemon
-    from .instance_lock import StoreInUse
+    from .pipeline.daemon import Daemon
+    from .pipeline.instance_lock import StoreInUse
 
     try:
         instance = _claim_store(cfg)
@@ -130,10 +130,10 @@ def cmd_transcribe(args) -> int:
     """Each file in turn; a file that fails is one line on stderr and the next one is done."""
     cfg = _load(args)
     _setup_logging(cfg.log_level)
-    from . import stages
-    from .errors import SkipJob, StageError
-    from .model import ModelManager
-    from .output import output_paths
+    from .pipeline import stages
+    from .pipeline.errors import SkipJob, StageError
+    from .pipeline.model import ModelManager
+    from .pipeline.output import output_paths
 
     model = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
                          compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
@@ -206,7 +206,7 @@ def cmd_transcribe(args) -> int:
 
 # -- history -----------------------------------------------------------------------------------
 def _store_for(args):
-    from .store import JobStore
+    from .pipeline.store import JobStore
 
     db = args.db or _load(args).db
     if not Path(db).exists():
@@ -322,12 +322,12 @@ def cmd_check(args) -> int:
                f"output folder {cfg.output_dir} writable")
     db_dir = Path(cfg.db).resolve().parent
     report(db_dir.is_dir() and os.access(db_dir, os.W_OK), f"job store folder {db_dir} writable")
-    from .instance_lock import network_filesystem
+    from .pipeline.instance_lock import network_filesystem
 
     found = network_filesystem(db_dir)
     report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
            "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
-    from .model import ModelManager
+    from .pipeline.model import ModelManager
 
     manager = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
                            compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
@@ -337,7 +337,7 @@ def cmd_check(args) -> int:
                      f"in {manager.load_seconds:.2f}s ({manager.source})")
     except Exception as e:
         report(False, f"model {manager.name}: {e}")
-    from exporter.gpu import Nvml
+    from .exporter.gpu import Nvml
 
     gpus = Nvml().read()
     if gpus:
@@ -350,7 +350,7 @@ def cmd_check(args) -> int:
 
 # -- status ------------------------------------------------------------------------------------
 def cmd_status(args) -> int:
-    from exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
+    from .exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
 
     url = args.url
     if url is None:
