@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+# One harness for the tests and the benchmarks: waiting and ports are the tests' own.
+from tests.harness import free_port, wait_for  # noqa: F401  (re-exported for bench scripts)
+
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -200,12 +203,6 @@ def srt_check(path: Path) -> tuple[str, list[str], int]:
 
 
 # -- processes -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM (peak RSS) of a process in bytes, from /proc."""
     out = {}
@@ -283,14 +280,3 @@ def wait_quiet(threshold: float = 0.15, quiet_seconds: int = 3, max_wait: float 
             return {"waited_seconds": round(time.monotonic() - t0, 1), "quiet": True}
     return {"waited_seconds": round(time.monotonic() - t0, 1), "quiet": False,
             "busy_share": round(last, 2)}
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -4,7 +4,7 @@
     python -m bench.report --check   # exit 1 if the table is not what the results say
 
 Every row names one of issue 6's targets, the figure measured and whether it is met. "Met" is
-worked out here again from the file's `measured` and `targets`, and tests/test_bench_results.py
+worked out here again from the file's `measured` and `targets`, and tests/unit/bench/test_report.py
 checks it against the `checks` the benchmark itself wrote, so a result file whose verdict
 disagrees with its own figures, or a table edited by hand, fails the tests.
 """

@@ -21,8 +21,8 @@ Alerting rules for scribewatch. Every alert has
   annotations: summary (static), description (with the values),
                runbook_url (a section of docs/runbook.md, added from the alert's name)
 The reasons for each threshold and `for:` are in docs/runbook.md, next to what to do.
-Tests: prometheus/tests/*.yml (promtool test rules), tests/test_rules.py,
-tests/test_mixin_lint.py, tests/test_alerting_e2e.py.
+Tests: prometheus/tests/*.yml (promtool test rules), tests/system/test_rules.py,
+tests/unit/mixin/test_lint.py, tests/system/test_alerting.py.
 
 All expressions keep `job` and `instance`, so one Prometheus can watch many daemons; the two
 `up` alerts select the scrape job with the config's job selector ({job_selector}).

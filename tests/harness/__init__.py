@@ -1,0 +1,82 @@
+"""The harness shared by the tests and the benchmarks: paths, waiting, ports, binaries.
+
+    from tests.harness import REPO, SHARED_MEDIA, wait_for, free_port, require_binary
+
+`tests.harness.daemon` runs the real daemon as a subprocess, `tests.harness.media` makes test
+media from the shared real speech, and `tests.harness.stack` runs real Prometheus and
+Alertmanager on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_MEDIA = REPO.parent / "shared" / "media"
+# A pynvml stand-in: NVML is the one boundary that may be faked.
+FAKE_NVML_DIR = Path(__file__).resolve().parent / "fake_nvml"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, "
+            "ask what you can do for your country.")
+
+
+def require_binary(name: str) -> str:
+    """Path of a system binary; skip the test without it — but under CI a missing one fails."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} not installed (apt-get install prometheus prometheus-alertmanager)"
+    if IN_CI:
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
+def require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail(f"CI=true but not root: {why}")
+        pytest.skip(f"needs root: {why}")
+
+
+def drop_file_permission_override() -> None:
+    """preexec_fn: the child keeps uid 0 but loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
+
+    Tests run as root in CI, and root reads any file: without this a chmod 000 file would not
+    be unreadable. Dropping the two capabilities from the bounding set makes them go at exec.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WaitTimeout(AssertionError, TimeoutError):
+    """A wait ran out: a failed assertion to a test, a TimeoutError to a benchmark."""
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

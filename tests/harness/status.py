@@ -1,0 +1,51 @@
+"""A StatusSource the test controls, and the HTTP helpers the exporter tests share."""
+
+from __future__ import annotations
+
+import base64
+import time
+import urllib.error
+import urllib.request
+
+from scribewatch.pipeline.events import RunningJob, StatusSnapshot
+
+
+def snapshot(**changes) -> StatusSnapshot:
+    """A busy daemon's snapshot (one job running, four queued); `changes` override fields."""
+    now = time.time()   # at call time: the suite may reach a test minutes after import
+    base = dict(
+        version="0.1.0", started_at=now - 7200, model_name="tiny.en", device="cpu",
+        compute_type="int8", model_loaded=True, model_ready=True, model_error=None,
+        watcher_up=True, watch_dirs_unavailable=0, store_writable=True, queue_jobs=4,
+        running=(RunningJob(job_id=12, worker="0", started_at=now - 90, progress=0.375,
+                            audio_seconds=1800.0, path="/media/Films/Heat (1995)/Heat.mkv",
+                            watch_dir="/media"),),
+        workers=1, counts={"succeeded": 10, "failed": 2}, last_success_at=now - 300, dirs={})
+    return StatusSnapshot(**{**base, **changes})
+
+
+class Source:
+    """A StatusSource whose snapshot the test sets (or that fails); counts the calls."""
+
+    def __init__(self, snap: StatusSnapshot | None = None, error: Exception | None = None):
+        self.snap, self.error, self.calls = snap or snapshot(), error, 0
+
+    def snapshot(self) -> StatusSnapshot:
+        self.calls += 1
+        if self.error:
+            raise self.error
+        return self.snap
+
+
+def request(url: str, method: str = "GET", headers: dict | None = None, context=None):
+    """(status, headers, body) — HTTP errors are answers too."""
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

@@ -1,0 +1,379 @@
+"""Static checks of the container stack: compose.yaml (+ compose.gpu.yaml), the Dockerfiles.
+
+No Docker engine is needed: `docker-compose config` (Debian's docker-compose) validates and
+resolves the compose files; the Dockerfiles are checked by reading them. Building and running
+the images needs an engine and the network, and is not done here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import REPO, require_binary
+
+SERVICES = {"scribewatch", "prometheus", "alertmanager", "grafana"}
+PASSWORD = "test-only-password"
+
+
+def compose_config(tmp_path: Path, *files: str, env: dict | None = None,
+                   check: bool = True) -> subprocess.CompletedProcess:
+    binary = require_binary("docker-compose")
+    # An empty env file: a developer's own .env must not change what is tested.
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    args = [binary, "--project-directory", str(REPO), "--env-file", str(env_file)]
+    for f in files or ("compose.yaml",):
+        args += ["-f", str(REPO / f)]
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("GRAFANA_", "MEDIA_DIR", "SCRIBEWATCH_", "COMPOSE_"))}
+    environment.update({"GRAFANA_ADMIN_PASSWORD": PASSWORD, "MEDIA_DIR": str(tmp_path)})
+    environment.update(env or {})
+    environment = {k: v for k, v in environment.items() if v is not None}
+    result = subprocess.run(args + ["config"], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def config(tmp_path) -> dict:
+    return yaml.safe_load(compose_config(tmp_path).stdout)
+
+
+@pytest.fixture
+def gpu_config(tmp_path) -> dict:
+    return yaml.safe_load(compose_config(tmp_path, "compose.yaml", "compose.gpu.yaml").stdout)
+
+
+def _binds(service: dict) -> list[tuple[str, str, str]]:
+    """(host path, container path, mode) of the bind mounts; named volumes left out."""
+    out = []
+    for v in service.get("volumes", []):
+        if isinstance(v, dict):
+            if v.get("type") == "bind":
+                out.append((v["source"], v["target"], "ro" if v.get("read_only") else "rw"))
+            continue
+        parts = v.split(":")
+        if parts[0].startswith(("/", ".")):
+            out.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return out
+
+
+def _named(service: dict) -> dict[str, str]:
+    """container path -> named volume."""
+    out = {}
+    for v in service.get("volumes", []):
+        if isinstance(v, dict):
+            if v.get("type") == "volume":
+                out[v["target"]] = v["source"]
+            continue
+        parts = v.split(":")
+        if not parts[0].startswith(("/", ".")):
+            out[parts[1]] = parts[0]
+    return out
+
+
+def _host_path(service: dict, container_path: str) -> Path | None:
+    """The repository file a container path comes from, through the service's bind mounts."""
+    for src, dst, _ in _binds(service):
+        if container_path == dst or container_path.startswith(dst.rstrip("/") + "/"):
+            return Path(src) / os.path.relpath(container_path, dst)
+    return None
+
+
+def _flag(service: dict, name: str) -> str | None:
+    for arg in service.get("command", []):
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+# -- compose -----------------------------------------------------------------------------------
+def test_compose_config_is_valid(config):
+    assert set(config["services"]) == SERVICES
+    assert "version" not in yaml.safe_load((REPO / "compose.yaml").read_text())
+
+
+def test_grafana_password_is_required_and_not_inline(tmp_path):
+    text = (REPO / "compose.yaml").read_text()
+    assert "GRAFANA_ADMIN_PASSWORD:?" in text
+    result = compose_config(tmp_path, env={"GRAFANA_ADMIN_PASSWORD": None}, check=False)
+    assert result.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in result.stderr
+    example = (REPO / ".env.example").read_text()
+    assert re.search(r"^GRAFANA_ADMIN_PASSWORD=", example, re.M)
+
+
+def test_every_compose_variable_is_documented_in_env_example():
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+    for name in ("compose.yaml", "compose.gpu.yaml"):
+        for var in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / name).read_text()):
+            assert var in documented, f"{name}: ${{{var}}} is not in .env.example"
+
+
+def test_gpu_override(gpu_config):
+    svc = gpu_config["services"]["scribewatch"]
+    assert svc["build"]["dockerfile"] == "Dockerfile.cuda"
+    (device,) = svc["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert svc["environment"]["SCRIBEWATCH_DEVICE"] == "cuda"
+    assert svc["image"] != gpu_config["services"]["prometheus"]["image"]
+
+
+def test_host_paths_exist(config, gpu_config, tmp_path):
+    for cfg in (config, gpu_config):
+        for name, svc in cfg["services"].items():
+            for src, dst, _ in _binds(svc):
+                assert Path(src).exists(), f"{name}: bind source {src} (-> {dst}) does not exist"
+            build = svc.get("build")
+            if build:
+                context = Path(build["context"])
+                assert context.is_dir(), build
+                assert (context / build.get("dockerfile", "Dockerfile")).is_file(), build
+    media = [b for b in _binds(config["services"]["scribewatch"]) if b[1] == "/media"]
+    assert media and Path(media[0][0]) == tmp_path, "MEDIA_DIR is not mounted on /media"
+
+
+def test_config_folders_are_mounted_read_only(config):
+    s = config["services"]
+    expected = {
+        "prometheus": {REPO / "prometheus"},
+        "alertmanager": {REPO / "alertmanager"},
+        "grafana": {REPO / "grafana/provisioning", REPO / "grafana/dashboards"},
+    }
+    for name, folders in expected.items():
+        binds = {Path(src): mode for src, _, mode in _binds(s[name])}
+        for folder in folders:
+            assert binds.get(folder) == "ro", f"{name}: {folder} not mounted read-only: {binds}"
+
+
+def test_data_lives_in_named_volumes(config):
+    s = config["services"]
+    wanted = {"scribewatch": ["/data", "/models"], "prometheus": ["/prometheus"],
+              "alertmanager": ["/alertmanager"], "grafana": ["/var/lib/grafana"]}
+    for name, paths in wanted.items():
+        named = _named(s[name])
+        for path in paths:
+            assert path in named, f"{name}: {path} is not a named volume ({named})"
+            assert named[path] in config["volumes"]
+    assert _flag(s["prometheus"], "--storage.tsdb.path") == "/prometheus"
+    assert _flag(s["alertmanager"], "--storage.path") == "/alertmanager"
+    env = s["scribewatch"]["environment"]
+    assert env["SCRIBEWATCH_DB"].startswith("/data/")
+    assert env["HF_HOME"].startswith("/models")
+
+
+def test_healthchecks(config):
+    expect = {"scribewatch": "/readyz", "prometheus": "/-/ready", "alertmanager": "/-/ready",
+              "grafana": "/api/health"}
+    for name, path in expect.items():
+        hc = config["services"][name].get("healthcheck")
+        assert hc and not hc.get("disable"), f"{name}: no health check"
+        assert any(path in part for part in hc["test"]), f"{name}: {hc['test']}"
+
+
+def test_images_pinned(config, gpu_config):
+    for cfg in (config, gpu_config):
+        for name, svc in cfg["services"].items():
+            image = svc.get("image")
+            assert image, f"{name}: no image (tag)"
+            repo, _, tag = image.rpartition(":")
+            assert repo and "/" not in tag, f"{name}: {image} has no tag"
+            assert tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag), f"{name}: {image}"
+
+
+def test_the_stack_is_wired(config):
+    """Cross-file wiring: config files the services are pointed at exist and agree."""
+    s = config["services"]
+    env = s["scribewatch"]["environment"]
+    assert env["SCRIBEWATCH_LISTEN"].endswith(":9847")
+    assert env["SCRIBEWATCH_WATCH_DIRS"] == "/media"
+    # Grafana: the provider reads where the dashboards are mounted; the home dashboard exists.
+    provider = yaml.safe_load((REPO / "grafana/provisioning/dashboards/scribewatch.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert _host_path(s["grafana"], path) == REPO / "grafana/dashboards"
+    home = s["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert _host_path(s["grafana"], home).is_file(), home
+    assert _host_path(s["grafana"], "/etc/grafana/provisioning") == REPO / "grafana/provisioning"
+    # Alertmanager's config file comes from ./alertmanager.
+    am = _host_path(s["alertmanager"], _flag(s["alertmanager"], "--config.file"))
+    assert am and am.is_file(), am
+    # Prometheus' config comes from ./prometheus, loads the project's rules ...
+    prom_path = _host_path(s["prometheus"], _flag(s["prometheus"], "--config.file"))
+    assert prom_path and prom_path.is_file(), prom_path
+    prom = yaml.safe_load(prom_path.read_text())
+    rule_files = {Path(f).name for f in prom.get("rule_files", [])}
+    assert {"recording.yml", "alerts.yml"} <= rule_files or any("*" in f for f in rule_files)
+
+
+def test_prometheus_in_compose_scrapes_the_daemon_service(config):
+    """Inside the compose network the daemon is `scribewatch:9847` and Alertmanager
+    `alertmanager:9093`: the config file compose gives Prometheus must say so."""
+    s = config["services"]
+    prom_path = _host_path(s["prometheus"], _flag(s["prometheus"], "--config.file"))
+    prom = yaml.safe_load(prom_path.read_text())
+    targets = [t for job in prom["scrape_configs"] if job["job_name"] == "scribewatch"
+               for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+    am_targets = [t for am in prom.get("alerting", {}).get("alertmanagers", [])
+                  for sc in am.get("static_configs", []) for t in sc.get("targets", [])]
+    assert "scribewatch:9847" in targets, (
+        f"{prom_path.relative_to(REPO)} scrapes {targets}: in the compose stack the daemon is "
+        "scribewatch:9847 (localhost is the Prometheus container itself)")
+    assert "alertmanager:9093" in am_targets, (
+        f"{prom_path.relative_to(REPO)} sends alerts to {am_targets}, not alertmanager:9093")
+
+
+def test_ports(config):
+    published = {}
+    for name, svc in config["services"].items():
+        for p in svc.get("ports", []):
+            text = p if isinstance(p, str) else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}"
+            host_ip, published_port, target = re.fullmatch(
+                r"(?:([\d.]+):)?(\d+):(\d+)(?:/tcp)?", text).groups()
+            published[name] = (host_ip, int(published_port), int(target))
+    assert published["scribewatch"][1:] == (9847, 9847)
+    assert published["prometheus"][1:] == (9090, 9090)
+    assert published["alertmanager"][1:] == (9093, 9093)
+    assert published["grafana"][1:] == (3000, 3000)
+    # No login on the first three: loopback unless the user opts in.
+    for name in ("scribewatch", "prometheus", "alertmanager"):
+        assert published[name][0] == "127.0.0.1", (name, published[name])
+
+
+# -- Dockerfiles -------------------------------------------------------------------------------
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out, buf = [], ""
+    for line in path.read_text().splitlines():
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
+            continue
+        buf += line
+        word, _, rest = buf.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+        buf = ""
+    return out
+
+
+def _dockerignored(rel: str) -> bool:
+    """Docker's .dockerignore semantics, simplified: the last matching pattern wins."""
+    ignored = False
+    ignore_file = REPO / ".dockerignore"
+    if not ignore_file.exists():
+        return False
+    for raw in ignore_file.read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        candidates = [rel] + [str(Path(*Path(rel).parts[:i])) for i in range(1, len(Path(rel).parts))]
+        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", ""))
+               for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
+def test_dockerfile(name):
+    path = REPO / name
+    steps = _instructions(path)
+    stages = []
+    copied = set()
+    for word, args in steps:
+        if word == "FROM":
+            parts = args.split()
+            image = parts[0]
+            if image in stages:
+                continue
+            repo, _, tag = image.rpartition(":")
+            assert repo and tag and tag != "latest" and re.search(r"\d+\.\d+", tag), \
+                f"{name}: base image {image} not pinned to a version tag"
+            if len(parts) == 3 and parts[1].upper() == "AS":
+                stages.append(parts[2])
+        if word == "COPY" and "--from=" not in args:
+            sources = [a for a in args.split() if not a.startswith("--")][:-1]
+            for src in sources:
+                assert (REPO / src).exists(), f"{name}: COPY source {src} does not exist"
+                assert not _dockerignored(src), f"{name}: COPY source {src} is in .dockerignore"
+                copied.add(src.rstrip("/"))
+    # The last stage is the image that runs.
+    last = max(i for i, (w, _) in enumerate(steps) if w == "FROM")
+    final = steps[last:]
+    users = [a for w, a in final if w == "USER"]
+    assert users, f"{name}: the image runs as root (no USER)"
+    assert users[-1].split(":")[0] not in ("root", "0"), f"{name}: USER {users[-1]}"
+    health = [a for w, a in final if w == "HEALTHCHECK"]
+    assert health and "/readyz" in health[-1] and "curl" not in health[-1], name
+    assert any(w == "EXPOSE" and "9847" in a for w, a in final), f"{name}: no EXPOSE 9847"
+    entry = [a for w, a in final if w == "ENTRYPOINT"]
+    assert entry and entry[-1].replace(" ", "") == '["scribewatch","run"]', entry
+    assert any(w == "VOLUME" and "/models" in a and "/data" in a for w, a in final)
+    # pip install of the project needs everything pyproject.toml refers to.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    tool = project["tool"]["setuptools"]
+    folders = tool.get("package-dir", {})   # scribewatch.pipeline is built from pipeline/
+    needed = {"pyproject.toml", *(folders.get(p, p) for p in tool["packages"])}
+    readme = project["project"].get("readme")
+    if isinstance(readme, str):
+        needed.add(readme)
+    missing = needed - copied
+    assert not missing, f"{name}: not copied into the build: {sorted(missing)}"
+
+
+def test_cuda_base_matches_ctranslate2():
+    """CTranslate2 4.x wheels are built for CUDA 12 and cuDNN 9."""
+    base = [a.split()[0] for w, a in _instructions(REPO / "Dockerfile.cuda")
+            if w == "FROM" and a.startswith("nvidia/cuda:")]
+    assert base, "Dockerfile.cuda: no nvidia/cuda base"
+    tag = base[-1].split(":", 1)[1]
+    assert tag.startswith("12.") and "cudnn9" in tag and "runtime" in tag, tag
+
+
+def test_stack_docs_cover_the_essentials():
+    text = (REPO / "README.md").read_text()
+    for needed in ("docker compose up", "compose.gpu.yaml", ":9847", ":9090", ":9093", ":3000",
+                   "GRAFANA_ADMIN_PASSWORD", "grafana/dashboards", "prometheus/rules"):
+        assert needed in text, f"README does not mention {needed}"
+
+
+def test_env_file_is_ignored_by_git():
+    check = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO)
+    assert check.returncode == 0, ".env (the stack's password) is not in .gitignore"
+    check = subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=REPO)
+    assert check.returncode == 1, ".env.example must stay tracked"
+
+
+@pytest.mark.parametrize("password, starts", [("change-me", False), ("", False),
+                                              (PASSWORD, True)])
+def test_grafana_refuses_the_example_password(tmp_path, password, starts):
+    """The entrypoint compose gives Grafana, run with sh and the environment compose resolves
+    for it: the example password stops it with a message; any other runs the image's command."""
+    resolved = compose_config(tmp_path, env={"GRAFANA_ADMIN_PASSWORD": password or PASSWORD})
+    grafana = yaml.safe_load(resolved.stdout)["services"]["grafana"]
+    env = dict(grafana["environment"])
+    if not password:   # compose's `:?` refuses an empty one itself; the check does too
+        env["GF_SECURITY_ADMIN_PASSWORD"] = ""
+    shell, script, *command = grafana["entrypoint"]
+    assert shell == "/bin/sh" and command == ["/run.sh"]   # the grafana image's own entrypoint
+    host_script = _host_path(grafana, script)
+    assert host_script and host_script.is_file(), script
+    marker = tmp_path / "started"
+    result = subprocess.run(["sh", str(host_script), "touch", str(marker)], env=env,
+                            capture_output=True, text=True, timeout=10)
+    assert marker.exists() == starts
+    if starts:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1
+        assert "change-me" in result.stderr and ".env" in result.stderr

@@ -1,0 +1,158 @@
+"""The cached OpenMetrics encoder writes the same bytes as prometheus-client's own, for the real
+exporter registry and for awkward names, label values and help texts; the exporter's
+Exposition reuses the pipeline families' text only until the reporter records an event."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics import exposition as om
+from prometheus_client.samples import Exemplar
+
+from scribewatch.exporter import Exporter
+from scribewatch.exporter.exposition import CachedOpenMetricsEncoder
+from tests.harness.status import Source, snapshot
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+class Frozen:
+    """The families one collect() gave, served again: both encoders see the same values."""
+
+    def __init__(self, families):
+        self.families = list(families)
+
+    def collect(self):
+        return self.families
+
+
+def frozen(registry: CollectorRegistry) -> CollectorRegistry:
+    out = CollectorRegistry()
+    out.register(Frozen(registry.collect()))
+    return out
+
+
+def test_same_bytes_as_prometheus_client_for_the_exporter_registry():
+    exp = Exporter(Source(), listen="127.0.0.1:0")
+    exp.reporter.stage_observed("transcribe", 3.5)
+    exp.reporter.job_finished("failed", reason="not_media", stage="probe")
+    exp.reporter.model_loaded("tiny.en", "cpu", "int8", 0.4)
+    encoder = CachedOpenMetricsEncoder()
+    registry = frozen(exp.registry)
+    expected = om.generate_latest(registry)
+    assert b"scribewatch_stage_duration_seconds_bucket" in expected
+    assert encoder(registry) == expected
+    assert encoder(registry) == expected, "the second render comes from the cache"
+    # New values in known series: only the numbers change.
+    exp.reporter.stage_observed("transcribe", 7.25)
+    registry = frozen(exp.registry)
+    assert encoder(registry) == om.generate_latest(registry)
+
+
+def test_same_bytes_for_awkward_names_labels_and_help():
+    registry = CollectorRegistry()
+    Counter("odd_total", 'help with "quotes", a \\ and a\nnewline', ["path", "why"],
+            registry=registry).labels('a"b\\c', "line\nbreak ünïcode").inc(2)
+    Gauge("with_unit_bytes", "a unit", unit="bytes", registry=registry).set(1e21)
+    Gauge("tiny", "small and special values", ["v"], registry=registry).labels("nan").set(
+        float("nan"))
+    Histogram("lat_seconds", "buckets", buckets=(0.1, 1, float("inf")),
+              registry=registry).observe(0.5)
+    Info("build", "an info metric", registry=registry).info({"version": "1.2", "x": ""})
+
+    class Custom:
+        def collect(self):
+            g = GaugeMetricFamily("recording:rule_like", "a colon in the name", labels=["k"])
+            g.add_metric(["v"], -0.0)
+            yield g
+
+    registry.register(Custom())
+    encoder = CachedOpenMetricsEncoder()
+    assert encoder(registry) == om.generate_latest(registry)
+    assert encoder(registry) == om.generate_latest(registry)
+
+
+def test_what_it_does_not_handle_falls_back_to_prometheus_client():
+    class WithExtras:
+        def collect(self):
+            c = CounterMetricFamily("ex", "an exemplar and a timestamp", labels=["a"])
+            c.add_metric(["1"], 3, timestamp=1700000000.5)
+            c.samples[-1] = c.samples[-1]._replace(
+                exemplar=Exemplar({"trace_id": "abc"}, 1.0, 1700000000.0))
+            yield c
+
+    registry = CollectorRegistry()
+    registry.register(WithExtras())
+    body = CachedOpenMetricsEncoder()(registry)
+    assert body == om.generate_latest(registry)
+    assert b"# {trace_id=\"abc\"}" in body
+
+
+def test_it_replaces_only_the_encoder_prometheus_gets_by_default():
+    encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    assert CachedOpenMetricsEncoder.can_replace(encoder)
+    assert CachedOpenMetricsEncoder.can_replace(choose_encoder("application/openmetrics-text")[0])
+    for accept in ("text/plain", None,
+                   "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+                   "application/openmetrics-text;version=2.0.0"):
+        assert not CachedOpenMetricsEncoder.can_replace(choose_encoder(accept)[0]), accept
+    assert not CachedOpenMetricsEncoder.can_replace(partial(om.generate_latest, version="1.0.0",
+                                                            escaping=om.DOTS))
+
+
+# -- Exposition: the pipeline families' text is kept between the reporter's events ---------------
+def idle_exporter() -> Exporter:
+    # No running job: the state then has no age that grows between two renders.
+    return Exporter(Source(snapshot(running=())), listen="127.0.0.1:0")
+
+
+def test_exposition_writes_what_prometheus_client_writes():
+    exp = idle_exporter()
+    exp.reporter.stage_observed("decode", 0.25)
+    exp.reporter.job_finished("skipped", reason="no_speech")
+    body = exp.registry.openmetrics()
+    # Nothing changes between the two (the sampled collectors serve their last reading).
+    assert body == om.generate_latest(exp.registry)
+    assert b"scribewatch_stage_duration_seconds_bucket" in body
+    assert b"scribewatch_host_memory_total_bytes" in body and b"process_cpu_seconds_total" in body
+    assert body.endswith(b"# EOF\n") and body.count(b"# EOF") == 1
+
+
+def stage_count(body: bytes, stage: str) -> float:
+    prefix = f'scribewatch_stage_duration_seconds_count{{stage="{stage}"}} '.encode()
+    [line] = [x for x in body.splitlines() if x.startswith(prefix)]
+    return float(line[len(prefix):])
+
+
+def test_exposition_reuses_the_event_text_until_the_reporter_records():
+    exp = idle_exporter()
+    assert stage_count(exp.registry.openmetrics(), "probe") == 0
+    # A change the reporter did not record is not seen: the text really is reused...
+    exp.reporter._stage["probe"].observe(1.0)
+    assert stage_count(exp.registry.openmetrics(), "probe") == 0
+    # ...and the next recorded event renders it again, with both observations.
+    exp.reporter.stage_observed("probe", 2.0)
+    assert stage_count(exp.registry.openmetrics(), "probe") == 2
+    assert exp.registry.openmetrics() == om.generate_latest(exp.registry)
+
+
+def test_every_reporter_event_moves_the_version_on():
+    r = Exporter(Source(), listen="127.0.0.1:0").reporter
+    events = [
+        lambda: r.stage_observed("probe", 0.1), lambda: r.job_started(1.0),
+        lambda: r.job_finished("succeeded", job_seconds=3, audio_seconds=11,
+                               processing_seconds=2),
+        lambda: r.job_finished("failed", reason="not_media"),
+        lambda: r.job_retried("transcribe", "transcribe_error"),
+        lambda: r.model_loaded("tiny.en", "cpu", "int8", 0.5), r.model_load_failed,
+        r.suspect_transcript,
+    ]
+    seen = [r.version]
+    for event in events:
+        event()
+        assert r.version > seen[-1]
+        seen.append(r.version)

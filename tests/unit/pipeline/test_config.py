@@ -1,0 +1,99 @@
+"""Settings precedence and validation: flags > env > file > defaults; bad input names the key."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from scribewatch.pipeline import config
+from scribewatch.pipeline.config import ConfigError
+from tests.harness import REPO
+
+
+def write(tmp_path, data) -> str:
+    p = tmp_path / "scribewatch.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+def test_defaults_serve_without_a_file():
+    cfg = config.load(None, environ={})
+    assert cfg.watch_dirs == ("./inbox",)
+    assert cfg.listen == "0.0.0.0:9847"
+    assert cfg.output_mode == "beside" and cfg.output_formats == ("srt",)
+    assert cfg.model == "tiny.en" and cfg.vad is True
+    assert set(config.MEDIA_EXTENSIONS) <= set(cfg.include_extensions)
+    assert "*.part" in cfg.ignore_globs and ".*" in cfg.ignore_globs
+
+
+def test_precedence_flags_over_env_over_file(tmp_path):
+    path = write(tmp_path, {"beam_size": 2, "workers": 3, "language": "de"})
+    env = {"SCRIBEWATCH_BEAM_SIZE": "4", "SCRIBEWATCH_OUTPUT_FORMATS": "srt, vtt,json"}
+    cfg = config.load(path, environ=env, flags={"beam_size": "7"})
+    assert cfg.beam_size == 7            # flag wins
+    assert cfg.workers == 3              # file
+    assert cfg.language == "de"
+    assert cfg.output_formats == ("srt", "vtt", "json")   # env list
+    cfg = config.load(path, environ=env)
+    assert cfg.beam_size == 4            # env over file
+
+
+@pytest.mark.parametrize("data, key, value", [
+    ({"beem_size": 5}, "beem_size", None),
+    ({"beam_size": "lots"}, "beam_size", "lots"),
+    ({"beam_size": 0}, "beam_size", "0"),
+    ({"device": "tpu"}, "device", "tpu"),
+    ({"vad": "maybe"}, "vad", "maybe"),
+    ({"listen": "9847"}, "listen", "9847"),
+    ({"language": "english"}, "language", "english"),
+    ({"output_formats": ["srt", "docx"]}, "output_formats", "docx"),
+    ({"basic_auth_users": {"prom": "hunter2"}}, "basic_auth_users", "hunter2"),
+])
+def test_bad_keys_and_values_name_the_key(tmp_path, data, key, value):
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, data), environ={})
+    assert key in str(err.value)
+    if value is not None:
+        assert value in str(err.value)
+
+
+def test_unknown_environment_setting_is_rejected():
+    with pytest.raises(ConfigError, match="SCRIBEWATCH_BEEM_SIZE"):
+        config.load(None, environ={"SCRIBEWATCH_BEEM_SIZE": "3"})
+
+
+def test_output_dir_mode_needs_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="output_dir"):
+        config.load(write(tmp_path, {"output_mode": "output_dir"}), environ={})
+
+
+def test_cli_config_error_exits_2_and_names_key(tmp_path):
+    path = write(tmp_path, {"stability_seconds": "soon"})
+    result = subprocess.run([sys.executable, "-m", "scribewatch", "check", "--config", path],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "stability_seconds" in result.stderr and "soon" in result.stderr
+
+
+def test_cli_flags_cover_every_setting():
+    from scribewatch.cli import build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for s in config.SCHEMA:
+        flag = "--watch" if s.key == "watch_dirs" else config.flag_name(s.key)
+        assert flag in help_text, flag
+
+
+def test_version_flag():
+    result = subprocess.run([sys.executable, "-m", "scribewatch", "--version"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("scribewatch ")
+
+
+def test_transcribe_nice_is_a_nice_increment():
+    assert config.load(None, environ={}).transcribe_nice == 10
+    assert config.load(None, environ={"SCRIBEWATCH_TRANSCRIBE_NICE": "0"}).transcribe_nice == 0
+    for bad in ("20", "-1"):
+        with pytest.raises(config.ConfigError, match="transcribe_nice"):
+            config.load(None, environ={"SCRIBEWATCH_TRANSCRIBE_NICE": bad})

@@ -1,0 +1,85 @@
+"""Generated documentation stays in step with the code it describes."""
+
+import re
+
+from scribewatch.pipeline import config
+from scribewatch.pipeline.errors import FAILURE_REASONS, SKIP_REASONS
+from tests.harness import REPO
+
+
+def test_readme_config_reference_is_current():
+    readme = (REPO / "README.md").read_text()
+    assert config.reference_markdown() in readme, (
+        "README config reference is stale: regenerate it from pipeline.config.reference_markdown()")
+
+
+def test_example_config_is_current_and_means_the_defaults():
+    example = REPO / "scribewatch.example.yaml"
+    assert example.read_text() == config.example_yaml()
+    assert config.load(example, environ={}) == config.load(None, environ={})
+
+
+def test_readme_lists_every_reason_code():
+    readme = (REPO / "README.md").read_text()
+    for reason in list(FAILURE_REASONS) + list(SKIP_REASONS):
+        assert f"`{reason}`" in readme, reason
+
+
+def test_make_targets_are_the_documented_two():
+    makefile = (REPO / "Makefile").read_text()
+    assert "\nrun:" in makefile and "\ntest:" in makefile
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def _documented_commands():
+    """(file, sub-command, flags) of every `scribewatch …` command in a code span or block."""
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = path.read_text()
+        code = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+        code += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+        for snippet in code:
+            for line in snippet.splitlines():
+                command = r"(?<![\w/.-])scribewatch (?=([a-z][\w-]*|--[a-z][\w-]*))"
+                for m in re.finditer(command, line):
+                    word = m.group(1)
+                    if word == "scribewatch" or line[:m.start()].endswith("-u "):
+                        continue   # the compose service (`exec scribewatch scribewatch …`), a unit
+                    rest = line[m.end() + len(word):].split(" | ")[0]
+                    if rest.startswith(" / "):   # a list of sub-commands: `run / transcribe / …`
+                        for other in [word] + rest.split(" / ")[1:]:
+                            yield path.name, other.strip(), []
+                        continue
+                    yield path.name, word, re.findall(r"--[a-z][a-z-]*", rest)
+
+
+def test_documented_commands_exist():
+    """Every command the README and docs show is one the CLI accepts, flags included."""
+    import argparse
+
+    from scribewatch.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    seen = 0
+    for name, word, flags in _documented_commands():
+        seen += 1
+        if word == "--version":
+            continue
+        assert word in sub.choices, f"{name}: `scribewatch {word}` is no sub-command"
+        known = sub.choices[word]._option_string_actions
+        for flag in flags:
+            assert flag in known, f"{name}: `scribewatch {word}` has no {flag}"
+    assert seen > 20
+
+
+def test_docs_say_where_the_command_is():
+    """`make run` puts `scribewatch` in .venv/bin only: the README says so before its first
+    command, and the runbook before its tools; in the stack it is inside the container."""
+    readme = (REPO / "README.md").read_text()
+    first_use = min(readme.index(f"scribewatch {c}") for c in ("status", "history", "retry"))
+    assert -1 < readme.find(". .venv/bin/activate") < first_use
+    assert "docker compose exec scribewatch scribewatch" in readme
+    runbook = (REPO / "docs" / "runbook.md").read_text()
+    assert -1 < runbook.find(". .venv/bin/activate") < runbook.index("`scribewatch status")
+    assert "docker compose exec scribewatch" in runbook
+    assert "$(BIN)/scribewatch" in (REPO / "Makefile").read_text()
