@@ -15,7 +15,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..pipeline.errors import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.contract import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
 
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter

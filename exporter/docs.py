@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 
 from . import auth, catalog
 
@@ -130,7 +130,7 @@ def render() -> str:
         "- `worker`: `0` … `workers - 1`. `role`: "
         + ", ".join(f"`{r}`" for r in catalog.ROLES) + ".",
         "",
-        "Reason codes are defined in `pipeline/errors.py`; they are never renamed or reused.",
+        "Reason codes are defined in `pipeline/contract.py`; they are never renamed or reused.",
         "",
     ]
     return "\n".join(out) + _SCRAPE.replace("@CACHE@", f"{auth.CACHE_SECONDS:g}")

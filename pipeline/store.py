@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .errors import FAILURE_REASONS
+from .contract import FAILURE_REASONS
 
 SCHEMA_VERSION = 2
 

@@ -10,7 +10,7 @@ import promql_parser
 import pytest
 
 from scribewatch.exporter import catalog, docs
-from scribewatch.pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from scribewatch.pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Base units (Prometheus naming): seconds, bytes, ratio (0..1), celsius, watts, hertz; `_info`
