@@ -56,3 +56,9 @@ def test_the_check_sees_relative_imports():
     """A guard on the guard: the parser resolves what these two files really import."""
     assert "scribewatch.pipeline.contract" in _imports(REPO / "exporter" / "server.py")
     assert "scribewatch.pipeline.contract" in _imports(REPO / "pipeline" / "errors.py")
+
+
+def test_the_command_line_and_exporter_files_stay_under_400_lines():
+    for path in sorted([*(REPO / "scribewatch").glob("*.py"), *(REPO / "exporter").glob("*.py"),
+                        *(REPO / "pipeline").glob("con*.py"), REPO / "pipeline" / "docs.py"]):
+        assert len(path.read_text().splitlines()) <= 400, path
