@@ -401,9 +401,6 @@ class JobStore:
                          (path,)).fetchone()
         return _row_to_job(row) if row else None
 
-    def queue_depth(self) -> int:
-        return self._exec("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
-
     def next_wakeup(self) -> float | None:
         """When the earliest backed-off job becomes runnable (None: nothing queued)."""
         row = self._exec("SELECT MIN(not_before) FROM jobs WHERE status = 'queued'").fetchone()
