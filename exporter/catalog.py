@@ -2,7 +2,7 @@
 
 The reporter creates its client objects from here (`create_metrics`), the custom collectors take
 their names, help and labels from here (`family(name).new()`), `docs/metrics.md` is generated from
-here (`python -m exporter.docs`) and the tests hold the registry to it. Names are fixed by
+here (`python -m scribewatch.exporter.docs`) and the tests hold the registry to it. Names are fixed by
 docs/architecture.md: dashboards and alerts depend on them.
 """
 
