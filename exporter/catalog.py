@@ -1,9 +1,9 @@
 """The metric catalog: every family scribewatch exposes, declared once.
 
 The reporter creates its client objects from here (`create_metrics`), the custom collectors take
-their names, help and labels from here (`family(name).new()`), `docs/metrics.md` is generated from
-here (`python -m scribewatch.exporter.docs`) and the tests hold the registry to it. Names are fixed by
-docs/architecture.md: dashboards and alerts depend on them.
+their names, help and labels from here (`family(name).new()`), `docs/metrics.md` is generated
+from here (`python -m scribewatch.exporter.docs`) and the tests hold the registry to it. Names are
+fixed by docs/architecture.md: dashboards and alerts depend on them.
 """
 
 from __future__ import annotations
