@@ -37,7 +37,7 @@ class ConfigError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Setting:
     key: str
-    kind: str                 # str | int | float | bool | list | dict | optpath (from the field's type)
+    kind: str                 # str | int | float | bool | list | dict | optpath (the field type)
     default: Any
     help: str
     choices: tuple = ()

@@ -19,7 +19,7 @@ def setup_logging(level: str) -> None:
 
 
 def load_config(args) -> config_mod.Config:
-    """--config FILE, else $SCRIBEWATCH_CONFIG, else ./scribewatch.yaml if there; then env, flags."""
+    """--config FILE, else $SCRIBEWATCH_CONFIG, else ./scribewatch.yaml; then env and flags."""
     path = getattr(args, "config", None) or os.environ.get("SCRIBEWATCH_CONFIG")
     if path is None and Path("scribewatch.yaml").is_file():
         path = "scribewatch.yaml"
