@@ -9,7 +9,7 @@ from tests.harness import REPO
 
 
 def _imports(path) -> list[str]:
-    """The modules a file imports, absolute (in exporter/, `..pipeline.x` is scribewatch.pipeline.x)."""
+    """What a file imports, made absolute (`..pipeline.x` in exporter/: scribewatch.pipeline.x)."""
     package = f"scribewatch.{path.parent.name}"
     names = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
