@@ -8,7 +8,7 @@ PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2]
 STAMP  := $(VENV)/.installed-$(PYVER)
 PYTEST := $(BIN)/python -m pytest -ra --durations=25
 
-.PHONY: run test test-smoke bench venv clean
+.PHONY: run test test-smoke bench generate venv clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.x" >&2; exit 2; }
@@ -35,6 +35,15 @@ test-smoke: $(STAMP)
 ## Benchmarks: each script prints one JSON object and writes bench/results/<name>.json.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+## Rewrite every generated file: alerting rules and dashboards, docs/metrics.md, the README's
+## config and reason tables, scribewatch.example.yaml, docs/performance.md's results table.
+## tests/unit/test_generated.py fails while a committed one differs.
+generate: $(STAMP)
+	$(BIN)/python -m mixin
+	$(BIN)/python -m scribewatch.exporter.docs
+	$(BIN)/python -m scribewatch.pipeline.docs
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .venv-3.* build *.egg-info .pytest_cache

@@ -50,7 +50,7 @@ def observation_costs(quick: bool) -> dict:
     from prometheus_client import CollectorRegistry
 
     from scribewatch.exporter.instrumentation import PrometheusReporter
-    from scribewatch.pipeline.events import NullReporter
+    from scribewatch.pipeline.contract import NullReporter
 
     n = 20_000 if quick else 200_000
     prom, null = PrometheusReporter(CollectorRegistry()), NullReporter()

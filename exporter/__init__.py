@@ -1,8 +1,9 @@
 """scribewatch exporter: the pipeline's events, the daemon's state, GPU and host on /metrics.
 
-    exp = Exporter(daemon, listen=cfg.listen, tls_cert_file=…, tls_key_file=…,
-                   basic_auth_users=cfg.basic_auth_users)
-    daemon.reporter = exp.reporter
+    reporter, gpu = PrometheusReporter(), GpuSampler()
+    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
+    exp = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
+                   tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users)
     exp.start()
     …
     exp.stop()
@@ -14,10 +15,10 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from ..pipeline.events import StatusSource
+from ..pipeline.contract import StatusSource
 
 from .exposition import Exposition
-from .gpu import GpuCollector, GpuSampler, Nvml
+from .gpu import GpuCollector, GpuSampler
 from .host import HostCollector
 from .instrumentation import PrometheusReporter, StateCollector
 from .sampling import SampledCollector, Sampler
@@ -32,23 +33,28 @@ class Exporter:
 
     `registry` holds every family: the reporter's (changed only by its events, so their text is
     kept between them), the daemon's state (read at each scrape, from memory), and the host,
-    process and GPU figures (read once a second by the sampler)."""
+    process and GPU figures (read once a second by the sampler).
+
+    `reporter` and `gpu_sampler` are made by the caller when the status source needs them
+    first (the daemon takes both at construction); by default the exporter makes its own."""
 
     def __init__(self, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
-                 basic_auth_users: Mapping[str, str] | None = None):
-        events = CollectorRegistry()
-        self.reporter = PrometheusReporter(events)
+                 basic_auth_users: Mapping[str, str] | None = None,
+                 reporter: PrometheusReporter | None = None,
+                 gpu_sampler: GpuSampler | None = None):
+        self.reporter = PrometheusReporter() if reporter is None else reporter
+        events = self.reporter.registry
         live = CollectorRegistry()
         live.register(StateCollector(status_source))
-        nvml = Nvml()
+        self.gpu_sampler = GpuSampler() if gpu_sampler is None else gpu_sampler
+        nvml = self.gpu_sampler.nvml
         sampled = [SampledCollector(GpuCollector(nvml), "GPU"),
                    SampledCollector(HostCollector(status_source), "host"),
                    SampledCollector(ProcessCollector(registry=None), "process")]
         for collector in sampled:
             live.register(collector)
         self._sampler = Sampler(sampled)
-        self.gpu_sampler = GpuSampler(nvml)
         self.registry = Exposition(events, lambda: self.reporter.version, live)
         self._server = MetricsServer(
             self.registry, status_source, listen=listen, tls_cert_file=tls_cert_file,

@@ -13,35 +13,20 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
 import threading
 import time
 from typing import Mapping
 
 import bcrypt
 
-_BCRYPT = re.compile(r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$")
-_SHA256 = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+# The hash formats are checked where config checks them too (one function for both).
+from ..pipeline.contract import validate_users
+
 # Checked for unknown users so they cost as much as a wrong password (no user enumeration).
 _DUMMY_BCRYPT = b"$2b$12$aAqrRWpUxyN/E3BxweWDsu7N8r3uzF1FN5MsmGA56/toWFi6SNAFG"
 
 REALM = "scribewatch"
 CACHE_SECONDS = 300.0
-
-
-def validate_users(users: Mapping[str, str]) -> dict[str, str]:
-    """The users, checked: every value must be a bcrypt or sha256 hash. Raises ValueError."""
-    checked = {}
-    for user, hashed in users.items():
-        if not isinstance(user, str) or not user or ":" in user:
-            raise ValueError(f"basic_auth_users: bad user name {user!r} (non-empty, no ':')")
-        if not isinstance(hashed, str) or not (_BCRYPT.match(hashed) or _SHA256.match(hashed)):
-            raise ValueError(
-                f"basic_auth_users: user {user!r}: the value must be a bcrypt hash ($2b$…, "
-                "e.g. from `htpasswd -nBC 12 USER`) or sha256:<64 hex digits>, never a plain "
-                "password")
-        checked[user] = hashed
-    return checked
 
 
 class BasicAuth:

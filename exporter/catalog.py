@@ -1,9 +1,9 @@
 """The metric catalog: every family scribewatch exposes, declared once.
 
 The reporter creates its client objects from here (`create_metrics`), the custom collectors take
-their names, help and labels from here (`family(name).new()`), `docs/metrics.md` is generated from
-here (`python -m exporter.docs`) and the tests hold the registry to it. Names are fixed by
-docs/architecture.md: dashboards and alerts depend on them.
+their names, help and labels from here (`family(name).new()`), `docs/metrics.md` is generated
+from here (`python -m scribewatch.exporter.docs`) and the tests hold the registry to it. Names are
+fixed by docs/architecture.md: dashboards and alerts depend on them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..pipeline.errors import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.contract import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
 
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter

@@ -173,8 +173,13 @@ _UP = "scribewatch_nvml_up"
 
 
 class GpuCollector:
-    def __init__(self, session: Nvml):
-        self._session = session
+    def __init__(self, session: Nvml | None = None):
+        self._session = Nvml() if session is None else session
+
+    @property
+    def nvml(self) -> Nvml:
+        """The NVML session, shared with the GPU collector: one library handle per process."""
+        return self._session
 
     def describe(self):
         # Names for the registry without touching NVML at registration time.
@@ -207,8 +212,13 @@ class GpuCollector:
 class GpuSampler:
     """For the pipeline's per-job resource summary: sample() during a job, keep the maxima."""
 
-    def __init__(self, session: Nvml):
-        self._session = session
+    def __init__(self, session: Nvml | None = None):
+        self._session = Nvml() if session is None else session
+
+    @property
+    def nvml(self) -> Nvml:
+        """The NVML session, shared with the GPU collector: one library handle per process."""
+        return self._session
 
     def sample(self) -> tuple[float, int] | None:
         """(highest utilisation ratio of any GPU, this process's GPU memory in bytes on all

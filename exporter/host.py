@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from ..pipeline.events import StatusSource
+from ..pipeline.contract import StatusSource
 
 from . import catalog
 

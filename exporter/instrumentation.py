@@ -13,8 +13,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from ..pipeline.errors import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
-from ..pipeline.events import StatusSource
+from ..pipeline.contract import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES, StatusSource
 
 from . import catalog
 
@@ -32,16 +31,17 @@ def _records(method):
 
 
 class PrometheusReporter:
-    """`pipeline.events.Reporter` backed by the catalog's client objects.
+    """`pipeline.contract.Reporter` backed by the catalog's client objects.
 
     Every child is resolved once here, so reporting is a dict lookup plus the client's own
     update (a stage observation costs about a microsecond). Label values outside the codes of
-    `pipeline.errors` are a programming error and raise ValueError before anything is counted:
+    `pipeline.contract` are a programming error and raise ValueError before anything is counted:
     a free-text label would be a new series per message.
     """
 
-    def __init__(self, registry: CollectorRegistry):
-        m = catalog.create_metrics(registry)
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = CollectorRegistry() if registry is None else registry
+        m = catalog.create_metrics(self.registry)
         self._versions = itertools.count(1)
         self.version = 0       # moves on with every recorded event: the families' text is cached
         self._stage = {s: m["scribewatch_stage_duration_seconds"].labels(s) for s in STAGES}

@@ -20,27 +20,14 @@ from typing import Awaitable, Mapping
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from ..pipeline.errors import OUTCOMES
-from ..pipeline.events import StatusSnapshot, StatusSource
+# The listen address and the TLS pair are parsed by the functions config uses at start.
+from ..pipeline.contract import OUTCOMES, StatusSnapshot, StatusSource, parse_listen, tls_pair
 
 from .auth import REALM, BasicAuth
 from .exposition import CachedOpenMetricsEncoder, Exposition
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
 
 log = logging.getLogger(__name__)
-
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """'HOST:PORT', '[IPv6]:PORT' → (host, port). Raises ValueError."""
-    host, sep, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"listen {listen!r}: put an IPv6 address in brackets, e.g. [::]:9847")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen {listen!r}: expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847")
-    return host, int(port)
 
 
 def client_url(host: str, port: int, tls: bool) -> str:
@@ -119,9 +106,8 @@ class MetricsServer:
         self.exposition = exposition
         self.status_source = status_source
         self._host, self._port = parse_listen(listen)
-        if bool(tls_cert_file) != bool(tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
-        self._tls = _tls_context(tls_cert_file, tls_key_file) if tls_cert_file else None
+        pair = tls_pair(tls_cert_file, tls_key_file)
+        self._tls = _tls_context(*pair) if pair else None
         self.auth = BasicAuth(basic_auth_users) if basic_auth_users else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

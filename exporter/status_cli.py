@@ -9,7 +9,9 @@ import time
 import urllib.error
 import urllib.request
 
-from .server import client_url, parse_listen
+from ..pipeline.contract import parse_listen
+
+from .server import client_url
 
 
 class StatusError(Exception):

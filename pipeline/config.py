@@ -1,6 +1,7 @@
 """Settings: one schema, four sources. Precedence: CLI flags > SCRIBEWATCH_* env > YAML file > defaults.
 
-Every key is declared once in `SCHEMA`; the YAML loader, the environment reader, the CLI flags,
+Every key is declared once, as a field of `Config` (`setting(default, help, …)`); `SCHEMA` is
+read from those fields, and the YAML loader, the environment reader, the CLI flags,
 `scribewatch check` and the README's config reference all come from it. A bad key or value
 fails at start with a message naming both (exit code 2).
 """
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+# The web settings are parsed by the same functions the exporter uses when it is built.
+from .contract import parse_listen, tls_pair, validate_users
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -33,7 +37,7 @@ class ConfigError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Setting:
     key: str
-    kind: str                 # str | int | float | bool | list | dict | path | optpath
+    kind: str                 # str | int | float | bool | list | dict | optpath (the field type)
     default: Any
     help: str
     choices: tuple = ()
@@ -41,11 +45,22 @@ class Setting:
     check: Callable[[Any], str | None] | None = None   # returns an error text or None
 
 
+def setting(default: Any, help: str, *, choices: tuple = (), minimum: float | None = None,
+            check: Callable[[Any], str | None] | None = None) -> Any:
+    """A `Config` field: the setting's whole declaration. Its key is the field's name and its
+    kind the field's type; the raw default is coerced like any other value, so the dataclass
+    gets no default of its own (a Config is only ever made by `load`)."""
+    return dataclasses.field(metadata={"setting": Setting(
+        "", "", default, help, choices=choices, minimum=minimum, check=check)})
+
+
 def _listen_check(value: str) -> str | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        return "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
-    return None
+    try:
+        _host, port = parse_listen(value)
+    except ValueError as e:
+        return str(e).removeprefix(f"listen {value!r}: ")
+    # Port 0 (any free one) suits tests of the server, not a daemon Prometheus must find.
+    return None if port else "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
 
 
 def _nice_check(value: int) -> str | None:
@@ -59,135 +74,117 @@ def _language_check(value: str) -> str | None:
 
 
 def _auth_check(users: dict) -> str | None:
-    for user, hashed in users.items():
-        if not isinstance(hashed, str) or not (
-            hashed.startswith(("$2a$", "$2b$", "$2y$")) or hashed.startswith("sha256:")
-        ):
-            return (f"user {user!r}: give a bcrypt hash ($2b$…) or sha256:<hex>, "
-                    "never a plain password")
+    try:
+        validate_users(users)
+    except ValueError as e:
+        return str(e).removeprefix("basic_auth_users: ")
     return None
-
-
-SCHEMA: tuple[Setting, ...] = (
-    Setting("watch_dirs", "list", ["./inbox"], "Folders to watch (recursively when `recursive`)."),
-    Setting("recursive", "bool", True, "Watch sub-folders too."),
-    Setting("include_extensions", "list", list(MEDIA_EXTENSIONS),
-            "File extensions (without dot, case-insensitive) that are media to transcribe."),
-    Setting("ignore_globs", "list", list(DEFAULT_IGNORE),
-            "File-name globs never picked up (hidden files, partial downloads)."),
-    Setting("stability_seconds", "float", 2.0,
-            "A file must be closed and keep the same size and mtime this long before it is a job.",
-            minimum=0),
-    Setting("polling", "bool", False,
-            "Poll instead of inotify (NFS/SMB mounts do not deliver inotify events)."),
-    Setting("poll_interval_seconds", "float", 5.0, "Polling period when `polling` is on.", minimum=0.1),
-    Setting("rescan_interval_seconds", "float", 300.0,
-            "Full rescan period: catches events lost on network filesystems. 0 disables.", minimum=0),
-    Setting("output_mode", "str", "beside", "Where subtitles go: `beside` the source, or "
-            "`output_dir` (mirroring the watched tree).", choices=("beside", "output_dir")),
-    Setting("output_dir", "optpath", None, "Root folder for `output_mode: output_dir`."),
-    Setting("output_formats", "list", ["srt"], "Any of srt, vtt, txt, json."),
-    Setting("model", "str", "tiny.en",
-            "Model name (tiny.en, base, small, medium, large-v3, …) or a CTranslate2 model folder."),
-    Setting("models_dir", "optpath", None,
-            "Folder holding local model folders named like the model; searched before any download."),
-    Setting("device", "str", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda.",
-            choices=DEVICES),
-    Setting("compute_type", "str", "auto", "auto (float16 on CUDA, int8 on CPU) or a CTranslate2 type.",
-            choices=COMPUTE_TYPES),
-    Setting("cpu_threads", "int", 0, "CPU threads for inference; 0 = all cores.", minimum=0),
-    Setting("transcribe_nice", "int", 10,
-            "How much lower the inference threads' CPU priority is than the rest of the daemon "
-            "(a Linux nice increment, 0-19): a Plex transcode and the /metrics server come "
-            "first. 0 keeps them equal. Used when `transcribe_idle_class` is off or not "
-            "available.", minimum=0, check=_nice_check),
-    Setting("transcribe_idle_class", "bool", False,
-            "Run the inference threads in Linux's SCHED_IDLE class instead of at "
-            "`transcribe_nice`: they get a core only when nothing else wants it, so a Plex "
-            "transcode never shares the CPU with them, and one that takes every core stops "
-            "transcription until it ends."),
-    Setting("language", "str", "auto", "auto (detect) or a forced ISO 639-1 code.",
-            check=_language_check),
-    Setting("beam_size", "int", 5, "Beam size for decoding.", minimum=1),
-    Setting("vad", "bool", True, "Silero VAD filter: skips silence and curbs hallucinations."),
-    Setting("batch_size", "int", 0,
-            "Batched inference for long files (e.g. 8); 0, the default, decodes sequentially. "
-            "Faster, but with small models it drops phrases (docs/performance.md).", minimum=0),
-    Setting("batch_min_audio_seconds", "float", 120.0,
-            "Use batched inference for files at least this long.", minimum=0),
-    Setting("workers", "int", 1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1),
-    Setting("db", "path", "./scribewatch.db",
-            "SQLite job store path, on a local disk (a network filesystem is refused). One "
-            "daemon per store."),
-    Setting("listen", "str", "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.",
-            check=_listen_check),
-    Setting("model_idle_unload_minutes", "float", 0.0,
-            "Free the model (and its GPU memory) after this many idle minutes; 0 keeps it loaded.",
-            minimum=0),
-    Setting("max_attempts", "int", 3, "Attempts for transient failures before a job fails.", minimum=1),
-    Setting("retry_backoff_seconds", "float", 30.0,
-            "First retry delay; doubles with each further attempt.", minimum=0),
-    Setting("shutdown_grace_seconds", "float", 30.0,
-            "On SIGTERM, how long the running job may take to finish before it is re-queued. "
-            "A second SIGTERM (Ctrl-C again) re-queues it at once.",
-            minimum=0),
-    Setting("skip_existing_subtitles", "bool", True,
-            "Skip files that already have a subtitle for the target language beside them."),
-    Setting("skip_embedded_subtitles", "bool", True,
-            "Skip containers that carry a subtitle stream in the target language."),
-    Setting("log_level", "str", "info", "debug, info, warning or error.",
-            choices=("debug", "info", "warning", "error")),
-    Setting("tls_cert_file", "optpath", None, "TLS certificate for the HTTP server (PEM)."),
-    Setting("tls_key_file", "optpath", None, "TLS private key for the HTTP server (PEM)."),
-    Setting("basic_auth_users", "dict", {},
-            "user: bcrypt hash or sha256:<hex> — protects /metrics and /api/status.",
-            check=_auth_check),
-)
-BY_KEY = {s.key: s for s in SCHEMA}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    watch_dirs: tuple[str, ...]
-    recursive: bool
-    include_extensions: tuple[str, ...]
-    ignore_globs: tuple[str, ...]
-    stability_seconds: float
-    polling: bool
-    poll_interval_seconds: float
-    rescan_interval_seconds: float
-    output_mode: str
-    output_dir: str | None
-    output_formats: tuple[str, ...]
-    model: str
-    models_dir: str | None
-    device: str
-    compute_type: str
-    cpu_threads: int
-    transcribe_nice: int
-    transcribe_idle_class: bool
-    language: str
-    beam_size: int
-    vad: bool
-    batch_size: int
-    batch_min_audio_seconds: float
-    workers: int
-    db: str
-    listen: str
-    model_idle_unload_minutes: float
-    max_attempts: int
-    retry_backoff_seconds: float
-    shutdown_grace_seconds: float
-    skip_existing_subtitles: bool
-    skip_embedded_subtitles: bool
-    log_level: str
-    tls_cert_file: str | None
-    tls_key_file: str | None
-    basic_auth_users: dict
+    """Every setting, declared once: name, type, default, help and checks."""
+
+    watch_dirs: tuple[str, ...] = setting(
+        ["./inbox"], "Folders to watch (recursively when `recursive`).")
+    recursive: bool = setting(True, "Watch sub-folders too.")
+    include_extensions: tuple[str, ...] = setting(
+        list(MEDIA_EXTENSIONS),
+        "File extensions (without dot, case-insensitive) that are media to transcribe.")
+    ignore_globs: tuple[str, ...] = setting(
+        list(DEFAULT_IGNORE), "File-name globs never picked up (hidden files, partial downloads).")
+    stability_seconds: float = setting(
+        2.0, "A file must be closed and keep the same size and mtime this long before it is a job.",
+        minimum=0)
+    polling: bool = setting(
+        False, "Poll instead of inotify (NFS/SMB mounts do not deliver inotify events).")
+    poll_interval_seconds: float = setting(
+        5.0, "Polling period when `polling` is on.", minimum=0.1)
+    rescan_interval_seconds: float = setting(
+        300.0, "Full rescan period: catches events lost on network filesystems. 0 disables.",
+        minimum=0)
+    output_mode: str = setting(
+        "beside", "Where subtitles go: `beside` the source, or `output_dir` (mirroring the "
+        "watched tree).", choices=("beside", "output_dir"))
+    output_dir: str | None = setting(None, "Root folder for `output_mode: output_dir`.")
+    output_formats: tuple[str, ...] = setting(["srt"], "Any of srt, vtt, txt, json.")
+    model: str = setting(
+        "tiny.en",
+        "Model name (tiny.en, base, small, medium, large-v3, …) or a CTranslate2 model folder.")
+    models_dir: str | None = setting(
+        None, "Folder holding local model folders named like the model; searched before any "
+        "download.")
+    device: str = setting(
+        "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda.", choices=DEVICES)
+    compute_type: str = setting(
+        "auto", "auto (float16 on CUDA, int8 on CPU) or a CTranslate2 type.",
+        choices=COMPUTE_TYPES)
+    cpu_threads: int = setting(0, "CPU threads for inference; 0 = all cores.", minimum=0)
+    transcribe_nice: int = setting(
+        10, "How much lower the inference threads' CPU priority is than the rest of the daemon "
+        "(a Linux nice increment, 0-19): a Plex transcode and the /metrics server come "
+        "first. 0 keeps them equal. Used when `transcribe_idle_class` is off or not "
+        "available.", minimum=0, check=_nice_check)
+    transcribe_idle_class: bool = setting(
+        False, "Run the inference threads in Linux's SCHED_IDLE class instead of at "
+        "`transcribe_nice`: they get a core only when nothing else wants it, so a Plex "
+        "transcode never shares the CPU with them, and one that takes every core stops "
+        "transcription until it ends.")
+    language: str = setting(
+        "auto", "auto (detect) or a forced ISO 639-1 code.", check=_language_check)
+    beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
+    vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
+    batch_size: int = setting(
+        0, "Batched inference for long files (e.g. 8); 0, the default, decodes sequentially. "
+        "Faster, but with small models it drops phrases (docs/performance.md).", minimum=0)
+    batch_min_audio_seconds: float = setting(
+        120.0, "Use batched inference for files at least this long.", minimum=0)
+    workers: int = setting(
+        1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1)
+    db: str = setting(
+        "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
+        "refused). One daemon per store.")
+    listen: str = setting(
+        "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.", check=_listen_check)
+    model_idle_unload_minutes: float = setting(
+        0.0, "Free the model (and its GPU memory) after this many idle minutes; 0 keeps it "
+        "loaded.", minimum=0)
+    max_attempts: int = setting(
+        3, "Attempts for transient failures before a job fails.", minimum=1)
+    retry_backoff_seconds: float = setting(
+        30.0, "First retry delay; doubles with each further attempt.", minimum=0)
+    shutdown_grace_seconds: float = setting(
+        30.0, "On SIGTERM, how long the running job may take to finish before it is re-queued. "
+        "A second SIGTERM (Ctrl-C again) re-queues it at once.", minimum=0)
+    skip_existing_subtitles: bool = setting(
+        True, "Skip files that already have a subtitle for the target language beside them.")
+    skip_embedded_subtitles: bool = setting(
+        True, "Skip containers that carry a subtitle stream in the target language.")
+    log_level: str = setting(
+        "info", "debug, info, warning or error.", choices=("debug", "info", "warning", "error"))
+    tls_cert_file: str | None = setting(None, "TLS certificate for the HTTP server (PEM).")
+    tls_key_file: str | None = setting(None, "TLS private key for the HTTP server (PEM).")
+    basic_auth_users: dict = setting(
+        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics and /api/status.",
+        check=_auth_check)
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
+
+
+# A field's type says how its values are read (annotations are strings here: `annotations`).
+_KINDS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "dict": "dict",
+          "tuple[str, ...]": "list", "str | None": "optpath"}
+
+
+def _schema() -> tuple[Setting, ...]:
+    return tuple(dataclasses.replace(f.metadata["setting"], key=f.name, kind=_KINDS[f.type])
+                 for f in dataclasses.fields(Config))
+
+
+SCHEMA: tuple[Setting, ...] = _schema()
+BY_KEY = {s.key: s for s in SCHEMA}
 
 
 # Environment names that are not settings (the config file's own location).
@@ -204,7 +201,7 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
 
     kind = setting.kind
     if value is None:
-        if kind in ("optpath",):
+        if kind == "optpath":
             return None
         raise bad("a value is required")
     if kind == "bool":
@@ -237,7 +234,7 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         if not isinstance(value, dict):
             raise bad("expected a mapping")
         out = {str(k): v for k, v in value.items()}
-    else:  # str, path, optpath
+    else:  # str, optpath
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise bad("expected a string")
         out = str(value)
@@ -318,8 +315,10 @@ def _cross_check(values: dict) -> None:
                           "set 'output_dir' to the folder subtitles should go to")
     if not values["watch_dirs"]:
         raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
-    if bool(values["tls_cert_file"]) != bool(values["tls_key_file"]):
-        raise ConfigError("'tls_cert_file' and 'tls_key_file' go together: set both or neither")
+    try:
+        tls_pair(values["tls_cert_file"], values["tls_key_file"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     values["include_extensions"] = tuple(e.lower().lstrip(".") for e in values["include_extensions"])
 
 

@@ -19,7 +19,7 @@ from .. import __version__
 from . import stages
 from .config import Config
 from .errors import SkipJob, StageError
-from .events import NullReporter, Reporter, RunningJob, StatusSnapshot
+from .contract import NullReporter, Reporter, RunningJob, StatusSnapshot
 from .guards import check_transcript
 from .intake import Intake
 from .model import ModelManager

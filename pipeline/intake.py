@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .events import NullReporter, Reporter
+from .contract import NullReporter, Reporter
 from .fingerprint import content_hash
 from .output import find_sidecar
 from .store import JobStore

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from .events import NullReporter, Reporter
+from .contract import NullReporter, Reporter
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .errors import FAILURE_REASONS
+from .contract import FAILURE_REASONS
 
 SCHEMA_VERSION = 2
 
@@ -400,9 +400,6 @@ class JobStore:
         row = self._exec("SELECT * FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
                          (path,)).fetchone()
         return _row_to_job(row) if row else None
-
-    def queue_depth(self) -> int:
-        return self._exec("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
 
     def next_wakeup(self) -> float | None:
         """When the earliest backed-off job becomes runnable (None: nothing queued)."""

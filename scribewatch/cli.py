@@ -1,4 +1,6 @@
-"""`scribewatch` — the command line. The only module that knows both the pipeline and the exporter.
+"""`scribewatch` — the command line: the parser, `run` (the composition root: the only place the
+pipeline and the exporter are put together) and `transcribe`. `history`/`retry` are in
+commands_store.py, `check`/`status` in commands_check.py.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message names the key).
 """
@@ -6,35 +8,24 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from . import __version__
+from .commands_check import cmd_check, cmd_status
+from .commands_store import cmd_history, cmd_retry
+# `_load` and `_setup_logging`: the names cmd_run and cmd_transcribe call them by.
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from .common import load_config as _load
+from .common import setup_logging as _setup_logging
 from .pipeline import config as config_mod
 from .pipeline import store as store_mod
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
 log = logging.getLogger(__name__)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-
-
-def _load(args) -> config_mod.Config:
-    path = getattr(args, "config", None) or os.environ.get("SCRIBEWATCH_CONFIG")
-    if path is None and Path("scribewatch.yaml").is_file():
-        path = "scribewatch.yaml"
-    return config_mod.load(path, flags=config_mod.flags_from_args(args))
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -69,7 +60,7 @@ def cmd_run(args) -> int:
     cfg = _load(args)
     _setup_logging(cfg.log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-    from .exporter import Exporter
+    from .exporter import Exporter, GpuSampler, PrometheusReporter
 
     from .pipeline.daemon import Daemon
     from .pipeline.instance_lock import StoreInUse
@@ -79,14 +70,16 @@ def cmd_run(args) -> int:
     except StoreInUse as e:
         log.error("%s", e)
         return EXIT_FAILURE
-    daemon = Daemon(cfg)
+    # What the daemon reports to and samples the GPU with exist before it, so each part gets
+    # its collaborators at construction and nothing is re-wired afterwards.
+    reporter, gpu = PrometheusReporter(), GpuSampler()
+    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
     try:
-        exporter = Exporter(daemon, listen=cfg.listen, tls_cert_file=cfg.tls_cert_file,
-                            tls_key_file=cfg.tls_key_file, basic_auth_users=cfg.basic_auth_users)
-    except ValueError as e:   # bad web settings (a plain password, unreadable TLS files)
+        exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
+                            tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
+                            basic_auth_users=cfg.basic_auth_users)
+    except ValueError as e:   # TLS files that do not load (config checked the rest)
         raise config_mod.ConfigError(str(e)) from None
-    daemon.reporter = exporter.reporter
-    daemon.gpu_probe = exporter.gpu_sampler.sample
     try:
         exporter.start()
     except OSError as e:
@@ -202,171 +195,6 @@ def cmd_transcribe(args) -> int:
             failed(path, f"{type(e).__name__}: {e} (a bug: traceback above)", stage[0],
                    "internal_error")
     return EXIT_FAILURE if failures else EXIT_OK
-
-
-# -- history -----------------------------------------------------------------------------------
-def _store_for(args):
-    from .pipeline.store import JobStore
-
-    db = args.db or _load(args).db
-    if not Path(db).exists():
-        raise config_mod.ConfigError(f"invalid value {db!r} for 'db': no job store there")
-    return JobStore(db)
-
-
-def _fmt_seconds(v) -> str:
-    return "-" if v is None else f"{v:.1f}s"
-
-
-def cmd_history(args) -> int:
-    store = _store_for(args)
-    if args.stats:
-        stats = store.stats()
-        if args.json:
-            print(json.dumps(stats, indent=2))
-            return EXIT_OK
-        c = stats["counts"]
-        print(f"jobs: {stats['total_jobs']}  succeeded {c['succeeded']}  failed {c['failed']}  "
-              f"skipped {c['skipped']}  queued {c['queued']}  running {c['running']}")
-        for label, key in (("processing time", "processing_seconds"), ("detected → written", "job_seconds")):
-            s = stats[key]
-            print(f"{label}: avg {_fmt_seconds(s['avg'])}  p50 {_fmt_seconds(s['p50'])}  "
-                  f"p95 {_fmt_seconds(s['p95'])}  max {_fmt_seconds(s['max'])}")
-        rtf = stats["mean_realtime_factor"]
-        print(f"audio: {stats['audio_hours']:.3f} h   mean real-time factor: "
-              f"{'-' if rtf is None else f'{rtf:.3f}'}")
-        for title, key in (("failures", "failure_reasons"), ("skips", "skip_reasons")):
-            if stats[key]:
-                print(f"{title}: " + ", ".join(f"{r} {n}" for r, n in sorted(stats[key].items())))
-        return EXIT_OK
-    if args.job is not None:
-        job = store.get(args.job)
-        if job is None:
-            print(f"no job {args.job}", file=sys.stderr)
-            return EXIT_FAILURE
-        jobs = [job]
-    else:
-        jobs = store.history(limit=args.limit, status=args.status)
-    if args.json:
-        print(json.dumps(jobs if args.job is None else jobs[0], indent=2))
-        return EXIT_OK
-    if args.job is not None:
-        for key, value in jobs[0].items():
-            print(f"{key:22} {value}")
-        return EXIT_OK
-    print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':4}  path")
-    for j in jobs:
-        print(f"{j['id']:>5}  {j['status']:9}  {(j['reason'] or '-'):19}  {j['attempts']:>5}  "
-              f"{_fmt_seconds(j['audio_seconds']):>8}  {(j['language'] or '-'):4}  {j['path']}")
-    return EXIT_OK
-
-
-# -- retry -------------------------------------------------------------------------------------
-def _stored_path(name: str) -> list[str]:
-    """How the store may spell a file given on the command line: the daemon keeps paths under
-    its resolved watch folders; a symlinked file itself keeps its own name."""
-    given = Path(name).absolute()
-    return list(dict.fromkeys([str(given.parent.resolve() / given.name), os.path.abspath(name)]))
-
-
-def cmd_retry(args) -> int:
-    """Failed jobs whose cause is fixed (a full disk, a permission), or any finished file again
-    (`--path`, `--under`): a running daemon picks them up."""
-    if not (args.job or args.reason or args.all_failed or args.path or args.under):
-        raise config_mod.ConfigError("say which jobs: --job ID, --reason CODE, --all-failed "
-                                     "(failed ones), --path FILE or --under DIR (any outcome)")
-    if args.status and not args.under:
-        raise config_mod.ConfigError("--status goes with --under DIR")
-    store = _store_for(args)
-    if args.job or args.reason or args.all_failed:
-        ids = store.retry_failed(args.job or None, args.reason)
-        print(f"{len(ids)} failed job(s) queued again" + (f": {', '.join(map(str, ids))}" if ids else ""))
-    if not (args.path or args.under):
-        return EXIT_OK
-    paths = [p for name in args.path or () for p in _stored_path(name)]
-    under = str(Path(args.under).resolve()) if args.under else None
-    statuses = [args.status] if args.status else (("succeeded",) if under else store_mod.FINAL)
-    queued, active = store.redo(paths, under=under, statuses=statuses)
-    for job in queued:
-        print(f"queued again: job {job['id']} ({job['status']} before) {job['path']}")
-    for job in active:
-        print(f"already {job['status']}: job {job['id']} {job['path']}", file=sys.stderr)
-    known = {j["path"] for j in queued + active}
-    missing = [name for name in args.path or () if not known & set(_stored_path(name))]
-    for name in missing:
-        print(f"no job for {name} in the store (the daemon has not seen it)", file=sys.stderr)
-    print(f"{len(queued)} job(s) queued again")
-    return EXIT_FAILURE if missing else EXIT_OK
-
-
-# -- check -------------------------------------------------------------------------------------
-def cmd_check(args) -> int:
-    import yaml
-
-    cfg = _load(args)
-    _setup_logging("warning")
-    print("# resolved configuration")
-    print(yaml.safe_dump(cfg.as_dict(), sort_keys=False).rstrip())
-    print("# checks")
-    problems = 0
-
-    def report(ok: bool, what: str) -> None:
-        nonlocal problems
-        problems += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {what}")
-
-    for d in cfg.watch_dirs:
-        report(os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK), f"watch folder {d} readable")
-    if cfg.output_mode == "output_dir":
-        report(os.path.isdir(cfg.output_dir) and os.access(cfg.output_dir, os.W_OK),
-               f"output folder {cfg.output_dir} writable")
-    db_dir = Path(cfg.db).resolve().parent
-    report(db_dir.is_dir() and os.access(db_dir, os.W_OK), f"job store folder {db_dir} writable")
-    from .pipeline.instance_lock import network_filesystem
-
-    found = network_filesystem(db_dir)
-    report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
-           "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
-    from .pipeline.model import ModelManager
-
-    manager = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
-                           compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
-    try:
-        manager.load()
-        report(True, f"model {manager.name} loads on {manager.device}/{manager.compute_type} "
-                     f"in {manager.load_seconds:.2f}s ({manager.source})")
-    except Exception as e:
-        report(False, f"model {manager.name}: {e}")
-    from .exporter.gpu import Nvml
-
-    gpus = Nvml().read()
-    if gpus:
-        for g in gpus:
-            print(f"info gpu {g.index}: {g.name}, {(g.memory_total_bytes or 0) / 2**30:.1f} GiB")
-    else:
-        print("info no usable NVIDIA GPU (NVML unavailable): CPU inference")
-    return EXIT_FAILURE if problems else EXIT_OK
-
-
-# -- status ------------------------------------------------------------------------------------
-def cmd_status(args) -> int:
-    from .exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
-
-    url = args.url
-    if url is None:
-        cfg = _load(args)
-        url = url_for_listen(cfg.listen, tls=bool(cfg.tls_cert_file))
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text().strip()
-    try:
-        status = fetch_status(url, user=args.user, password=password, cafile=args.cafile,
-                              insecure=args.insecure)
-    except StatusError as e:
-        print(f"scribewatch status: {e}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
-    return EXIT_OK
 
 
 # -- parser ------------------------------------------------------------------------------------

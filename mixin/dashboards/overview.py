@@ -141,7 +141,7 @@ def failures(cfg: Config, sel: Selectors, n: Names) -> list[dict]:
         timeseries("Failures per hour, by stage and reason",
                    "Failed jobs per hour by stage and reason code (recording rule "
                    f"`{n.failures_rate}` × 3600, non-zero series only). Reason codes: "
-                   "docs/troubleshooting.md / pipeline/errors.py.",
+                   "README.md, Bad input / pipeline/contract.py.",
                    [target(f"{sel(n.failures_rate)} * 3600 > 0",
                            "{{instance}} {{stage}}/{{reason}}")],
                    w=10, unit=PER_HOUR, stacked=True, fill=60),

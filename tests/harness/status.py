@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from scribewatch.pipeline.events import RunningJob, StatusSnapshot
+from scribewatch.pipeline.contract import RunningJob, StatusSnapshot
 
 
 def snapshot(**changes) -> StatusSnapshot:

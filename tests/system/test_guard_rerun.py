@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from scribewatch.pipeline import config, daemon as daemon_mod
-from scribewatch.pipeline.events import NullReporter
+from scribewatch.pipeline.contract import NullReporter
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from tests.harness import media as gen
 from tests.harness import require_binary, wait_for
 from scribewatch.exporter import catalog
 from scribewatch import __version__
-from scribewatch.pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from scribewatch.pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,8 @@ import pytest
 from tests.harness import media as gen
 from tests.harness import SHARED_MEDIA
 from scribewatch.pipeline import stages
-from scribewatch.pipeline.errors import FAILURE_REASONS, SkipJob, StageError
+from scribewatch.pipeline.contract import FAILURE_REASONS
+from scribewatch.pipeline.errors import SkipJob, StageError
 
 SEED = 11
 CLIP_SECONDS = 3.0

@@ -2,27 +2,46 @@
 
 import re
 
-from scribewatch.pipeline import config
-from scribewatch.pipeline.errors import FAILURE_REASONS, SKIP_REASONS
+from scribewatch.pipeline import config, docs
+from scribewatch.pipeline.contract import FAILURES, SKIPS
 from tests.harness import REPO
 
-
-def test_readme_config_reference_is_current():
-    readme = (REPO / "README.md").read_text()
-    assert config.reference_markdown() in readme, (
-        "README config reference is stale: regenerate it from pipeline.config.reference_markdown()")
+# That the README's tables and scribewatch.example.yaml are what pipeline/docs.py makes now:
+# tests/unit/test_generated.py.
 
 
-def test_example_config_is_current_and_means_the_defaults():
+def test_example_config_means_the_defaults():
     example = REPO / "scribewatch.example.yaml"
-    assert example.read_text() == config.example_yaml()
     assert config.load(example, environ={}) == config.load(None, environ={})
 
 
-def test_readme_lists_every_reason_code():
+def test_readme_tables_hold_every_setting_and_reason():
+    tables = config.reference_markdown() + docs.reasons_markdown()
+    for s in config.SCHEMA:
+        assert f"| `{s.key}` | `{config.env_name(s.key)}` |" in tables, s.key
+    for r in FAILURES:
+        assert f"| `{r.code}` | " in tables and r.when in tables, r.code
+    for r in SKIPS:
+        assert f"| `{r.code}` | {r.when} |" in tables, r.code
     readme = (REPO / "README.md").read_text()
-    for reason in list(FAILURE_REASONS) + list(SKIP_REASONS):
-        assert f"`{reason}`" in readme, reason
+    assert "| `internal_error` | any | yes |" in readme        # a reason of every stage
+    assert "| `vanished` | probe | no |" in readme
+
+
+def test_generator_check_mode(tmp_path, monkeypatch):
+    """`--check` exits 1 on a stale table and writes nothing; a plain run rewrites it."""
+    for rel in ("README.md", "scribewatch.example.yaml"):
+        (tmp_path / rel).write_text((REPO / rel).read_text())
+    monkeypatch.setattr(docs, "REPO", tmp_path)
+    assert docs.main(["--check"]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text().replace("| `disk_full` | write | yes |",
+                                                 "| `disk_full` | write | no |"))
+    stale = readme.read_text()
+    assert docs.main(["--check"]) == 1 and readme.read_text() == stale
+    assert docs.main([]) == 0 and docs.main(["--check"]) == 0
+    assert "| `disk_full` | write | yes |" in readme.read_text()
+    assert docs.main(["--bogus"]) == 2
 
 
 def test_make_targets_are_the_documented_two():

@@ -156,3 +156,17 @@ def test_every_reporter_event_moves_the_version_on():
         event()
         assert r.version > seen[-1]
         seen.append(r.version)
+
+
+def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
+    """`scribewatch run` builds the reporter and GPU sampler before the daemon (which takes them
+    at construction) and hands the same objects to the exporter: what the daemon reports is
+    what /metrics serves, with no re-wiring after construction."""
+    from scribewatch.exporter import GpuSampler, PrometheusReporter
+
+    reporter, gpu = PrometheusReporter(), GpuSampler()
+    exp = Exporter(Source(), listen="127.0.0.1:0", reporter=reporter, gpu_sampler=gpu)
+    assert exp.reporter is reporter and exp.gpu_sampler is gpu
+    reporter.job_finished("failed", reason="disk_full", stage="write")
+    text = om.generate_latest(exp.registry).decode()
+    assert 'scribewatch_job_failures_total{reason="disk_full",stage="write"} 1.0' in text

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.harness import FAKE_NVML_DIR, REPO, require_binary
 from scribewatch.exporter import Exporter, catalog
 from scribewatch.exporter.instrumentation import PrometheusReporter, StateCollector
-from scribewatch.pipeline.errors import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
-from scribewatch.pipeline.events import RunningJob, StatusSnapshot
+from scribewatch.pipeline.contract import (FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES,
+                                           RunningJob, StatusSnapshot)
 from tests.harness import status
 from tests.harness.status import Source
 

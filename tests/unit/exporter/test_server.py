@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from tests.harness import require_binary
 from scribewatch.exporter import Exporter, auth
 from scribewatch.exporter.auth import BasicAuth
-from scribewatch.exporter.server import parse_listen
+from scribewatch.pipeline.contract import parse_listen
 from scribewatch.exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
 from tests.harness.status import Source, basic, request, snapshot
 

@@ -97,3 +97,39 @@ def test_transcribe_nice_is_a_nice_increment():
     for bad in ("20", "-1"):
         with pytest.raises(config.ConfigError, match="transcribe_nice"):
             config.load(None, environ={"SCRIBEWATCH_TRANSCRIBE_NICE": bad})
+
+
+def test_each_setting_is_declared_once_as_a_config_field():
+    """SCHEMA is read from Config's fields: the same keys in the same order, each field's type
+    giving the kind its values are read as."""
+    import dataclasses
+
+    assert [s.key for s in config.SCHEMA] == [f.name for f in dataclasses.fields(config.Config)]
+    kinds = {s.key: s.kind for s in config.SCHEMA}
+    assert kinds["beam_size"] == "int" and kinds["vad"] == "bool"
+    assert kinds["watch_dirs"] == "list" and kinds["output_dir"] == "optpath"
+    assert config.load(None, environ={"SCRIBEWATCH_OUTPUT_DIR": ""}).output_dir is None
+
+
+@pytest.mark.parametrize("key, value, why", [
+    # The server's parser: an unbracketed IPv6 address was accepted here and refused only
+    # when the exporter was built.
+    ("listen", "::1:9847", "brackets"),
+    ("listen", "host:70000", "HOST:PORT"),
+    ("listen", "127.0.0.1:0", "HOST:PORT"),     # a daemon needs a port Prometheus can find
+    # The exporter's hash formats: a prefix alone no longer passes.
+    ("basic_auth_users", {"prom": "$2b$12$tooshort"}, "bcrypt"),
+    ("basic_auth_users", {"a:b": "sha256:" + "0" * 64}, "user name"),
+])
+def test_web_settings_are_checked_by_the_exporters_rules_at_load(tmp_path, key, value, why):
+    with pytest.raises(ConfigError, match=why) as err:
+        config.load(write(tmp_path, {key: value}), environ={})
+    assert f"'{key}'" in str(err.value)
+
+
+def test_tls_files_go_together():
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file go together"):
+        config.load(None, environ={"SCRIBEWATCH_TLS_CERT_FILE": "cert.pem"})
+    cfg = config.load(None, environ={"SCRIBEWATCH_TLS_CERT_FILE": "c.pem",
+                                     "SCRIBEWATCH_TLS_KEY_FILE": "k.pem"})
+    assert (cfg.tls_cert_file, cfg.tls_key_file) == ("c.pem", "k.pem")

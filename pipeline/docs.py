@@ -1,0 +1,82 @@
+"""`python -m scribewatch.pipeline.docs [--check]`: the README's config and reason tables and
+scribewatch.example.yaml, from pipeline/config.py and pipeline/contract.py.
+
+A development tool (`make generate`), never imported by the daemon. `--check` writes nothing and
+exits 1 when a committed file differs from what it would write.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import config
+from .contract import FAILURE_LABELS, FAILURES, SKIPS, STAGES
+
+REPO = Path(__file__).resolve().parent.parent
+COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
+
+# README regions: name -> (the file it is generated from, render function). The text between
+# `<!-- name: … -->` and `<!-- /name -->` is replaced, the opening marker included.
+REGIONS = {
+    "config-reference": ("pipeline/config.py", config.reference_markdown),
+    "reasons": ("pipeline/contract.py", lambda: reasons_markdown()),
+}
+
+
+def reasons_markdown() -> str:
+    """The "Bad input" tables: every failure reason, then every skip reason."""
+    rows = ["| reason | stage | retried | when |", "| --- | --- | --- | --- |"]
+    for r in FAILURES:
+        # Reported under any stage (the exporter pre-initialises every one): say so.
+        stages = {s for s, code in FAILURE_LABELS if code == r.code}
+        stage = "any" if stages == set(STAGES) else r.stage
+        rows.append(f"| `{r.code}` | {stage} | {'yes' if r.retried else 'no'} | {r.when} |")
+    rows += ["", "| skipped (no subtitle written) | when |", "| --- | --- |"]
+    rows += [f"| `{r.code}` | {r.when} |" for r in SKIPS]
+    return "\n".join(rows) + "\n"
+
+
+def render_readme(text: str) -> str:
+    for name, (source, render) in REGIONS.items():
+        begin, end = f"<!-- {name}:", f"<!-- /{name} -->"
+        head, sep, rest = text.partition(begin)
+        if not sep or end not in rest:
+            raise ValueError(f"README.md: no {begin} … {end} region")
+        _, tail = rest.split(end, 1)
+        text = (f"{head}{begin} generated from {source} by {COMMAND} -->\n"
+                f"{render()}{end}{tail}")
+    return text
+
+
+def outputs() -> dict[str, str]:
+    """Repository-relative path -> the text this generator makes for it now."""
+    return {"README.md": render_readme((REPO / "README.md").read_text()),
+            "scribewatch.example.yaml": config.example_yaml()}
+
+
+def main(argv: list[str]) -> int:
+    unknown = [a for a in argv if a != "--check"]
+    if unknown:
+        print(f"usage: python -m scribewatch.pipeline.docs [--check] (unknown: "
+              f"{' '.join(unknown)})", file=sys.stderr)
+        return 2
+    stale = []
+    for rel, text in outputs().items():
+        path = REPO / rel
+        if path.exists() and path.read_text() == text:
+            continue
+        if "--check" in argv:
+            stale.append(rel)
+        else:
+            path.write_text(text)
+            print(f"wrote {rel}")
+    if stale:
+        print("out of date (run `python -m scribewatch.pipeline.docs`):", ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,81 @@
+"""`scribewatch check` (the configuration, folders, store, model and GPUs before a start) and
+`scribewatch status` (what a running daemon is doing, from its /api/status)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .common import EXIT_FAILURE, EXIT_OK, load_config, setup_logging
+
+
+# -- check -------------------------------------------------------------------------------------
+def cmd_check(args) -> int:
+    import yaml
+
+    cfg = load_config(args)
+    setup_logging("warning")
+    print("# resolved configuration")
+    print(yaml.safe_dump(cfg.as_dict(), sort_keys=False).rstrip())
+    print("# checks")
+    problems = 0
+
+    def report(ok: bool, what: str) -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {what}")
+
+    for d in cfg.watch_dirs:
+        report(os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK), f"watch folder {d} readable")
+    if cfg.output_mode == "output_dir":
+        report(os.path.isdir(cfg.output_dir) and os.access(cfg.output_dir, os.W_OK),
+               f"output folder {cfg.output_dir} writable")
+    db_dir = Path(cfg.db).resolve().parent
+    report(db_dir.is_dir() and os.access(db_dir, os.W_OK), f"job store folder {db_dir} writable")
+    from .pipeline.instance_lock import network_filesystem
+
+    found = network_filesystem(db_dir)
+    report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
+           "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
+    from .pipeline.model import ModelManager
+
+    manager = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
+                           compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
+    try:
+        manager.load()
+        report(True, f"model {manager.name} loads on {manager.device}/{manager.compute_type} "
+                     f"in {manager.load_seconds:.2f}s ({manager.source})")
+    except Exception as e:
+        report(False, f"model {manager.name}: {e}")
+    from .exporter.gpu import Nvml
+
+    gpus = Nvml().read()
+    if gpus:
+        for g in gpus:
+            print(f"info gpu {g.index}: {g.name}, {(g.memory_total_bytes or 0) / 2**30:.1f} GiB")
+    else:
+        print("info no usable NVIDIA GPU (NVML unavailable): CPU inference")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+# -- status ------------------------------------------------------------------------------------
+def cmd_status(args) -> int:
+    from .exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
+
+    url = args.url
+    if url is None:
+        cfg = load_config(args)
+        url = url_for_listen(cfg.listen, tls=bool(cfg.tls_cert_file))
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text().strip()
+    try:
+        status = fetch_status(url, user=args.user, password=password, cafile=args.cafile,
+                              insecure=args.insecure)
+    except StatusError as e:
+        print(f"scribewatch status: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK

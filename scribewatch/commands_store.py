@@ -1,0 +1,107 @@
+"""`scribewatch history` and `scribewatch retry`: the job store, read and re-queued."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .common import EXIT_FAILURE, EXIT_OK, load_config
+from .pipeline import config as config_mod
+from .pipeline import store as store_mod
+
+
+# -- history -----------------------------------------------------------------------------------
+def _store_for(args):
+    from .pipeline.store import JobStore
+
+    db = args.db or load_config(args).db
+    if not Path(db).exists():
+        raise config_mod.ConfigError(f"invalid value {db!r} for 'db': no job store there")
+    return JobStore(db)
+
+
+def _fmt_seconds(v) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def cmd_history(args) -> int:
+    store = _store_for(args)
+    if args.stats:
+        stats = store.stats()
+        if args.json:
+            print(json.dumps(stats, indent=2))
+            return EXIT_OK
+        c = stats["counts"]
+        print(f"jobs: {stats['total_jobs']}  succeeded {c['succeeded']}  failed {c['failed']}  "
+              f"skipped {c['skipped']}  queued {c['queued']}  running {c['running']}")
+        for label, key in (("processing time", "processing_seconds"), ("detected → written", "job_seconds")):
+            s = stats[key]
+            print(f"{label}: avg {_fmt_seconds(s['avg'])}  p50 {_fmt_seconds(s['p50'])}  "
+                  f"p95 {_fmt_seconds(s['p95'])}  max {_fmt_seconds(s['max'])}")
+        rtf = stats["mean_realtime_factor"]
+        print(f"audio: {stats['audio_hours']:.3f} h   mean real-time factor: "
+              f"{'-' if rtf is None else f'{rtf:.3f}'}")
+        for title, key in (("failures", "failure_reasons"), ("skips", "skip_reasons")):
+            if stats[key]:
+                print(f"{title}: " + ", ".join(f"{r} {n}" for r, n in sorted(stats[key].items())))
+        return EXIT_OK
+    if args.job is not None:
+        job = store.get(args.job)
+        if job is None:
+            print(f"no job {args.job}", file=sys.stderr)
+            return EXIT_FAILURE
+        jobs = [job]
+    else:
+        jobs = store.history(limit=args.limit, status=args.status)
+    if args.json:
+        print(json.dumps(jobs if args.job is None else jobs[0], indent=2))
+        return EXIT_OK
+    if args.job is not None:
+        for key, value in jobs[0].items():
+            print(f"{key:22} {value}")
+        return EXIT_OK
+    print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':4}  path")
+    for j in jobs:
+        print(f"{j['id']:>5}  {j['status']:9}  {(j['reason'] or '-'):19}  {j['attempts']:>5}  "
+              f"{_fmt_seconds(j['audio_seconds']):>8}  {(j['language'] or '-'):4}  {j['path']}")
+    return EXIT_OK
+
+
+# -- retry -------------------------------------------------------------------------------------
+def _stored_path(name: str) -> list[str]:
+    """How the store may spell a file given on the command line: the daemon keeps paths under
+    its resolved watch folders; a symlinked file itself keeps its own name."""
+    given = Path(name).absolute()
+    return list(dict.fromkeys([str(given.parent.resolve() / given.name), os.path.abspath(name)]))
+
+
+def cmd_retry(args) -> int:
+    """Failed jobs whose cause is fixed (a full disk, a permission), or any finished file again
+    (`--path`, `--under`): a running daemon picks them up."""
+    if not (args.job or args.reason or args.all_failed or args.path or args.under):
+        raise config_mod.ConfigError("say which jobs: --job ID, --reason CODE, --all-failed "
+                                     "(failed ones), --path FILE or --under DIR (any outcome)")
+    if args.status and not args.under:
+        raise config_mod.ConfigError("--status goes with --under DIR")
+    store = _store_for(args)
+    if args.job or args.reason or args.all_failed:
+        ids = store.retry_failed(args.job or None, args.reason)
+        print(f"{len(ids)} failed job(s) queued again" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    if not (args.path or args.under):
+        return EXIT_OK
+    paths = [p for name in args.path or () for p in _stored_path(name)]
+    under = str(Path(args.under).resolve()) if args.under else None
+    statuses = [args.status] if args.status else (("succeeded",) if under else store_mod.FINAL)
+    queued, active = store.redo(paths, under=under, statuses=statuses)
+    for job in queued:
+        print(f"queued again: job {job['id']} ({job['status']} before) {job['path']}")
+    for job in active:
+        print(f"already {job['status']}: job {job['id']} {job['path']}", file=sys.stderr)
+    known = {j["path"] for j in queued + active}
+    missing = [name for name in args.path or () if not known & set(_stored_path(name))]
+    for name in missing:
+        print(f"no job for {name} in the store (the daemon has not seen it)", file=sys.stderr)
+    print(f"{len(queued)} job(s) queued again")
+    return EXIT_FAILURE if missing else EXIT_OK
