@@ -25,6 +25,7 @@ from .intake import Intake
 from .model import ModelManager
 from .output import find_sidecar, output_paths, remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
+from .job import Job
 from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
 
@@ -130,21 +131,21 @@ class Daemon:
         self.model.reporter = self.intake.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
-            if job["strikes"] == 1:
+            if job.strikes == 1:
                 log.warning("job %d (%s) was interrupted by a restart in %s while progressing "
-                            "(the daemon's death %d during it): queued again", job["id"],
-                            job["path"], job["crash_point"], job["crashes"])
+                            "(the daemon's death %d during it): queued again", job.id,
+                            job.path, job.crash_point, job.crashes)
             else:
                 log.warning("job %d (%s): the daemon died again at the same point (%s) with no "
                             "progress since its previous death (%d of %d in a row): queued "
-                            "again%s", job["id"], job["path"], job["crash_point"],
-                            job["strikes"], self.cfg.max_attempts,
-                            ", behind the other jobs" if job["strikes"] >= SUSPECT_STRIKES else "")
+                            "again%s", job.id, job.path, job.crash_point,
+                            job.strikes, self.cfg.max_attempts,
+                            ", behind the other jobs" if job.strikes >= SUSPECT_STRIKES else "")
         for job in failed:
             log.error("failed %s: the daemon died at the same point (%s) %d times in a row "
-                      "[%s/crashed_repeatedly]", job["path"], job["crash_point"], job["strikes"],
-                      job["error_stage"])
-            self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job["error_stage"])
+                      "[%s/crashed_repeatedly]", job.path, job.crash_point, job.strikes,
+                      job.error_stage)
+            self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
         folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
@@ -216,7 +217,7 @@ class Daemon:
             try:
                 self._run(job, worker)
             except Exception:   # never let a bug kill the worker thread
-                log.exception("worker %s: unexpected error around job %d", worker, job["id"])
+                log.exception("worker %s: unexpected error around job %d", worker, job.id)
 
     def _idle_wait(self) -> float:
         wakeup = self.store.next_wakeup()
@@ -224,12 +225,12 @@ class Daemon:
             return 1.0
         return max(0.05, min(1.0, wakeup - time.time()))
 
-    def _run(self, job: dict, worker: str) -> None:
-        path, root = Path(job["path"]), Path(job["root"])
-        running = _Running(job["id"], worker, job["started_at"], job["path"], job["root"])
+    def _run(self, job: Job, worker: str) -> None:
+        path, root = Path(job.path), Path(job.root)
+        running = _Running(job.id, worker, job.started_at, job.path, job.root)
         self._running[worker] = running
-        self.reporter.job_started(max(0.0, job["started_at"] - job["detected_at"]))
-        log.info("started %s (job %d, attempt %d)", path, job["id"], job["attempts"])
+        self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
+        log.info("started %s (job %d, attempt %d)", path, job.id, job.attempts)
         stage_seconds: dict[str, float] = {}
         current = {"stage": "probe"}
 
@@ -237,7 +238,7 @@ class Daemon:
             if running.settled:
                 raise stages.Cancelled()   # shutdown already gave up on this job
             current["stage"] = stage
-            self.store.set_stage(job["id"], stage, stage_seconds)
+            self.store.set_stage(job.id, stage, stage_seconds)
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
@@ -253,11 +254,11 @@ class Daemon:
             with sampler:
                 self._stages(job, path, root, running, timed, stage_seconds)
         except stages.Cancelled:
-            if running.settle(lambda: self.store.requeue(job["id"], refund_attempt=True)):
-                log.warning("job %d (%s) interrupted by shutdown: queued again", job["id"], path)
+            if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
+                log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
         except SkipJob as s:
             def skipped():
-                self.store.finish(job["id"], "skipped", reason=s.reason, message=s.message,
+                self.store.finish(job.id, "skipped", reason=s.reason, message=s.message,
                                   stage_seconds=stage_seconds, **sampler.summary())
                 log.info("skipped %s: %s [%s]", path, s.message, s.reason)
                 self.reporter.job_finished("skipped", reason=s.reason, audio_seconds=0.0)
@@ -265,18 +266,18 @@ class Daemon:
         except StageError as e:
             running.settle(lambda: self._failed(job, e, stage_seconds, sampler.summary()))
         except Exception as e:   # a bug or something unforeseen: recorded, counted, the daemon goes on
-            log.exception("job %d (%s): unexpected error in %s", job["id"], path, current["stage"])
+            log.exception("job %d (%s): unexpected error in %s", job.id, path, current["stage"])
             err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", current["stage"])
             running.settle(lambda: self._failed(job, err, stage_seconds, sampler.summary()))
         else:
-            self.store.update(job["id"], **sampler.summary())
+            self.store.update(job.id, **sampler.summary())
         finally:
             self._running.pop(worker, None)
 
     def _stages(self, job, path: Path, root: Path, running: _Running, timed,
                 stage_seconds: dict) -> None:
         probe = timed("probe", stages.probe, path)
-        self.store.update(job["id"], audio_seconds=probe.duration)
+        self.store.update(job.id, audio_seconds=probe.duration)
         language = self.target_language
         if (self.cfg.skip_embedded_subtitles and language
                 and language in probe.subtitle_languages):
@@ -284,10 +285,10 @@ class Daemon:
                           f"{path}: the container already has a '{language}' subtitle stream")
         audio = timed("decode", stages.decode, path)
         running.audio_seconds = len(audio) / stages.SAMPLE_RATE
-        self.store.update(job["id"], audio_seconds=running.audio_seconds)
+        self.store.update(job.id, audio_seconds=running.audio_seconds)
         transcript = timed("transcribe", self._transcribe, audio, running)
         del audio
-        self.store.update(job["id"], language=transcript.language,
+        self.store.update(job.id, language=transcript.language,
                           language_probability=transcript.language_probability,
                           model=self.model.name, device=self.model.device,
                           compute_type=self.model.compute_type,
@@ -297,7 +298,7 @@ class Daemon:
             # Language detected only now: a subtitle in that language may already be there.
             sidecar = find_sidecar(path, transcript.language, self._subtitle_folders(path, root))
             # One this job wrote before is no reason to skip (`scribewatch retry --path`).
-            if sidecar is not None and str(sidecar) not in job["outputs"]:
+            if sidecar is not None and str(sidecar) not in job.outputs:
                 raise SkipJob("subtitle_exists", f"{path}: {sidecar.name} already exists")
         if not path.exists():
             raise StageError("vanished", f"{path}: the file was removed during the job", "write")
@@ -305,12 +306,12 @@ class Daemon:
                                self.output_dir)
         outputs = timed("write", stages.write, transcript, targets)
         finished = time.time()
-        processing = finished - job["started_at"]
+        processing = finished - job.started_at
 
         def succeeded():
-            self.store.finish(job["id"], "succeeded", outputs=outputs, stage_seconds=stage_seconds,
+            self.store.finish(job.id, "succeeded", outputs=outputs, stage_seconds=stage_seconds,
                               audio_seconds=transcript.duration)
-            self.reporter.job_finished("succeeded", job_seconds=finished - job["detected_at"],
+            self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
         if not running.settle(succeeded):
@@ -364,23 +365,23 @@ class Daemon:
             flagged = [f"first run: {f}" for f in findings] + [f"after re-run: {f}" for f in after]
             return dataclasses.replace(transcript, suspect=tuple(flagged))
 
-    def _failed(self, job: dict, err: StageError, stage_seconds: dict, resources: dict) -> None:
-        path, root = job["path"], job["root"]
+    def _failed(self, job: Job, err: StageError, stage_seconds: dict, resources: dict) -> None:
+        path, root = job.path, job.root
         if err.reason in ("vanished", "unreadable") and not Watcher._root_ok(root):
             # The whole watch folder is gone: a dropped mount, not a deleted file. Wait for it.
-            self.store.requeue(job["id"], refund_attempt=True, reason=err.reason,
+            self.store.requeue(job.id, refund_attempt=True, reason=err.reason,
                                stage=err.stage, message="paused: watch folder unavailable")
             log.warning("paused %s: watch folder %s is unavailable", path, root)
             return
-        if err.transient and job["attempts"] < self.cfg.max_attempts:
-            delay = self.cfg.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
-            self.store.requeue(job["id"], not_before=time.time() + delay, reason=err.reason,
+        if err.transient and job.attempts < self.cfg.max_attempts:
+            delay = self.cfg.retry_backoff_seconds * 2 ** (job.attempts - 1)
+            self.store.requeue(job.id, not_before=time.time() + delay, reason=err.reason,
                                stage=err.stage, message=err.message)
             log.warning("retrying %s in %.1fs (attempt %d of %d): %s [%s/%s]", path, delay,
-                        job["attempts"], self.cfg.max_attempts, err.message, err.stage, err.reason)
+                        job.attempts, self.cfg.max_attempts, err.message, err.stage, err.reason)
             self.reporter.job_retried(err.stage, err.reason)
             return
-        self.store.finish(job["id"], "failed", reason=err.reason, stage=err.stage,
+        self.store.finish(job.id, "failed", reason=err.reason, stage=err.stage,
                           message=err.message, stage_seconds=stage_seconds, **resources)
         log.error("failed %s: %s [%s/%s]", path, err.message, err.stage, err.reason)
         self.reporter.job_finished("failed", reason=err.reason, stage=err.stage)

@@ -64,11 +64,11 @@ class Intake:
             fingerprint = content_hash(path, st.st_size) if st else ""
         except OSError:
             fingerprint = ""   # unreadable: the probe stage records why
-        if latest is not None and latest["fingerprint"] == fingerprint:
-            if latest["status"] in ("queued", "running"):
+        if latest is not None and latest.fingerprint == fingerprint:
+            if latest.status in ("queued", "running"):
                 return   # already waiting for its turn
-            if fingerprint and latest["size"] == size:
-                self.store.update_stat(latest["id"], size, mtime_ns)   # touched only
+            if fingerprint and latest.size == size:
+                self.store.update_stat(latest.id, size, mtime_ns)   # touched only
                 return
         if latest is not None and self._subtitle_exists(path, root, size, mtime_ns, fingerprint,
                                                         latest):
@@ -86,7 +86,7 @@ class Intake:
             return False   # the language is known only after transcription: checked then
         source = Path(path)
         sidecar = find_sidecar(source, language, self.subtitle_folders(source, Path(root)))
-        if sidecar is None or (latest is not None and str(sidecar) in latest["outputs"]):
+        if sidecar is None or (latest is not None and str(sidecar) in latest.outputs):
             return False
         self.store.record_skipped(path, root, size, mtime_ns, fingerprint, "subtitle_exists",
                                   f"{path}: {sidecar.name} already exists")

@@ -53,5 +53,5 @@ def test_suspect_result_is_rerun_and_flagged(tmp_path, media, model_dir, monkeyp
         d.stop(grace=5)
     assert reporter.outcomes == [("succeeded", None)]
     assert len(calls) == 2 and reporter.suspects == 1
-    assert job["suspect"] == ["first run: repetition loop (test)"]
+    assert job.suspect == ["first run: repetition loop (test)"]
     assert (inbox / "a.en.srt").read_text().count("country") == 2   # the re-run's good text
