@@ -2,6 +2,7 @@
 real job store and real files."""
 
 import os
+import types
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ def setup(tmp_path, monkeypatch):
 
     monkeypatch.setattr(intake_mod, "content_hash", spy)
     queued = []
-    intake = Intake(store, skip_existing_subtitles=True, target_language=lambda: "en",
-                    subtitle_folders=lambda source, r: [source.parent],
+    settings = types.SimpleNamespace(skip_existing_subtitles=True)   # the Config's skip setting
+    intake = Intake(store, settings=settings, target_language=lambda: "en", output_dir=None,
                     on_queued=lambda: queued.append(1))
     yield intake, store, root, hashed, queued
     store.close()
