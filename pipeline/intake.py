@@ -13,23 +13,24 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from . import skip_policy
 from .contract import NullReporter, Reporter
+from .errors import SkipJob
 from .fingerprint import content_hash
-from .output import find_sidecar
+from .job import Job
 from .store import JobStore
 
 log = logging.getLogger(__name__)
 
 
 class Intake:
-    def __init__(self, store: JobStore, *, skip_existing_subtitles: bool,
-                 target_language: Callable[[], str | None],
-                 subtitle_folders: Callable[[Path, Path], list[Path]],
-                 on_queued: Callable[[], None], reporter: Reporter | None = None):
+    def __init__(self, store: JobStore, *, settings, target_language: Callable[[], str | None],
+                 output_dir: Path | None, on_queued: Callable[[], None],
+                 reporter: Reporter | None = None):
         self.store = store
-        self.skip_existing_subtitles = skip_existing_subtitles
+        self.settings = settings   # the Config: the skip rules read their settings from it
         self.target_language = target_language
-        self.subtitle_folders = subtitle_folders
+        self.output_dir = output_dir
         self.on_queued = on_queued
         self.reporter: Reporter = reporter or NullReporter()
 
@@ -64,11 +65,11 @@ class Intake:
             fingerprint = content_hash(path, st.st_size) if st else ""
         except OSError:
             fingerprint = ""   # unreadable: the probe stage records why
-        if latest is not None and latest["fingerprint"] == fingerprint:
-            if latest["status"] in ("queued", "running"):
+        if latest is not None and latest.fingerprint == fingerprint:
+            if latest.status in ("queued", "running"):
                 return   # already waiting for its turn
-            if fingerprint and latest["size"] == size:
-                self.store.update_stat(latest["id"], size, mtime_ns)   # touched only
+            if fingerprint and latest.size == size:
+                self.store.update_stat(latest.id, size, mtime_ns)   # touched only
                 return
         if latest is not None and self._subtitle_exists(path, root, size, mtime_ns, fingerprint,
                                                         latest):
@@ -78,19 +79,16 @@ class Intake:
         self.on_queued()
 
     def _subtitle_exists(self, path: str, root: str, size, mtime_ns, fingerprint: str,
-                         latest: dict | None) -> bool:
-        """Skip (recorded and counted) a file whose subtitle in our language is already there —
-        unless that subtitle is one we wrote for an earlier version of the file."""
-        language = self.target_language()
-        if not (self.skip_existing_subtitles and language):
-            return False   # the language is known only after transcription: checked then
-        source = Path(path)
-        sidecar = find_sidecar(source, language, self.subtitle_folders(source, Path(root)))
-        if sidecar is None or (latest is not None and str(sidecar) in latest["outputs"]):
-            return False
-        self.store.record_skipped(path, root, size, mtime_ns, fingerprint, "subtitle_exists",
-                                  f"{path}: {sidecar.name} already exists")
-        # debug: a first scan of a subtitled library would log one line per file
-        log.debug("skipped %s: %s already exists [subtitle_exists]", path, sidecar.name)
-        self.reporter.job_finished("skipped", reason="subtitle_exists")
-        return True
+                         latest: Job | None) -> bool:
+        """Skip (recorded and counted) a file the skip policy rules out before reading it."""
+        facts = skip_policy.Facts(Path(path), Path(root), self.target_language(), self.output_dir,
+                                  own_outputs=tuple(latest.outputs) if latest else ())
+        try:
+            skip_policy.check(skip_policy.BEFORE_READING, self.settings, facts)
+        except SkipJob as s:
+            self.store.record_skipped(path, root, size, mtime_ns, fingerprint, s.reason, s.message)
+            # debug: a first scan of a subtitled library would log one line per file
+            log.debug("skipped %s: %s [%s]", path, s.message.removeprefix(f"{path}: "), s.reason)
+            self.reporter.job_finished("skipped", reason=s.reason)
+            return True
+        return False

@@ -7,6 +7,7 @@ is no concern, and one connection keeps claim-next atomic without retry loops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -16,105 +17,18 @@ from pathlib import Path
 from typing import Iterable
 
 from .contract import FAILURE_REASONS
-
-SCHEMA_VERSION = 2
-
-# Version 1, as the first release created it. A new store is created like this too and then
-# migrated, so every store reaches the current version by the same path.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id                    INTEGER PRIMARY KEY,
-    path                  TEXT NOT NULL,
-    root                  TEXT NOT NULL,      -- the watch folder it came from (mount health)
-    size                  INTEGER,
-    mtime_ns              INTEGER,
-    fingerprint           TEXT,
-    status                TEXT NOT NULL,      -- queued running succeeded failed skipped
-    attempts              INTEGER NOT NULL DEFAULT 0,
-    not_before            REAL NOT NULL DEFAULT 0,   -- retry backoff
-    worker                TEXT,
-    detected_at           REAL NOT NULL,
-    started_at            REAL,
-    finished_at           REAL,
-    current_stage         TEXT,
-    stage_seconds         TEXT NOT NULL DEFAULT '{}',
-    audio_seconds         REAL,
-    language              TEXT,
-    language_probability  REAL,
-    model                 TEXT,
-    device                TEXT,
-    compute_type          TEXT,
-    outputs               TEXT NOT NULL DEFAULT '[]',
-    error_stage           TEXT,
-    reason                TEXT,
-    error_message         TEXT,
-    suspect               TEXT,               -- JSON list of hallucination-guard findings
-    cpu_avg_ratio         REAL,
-    cpu_max_ratio         REAL,
-    rss_max_bytes         INTEGER,
-    gpu_util_max_ratio    REAL,
-    gpu_memory_max_bytes  INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, not_before, id);
-CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path, id);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);   -- last success, at scrape time
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-"""
-
-# schema_version -> the statements that bring a store from the version before it to that one.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # Crash accounting: a death of the daemon during a job counts against the file only when it
-    # happens at the same point again, with no progress in between (see recover_after_crash).
-    2: (
-        # checkpoint: progress within current_stage (seconds of audio transcribed), so that a
-        # death can be placed; crashes: deaths during the job; strikes: of them, how many in a
-        # row at one point; crash_point: where the last one was ('transcribe@60'); crash_seq:
-        # which death of the daemon that was (meta 'deaths'), to tell "in a row".
-        "ALTER TABLE jobs ADD COLUMN checkpoint REAL NOT NULL DEFAULT 0",
-        "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE jobs ADD COLUMN crash_point TEXT",
-        "ALTER TABLE jobs ADD COLUMN crash_seq INTEGER",
-        # claim_next puts suspects last; strikes in the index keeps the claim a covering search.
-        "DROP INDEX IF EXISTS jobs_queue",
-        "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
-    ),
-}
+from .job import Job
+from .store_schema import COUNTS as _COUNTS, MIGRATIONS as _MIGRATIONS, SCHEMA as _SCHEMA, SCHEMA_VERSION
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
 # kills from outside lands on different jobs instead of piling strikes onto one.
 SUSPECT_STRIKES = 2
 
-# Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,
-# /readyz), and counting 100,000 rows each time took ~20 ms. Triggers also count what another
-# process changes (`scribewatch retry`), which an in-memory counter would miss.
-_COUNTS = (
-    "CREATE TABLE job_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
-    "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN "
-    "INSERT INTO job_counts VALUES (NEW.status, 1) "
-    "ON CONFLICT(status) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER job_counts_update AFTER UPDATE OF status ON jobs "
-    "WHEN OLD.status IS NOT NEW.status BEGIN "
-    "UPDATE job_counts SET n = n - 1 WHERE status = OLD.status; "
-    "INSERT INTO job_counts VALUES (NEW.status, 1) "
-    "ON CONFLICT(status) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN "
-    "UPDATE job_counts SET n = n - 1 WHERE status = OLD.status; END",
-    # A store from before the counts (or a new one): count once, in the same transaction.
-    "INSERT INTO job_counts SELECT status, COUNT(*) FROM jobs GROUP BY status",
-)
-
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "skipped")
 _JSON_COLUMNS = ("stage_seconds", "outputs", "suspect")
-
-
-def _row_to_job(row: sqlite3.Row) -> dict:
-    job = dict(row)
-    for col in _JSON_COLUMNS:
-        job[col] = json.loads(job[col]) if job[col] else ({} if col == "stage_seconds" else [] if col == "outputs" else None)
-    return job
+_row_to_job = Job.from_row
 
 
 class JobStore:
@@ -209,7 +123,7 @@ class JobStore:
         self._exec("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, job_id))
 
     def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
-                   now: float | None = None) -> dict | None:
+                   now: float | None = None) -> Job | None:
         """Atomically take the oldest runnable queued job: status → running, attempts + 1."""
         now = time.time() if now is None else now
         roots = list(available_roots) if available_roots is not None else None
@@ -279,7 +193,7 @@ class JobStore:
             f"attempts = attempts - {1 if refund_attempt else 0} WHERE id = ?",
             (not_before, reason, stage, message, job_id))
 
-    def recover_after_crash(self, max_attempts: int) -> tuple[list[dict], list[dict]]:
+    def recover_after_crash(self, max_attempts: int) -> tuple[list[Job], list[Job]]:
         """Jobs left `running` by a death of the daemon: queue them again, or fail the ones that
         keep killing it.
 
@@ -304,23 +218,24 @@ class JobStore:
             seq = int(deaths[0]) + 1 if deaths else 1
             self._con.execute("INSERT OR REPLACE INTO meta VALUES ('deaths', ?)", (str(seq),))
             for job in stuck:
-                point = crash_point(job["current_stage"], job["checkpoint"])
-                again = job["crash_point"] == point and job["crash_seq"] == seq - 1
-                strikes = job["strikes"] + 1 if again else 1
-                job = {**job, "crash_point": point, "strikes": strikes,
-                       "crashes": job["crashes"] + 1, "attempts": max(0, job["attempts"] - 1)}
+                point = crash_point(job.current_stage, job.checkpoint)
+                again = job.crash_point == point and job.crash_seq == seq - 1
+                strikes = job.strikes + 1 if again else 1
+                job = dataclasses.replace(job, crash_point=point, crash_seq=seq, strikes=strikes,
+                                          crashes=job.crashes + 1,
+                                          attempts=max(0, job.attempts - 1))
                 self._con.execute(
                     "UPDATE jobs SET crash_point = ?, crash_seq = ?, strikes = ?, crashes = ?, "
                     "attempts = ? WHERE id = ?",
-                    (point, seq, strikes, job["crashes"], job["attempts"], job["id"]))
+                    (point, seq, strikes, job.crashes, job.attempts, job.id))
                 if strikes >= max_attempts:
-                    stage = job["current_stage"] or FAILURE_REASONS["crashed_repeatedly"][0]
-                    self.finish(job["id"], "failed", reason="crashed_repeatedly", stage=stage,
+                    stage = job.current_stage or FAILURE_REASONS["crashed_repeatedly"][0]
+                    self.finish(job.id, "failed", reason="crashed_repeatedly", stage=stage,
                                 message=f"the daemon died {strikes} times in a row at the same "
                                         f"point of this job ({point}), with no progress between")
-                    failed.append({**job, "error_stage": stage})
+                    failed.append(dataclasses.replace(job, error_stage=stage))
                 else:
-                    self.requeue(job["id"])
+                    self.requeue(job.id)
                     requeued.append(job)
         return requeued, failed
 
@@ -342,7 +257,7 @@ class JobStore:
         return ids
 
     def redo(self, paths: Iterable[str] = (), under: str | None = None,
-             statuses: Iterable[str] = FINAL) -> tuple[list[dict], list[dict]]:
+             statuses: Iterable[str] = FINAL) -> tuple[list[Job], list[Job]]:
         """Queue files again whatever their outcome (a better model, a fixed file): the newest
         job of each of `paths`, or of every file below the folder `under`, whose status is in
         `statuses`. Returns (queued again, left alone because queued or running already).
@@ -352,7 +267,7 @@ class JobStore:
         beside the file is its own to replace, not a reason to skip."""
         statuses = [s for s in statuses if s in FINAL]
         newest = "id = (SELECT MAX(id) FROM jobs AS n WHERE n.path = jobs.path)"
-        found: list[dict] = []
+        found: list[Job] = []
         with self.batch():
             for path in paths:
                 found += [_row_to_job(r) for r in self._exec(
@@ -365,17 +280,17 @@ class JobStore:
                     (prefix, prefix[:-1] + "0"))]
             queued, active, seen, now = [], [], set(), time.time()
             for job in found:
-                if job["id"] in seen:   # a file given twice, or by --path and --under
+                if job.id in seen:   # a file given twice, or by --path and --under
                     continue
-                seen.add(job["id"])
-                if job["status"] in ACTIVE:
+                seen.add(job.id)
+                if job.status in ACTIVE:
                     active.append(job)
-                elif job["status"] in statuses:
+                elif job.status in statuses:
                     self._exec("UPDATE jobs SET status = 'queued', attempts = 0, not_before = 0, "
                                "detected_at = ?, started_at = NULL, finished_at = NULL, "
                                "worker = NULL, current_stage = NULL, reason = NULL, "
                                "error_stage = NULL, error_message = NULL WHERE id = ?",
-                               (now, job["id"]))
+                               (now, job.id))
                     queued.append(job)
         return queued, active
 
@@ -387,7 +302,7 @@ class JobStore:
             return False
 
     # -- reads -----------------------------------------------------------------------------
-    def get(self, job_id: int) -> dict | None:
+    def get(self, job_id: int) -> Job | None:
         row = self._exec("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row_to_job(row) if row else None
 
@@ -396,7 +311,7 @@ class JobStore:
         return self._exec("SELECT size, mtime_ns, status, reason FROM jobs WHERE path = ? "
                           "ORDER BY id DESC LIMIT 1", (path,)).fetchone()
 
-    def latest_for_path(self, path: str) -> dict | None:
+    def latest_for_path(self, path: str) -> Job | None:
         row = self._exec("SELECT * FROM jobs WHERE path = ? ORDER BY id DESC LIMIT 1",
                          (path,)).fetchone()
         return _row_to_job(row) if row else None
@@ -415,7 +330,7 @@ class JobStore:
     def last_success_at(self) -> float | None:
         return self._exec("SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
 
-    def history(self, limit: int | None = 50, status: str | None = None) -> list[dict]:
+    def history(self, limit: int | None = 50, status: str | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs"
         params: list = []
         if status:

@@ -120,21 +120,15 @@ def _progress_bar(done: float, total: float, width: int = 30) -> str:
 
 
 def cmd_transcribe(args) -> int:
-    """Each file in turn; a file that fails is one line on stderr and the next one is done."""
+    """Each file in turn, through the daemon's runner (its skip rules and hallucination guard);
+    a file that fails or is skipped is one line on stderr and the next one is done."""
     cfg = _load(args)
     _setup_logging(cfg.log_level)
-    from .pipeline import stages
     from .pipeline.errors import SkipJob, StageError
-    from .pipeline.model import ModelManager
-    from .pipeline.output import output_paths
+    from .pipeline.runner import JobHooks, Runner, model_from_config, options_from_config
 
-    model = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
-                         compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
-                         nice=cfg.transcribe_nice, idle_class=cfg.transcribe_idle_class)
-    options = stages.TranscribeOptions(
-        language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
-        vad=cfg.vad, batch_size=cfg.batch_size, batch_min_audio_seconds=cfg.batch_min_audio_seconds)
     output_dir = Path(cfg.output_dir) if cfg.output_mode == "output_dir" else None
+    runner = Runner(cfg, model_from_config(cfg), options_from_config(cfg), output_dir)
     interactive = sys.stderr.isatty()
     failures = 0
 
@@ -145,34 +139,24 @@ def cmd_transcribe(args) -> int:
         message = message.removeprefix(f"{path}: ")
         print(f"failed {path}: {message} [{stage}/{reason}]", file=sys.stderr, flush=True)
 
-    def one(path: Path, stage: list[str]) -> None:
-        stages.probe(path)
-        stage[0] = "decode"
-        audio = stages.decode(path)
-        total = len(audio) / stages.SAMPLE_RATE
+    class Console(JobHooks):
+        """A progress bar on a terminal, the finished line otherwise; the guard's re-run said."""
 
-        def progress(frac: float) -> None:
-            end = "\r" if interactive and frac < 1 else "\n"
-            if interactive or frac >= 1:
-                print(f"{path.name}: {_progress_bar(frac * total, total)}", end=end,
-                      file=sys.stderr, flush=True)
+        def __init__(self, path: Path):
+            self.path, self.total = path, 0.0
 
-        stage[0] = "transcribe"
-        try:
-            model.load()   # once; here so that a load failure is this file's reason
-        except Exception as e:
-            raise StageError("model_load_failed",
-                             f"model {model.name} failed to load: {e}") from None
-        with model.use() as m:
-            batched = model.batched(m) if cfg.batch_size else None
-            transcript = stages.transcribe(m, audio, options, batched_pipeline=batched,
-                                           model_name=model.name, on_progress=progress)
-        stages.require_speech(transcript, path)
-        stage[0] = "write"
-        targets = output_paths(path, path.parent, transcript.language, cfg.output_formats,
-                               output_dir)
-        for written in stages.write(transcript, targets):
-            print(written, flush=True)
+        def decoded(self, audio_seconds: float) -> None:
+            self.total = audio_seconds
+
+        def progressed(self, ratio: float, passes_before: int) -> None:
+            end = "\r" if interactive and ratio < 1 else "\n"
+            if interactive or ratio >= 1:
+                print(f"{self.path.name}: {_progress_bar(ratio * self.total, self.total)}",
+                      end=end, file=sys.stderr, flush=True)
+
+        def rerun(self, findings: list[str]) -> None:
+            print(f"suspect transcript of {self.path} ({'; '.join(findings)}): transcribing "
+                  "again with safer settings", file=sys.stderr, flush=True)
 
     for name in args.files:
         path = Path(name).resolve()
@@ -180,9 +164,12 @@ def cmd_transcribe(args) -> int:
             # Never there: a mistyped name, not a file that vanished during the job.
             failed(path, "no such file", "probe", "vanished")
             continue
-        stage = ["probe"]
+        hooks = Console(path)
         try:
-            one(path, stage)
+            # No intake ran: the rules it applies before reading a file are the runner's here.
+            result = runner.run(path, path.parent, hooks, checked_before_reading=False)
+            for written in result.outputs:
+                print(written, flush=True)
         except SkipJob as s:
             print(f"skipped {path}: {s.message.removeprefix(f'{path}: ')} [{s.reason}]",
                   file=sys.stderr, flush=True)
@@ -191,8 +178,8 @@ def cmd_transcribe(args) -> int:
         except Exception as e:
             # A bug, not a bad file (those are StageErrors): loud, with its traceback as the
             # daemon logs it, and the other files still get done.
-            log.exception("unexpected error in %s of %s", stage[0], path)
-            failed(path, f"{type(e).__name__}: {e} (a bug: traceback above)", stage[0],
+            log.exception("unexpected error in %s of %s", hooks.stage, path)
+            failed(path, f"{type(e).__name__}: {e} (a bug: traceback above)", hooks.stage,
                    "internal_error")
     return EXIT_FAILURE if failures else EXIT_OK
 

@@ -39,10 +39,9 @@ def cmd_check(args) -> int:
     found = network_filesystem(db_dir)
     report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
            "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
-    from .pipeline.model import ModelManager
+    from .pipeline.runner import model_from_config
 
-    manager = ModelManager(cfg.model, models_dir=cfg.models_dir, device=cfg.device,
-                           compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads)
+    manager = model_from_config(cfg)
     try:
         manager.load()
         report(True, f"model {manager.name} loads on {manager.device}/{manager.compute_type} "

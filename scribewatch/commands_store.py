@@ -56,16 +56,17 @@ def cmd_history(args) -> int:
     else:
         jobs = store.history(limit=args.limit, status=args.status)
     if args.json:
-        print(json.dumps(jobs if args.job is None else jobs[0], indent=2))
+        rows = [j.as_dict() for j in jobs]   # the store's columns, as before there was a type
+        print(json.dumps(rows if args.job is None else rows[0], indent=2))
         return EXIT_OK
     if args.job is not None:
-        for key, value in jobs[0].items():
+        for key, value in jobs[0].as_dict().items():
             print(f"{key:22} {value}")
         return EXIT_OK
     print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':4}  path")
     for j in jobs:
-        print(f"{j['id']:>5}  {j['status']:9}  {(j['reason'] or '-'):19}  {j['attempts']:>5}  "
-              f"{_fmt_seconds(j['audio_seconds']):>8}  {(j['language'] or '-'):4}  {j['path']}")
+        print(f"{j.id:>5}  {j.status:9}  {(j.reason or '-'):19}  {j.attempts:>5}  "
+              f"{_fmt_seconds(j.audio_seconds):>8}  {(j.language or '-'):4}  {j.path}")
     return EXIT_OK
 
 
@@ -96,10 +97,10 @@ def cmd_retry(args) -> int:
     statuses = [args.status] if args.status else (("succeeded",) if under else store_mod.FINAL)
     queued, active = store.redo(paths, under=under, statuses=statuses)
     for job in queued:
-        print(f"queued again: job {job['id']} ({job['status']} before) {job['path']}")
+        print(f"queued again: job {job.id} ({job.status} before) {job.path}")
     for job in active:
-        print(f"already {job['status']}: job {job['id']} {job['path']}", file=sys.stderr)
-    known = {j["path"] for j in queued + active}
+        print(f"already {job.status}: job {job.id} {job.path}", file=sys.stderr)
+    known = {j.path for j in queued + active}
     missing = [name for name in args.path or () if not known & set(_stored_path(name))]
     for name in missing:
         print(f"no job for {name} in the store (the daemon has not seen it)", file=sys.stderr)

@@ -92,3 +92,20 @@ def test_transcribe_of_a_mistyped_path_says_no_such_file(tmp_path, model_dir):
     assert any(FAILURE_LINE.match(line) and "notes.wav" in line and "[probe/not_media]" in line
                for line in lines), result.stderr   # and it went on to the next file
     assert "the file is gone" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_transcribe_applies_the_daemons_skip_rules_and_says_so(tmp_path, media, model_dir):
+    shutil.copy(media / "jfk.flac", tmp_path / "speech.flac")
+    mine = "1\n00:00:00,000 --> 00:00:01,000\nmy own subtitle\n"
+    (tmp_path / "speech.en.srt").write_text(mine)
+    gen.silence_wav(tmp_path / "quiet.wav")
+    result = scribewatch("transcribe", "--model", model_dir, "speech.flac", "quiet.wav",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert (f"skipped {tmp_path / 'speech.flac'}: speech.en.srt already exists "
+            "[subtitle_exists]") in lines, result.stderr
+    assert any(line.startswith(f"skipped {tmp_path / 'quiet.wav'}: no speech found")
+               and line.endswith("[no_speech]") for line in lines), result.stderr
+    assert (tmp_path / "speech.en.srt").read_text() == mine and not result.stdout
+    assert not (tmp_path / "quiet.en.srt").exists()

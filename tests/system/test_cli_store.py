@@ -89,14 +89,14 @@ def test_retry_path_and_under_requeue_the_newest_job_of_finished_files(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "2 job(s) queued again" in result.stdout
     store = JobStore(tmp_path / "jobs.db")
-    jobs = {Path(j["path"]).relative_to(lib).as_posix(): j for j in store.history(limit=None)}
-    assert {k: j["status"] for k, j in jobs.items()} == {
+    jobs = {Path(j.path).relative_to(lib).as_posix(): j for j in store.history(limit=None)}
+    assert {k: j.status for k, j in jobs.items()} == {
         "a.mkv": "queued", "show/b.mkv": "queued", "show/c.mkv": "queued",
         "show/d.mkv": "running"}
-    assert all(jobs[k]["attempts"] == 0 for k in ("a.mkv", "show/b.mkv", "show/c.mkv"))
+    assert all(jobs[k].attempts == 0 for k in ("a.mkv", "show/b.mkv", "show/c.mkv"))
     assert len(jobs) == 4   # the rows themselves went back: one active row per file
     # Their earlier outputs stay known: the subtitle beside them is theirs to replace.
-    assert jobs["a.mkv"]["outputs"] == [str(lib / "a.mkv") + ".en.srt"]
+    assert jobs["a.mkv"].outputs == [str(lib / "a.mkv") + ".en.srt"]
     store.close()
 
     result = scribewatch("retry", "--db", "jobs.db", "--status", "failed", cwd=tmp_path)

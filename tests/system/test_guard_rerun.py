@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from scribewatch.pipeline import config, daemon as daemon_mod
+from scribewatch.pipeline import config, daemon as daemon_mod, runner as runner_mod
 from scribewatch.pipeline.contract import NullReporter
 from tests.harness import wait_for
 
@@ -30,13 +30,13 @@ class CountingReporter(NullReporter):
 
 def test_suspect_result_is_rerun_and_flagged(tmp_path, media, model_dir, monkeypatch):
     calls = []
-    real_check = daemon_mod.check_transcript
+    real_check = runner_mod.check_transcript
 
     def distrust_first(transcript):
         calls.append(transcript)
         return ["repetition loop (test)"] if len(calls) == 1 else real_check(transcript)
 
-    monkeypatch.setattr(daemon_mod, "check_transcript", distrust_first)
+    monkeypatch.setattr(runner_mod, "check_transcript", distrust_first)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     cfg = config.load(None, environ={}, flags={
@@ -53,5 +53,5 @@ def test_suspect_result_is_rerun_and_flagged(tmp_path, media, model_dir, monkeyp
         d.stop(grace=5)
     assert reporter.outcomes == [("succeeded", None)]
     assert len(calls) == 2 and reporter.suspects == 1
-    assert job["suspect"] == ["first run: repetition loop (test)"]
+    assert job.suspect == ["first run: repetition loop (test)"]
     assert (inbox / "a.en.srt").read_text().count("country") == 2   # the re-run's good text

@@ -2,6 +2,7 @@
 real job store and real files."""
 
 import os
+import types
 from pathlib import Path
 
 import pytest
@@ -25,15 +26,15 @@ def setup(tmp_path, monkeypatch):
 
     monkeypatch.setattr(intake_mod, "content_hash", spy)
     queued = []
-    intake = Intake(store, skip_existing_subtitles=True, target_language=lambda: "en",
-                    subtitle_folders=lambda source, r: [source.parent],
+    settings = types.SimpleNamespace(skip_existing_subtitles=True)   # the Config's skip setting
+    intake = Intake(store, settings=settings, target_language=lambda: "en", output_dir=None,
                     on_queued=lambda: queued.append(1))
     yield intake, store, root, hashed, queued
     store.close()
 
 
 def jobs(store):
-    return [(Path(j["path"]).name, j["status"], j["reason"]) for j in reversed(store.history(None))]
+    return [(Path(j.path).name, j.status, j.reason) for j in reversed(store.history(None))]
 
 
 def test_a_new_file_with_its_subtitle_is_skipped_without_reading_it(setup):
@@ -53,7 +54,7 @@ def test_a_new_file_without_one_is_fingerprinted_and_queued_once(setup):
     intake.take(str(root / "Show.mkv"), str(root))
     assert jobs(store) == [("Show.mkv", "queued", None)]
     assert hashed == ["Show.mkv", "Show.mkv"] and queued == [1]
-    assert store.latest_for_path(str(root / "Show.mkv"))["fingerprint"]
+    assert store.latest_for_path(str(root / "Show.mkv")).fingerprint
 
 
 def test_a_skipped_file_whose_subtitle_went_away_is_queued(setup):
@@ -76,7 +77,7 @@ def test_our_own_subtitle_does_not_skip_a_replaced_file(setup):
     intake.take(str(media), str(root))
     job = store.claim_next("0")
     srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nours\n")
-    store.finish(job["id"], "succeeded", outputs=[str(srt)])
+    store.finish(job.id, "succeeded", outputs=[str(srt)])
     media.write_bytes(b"b" * 2000)                        # a new version of the file
     os.utime(root, (1, 1))
     intake.take(str(media), str(root))

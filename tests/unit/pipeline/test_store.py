@@ -1,5 +1,6 @@
 """The job store as a queue: atomic claims, attempts, crash recovery, backoff, stats."""
 
+import sqlite3
 import time
 
 from scribewatch.pipeline.store import SCHEMA_VERSION, JobStore
@@ -10,8 +11,8 @@ def test_claim_is_fifo_and_counts_attempts(tmp_path):
     a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
     job = store.claim_next("0")
-    assert job["id"] == a and job["status"] == "running" and job["attempts"] == 1
-    assert store.claim_next("1")["id"] == b
+    assert job.id == a and job.status == "running" and job.attempts == 1
+    assert store.claim_next("1").id == b
     assert store.claim_next("0") is None
 
 
@@ -21,25 +22,25 @@ def test_crash_recovery_requeues_then_gives_up(tmp_path):
     store.claim_next("0")
     store.set_stage(jid, "transcribe")
     requeued, failed = store.recover_after_crash(max_attempts=2)
-    assert [j["id"] for j in requeued] == [jid] and not failed
-    assert requeued[0]["strikes"] == 1 and requeued[0]["crash_point"] == "transcribe"
+    assert [j.id for j in requeued] == [jid] and not failed
+    assert requeued[0].strikes == 1 and requeued[0].crash_point == "transcribe"
     # A death is not a transient-failure attempt: the claim after it is attempt 1 again.
-    assert store.claim_next("0")["attempts"] == 1
+    assert store.claim_next("0").attempts == 1
     store.set_stage(jid, "transcribe")
     requeued, failed = store.recover_after_crash(max_attempts=2)   # same point, no progress
-    assert not requeued and [j["id"] for j in failed] == [jid]
+    assert not requeued and [j.id for j in failed] == [jid]
     job = store.get(jid)
-    assert job["status"] == "failed" and job["reason"] == "crashed_repeatedly"
-    assert (job["error_stage"], job["crashes"], job["strikes"], job["attempts"]) == \
+    assert job.status == "failed" and job.reason == "crashed_repeatedly"
+    assert (job.error_stage, job.crashes, job.strikes, job.attempts) == \
         ("transcribe", 2, 2, 0)
-    assert "2 times in a row" in job["error_message"] and "transcribe" in job["error_message"]
+    assert "2 times in a row" in job.error_message and "transcribe" in job.error_message
 
 
 def _die(store: JobStore, job_id: int, stage: str | None, checkpoint: float = 0.0,
          max_attempts: int = 3) -> str:
     """The daemon claims the job, gets to `stage` (and `checkpoint`), and is killed there;
     the next start recovers. Returns what became of the job."""
-    assert store.claim_next("0")["id"] == job_id
+    assert store.claim_next("0").id == job_id
     if stage is not None:
         store.set_stage(job_id, stage)
     if checkpoint:
@@ -57,12 +58,12 @@ def test_deaths_at_a_new_point_are_progress_and_are_never_branded(tmp_path):
                               ("write", 0)):
         assert _die(store, jid, stage, checkpoint) == "queued"
     job = store.get(jid)
-    assert (job["crashes"], job["strikes"], job["attempts"]) == (7, 1, 0)
-    assert job["crash_point"] == "write"
+    assert (job.crashes, job.strikes, job.attempts) == (7, 1, 0)
+    assert job.crash_point == "write"
     # …and then it finishes: one attempt, seven deaths on record.
-    assert store.claim_next("0")["attempts"] == 1
+    assert store.claim_next("0").attempts == 1
     store.finish(jid, "succeeded")
-    assert store.get(jid)["crashes"] == 7
+    assert store.get(jid).crashes == 7
 
 
 def test_a_poison_file_is_branded_after_max_attempts_deaths_at_one_point_in_any_stage(tmp_path):
@@ -73,9 +74,9 @@ def test_a_poison_file_is_branded_after_max_attempts_deaths_at_one_point_in_any_
         assert [_die(store, jid, stage, checkpoint) for _ in range(3)] == \
             ["queued", "queued", "failed"]
         job = store.get(jid)
-        assert (job["status"], job["reason"]) == ("failed", "crashed_repeatedly")
-        assert job["error_stage"] == (stage or "transcribe")   # no stage yet: the default one
-        assert (job["crashes"], job["strikes"], job["attempts"]) == (3, 3, 0)
+        assert (job.status, job.reason) == ("failed", "crashed_repeatedly")
+        assert job.error_stage == (stage or "transcribe")   # no stage yet: the default one
+        assert (job.crashes, job.strikes, job.attempts) == (3, 3, 0)
 
 
 def test_a_death_elsewhere_breaks_the_run_of_strikes(tmp_path):
@@ -84,13 +85,13 @@ def test_a_death_elsewhere_breaks_the_run_of_strikes(tmp_path):
     b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
     assert _die(store, a, "transcribe") == "queued"
     assert _die(store, a, "transcribe") == "queued"            # strike 2: a suspect now
-    assert store.get(a)["strikes"] == 2
+    assert store.get(a).strikes == 2
     assert _die(store, b, "decode") == "queued"                # suspects go last: b runs first
-    store.finish(store.claim_next("0")["id"], "succeeded")    # b again, and done
+    store.finish(store.claim_next("0").id, "succeeded")    # b again, and done
     # The daemon died while `a` was not even running, so something else kills it: the third
     # death of `a` at its point is not a third strike.
     assert _die(store, a, "transcribe") == "queued"
-    assert store.get(a)["strikes"] == 1 and store.get(a)["status"] == "queued"
+    assert store.get(a).strikes == 1 and store.get(a).status == "queued"
 
 
 def test_suspects_are_claimed_after_the_other_jobs(tmp_path):
@@ -98,11 +99,11 @@ def test_suspects_are_claimed_after_the_other_jobs(tmp_path):
     a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
     assert _die(store, a, "decode") == "queued"
-    assert store.claim_next("0", now=time.time() + 1)["id"] == a   # one death: still first
+    assert store.claim_next("0", now=time.time() + 1).id == a   # one death: still first
     store.set_stage(a, "decode")
     store.recover_after_crash(3)
-    assert store.claim_next("0")["id"] == b
-    assert store.claim_next("0")["id"] == a
+    assert store.claim_next("0").id == b
+    assert store.claim_next("0").id == a
 
 
 def test_retry_gives_a_branded_job_a_clean_slate(tmp_path):
@@ -112,7 +113,7 @@ def test_retry_gives_a_branded_job_a_clean_slate(tmp_path):
         pass
     assert store.retry_failed(reason="crashed_repeatedly") == [jid]
     job = store.get(jid)
-    assert (job["status"], job["strikes"], job["crash_point"], job["crashes"]) == \
+    assert (job.status, job.strikes, job.crash_point, job.crashes) == \
         ("queued", 0, None, 2)
     assert _die(store, jid, "decode", max_attempts=2) == "queued"   # counted from 1 again
 
@@ -153,13 +154,13 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     assert store.schema_version() == SCHEMA_VERSION == 2
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq"} <= columns
-    assert store.get(1)["outputs"] == ["/w/done.en.srt"] and store.get(1)["crashes"] == 0
+    assert store.get(1).outputs == ["/w/done.en.srt"] and store.get(1).crashes == 0
     # The job the old version was running when it died: requeued, not branded, even though
     # the old version had counted 3 attempts for it.
     requeued, failed = store.recover_after_crash(max_attempts=3)
-    assert [j["path"] for j in requeued] == ["/w/killed.mp3"] and not failed
+    assert [j.path for j in requeued] == ["/w/killed.mp3"] and not failed
     assert store.counts()["queued"] == 2 and store.counts()["succeeded"] == 1
-    assert store.claim_next("0")["path"] == "/w/killed.mp3"
+    assert store.claim_next("0").path == "/w/killed.mp3"
     store.close()
     JobStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
     assert JobStore(tmp_path / "j.db").schema_version() == 2
@@ -171,10 +172,10 @@ def test_backoff_and_paused_roots(tmp_path):
     store.claim_next("0")
     store.requeue(jid, not_before=time.time() + 60, reason="disk_full")
     assert store.claim_next("0") is None                        # backing off
-    assert store.claim_next("0", now=time.time() + 61)["id"] == jid
+    assert store.claim_next("0", now=time.time() + 61).id == jid
     store.requeue(jid, refund_attempt=True)
     assert store.claim_next("0", available_roots=["/other"]) is None   # its mount is gone
-    assert store.claim_next("0", available_roots=["/w"])["attempts"] == 2
+    assert store.claim_next("0", available_roots=["/w"]).attempts == 2
 
 
 def test_survives_reopen_and_reports_stats(tmp_path):
@@ -185,7 +186,7 @@ def test_survives_reopen_and_reports_stats(tmp_path):
     store.record_skipped("/w/b.mp3", "/w", 1, 1, "fb", "subtitle_exists", "b.en.srt exists")
     store.close()
     store = JobStore(tmp_path / "j.db")
-    assert store.get(jid)["outputs"] == ["/w/a.en.srt"]
+    assert store.get(jid).outputs == ["/w/a.en.srt"]
     stats = store.stats()
     assert stats["counts"]["succeeded"] == 1 and stats["counts"]["skipped"] == 1
     assert stats["skip_reasons"] == {"subtitle_exists": 1}
@@ -237,7 +238,7 @@ def test_a_store_from_before_the_counts_is_counted_once_when_opened(tmp_path):
     store = JobStore(tmp_path / "j.db")
     for i in range(5):
         store.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}")
-    store.finish(store.claim_next("0")["id"], "succeeded")
+    store.finish(store.claim_next("0").id, "succeeded")
     for statement in ("DROP TRIGGER job_counts_insert", "DROP TRIGGER job_counts_update",
                       "DROP TRIGGER job_counts_delete", "DROP TABLE job_counts"):
         store._exec(statement)                               # what an older version left
@@ -271,3 +272,14 @@ def test_failed_batch_leaves_nothing(tmp_path):
     assert store.counts()["queued"] == 0
     store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")  # and the store is usable afterwards
     assert store.counts()["queued"] == 1
+
+
+def test_job_has_a_typed_field_for_every_column_in_table_order(tmp_path):
+    """`history --json` prints `Job.as_dict()`: the same keys, in the same order, as the table."""
+    store = JobStore(tmp_path / "jobs.db")
+    store.enqueue("/w/a.mp3", "/w", 1, 1, "x")
+    job = store.claim_next("0")
+    columns = [r[1] for r in sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA table_info(jobs)")]
+    assert list(job.as_dict()) == columns
+    assert (job.stage_seconds, job.outputs, job.suspect, job.checkpoint, job.crash_point) == \
+        ({}, [], None, 0, None)

@@ -1,0 +1,107 @@
+"""Every reason not to subtitle a file, in one place. The runner and intake ask; rules answer.
+
+A rule is a function `(settings, facts) -> SkipJob | None`, registered with `@rule(point)` for
+the point of a job where it can decide: `BEFORE_READING` (intake, before the file is read: only
+the path, and the target language when it is known in advance), `PROBED` (the container's
+streams are known) or `TRANSCRIBED` (the spoken language and the text are known). `settings` is
+the `Config` (rules read their own setting from it); `facts` is what is known at that point.
+
+Adding a skip reason: its code in the reason table, its setting in the config, and one
+function here under `@rule`. (A stream that decodes to no audio at all is skipped as
+`no_speech` by `media.decode` itself: only the decoder can tell that from damage.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import SkipJob
+from .media import ProbeResult
+from .output import find_sidecar
+from .transcript import Transcript
+
+BEFORE_READING, PROBED, TRANSCRIBED = "before_reading", "probed", "transcribed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    path: Path
+    root: Path                              # its watch folder (the file's own folder one-shot)
+    target_language: str | None             # known before transcription: forced, or a .en model
+    output_dir: Path | None                 # output_mode: output_dir
+    # Subtitles this file's job wrote before: replacing them is the job (`retry --path`), not
+    # a reason to skip it.
+    own_outputs: tuple[str, ...] = ()
+    probe: ProbeResult | None = None        # from PROBED on
+    transcript: Transcript | None = None    # at TRANSCRIBED
+
+    def subtitle_folders(self) -> list[Path]:
+        """Where a subtitle for this file is looked for: beside it, and its place in output_dir."""
+        folders = [self.path.parent]
+        if self.output_dir is not None:
+            folders.append(self.output_dir / self.path.parent.relative_to(self.root))
+        return folders
+
+
+Rule = Callable[[Any, Facts], "SkipJob | None"]
+RULES: dict[str, list[Rule]] = {BEFORE_READING: [], PROBED: [], TRANSCRIBED: []}
+
+
+def rule(point: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        RULES[point].append(fn)
+        return fn
+    return register
+
+
+def check(point: str, settings: Any, facts: Facts) -> None:
+    """Raise the first rule's `SkipJob` at `point`, in registration order."""
+    for fn in RULES[point]:
+        if (skip := fn(settings, facts)) is not None:
+            raise skip
+
+
+def _existing_subtitle(facts: Facts, language: str) -> SkipJob | None:
+    sidecar = find_sidecar(facts.path, language, facts.subtitle_folders())
+    if sidecar is None or str(sidecar) in facts.own_outputs:
+        return None
+    return SkipJob("subtitle_exists", f"{facts.path}: {sidecar.name} already exists")
+
+
+# -- the rules ---------------------------------------------------------------------------------
+@rule(BEFORE_READING)
+def subtitle_for_target_language(settings, facts: Facts) -> SkipJob | None:
+    """A subtitle in the language we would write is already there. Checked before the file is
+    read, so a first start over a subtitled library costs a stat per file, not a read."""
+    if not (settings.skip_existing_subtitles and facts.target_language):
+        return None   # the language is known only after transcription: checked then
+    return _existing_subtitle(facts, facts.target_language)
+
+
+@rule(PROBED)
+def embedded_subtitle(settings, facts: Facts) -> SkipJob | None:
+    language = facts.target_language
+    if settings.skip_embedded_subtitles and language and language in facts.probe.subtitle_languages:
+        return SkipJob("embedded_subtitle",
+                       f"{facts.path}: the container already has a '{language}' subtitle stream")
+    return None
+
+
+@rule(TRANSCRIBED)
+def no_speech(settings, facts: Facts) -> SkipJob | None:
+    transcript = facts.transcript
+    if any(s.text.strip() for s in transcript.segments):
+        return None
+    # An empty subtitle track is useless, and would mark the file as done.
+    return SkipJob("no_speech", f"{facts.path}: no speech found ({transcript.duration:.1f}s of audio)")
+
+
+@rule(TRANSCRIBED)
+def subtitle_for_detected_language(settings, facts: Facts) -> SkipJob | None:
+    """Language detected only now: a subtitle in that language may already be there."""
+    if not settings.skip_existing_subtitles or facts.target_language is not None:
+        return None   # known in advance: checked before reading
+    return _existing_subtitle(facts, facts.transcript.language)
