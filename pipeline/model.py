@@ -89,7 +89,7 @@ class ModelManager:
     def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
                  compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
                  workers: int = 1, nice: int = 0, idle_class: bool = False,
-                 reporter: Reporter | None = None, warmup: bool = True):
+                 reporter: Reporter | None = None, warmup: bool | None = None):
         self.source, self.name = resolve_model(model, models_dir)
         self.device, self.compute_type = resolve_device(device, compute_type)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
@@ -106,7 +106,9 @@ class ModelManager:
         self.loaded_once = False
         self.error: str | None = None
         self.load_seconds: float | None = None
-        self.warmup = warmup
+        # Default: on a GPU only. There the first call JIT-compiles PTX (12.3 s on an H200); on
+        # CPU bench/diagnostics/warmup.py found no first-call cost worth the load-time seconds.
+        self.warmup = self.device == "cuda" if warmup is None else warmup
         self.warmup_seconds: float | None = None   # of the latest load; None: not warmed
         self.warmups = 0                            # warm-ups run, one per load
 

@@ -1,5 +1,6 @@
 """pipeline.model's warm-up, on the real tiny.en: it runs once per load, again after an idle
-unload, not at all when turned off, and the first real job after it is still right."""
+unload, not at all when turned off (the default on CPU), and the first real job after it is
+still right."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def manager(**kw) -> ModelManager:
 
 
 def test_warm_up_runs_once_per_load_and_again_after_an_idle_unload():
-    m = manager(idle_unload_minutes=0.001)      # 60 ms idle
+    m = manager(idle_unload_minutes=0.001, warmup=True)      # 60 ms idle
     assert (m.warmups, m.warmup_seconds) == (0, None)
     with m.use() as model:
         assert m.warmups == 1 and m.warmup_seconds > 0 and m.load_seconds > 0
@@ -31,7 +32,8 @@ def test_warm_up_runs_once_per_load_and_again_after_an_idle_unload():
     assert m.warmups == 2 and m.warmup_seconds > 0
 
 
-def test_warm_up_can_be_turned_off():
-    m = manager(warmup=False)
-    m.load()
-    assert m.loaded and (m.warmups, m.warmup_seconds) == (0, None)
+def test_warm_up_can_be_turned_off_and_is_off_by_default_on_cpu():
+    for m in (manager(warmup=False), manager()):
+        m.load()
+        assert m.loaded and (m.warmups, m.warmup_seconds) == (0, None)
+    assert ModelManager("tiny.en", device="cuda", compute_type="float16").warmup
