@@ -127,7 +127,8 @@ def _slot(gpu: GpuInfo, fp: Footprint, request: PlanRequest) -> tuple[GpuSlot | 
         text += f" ({' and '.join(set_by)} as configured)"
         if need > usable:
             text += f"; WARNING: needs {_gib(need)}, more than the {_gib(max(usable, 0))} usable"
-    if gpu.compute_capability and gpu.compute_capability > (8, 6):
+    # A cubin runs on later GPUs of its major version only (sm_86 code runs on Ada's sm_89).
+    if gpu.compute_capability and gpu.compute_capability[0] > 8:
         major, minor = gpu.compute_capability
         text += (f"; sm_{major}{minor} has no prebuilt kernels in the CTranslate2 wheel (up to "
                  "sm_86): the first run JIT-compiles PTX (warm-up at load, CUDA_CACHE_PATH)")
