@@ -89,7 +89,7 @@ class ModelManager:
     def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
                  compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
                  workers: int = 1, nice: int = 0, idle_class: bool = False,
-                 reporter: Reporter | None = None):
+                 reporter: Reporter | None = None, warmup: bool | None = None):
         self.source, self.name = resolve_model(model, models_dir)
         self.device, self.compute_type = resolve_device(device, compute_type)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
@@ -106,6 +106,11 @@ class ModelManager:
         self.loaded_once = False
         self.error: str | None = None
         self.load_seconds: float | None = None
+        # Default: on a GPU only. There the first call JIT-compiles PTX (12.3 s on an H200); on
+        # CPU bench/diagnostics/warmup.py found no first-call cost worth the load-time seconds.
+        self.warmup = self.device == "cuda" if warmup is None else warmup
+        self.warmup_seconds: float | None = None   # of the latest load; None: not warmed
+        self.warmups = 0                            # warm-ups run, one per load
 
     @property
     def loaded(self) -> bool:
@@ -123,21 +128,33 @@ class ModelManager:
             from faster_whisper import WhisperModel
 
             started = time.perf_counter()
+            timings: dict = {}
+
+            def build():
+                model = WhisperModel(self.source, device=self.device,
+                                     compute_type=self.compute_type,
+                                     cpu_threads=self.cpu_threads,
+                                     # one CTranslate2 replica per worker, or they queue
+                                     num_workers=self.workers)
+                timings["built"] = time.perf_counter()
+                if self.warmup:
+                    timings["warmup"] = warm_up(model)
+                return model
+
             try:
-                self._model = _on_builder_thread(
-                    lambda: WhisperModel(self.source, device=self.device,
-                                         compute_type=self.compute_type,
-                                         cpu_threads=self.cpu_threads,
-                                         # one CTranslate2 replica per worker, or they queue
-                                         num_workers=self.workers),
-                    self.nice, self.idle_class)
+                self._model = _on_builder_thread(build, self.nice, self.idle_class)
             except Exception as e:
                 self.error = f"{type(e).__name__}: {e}"
                 log.error("model %s failed to load on %s/%s: %s", self.name, self.device,
                           self.compute_type, self.error)
                 self.reporter.model_load_failed()
                 raise
-            self.load_seconds = time.perf_counter() - started
+            # Load seconds stay the build alone, comparable with earlier releases.
+            self.load_seconds = timings["built"] - started
+            self.warmup_seconds = timings.get("warmup")
+            if self.warmup_seconds is not None:
+                self.warmups += 1
+                log.info("model %s warmed up in %.2fs", self.name, self.warmup_seconds)
             self.error = None
             self.loaded_once = True
             self._last_used = time.monotonic()
@@ -180,6 +197,26 @@ class ModelManager:
         log.info("model %s unloaded after %.0f idle minutes", self.name, idle / 60)
         self.reporter.model_unloaded()
         return True
+
+
+WARMUP_SECONDS = 2.0
+
+
+def warm_up(model) -> float:
+    """One short transcription of quiet noise, so the first real job does not pay for what the
+    first call does once per process: on a GPU whose kernels the wheel has no cubin for (Hopper,
+    Blackwell) CUDA JIT-compiles PTX (12.3 s on an H200, NOTES.md), cuBLAS picks its kernels;
+    on CPU, the OpenMP teams start and the memory pools grow. Seconds it took."""
+    import numpy as np
+
+    started = time.perf_counter()
+    # Low-level noise, not silence: an all-zero input can take shortcuts a real one does not.
+    audio = np.random.default_rng(0).normal(0, 0.01, int(16000 * WARMUP_SECONDS)).astype(np.float32)
+    segments, _ = model.transcribe(audio, language="en", beam_size=1, vad_filter=False,
+                                   without_timestamps=True, condition_on_previous_text=False)
+    for _ in segments:   # the generator does the work
+        pass
+    return time.perf_counter() - started
 
 
 def _on_builder_thread(build, nice: int, idle_class: bool = False):

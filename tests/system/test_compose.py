@@ -128,6 +128,24 @@ def test_gpu_override(gpu_config):
     assert svc["image"] != gpu_config["services"]["prometheus"]["image"]
 
 
+def test_gpu_jit_cache_is_kept_on_a_volume(gpu_config):
+    """CUDA's JIT cache (PTX compiled for Hopper/Blackwell on first use, ~12 s) lives on a named
+    volume and may grow past the PTX of CTranslate2's kernels, so a restart does not pay again;
+    the base file's volumes are still there."""
+    svc = gpu_config["services"]["scribewatch"]
+    env = svc["environment"]
+    cache = Path(env["CUDA_CACHE_PATH"])
+    named = _named(svc)
+    mounts = [target for target in named if cache == Path(target) or Path(target) in cache.parents]
+    assert mounts, f"CUDA_CACHE_PATH {cache} is not on a named volume ({named})"
+    assert named[mounts[0]] in gpu_config["volumes"]
+    assert 1 * 1024 ** 3 <= int(env["CUDA_CACHE_MAXSIZE"]) <= 4 * 1024 ** 3   # CUDA's maximum: 4 GiB
+    assert {"/data", "/models"} <= set(named)
+    steps = _instructions(REPO / "Dockerfile.cuda")
+    assert any(w == "ENV" and f"CUDA_CACHE_PATH={cache}" in a for w, a in steps)
+    assert any(w == "VOLUME" and str(cache.parent) in a for w, a in steps)
+
+
 def test_host_paths_exist(config, gpu_config, tmp_path):
     for cfg in (config, gpu_config):
         for name, svc in cfg["services"].items():
