@@ -7,6 +7,7 @@ answers `snapshot()` for whoever observes it (the exporter). It knows nothing ab
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -273,23 +274,29 @@ class Daemon:
         except Cancelled:
             if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
                 log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
-        except SkipJob as s:
-            def skipped():
-                self.store.finish(job.id, "skipped", reason=s.reason, message=s.message,
-                                  stage_seconds=stage_seconds, **sampler.summary())
-                log.info("skipped %s: %s [%s]", path, s.message, s.reason)
-                self.reporter.job_finished("skipped", reason=s.reason, audio_seconds=0.0)
-            running.settle(skipped)
-        except StageError as e:
-            running.settle(lambda: self._failed(job, e, stage_seconds, sampler.summary()))
+        # settle() runs the action at once, but binding the exception now (partial) keeps the
+        # action correct even if that ever changed: Python unbinds `as` names after the block.
+        except SkipJob as skip:
+            running.settle(functools.partial(self._skipped, job, skip, stage_seconds,
+                                             sampler.summary()))
+        except StageError as err:
+            running.settle(functools.partial(self._failed, job, err, stage_seconds,
+                                             sampler.summary()))
         except Exception as e:   # a bug or something unforeseen: recorded, counted, the daemon goes on
             log.exception("job %d (%s): unexpected error in %s", job.id, path, running.stage)
             err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", running.stage)
-            running.settle(lambda: self._failed(job, err, stage_seconds, sampler.summary()))
+            running.settle(functools.partial(self._failed, job, err, stage_seconds,
+                                             sampler.summary()))
         else:
             self.store.update(job.id, **sampler.summary())
         finally:
             self._running.pop(worker, None)
+
+    def _skipped(self, job: Job, skip: SkipJob, stage_seconds: dict, resources: dict) -> None:
+        self.store.finish(job.id, "skipped", reason=skip.reason, message=skip.message,
+                          stage_seconds=stage_seconds, **resources)
+        log.info("skipped %s: %s [%s]", job.path, skip.message, skip.reason)
+        self.reporter.job_finished("skipped", reason=skip.reason, audio_seconds=0.0)
 
     def _succeeded(self, running: _Running, result: RunResult) -> None:
         job, transcript, outputs = running.job, result.transcript, result.outputs
