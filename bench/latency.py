@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 
-from bench import common, media
+from bench import common
 from bench.common import log
-from bench.daemon_process import Daemon
+from tests.harness.daemon import BenchDaemon
+from tests.harness import SHARED_MEDIA
+from tests.harness import media as gen
 
 NAME = "latency"
 STABILITY_SECONDS = 2.0        # the daemon's default
@@ -25,17 +27,17 @@ def main() -> None:
     res = common.Result(NAME, args.quick)
     res.targets = dict(TARGETS, stability_seconds=STABILITY_SECONDS)
     count = 8 if args.quick else 50
-    src = media.MEDIA / "jfk.flac"
-    d = Daemon(common.WORK / NAME / "daemon", {"stability_seconds": STABILITY_SECONDS})
+    src = SHARED_MEDIA / "jfk.flac"
+    d = BenchDaemon(common.WORK / NAME / "daemon", {"stability_seconds": STABILITY_SECONDS})
     d.start()
     samples = []
     try:
-        media.copy_closed(src, d.watch / "warmup.flac")
+        gen.copy_closed(src, d.watch / "warmup.flac")
         d.wait_finished(1, timeout=120)
         for i in range(count):
             time.sleep(0.3)   # idle worker, idle watcher
             name = f"clip-{i:03d}.flac"
-            closed = media.copy_closed(src, d.watch / name)
+            closed = gen.copy_closed(src, d.watch / name)
             d.wait_finished(i + 2, timeout=120, interval=0.05)
             job = d.query("SELECT * FROM jobs WHERE path LIKE ?", (f"%/{name}",))[0]
             srt = d.watch / f"clip-{i:03d}.en.srt"

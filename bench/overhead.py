@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import common
 from bench.common import log
-from bench.daemon_process import Daemon
+from tests.harness.daemon import BenchDaemon
 from bench.library import make_library, populate_store
 
 NAME = "overhead"
@@ -114,7 +114,7 @@ def idle_cpu(quick: bool) -> dict:
     spec = make_library(LIBRARY)
     log(f"library: {spec}")
     folder = common.WORK / NAME / "daemon"
-    d = Daemon(folder, {"watch_dirs": [str(LIBRARY)]}, watch=[LIBRARY])
+    d = BenchDaemon(folder, {"watch_dirs": [str(LIBRARY)]}, watch=[LIBRARY])
     stored = populate_store(d.db, LIBRARY, include_without_subtitles=True)
     log(f"store: {stored}")
     seconds = 15 if quick else 60

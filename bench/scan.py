@@ -28,7 +28,7 @@ import time
 
 from bench import common
 from bench.common import log
-from bench.daemon_process import Daemon
+from tests.harness.daemon import BenchDaemon
 from bench.library import make_library, populate_store
 
 NAME = "scan"
@@ -49,7 +49,7 @@ def drop_caches() -> bool:
     return True
 
 
-def start_and_watch(d: Daemon, timeout: float) -> dict:
+def start_and_watch(d: BenchDaemon, timeout: float) -> dict:
     """Start the daemon; time /readyz 200 and the end of its startup scan from process start."""
     rss_samples: list[int] = []
     stop = threading.Event()
@@ -130,7 +130,7 @@ def main() -> None:
     overrides = {"watch_dirs": [str(library)]}
     scenarios = {}
 
-    d = Daemon(common.WORK / NAME / "restart", overrides, watch=[library])
+    d = BenchDaemon(common.WORK / NAME / "restart", overrides, watch=[library])
     log(f"store: {populate_store(d.db, library, include_without_subtitles=False)}")
     cold = drop_caches()
     log(f"caches {'dropped' if cold else 'as found (not root)'}")
@@ -139,12 +139,12 @@ def main() -> None:
         f"peak RSS {r['peak_rss_mb']} MB")
 
     common.wait_quiet(max_wait=60)
-    d = Daemon(common.WORK / NAME / "first_start", overrides, watch=[library])
+    d = BenchDaemon(common.WORK / NAME / "first_start", overrides, watch=[library])
     drop_caches()
     scenarios["first_start"] = f = start_and_watch(d, args.first_start_timeout)
     log(f"first start: ready+scanned {f['time_to_ready_and_scanned_seconds']} s, "
         f"peak RSS {f['peak_rss_mb']} MB")
-    d = Daemon(common.WORK / NAME / "first_start_warm", overrides, watch=[library])
+    d = BenchDaemon(common.WORK / NAME / "first_start_warm", overrides, watch=[library])
     scenarios["first_start_warm"] = w = start_and_watch(d, args.first_start_timeout)
     log(f"first start, warm: ready+scanned {w['time_to_ready_and_scanned_seconds']} s")
 

@@ -30,8 +30,10 @@ from pathlib import Path
 
 from bench import common, media
 from bench.common import log
-from bench.daemon_process import Daemon
+from tests.harness.daemon import BenchDaemon
 from bench.library import make_library, populate_store
+from tests.harness import SHARED_MEDIA
+from tests.harness import media as gen
 
 NAME = "scrape"
 TARGETS = {"p99_ms_max_20_scrapers": 10.0, "new_series_after_first_100_jobs_max": 0}
@@ -136,7 +138,7 @@ def series(text: str) -> set[str]:
             for line in text.splitlines() if line and not line.startswith("#")}
 
 
-def exposition(d: Daemon) -> str:
+def exposition(d: BenchDaemon) -> str:
     status, body = d.get("/metrics")
     assert status == 200, body[:200]
     return body.decode()
@@ -150,7 +152,7 @@ def ms(values) -> dict:
 class KeepBusy(threading.Thread):
     """Drops the next speech file whenever nothing is queued, so a transcription always runs."""
 
-    def __init__(self, d: Daemon, source: Path):
+    def __init__(self, d: BenchDaemon, source: Path):
         super().__init__(daemon=True)
         self.d, self.source, self.stop = d, source, threading.Event()
         self.dropped = 0
@@ -158,7 +160,7 @@ class KeepBusy(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             if self.d.query("SELECT COUNT(*) AS n FROM jobs WHERE status='queued'")[0]["n"] == 0:
-                media.copy_closed(self.source, self.d.watch / f"busy-{self.dropped:04d}.wav")
+                gen.copy_closed(self.source, self.d.watch / f"busy-{self.dropped:04d}.wav")
                 self.dropped += 1
             self.stop.wait(0.5)
 
@@ -171,30 +173,30 @@ def make_sources(folder: Path) -> dict[str, Path]:
            "silence": folder / "silence.wav"}
     if not out["busy"].exists():
         samples, _ = media.concat(["license", "jfk", "L3", "L1", "jfk", "L5", "L2"], seed=3)
-        media.write_wav(out["busy"], samples)          # ~75 s: several seconds of work
-        media.write_wav(out["short"], media.clip("jfk")[: int(2.6 * media.SAMPLE_RATE)])
-        media.write_wav(out["silence"], np.zeros(3 * media.SAMPLE_RATE, dtype=np.float32))
+        gen.write_wav(out["busy"], samples)          # ~75 s: several seconds of work
+        gen.write_wav(out["short"], media.clip("jfk")[: int(2.6 * gen.RATE)])
+        gen.write_wav(out["silence"], np.zeros(3 * gen.RATE, dtype=np.float32))
     return out
 
 
-def drop_mix(d: Daemon, sources: dict, first: int, count: int) -> None:
+def drop_mix(d: BenchDaemon, sources: dict, first: int, count: int) -> None:
     """Jobs `first`..`first+count-1` of the fixed mix: per 10, 5 succeed (a 2.6 s clip),
     2 fail (not_media), 2 are skipped (subtitle_exists), 1 is skipped (no_speech)."""
     for i in range(first, first + count):
         kind = i % 10
         name = d.watch / f"job-{i:05d}"
         if kind < 5:
-            media.copy_closed(sources["short"], name.with_suffix(".wav"))
+            gen.copy_closed(sources["short"], name.with_suffix(".wav"))
         elif kind < 7:
             name.with_suffix(".mp3").write_bytes(b"this is not audio %d\n" % i)
         elif kind < 9:
             (d.watch / f"job-{i:05d}.en.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
-            media.copy_closed(sources["short"], name.with_suffix(".wav"))
+            gen.copy_closed(sources["short"], name.with_suffix(".wav"))
         else:
-            media.copy_closed(sources["silence"], name.with_suffix(".wav"))
+            gen.copy_closed(sources["silence"], name.with_suffix(".wav"))
 
 
-def measure_load(d: Daemon, quick: bool) -> dict:
+def measure_load(d: BenchDaemon, quick: bool) -> dict:
     """Latency figures for every scraper mode, now (the daemon is working meanwhile)."""
     seq_n, bursts, stagger_s, sat_s = (40, 5, 5, 3) if quick else (300, 30, 30, 10)
     seq_times, sizes, body = asyncio.run(_sequential(d.port, seq_n, 0.05))
@@ -223,7 +225,7 @@ def main() -> None:
     res.targets = TARGETS
     total_jobs, checkpoint = (100, 20) if quick else (1000, 100)
     sources = make_sources(common.WORK / NAME / "media")
-    d = Daemon(common.WORK / NAME / "daemon", {"stability_seconds": 0.5})
+    d = BenchDaemon(common.WORK / NAME / "daemon", {"stability_seconds": 0.5})
     d.start()
     busy = None
     try:
@@ -233,7 +235,7 @@ def main() -> None:
         log(f"idle: burst p99 {idle['burst_20_ms']['p99']} ms, "
             f"single p99 {idle['single_scraper_ms']['p99']} ms")
         # 1. while the daemon works, fresh: every scraper mode
-        media.copy_closed(media.MEDIA / "jfk.flac", d.watch / "warmup.flac")
+        gen.copy_closed(SHARED_MEDIA / "jfk.flac", d.watch / "warmup.flac")
         d.wait_finished(1, timeout=120)
         busy = KeepBusy(d, sources["busy"])
         busy.start()
@@ -275,7 +277,7 @@ def main() -> None:
     # 4. idle again, but with a 100,000-job store: does a scrape's cost grow with history?
     library = common.WORK / "library-100k"
     make_library(library)
-    big = Daemon(common.WORK / NAME / "big-store", {"watch_dirs": [str(library)]},
+    big = BenchDaemon(common.WORK / NAME / "big-store", {"watch_dirs": [str(library)]},
                         watch=[library])
     populate_store(big.db, library, include_without_subtitles=True)
     big.start()

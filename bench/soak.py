@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import time
 
-from bench import common, media
+from bench import common
 from bench.common import log
-from bench.daemon_process import Daemon
+from tests.harness.daemon import BenchDaemon
+from tests.harness import SHARED_MEDIA
+from tests.harness import media as gen
 
 NAME = "soak"
 TARGETS = {"rss_growth_job50_to_job500_percent_max": 10.0}
@@ -32,8 +34,8 @@ def main() -> None:
     res = common.Result(NAME, args.quick)
     total, batch, early = (60, 10, 10) if args.quick else (500, 50, 50)
     res.targets = dict(TARGETS, jobs=total, early_job=early)
-    src = media.MEDIA / "jfk.flac"
-    d = Daemon(common.WORK / NAME / "daemon")
+    src = SHARED_MEDIA / "jfk.flac"
+    d = BenchDaemon(common.WORK / NAME / "daemon")
     d.start()
     checkpoints = {}
     started = time.monotonic()
@@ -41,7 +43,7 @@ def main() -> None:
         checkpoints[0] = d.rss()["VmRSS"]
         for first in range(0, total, batch):
             for i in range(first, first + batch):
-                media.copy_closed(src, d.watch / f"soak-{i:04d}.flac")
+                gen.copy_closed(src, d.watch / f"soak-{i:04d}.flac")
             d.wait_finished(first + batch, timeout=600, interval=0.25)
             time.sleep(1.0)   # idle again: the job's buffers are released
             checkpoints[first + batch] = d.rss()["VmRSS"]

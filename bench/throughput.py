@@ -34,7 +34,10 @@ from pathlib import Path
 
 from bench import common, media
 from bench.common import log
-from bench.daemon_process import Daemon
+from tests.harness.daemon import BenchDaemon
+from tests.harness import SHARED_MEDIA
+from tests.harness import media as gen
+from tests.harness.quality import word_error_rate
 
 NAME = "throughput"
 TARGETS = {
@@ -94,12 +97,12 @@ def make_corpus(quick: bool) -> list[dict]:
     for n, item in enumerate(spec):
         path = folder / item["name"]
         if "copy" in item:
-            shutil.copyfile(media.MEDIA / item["copy"], path)
+            shutil.copyfile(SHARED_MEDIA / item["copy"], path)
             text, seconds = media.JFK_TEXT, 11.0
         else:
             samples, text = media.concat(item["pieces"], seed=n)
-            media.write_media(path, samples)
-            seconds = len(samples) / media.SAMPLE_RATE
+            gen.write_media(path, samples)
+            seconds = len(samples) / gen.RATE
         files.append({"name": item["name"], "path": str(path), "audio_seconds": round(seconds, 2),
                       "reference": text})
         log(f"made {item['name']}: {seconds:.1f} s")
@@ -109,13 +112,13 @@ def make_corpus(quick: bool) -> list[dict]:
 
 # -- the two sides -------------------------------------------------------------------------------
 def run_daemon(files: list[dict], folder: Path, overrides: dict | None = None) -> dict:
-    d = Daemon(folder, overrides)
+    d = BenchDaemon(folder, overrides)
     staging = folder / "staging"
     staging.mkdir()
     d.start()
     try:
         # Warm: the first inference (VAD session, CTranslate2 buffers) is not part of the batch.
-        os.link(media.MEDIA / "jfk.flac", staging / "warmup.flac")
+        os.link(SHARED_MEDIA / "jfk.flac", staging / "warmup.flac")
         os.rename(staging / "warmup.flac", d.watch / "warmup.flac")
         d.wait_finished(1, timeout=120)
         for f in files:
@@ -160,7 +163,7 @@ def run_daemon(files: list[dict], folder: Path, overrides: dict | None = None) -
 
 def run_bare(files: list[dict], build_on: str = "main") -> dict:
     job = {"model": common.model_dir(), "cpu_threads": 2, "beam_size": 5,
-           "warmup": str(media.MEDIA / "jfk.flac"), "files": [f["path"] for f in files],
+           "warmup": str(SHARED_MEDIA / "jfk.flac"), "files": [f["path"] for f in files],
            "build_on": build_on}
     # The usual way runs with libgomp's defaults: the daemon's GOMP_SPINCOUNT is its own.
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
@@ -194,7 +197,7 @@ def quality(files: list[dict], texts: dict[str, str]) -> dict:
     per = {}
     for f in files:
         n = common.ref_words(f["reference"])
-        w = common.wer(f["reference"], texts.get(f["name"], ""))
+        w = word_error_rate(f["reference"], texts.get(f["name"], ""))
         per[f["name"]] = round(100 * w, 2)
         errors += w * n
         words += n

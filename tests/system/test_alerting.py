@@ -5,12 +5,12 @@
   scrape target (the daemon's port), the Alertmanager address, the scrape/evaluation interval
   (1 s) and -- because a 30-minute failure window cannot be waited out in a test -- the rules'
   clock: it loads copies of prometheus/rules/*.yml in which every duration (`for:` and range
-  selectors) is multiplied by TIME_SCALE (30m -> 2m, 5m -> 20s, see stack.scale_rules).
+  selectors) is multiplied by TIME_SCALE (30m -> 2m, 5m -> 20s, see stack_config.scale_rules).
   Expressions, thresholds (> 25 %, >= 5 jobs), labels and annotations are the project's own;
 * Alertmanager: the project's alertmanager/alertmanager.yml; the test overrides only the
   webhook URLs (-> the receiver below), group_wait/group_interval (1 s) and removes the email
   example (no SMTP traffic);
-* a small webhook receiver: http.server in a thread (stack.WebhookReceiver).
+* a small webhook receiver: http.server in a thread (tests.harness.webhook.WebhookReceiver).
 
 A working daemon (a few good files succeed) gets bad files: ScribewatchJobFailureRatioHigh
 (> 25 % of at least 5 finished jobs) fires and reaches the receiver with the right labels. Good
@@ -33,7 +33,8 @@ import time
 import pytest
 
 from tests.harness import require_binary, wait_for
-from tests.harness.stack import WebhookReceiver, start_alertmanager, start_prometheus
+from tests.harness.stack import start_alertmanager, start_prometheus
+from tests.harness.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,8 @@ import yaml
 
 from tests.harness import REPO, require_binary
 from mixin.config import CONFIG
-from tests.harness.stack import WebhookReceiver, start_alertmanager
+from tests.harness.stack import start_alertmanager
+from tests.harness.webhook import WebhookReceiver
 
 PROM = REPO / "prometheus"
 AM = REPO / "alertmanager"
