@@ -180,7 +180,7 @@ def model_dir() -> str:
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    from scribewatch.pipeline.guards import word_error_rate   # the same measure the tests use
+    from tests.harness.quality import word_error_rate   # the same measure the tests use
 
     return word_error_rate(reference, hypothesis)
 
@@ -196,7 +196,7 @@ def ref_words(text: str) -> int:
 
 def srt_check(path: Path) -> tuple[str, list[str], int]:
     """(text of an SRT, readability problems, cue count) — 2 lines x 42 chars, <= 7 s."""
-    from scribewatch.pipeline.subtitles import check_readability, parse_srt
+    from tests.harness.quality import check_readability, parse_srt
 
     cues = parse_srt(path.read_text(encoding="utf-8"))
     return " ".join(c.text for c in cues), check_readability(cues, 42, 2, 7.0), len(cues)

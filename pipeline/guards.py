@@ -3,8 +3,8 @@
 Whisper sometimes loops ("Thank you. Thank you. Thank you.", "the rest of the rest of the
 rest of…") or emits more text than anyone could say in the time. None of these checks needs
 the audio; each finding is one short sentence for the JSON output, the log and the
-`suspect` metric. Also here: `normalize_text` and `word_error_rate`, the project's one way of
-comparing a transcript with reference text.
+`suspect` metric. Also here: `normalize_text`, the project's one way of comparing a transcript
+with reference text (the tests' word_error_rate, in tests/harness/quality.py, builds on it).
 """
 
 from __future__ import annotations
@@ -56,26 +56,6 @@ def normalize_text(text: str) -> str:
     kept = [("" if ch in _APOSTROPHES else " ") if unicodedata.category(ch)[0] in "PS" else ch
             for ch in text]
     return " ".join("".join(kept).split())
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """(substitutions + deletions + insertions) / reference words, after normalize_text.
-
-    An empty reference gives 0.0 for an empty hypothesis and 1.0 otherwise.
-    """
-    ref = normalize_text(reference).split()
-    hyp = normalize_text(hypothesis).split()
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    # Levenshtein distance over words, one row at a time.
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (ref_word != hyp_word)))
-        previous = current
-    return previous[-1] / len(ref)
 
 
 @dataclasses.dataclass

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from tests.harness import media as gen
-from scribewatch.pipeline.subtitles import check_readability, parse_srt
-from scribewatch.pipeline.guards import word_error_rate
+from tests.harness.quality import check_readability, parse_srt, word_error_rate
 from tests.harness import JFK_TEXT, REPO
 
 pytestmark = pytest.mark.slow

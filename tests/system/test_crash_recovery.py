@@ -20,7 +20,7 @@ import pytest
 from tests.harness import media as gen
 from tests.harness import SHARED_MEDIA, wait_for
 from scribewatch.pipeline.output import TMP_MARK
-from scribewatch.pipeline.subtitles import parse_srt
+from tests.harness.quality import parse_srt
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scribewatch.pipeline.guards import word_error_rate
-from scribewatch.pipeline.subtitles import check_readability, parse_srt
+from tests.harness.quality import check_readability, parse_srt, word_error_rate
 from tests.harness import media as gen
 from tests.harness import SHARED_MEDIA, JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
 

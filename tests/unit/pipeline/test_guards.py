@@ -8,7 +8,8 @@ import re
 import pytest
 
 from tests.harness import JFK_TEXT
-from scribewatch.pipeline.guards import MAX_FINDINGS, check_transcript, normalize_text, word_error_rate
+from tests.harness.quality import word_error_rate
+from scribewatch.pipeline.guards import MAX_FINDINGS, check_transcript, normalize_text
 from scribewatch.pipeline.transcript import Segment, Transcript, Word
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.harness import JFK_TEXT
-from scribewatch.pipeline.guards import check_transcript, word_error_rate
-from scribewatch.pipeline.subtitles import (RENDERERS, Cue, build_cues, check_readability, parse_srt,
-                                render_json, render_srt, render_txt, render_vtt)
+from tests.harness.quality import check_readability, parse_srt, word_error_rate
+from scribewatch.pipeline.guards import check_transcript
+from scribewatch.pipeline.subtitles import (RENDERERS, Cue, build_cues, render_json, render_srt,
+                                            render_txt, render_vtt)
 from scribewatch.pipeline.transcript import Segment, Transcript, Word
 
 
