@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.quality import check_readability
 from scribewatch.pipeline.linebreaks import ends_on_function_word, function_words
-from scribewatch.pipeline.subtitles import build_cues, check_readability
+from scribewatch.pipeline.subtitles import build_cues
 from scribewatch.pipeline.transcript import Word
 
 
