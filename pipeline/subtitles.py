@@ -3,7 +3,7 @@
 faster-whisper's batched inference returns ~30 s segments, far too long to show on screen, so
 cues are built from word timestamps alone, the way a subtitler would cut them: at most
 `max_lines` lines of `max_line_chars`, at most `max_seconds` on screen, a new cue at every
-pause, breaks after sentence ends (then after clause punctuation) rather than mid-phrase, and
+pause (unless that leaves a cue too short to read), breaks after sentence ends (then after clause punctuation) rather than mid-phrase, and
 balanced lines. The cut is a small dynamic programme over break points, so one early decision
 cannot force an ugly cue later.
 
@@ -245,8 +245,8 @@ def _cut(tokens: Sequence[_Token], limits: _Limits) -> list[tuple[int, int]]:
                     break
             fill = min(1.0, max(chars / capacity, (last_end - start) / limits.max_ms))
             cost = (best[first] + CUE_COST + UNDERFILL_WEIGHT * (1.0 - fill) ** 2
-                    + PAUSE_SPAN_COST * pauses + _unreadable_cost(tokens, start, end, chars, limits)
-                    + _break_cost(tokens, end, last_end, fill, limits))
+                    + PAUSE_SPAN_COST * pauses + _break_cost(tokens, end, last_end, fill, limits)
+                    + _unreadable_cost(tokens, start, end, chars, limits))
             if cost < best[end]:
                 best[end], back[end] = cost, first
     spans, end = [], n
