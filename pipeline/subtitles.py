@@ -3,9 +3,9 @@
 faster-whisper's batched inference returns ~30 s segments, far too long to show on screen, so
 cues are built from word timestamps alone, the way a subtitler would cut them: at most
 `max_lines` lines of `max_line_chars`, at most `max_seconds` on screen, a new cue at every
-pause (unless that leaves a cue too short to read), breaks after sentence ends (then after clause punctuation) rather than mid-phrase, and
-balanced lines. The cut is a small dynamic programme over break points, so one early decision
-cannot force an ugly cue later.
+pause unless that leaves a cue too short, breaks after sentence ends (then clause
+punctuation) rather than mid-phrase, and balanced lines. The cut is a small dynamic programme
+over break points, so one early decision cannot force an ugly cue later.
 
 Reading speed comes first: a cue asks at most `max_cps` characters per second of the viewer
 (20 by default, the Netflix adult rate) and stays at least `min_seconds` on screen, lengthened
