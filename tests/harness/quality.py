@@ -12,22 +12,43 @@ import re
 from collections.abc import Sequence
 
 from scribewatch.pipeline.guards import normalize_text
+from scribewatch.pipeline.linebreaks import ends_on_function_word
 # The product's own timestamp formatter, so a problem names a cue exactly as the SRT shows it.
 from scribewatch.pipeline.subtitles import Cue, _timestamp
 
 
 # -- checks -----------------------------------------------------------------------------------
+# Half a millisecond: SRT's resolution, so a limit met exactly is not reported.
+_SLACK = 0.0005
+# Two lines are unbalanced when the shorter is under this share of the longer, unless the
+# break is at punctuation (a sentence or clause ends there: readers take that as a unit).
+_BALANCE_SHARE = 1 / 3
+
+
 def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: int = 2,
-                      max_seconds: float = 7.0) -> list[str]:
-    """Every way the cues break the limits, as readable sentences; [] when all is well."""
+                      max_seconds: float = 7.0, *, max_cps: float = 20.0,
+                      min_seconds: float = 0.8, language: str | None = "en") -> list[str]:
+    """Every way the cues break the limits, as readable sentences; [] when all is well.
+
+    Reading speed is the cue's characters (its lines joined by a space) per second on screen.
+    A line break inside a cue must not follow an article, preposition or conjunction of
+    `language` (a two-line cue always has another place to break).
+    """
     problems: list[str] = []
     previous: Cue | None = None
     for number, cue in enumerate(cues, 1):
         where = f"cue {number} ({_timestamp(cue.start, ',')})"
+        duration = cue.end - cue.start
         if cue.end <= cue.start:
             problems.append(f"{where}: ends at {cue.end:.3f} s, not after its start")
-        elif cue.end - cue.start > max_seconds + 0.0005:    # half a millisecond: SRT resolution
-            problems.append(f"{where}: on screen {cue.end - cue.start:.3f} s (max {max_seconds})")
+        else:
+            if duration > max_seconds + _SLACK:
+                problems.append(f"{where}: on screen {duration:.3f} s (max {max_seconds})")
+            if duration < min_seconds - _SLACK:
+                problems.append(f"{where}: on screen {duration:.3f} s (min {min_seconds})")
+            if len(cue.text) > max_cps * (duration + _SLACK):
+                problems.append(f"{where}: {len(cue.text) / duration:.1f} characters per second "
+                                f"(max {max_cps:g})")
         if not cue.lines or not all(line.strip() for line in cue.lines):
             problems.append(f"{where}: empty line")
         if len(cue.lines) > max_lines:
@@ -36,6 +57,9 @@ def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: 
             if len(line) > max_line_chars:
                 problems.append(f"{where}: line {line_number} has {len(line)} characters "
                                 f"(max {max_line_chars})")
+            if line_number < len(cue.lines) and ends_on_function_word(line, language):
+                problems.append(f"{where}: line {line_number} ends on {line.split()[-1]!r}")
+        problems += _balance_problems(cue, where, max_line_chars)
         if previous is not None:
             if cue.start < previous.start:
                 problems.append(f"{where}: starts before cue {number - 1}")
@@ -43,6 +67,26 @@ def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: 
                 problems.append(f"{where}: overlaps cue {number - 1} by "
                                 f"{previous.end - cue.start:.3f} s")
         previous = cue
+    return problems
+
+
+def _balance_problems(cue: Cue, where: str, max_line_chars: int) -> list[str]:
+    if len(cue.lines) != 2:
+        return []
+    if len(cue.text) <= max_line_chars:
+        return [f"{where}: two lines for {len(cue.text)} characters that fit one"]
+    top, bottom = (len(line) for line in cue.lines)
+    if min(top, bottom) < _BALANCE_SHARE * max(top, bottom) and cue.lines[0][-1:].isalnum():
+        return [f"{where}: unbalanced lines ({top} and {bottom} characters)"]
+    return []
+
+
+def check_srt_text(text: str, **limits) -> list[str]:
+    """check_readability on an SRT file's text, and the file's own form: a blank line after
+    every cue, the last one included."""
+    problems = check_readability(parse_srt(text), **limits)
+    if text.strip() and not text.replace("\r\n", "\n").endswith("\n\n"):
+        problems.append("the file does not end with a blank line after its last cue")
     return problems
 
 

@@ -1,14 +1,57 @@
-"""tests.harness.quality: the word error rate the tests and the benchmarks score transcripts with.
-
-(parse_srt and check_readability are exercised against the renderers in
-tests/unit/pipeline/test_subtitles.py.)
-"""
+"""tests.harness.quality: the readability checker and the word error rate the tests and the
+benchmark judge transcripts by."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.harness.quality import word_error_rate
+from scribewatch.pipeline.subtitles import Cue, render_srt
+from tests.harness.quality import check_readability, check_srt_text, word_error_rate
+
+
+def test_check_readability_reports_each_kind_of_violation():
+    cues = [
+        Cue(0.0, 1.0, ("x" * 43,)),
+        Cue(1.0, 2.0, ("one", "two", "three")),
+        Cue(2.0, 9.5, ("too long on screen",)),
+        Cue(9.0, 9.0, ("overlapping and empty in time",)),
+    ]
+    problems = check_readability(cues)
+    assert any("cue 1" in p and "43 characters" in p for p in problems)
+    assert any("cue 2" in p and "3 lines" in p for p in problems)
+    assert any("cue 3" in p and "7.500 s" in p for p in problems)
+    assert any("cue 4" in p and "not after its start" in p for p in problems)
+    assert any("cue 4" in p and "overlaps cue 3" in p for p in problems)
+    assert check_readability([Cue(0.0, 7.0, ("x" * 42, "y" * 42))]) == []
+
+
+def test_check_readability_reports_the_reading_rules():
+    problems = check_readability([
+        Cue(0.0, 1.0, ("This is far too much text for one second",)),      # 40 per second
+        Cue(2.0, 2.5, ("Quick.",)),
+        Cue(3.0, 7.0, ("we ask not what", "your country can do for you, and more")),
+        Cue(8.0, 11.0, ("Two short", "lines")),
+        Cue(12.0, 15.0, ("The top line is very much longer, sadly", "below")),
+    ])
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        "cue 1 (00:00:00,000)", "cue 2 (00:00:02,000)", "cue 3 (00:00:03,000)",
+        "cue 4 (00:00:08,000)", "cue 5 (00:00:12,000)"]
+    assert "40.0 characters per second (max 20)" in problems[0]
+    assert "on screen 0.500 s (min 0.8)" in problems[1]
+    assert "line 1 ends on 'what'" in problems[2]
+    assert "two lines for 15 characters that fit one" in problems[3]
+    assert "unbalanced lines (39 and 5 characters)" in problems[4]
+    # German words are German: "auf" ends a line badly there, not in English.
+    cue = [Cue(0.0, 4.0, ("Er wartet seit einer Stunde auf", "den letzten Zug nach Hamburg"))]
+    assert check_readability(cue) == [] and len(check_readability(cue, language="de")) == 1
+    assert check_readability([Cue(0.0, 2.0, ("Exactly forty characters, at 20 a second",))]) == []
+
+
+def test_check_srt_text_wants_a_blank_line_after_the_last_cue():
+    text = render_srt([Cue(0.0, 1.0, ("Hello.",))])
+    assert check_srt_text(text) == []
+    assert check_srt_text(text.rstrip("\n") + "\n") == [
+        "the file does not end with a blank line after its last cue"]
 
 
 @pytest.mark.parametrize("reference, hypothesis, expected", [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.harness import JFK_TEXT, SHARED_MEDIA
-from scribewatch.pipeline.guards import word_error_rate
+from tests.harness.quality import word_error_rate
 from scribewatch.pipeline.model import ModelManager
 
 
