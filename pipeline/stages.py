@@ -101,7 +101,8 @@ def write(transcript: Transcript, targets: dict[str, Path]) -> list[str]:
     """Render every format and write each atomically. Returns the written paths."""
     from .subtitles import RENDERERS, build_cues
 
-    cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language))
+    cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
+                      language=transcript.language)   # its line-break rules (English default)
     written = []
     try:
         for fmt, target in targets.items():
