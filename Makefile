@@ -24,8 +24,10 @@ run: $(STAMP)
 	mkdir -p inbox
 	$(BIN)/scribewatch run --watch ./inbox
 
-## Set up and run the whole test suite, with the slowest tests' durations.
+## Set up, lint (ruff, configured in pyproject.toml) and run the whole test suite, with the
+## slowest tests' durations.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(PYTEST) $(PYTEST_ARGS)
 
 ## The unit tests and one real end-to-end transcription: what CI runs on the other Pythons.

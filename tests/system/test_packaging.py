@@ -1,0 +1,37 @@
+"""What `pip install scribewatch` puts on a machine: one import package, `scribewatch`, built from
+the pipeline/ and exporter/ folders; no generic top-level name such as `pipeline`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+from tests.harness import REPO
+
+
+def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
+    # No build isolation: the test extra brings setuptools, so nothing is downloaded here.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path / "dist"), str(REPO)], check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("scribewatch-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith((".dist-info", ".data"))} == {"scribewatch"}
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, timeout=300)
+    probe = (
+        "import importlib.util, scribewatch.pipeline.contract, scribewatch.exporter, sys\n"
+        "print(scribewatch.pipeline.__file__)\n"
+        "print(scribewatch.exporter.__file__)\n"
+        "print(importlib.util.find_spec('pipeline'), importlib.util.find_spec('exporter'))\n")
+    # From outside the checkout, with the installed copy first on the path (the venv's own
+    # dependencies still import: the exporter needs prometheus-client).
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, text=True,
+                         capture_output=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(site)}).stdout.splitlines()
+    assert out[0] == str(site / "scribewatch" / "pipeline" / "__init__.py")
+    assert out[1] == str(site / "scribewatch" / "exporter" / "__init__.py")
+    assert out[2] == "None None", "a generic top-level package is importable"
