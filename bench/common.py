@@ -224,7 +224,8 @@ class CpuWindow:
 
     def figures(self) -> dict:
         cores = os.cpu_count() or 1
-        return {"own_cpu_seconds": round(self.own, 2), "foreign_cpu_seconds": round(self.foreign, 2),
+        return {"own_cpu_seconds": round(self.own, 2),
+                "foreign_cpu_seconds": round(self.foreign, 2),
                 "foreign_cpu_share": round(self.foreign / (self.wall * cores), 3)}
 
 

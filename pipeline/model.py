@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 from .contract import NullReporter, Reporter
 from .packaged_models import locate

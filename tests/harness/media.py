@@ -18,7 +18,9 @@ RATE = 16000
 
 
 def load_speech(path: Path, seconds: float | None = None) -> np.ndarray:
-    from scribewatch.pipeline.stages import decode   # not faster_whisper.decode_audio: it breaks on PyAV 19
+    from scribewatch.pipeline.stages import (
+        decode,  # not faster_whisper.decode_audio: it breaks on PyAV 19
+    )
 
     audio = decode(path)
     return audio[: int(seconds * RATE)] if seconds else audio
@@ -154,7 +156,8 @@ def mux_with_video(audio_src: Path | None, dst: Path, *, acodec: str = "aac",
                                           layout="mono", rate=RATE)
             for i in range(0, len(pcm), step):
                 chunk = pcm[i:i + step]
-                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16",
+                                                   layout="mono")
                 frame.sample_rate, frame.pts = RATE, i
                 for resampled in resampler.resample(frame):
                     for packet in sound.encode(resampled):

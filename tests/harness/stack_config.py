@@ -113,7 +113,8 @@ def prometheus_config(
     cfg["global"]["evaluation_interval"] = evaluation_interval
     # the timeout must not exceed the interval
     cfg["global"]["scrape_timeout"] = format_duration(
-        min(parse_duration(scrape_interval), parse_duration(cfg["global"].get("scrape_timeout", "10s"))))
+        min(parse_duration(scrape_interval),
+            parse_duration(cfg["global"].get("scrape_timeout", "10s"))))
     for job in cfg.get("scrape_configs", []):
         job.pop("scrape_interval", None)
         job.pop("scrape_timeout", None)
@@ -124,7 +125,8 @@ def prometheus_config(
     if alertmanagers is None:
         cfg.pop("alerting", None)
     else:
-        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+        targets = [{"targets": list(alertmanagers)}]
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": targets}]}
 
     rule_files = []
     for pattern in cfg.get("rule_files", []):
@@ -165,7 +167,8 @@ def alertmanager_config(
         config = config.read_text()
     cfg = yaml.safe_load(config) if isinstance(config, str) else copy.deepcopy(config)
 
-    cfg["templates"] = [t if os.path.isabs(t) else str(base_dir / t) for t in cfg.get("templates", [])]
+    cfg["templates"] = [t if os.path.isabs(t) else str(base_dir / t)
+                        for t in cfg.get("templates", [])]
     for key in [k for k in cfg.get("global", {}) if k.startswith("smtp_")]:
         del cfg["global"][key]
     for receiver in cfg.get("receivers", []):

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from tests.harness import JFK_TEXT
-from tests.harness.quality import word_error_rate
 from scribewatch.pipeline.guards import MAX_FINDINGS, check_transcript, normalize_text
 from scribewatch.pipeline.transcript import Segment, Transcript, Word
+from tests.harness import JFK_TEXT
+from tests.harness.quality import word_error_rate
 
 
 def timed_segment(text: str, start: float, seconds: float) -> Segment:

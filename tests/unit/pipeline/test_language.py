@@ -8,9 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scribewatch.pipeline.language import (MAX_WINDOWS, SAMPLE_RATE, UNCERTAIN_BELOW,
-                                           WINDOW_SECONDS, _spread, speech_windows,
-                                           vote_language)
+from scribewatch.pipeline.language import (
+    MAX_WINDOWS,
+    SAMPLE_RATE,
+    UNCERTAIN_BELOW,
+    WINDOW_SECONDS,
+    _spread,
+    speech_windows,
+    vote_language,
+)
 from scribewatch.pipeline.model import resolve_model
 
 GERMAN_FROM = 30.5

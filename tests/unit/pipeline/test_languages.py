@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-from scribewatch.pipeline.languages import (LANGUAGE_LABELS, UNKNOWN, WHISPER_CODES,
-                                            WHISPER_NAMES, codes_for, language_label,
-                                            to_iso639_1, whisper_name)
+from scribewatch.pipeline.languages import (
+    LANGUAGE_LABELS,
+    UNKNOWN,
+    WHISPER_CODES,
+    WHISPER_NAMES,
+    codes_for,
+    language_label,
+    to_iso639_1,
+    whisper_name,
+)
 
 
 def test_the_codes_are_exactly_whispers():

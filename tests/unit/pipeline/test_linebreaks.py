@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.quality import check_readability
 from scribewatch.pipeline.linebreaks import ends_on_function_word, function_words
 from scribewatch.pipeline.subtitles import build_cues
 from scribewatch.pipeline.transcript import Word
+from tests.harness.quality import check_readability
 
 
 def make_words(text: str, start: float = 0.0, step: float = 0.4) -> list[Word]:

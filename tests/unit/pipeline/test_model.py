@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
+from scribewatch.pipeline.model import ModelManager
 from tests.harness import JFK_TEXT, SHARED_MEDIA
 from tests.harness.quality import word_error_rate
-from scribewatch.pipeline.model import ModelManager
 
 
 def manager(**kw) -> ModelManager:

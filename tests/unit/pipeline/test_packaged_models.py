@@ -11,9 +11,15 @@ import pytest
 
 from scribewatch.pipeline.guards import normalize_text
 from scribewatch.pipeline.model import resolve_model
-from scribewatch.pipeline.packaged_models import (BASE_FILES, BASE_FOLDER, BaseParts,
-                                                  ModelIntegrityError, assemble_base,
-                                                  base_parts, locate)
+from scribewatch.pipeline.packaged_models import (
+    BASE_FILES,
+    BASE_FOLDER,
+    BaseParts,
+    ModelIntegrityError,
+    assemble_base,
+    base_parts,
+    locate,
+)
 from tests.harness import JFK_TEXT
 
 GERMAN_FROM = 30.5     # multilingual.mp3: English licence, then the same in German

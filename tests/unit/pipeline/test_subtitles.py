@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
-
-from pathlib import Path
 
 import pytest
 
+from scribewatch.pipeline.guards import check_transcript
+from scribewatch.pipeline.subtitles import (
+    RENDERERS,
+    Cue,
+    build_cues,
+    render_json,
+    render_srt,
+    render_txt,
+    render_vtt,
+)
+from scribewatch.pipeline.transcript import Segment, Transcript, Word
 from tests.harness import JFK_TEXT
 from tests.harness.quality import check_readability, parse_srt, word_error_rate
-from scribewatch.pipeline.guards import check_transcript
-from scribewatch.pipeline.subtitles import (RENDERERS, Cue, build_cues, render_json, render_srt,
-                                            render_txt, render_vtt)
-from scribewatch.pipeline.transcript import Segment, Transcript, Word
 
 
 def make_words(text: str, start: float = 0.0, step: float = 0.4) -> list[Word]:
