@@ -85,7 +85,7 @@ def sources() -> dict[str, tuple[np.ndarray, str]]:
     wherever it is installed (then carried to a machine without it)."""
     jfk, lic = SOURCES / "jfk.wav", SOURCES / "license.wav"
     if not (jfk.exists() and lic.exists()):
-        from faster_whisper import decode_audio   # PyAV
+        from faster_whisper import decode_audio  # PyAV
 
         SOURCES.mkdir(parents=True, exist_ok=True)
         write_wav(jfk, decode_audio(str(SHARED_MEDIA / "jfk.flac"), sampling_rate=RATE))

@@ -213,7 +213,7 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             raise bad("expected true or false")
     elif kind in ("int", "float"):
         if isinstance(value, bool):
-            raise bad(f"expected a number")
+            raise bad("expected a number")
         try:
             out = int(value) if kind == "int" else float(value)
             if kind == "int" and isinstance(value, float) and value != int(value):

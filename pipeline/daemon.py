@@ -15,17 +15,16 @@ import time
 from pathlib import Path
 
 from .. import __version__
-
 from .config import Config
-from .errors import SkipJob, StageError
 from .contract import NullReporter, Reporter, RunningJob, StatusSnapshot
+from .errors import SkipJob, StageError
 from .intake import Intake
+from .job import Job
 from .model import ModelManager
 from .output import remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
 from .runner import JobHooks, Runner, RunResult, model_from_config, options_from_config
 from .stages import Cancelled
-from .job import Job
 from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
 

@@ -18,7 +18,10 @@ from typing import Iterable
 
 from .contract import FAILURE_REASONS
 from .job import Job
-from .store_schema import COUNTS as _COUNTS, MIGRATIONS as _MIGRATIONS, SCHEMA as _SCHEMA, SCHEMA_VERSION
+from .store_schema import COUNTS as _COUNTS
+from .store_schema import MIGRATIONS as _MIGRATIONS
+from .store_schema import SCHEMA as _SCHEMA
+from .store_schema import SCHEMA_VERSION
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of

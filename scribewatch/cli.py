@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .commands_check import cmd_check, cmd_status
 from .commands_store import cmd_history, cmd_retry
+
 # `_load` and `_setup_logging`: the names cmd_run and cmd_transcribe call them by.
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from .common import load_config as _load
@@ -61,7 +62,6 @@ def cmd_run(args) -> int:
     _setup_logging(cfg.log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     from .exporter import Exporter, GpuSampler, PrometheusReporter
-
     from .pipeline.daemon import Daemon
     from .pipeline.instance_lock import StoreInUse
 

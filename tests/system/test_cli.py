@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import media as gen
-from scribewatch.pipeline.subtitles import check_readability, parse_srt
 from scribewatch.pipeline.guards import word_error_rate
+from scribewatch.pipeline.subtitles import check_readability, parse_srt
 from tests.harness import JFK_TEXT, REPO
+from tests.harness import media as gen
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness import media as gen
-from tests.harness import SHARED_MEDIA, wait_for
 from scribewatch.pipeline.output import TMP_MARK
 from scribewatch.pipeline.subtitles import parse_srt
+from tests.harness import SHARED_MEDIA, wait_for
+from tests.harness import media as gen
 
 pytestmark = pytest.mark.slow
 

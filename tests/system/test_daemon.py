@@ -19,8 +19,15 @@ import pytest
 
 from scribewatch.pipeline.guards import word_error_rate
 from scribewatch.pipeline.subtitles import check_readability, parse_srt
+from tests.harness import (
+    JFK_TEXT,
+    SHARED_MEDIA,
+    drop_file_permission_override,
+    require_binary,
+    require_root,
+    wait_for,
+)
 from tests.harness import media as gen
-from tests.harness import SHARED_MEDIA, JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
 
 pytestmark = pytest.mark.slow
 

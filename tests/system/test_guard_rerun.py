@@ -9,7 +9,9 @@ import shutil
 
 import pytest
 
-from scribewatch.pipeline import config, daemon as daemon_mod, runner as runner_mod
+from scribewatch.pipeline import config
+from scribewatch.pipeline import daemon as daemon_mod
+from scribewatch.pipeline import runner as runner_mod
 from scribewatch.pipeline.contract import NullReporter
 from tests.harness import wait_for
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import REPO, require_binary
 from mixin.config import CONFIG
+from tests.harness import REPO, require_binary
 from tests.harness.stack import WebhookReceiver, start_alertmanager
 
 PROM = REPO / "prometheus"

@@ -15,9 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import FAKE_NVML_DIR
 from scribewatch.exporter import catalog, gpu
 from scribewatch.exporter.gpu import GpuCollector, GpuSampler, Nvml
+from tests.harness import FAKE_NVML_DIR
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2

@@ -18,12 +18,17 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import FAKE_NVML_DIR, REPO, require_binary
 from scribewatch.exporter import Exporter, catalog
 from scribewatch.exporter.instrumentation import PrometheusReporter, StateCollector
-from scribewatch.pipeline.contract import (FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES,
-                                           RunningJob, StatusSnapshot)
-from tests.harness import status
+from scribewatch.pipeline.contract import (
+    FAILURE_LABELS,
+    OUTCOMES,
+    SKIP_REASONS,
+    STAGES,
+    RunningJob,
+    StatusSnapshot,
+)
+from tests.harness import FAKE_NVML_DIR, REPO, require_binary, status
 from tests.harness.status import Source
 
 NOW = time.time()

@@ -13,20 +13,18 @@ $__rate_interval, counters only in rate(), units, descriptions).
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import promql_parser
 import pytest
 import yaml
 
-from tests.harness.dashboards import DASHBOARD_FILES, DASHBOARDS_DIR
+from tests.harness import REPO
+from tests.harness.dashboards import DASHBOARD_FILES
 from tests.harness.dashboards import data_panels as _data_panels
 from tests.harness.dashboards import load as _load
 from tests.harness.dashboards import panels as _panels
 from tests.harness.dashboards import targets as _targets
-from tests.harness import REPO
 
 RULES_DIR = REPO / "prometheus" / "rules"
 DS_VAR = {"type": "prometheus", "uid": "${datasource}"}

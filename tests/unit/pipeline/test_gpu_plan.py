@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from tests.harness import FAKE_NVML_DIR
 from scribewatch.pipeline import gpu_plan
 from scribewatch.pipeline.gpu_footprint import GIB, footprint, size_key
 from scribewatch.pipeline.gpu_plan import GpuInfo, PlanRequest, plan, read_gpus, shrink
+from tests.harness import FAKE_NVML_DIR
 
 H200 = {"name": "NVIDIA H200", "uuid": "GPU-h200-0", "memory_total": 141 * GIB,
         "memory_used": 1 * GIB, "processes": []}

@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from scribewatch.pipeline import config, runner as runner_mod
+from scribewatch.pipeline import config
+from scribewatch.pipeline import runner as runner_mod
 from scribewatch.pipeline.errors import SkipJob
 from scribewatch.pipeline.runner import JobHooks, Runner, model_from_config, options_from_config
 
