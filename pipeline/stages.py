@@ -70,7 +70,8 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
                    and duration >= opts.batch_min_audio_seconds and not safer)
     try:
         if use_batched:
-            segments, info = batched_pipeline.transcribe(audio, batch_size=opts.batch_size, **kwargs)
+            segments, info = batched_pipeline.transcribe(audio, batch_size=opts.batch_size,
+                                                         **kwargs)
         else:
             segments, info = model.transcribe(audio, **kwargs)
         out: list[Segment] = []

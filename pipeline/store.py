@@ -191,7 +191,8 @@ class JobStore:
                 refund_attempt: bool = False) -> None:
         """Back to the queue: a transient failure (with backoff), a shutdown, or a paused mount."""
         self._exec(
-            "UPDATE jobs SET status = 'queued', not_before = ?, current_stage = NULL, worker = NULL, "
+            "UPDATE jobs SET status = 'queued', not_before = ?, current_stage = NULL, "
+            "worker = NULL, "
             "reason = ?, error_stage = ?, error_message = ?, "
             f"attempts = attempts - {1 if refund_attempt else 0} WHERE id = ?",
             (not_before, reason, stage, message, job_id))
@@ -242,7 +243,8 @@ class JobStore:
                     requeued.append(job)
         return requeued, failed
 
-    def retry_failed(self, job_ids: Iterable[int] | None = None, reason: str | None = None) -> list[int]:
+    def retry_failed(self, job_ids: Iterable[int] | None = None,
+                     reason: str | None = None) -> list[int]:
         """Failed jobs back to the queue with fresh attempts, once their cause is fixed."""
         sql, params = "SELECT id FROM jobs WHERE status = 'failed'", []
         if job_ids is not None:
@@ -331,7 +333,8 @@ class JobStore:
         return out
 
     def last_success_at(self) -> float | None:
-        return self._exec("SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
+        return self._exec(
+            "SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
 
     def history(self, limit: int | None = 50, status: str | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs"

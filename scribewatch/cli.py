@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "skipped"))
-    p.add_argument("--stats", action="store_true", help="counts, durations, audio hours, real-time factor")
+    p.add_argument("--stats", action="store_true",
+                   help="counts, durations, audio hours, real-time factor")
     p.add_argument("--job", type=int, metavar="ID", help="one job, every field")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
