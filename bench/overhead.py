@@ -179,7 +179,8 @@ def main() -> None:
                   "layout": "1,000 folders of 100 placeholder .mp3; 99 % with <stem>.en.srt",
                   "store": "every file recorded by a previous run (one transaction)",
                   "daemon_settings": "defaults (rescan_interval_seconds 300, inotify)"}
-    res.check("stage_observation", obs["stage_observation_us"] < TARGETS["stage_observation_us_max"])
+    res.check("stage_observation",
+              obs["stage_observation_us"] < TARGETS["stage_observation_us_max"])
     res.check("idle_cpu", idle["idle_cpu_percent_of_one_core"]
               < TARGETS["idle_cpu_percent_of_one_core_max"])
     res.notes.append("`idle_cpu_with_rescans_amortised_percent` adds one full rescan's CPU spread "

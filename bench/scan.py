@@ -2,7 +2,8 @@
 a `<stem>.en.srt` beside them — time to ready and peak RSS.
 
 "Ready" here = `/readyz` answers 200 AND the startup scan has finished (`/api/status` reports
-`startup_scan.done`), both polled every 20 ms from the moment the process is started. Peak RSS is the kernel's high-water mark (VmHWM) of the daemon
+`startup_scan.done`), both polled every 20 ms from the moment the process is started. Peak RSS
+is the kernel's high-water mark (VmHWM) of the daemon
 process, read at scan end and again once the queue is empty; VmRSS is also sampled.
 
 Two starts over the same library:

@@ -243,7 +243,8 @@ def main() -> None:
              "bare": lambda r: run_bare(files),
              "bare_thread": lambda r: run_bare(files, build_on="thread"),
              "daemon_batched": lambda r: run_daemon(
-                 files, common.WORK / NAME / f"daemon-batched-{r}", {"batch_size": 8, "batch_min_audio_seconds": 120})}
+                 files, common.WORK / NAME / f"daemon-batched-{r}",
+                 {"batch_size": 8, "batch_min_audio_seconds": 120})}
     variant = not (quick or args.no_variant)
     order = ["daemon", "bare"] + (["daemon_batched", "bare_thread"] if variant else [])
     if not variant:
