@@ -113,7 +113,8 @@ def test_grafana_password_is_required_and_not_inline(tmp_path):
 
 
 def test_every_compose_variable_is_documented_in_env_example():
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(),
+                                re.M))
     for name in ("compose.yaml", "compose.gpu.yaml"):
         for var in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / name).read_text()):
             assert var in documented, f"{name}: ${{{var}}} is not in .env.example"
@@ -139,7 +140,8 @@ def test_gpu_jit_cache_is_kept_on_a_volume(gpu_config):
     mounts = [target for target in named if cache == Path(target) or Path(target) in cache.parents]
     assert mounts, f"CUDA_CACHE_PATH {cache} is not on a named volume ({named})"
     assert named[mounts[0]] in gpu_config["volumes"]
-    assert 1 * 1024 ** 3 <= int(env["CUDA_CACHE_MAXSIZE"]) <= 4 * 1024 ** 3   # CUDA's maximum: 4 GiB
+    # CUDA's maximum: 4 GiB
+    assert 1 * 1024 ** 3 <= int(env["CUDA_CACHE_MAXSIZE"]) <= 4 * 1024 ** 3
     assert {"/data", "/models"} <= set(named)
     steps = _instructions(REPO / "Dockerfile.cuda")
     assert any(w == "ENV" and f"CUDA_CACHE_PATH={cache}" in a for w, a in steps)
@@ -215,7 +217,8 @@ def test_the_stack_is_wired(config):
     assert env["SCRIBEWATCH_LISTEN"].endswith(":9847")
     assert env["SCRIBEWATCH_WATCH_DIRS"] == "/media"
     # Grafana: the provider reads where the dashboards are mounted; the home dashboard exists.
-    provider = yaml.safe_load((REPO / "grafana/provisioning/dashboards/scribewatch.yml").read_text())
+    provider = yaml.safe_load(
+        (REPO / "grafana/provisioning/dashboards/scribewatch.yml").read_text())
     path = provider["providers"][0]["options"]["path"]
     assert _host_path(s["grafana"], path) == REPO / "grafana/dashboards"
     home = s["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
@@ -253,7 +256,8 @@ def test_ports(config):
     published = {}
     for name, svc in config["services"].items():
         for p in svc.get("ports", []):
-            text = p if isinstance(p, str) else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}"
+            text = (p if isinstance(p, str)
+                    else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}")
             host_ip, published_port, target = re.fullmatch(
                 r"(?:([\d.]+):)?(\d+):(\d+)(?:/tcp)?", text).groups()
             published[name] = (host_ip, int(published_port), int(target))
@@ -295,7 +299,8 @@ def _dockerignored(rel: str) -> bool:
             continue
         negate = pattern.startswith("!")
         pattern = pattern.lstrip("!").rstrip("/")
-        candidates = [rel] + [str(Path(*Path(rel).parts[:i])) for i in range(1, len(Path(rel).parts))]
+        candidates = [rel] + [str(Path(*Path(rel).parts[:i]))
+                              for i in range(1, len(Path(rel).parts))]
         if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", ""))
                for c in candidates):
             ignored = not negate

@@ -1,6 +1,6 @@
-"""The NVML collector against the fake pynvml (tests/harness/fake_nvml), put in place of the real module
-at the import boundary: values and unit conversions, a missing library, a driver that fails, an
-NVML error mid-scrape (logged once), recovery, and the sampler the pipeline uses."""
+"""The NVML collector against the fake pynvml (tests/harness/fake_nvml), put in place of the real
+module at the import boundary: values and unit conversions, a missing library, a driver that
+fails, an NVML error mid-scrape (logged once), recovery, and the sampler the pipeline uses."""
 
 from __future__ import annotations
 

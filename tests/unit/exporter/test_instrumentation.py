@@ -299,7 +299,8 @@ def test_the_exporter_never_imports_whisper():
             "from tests.harness.status import Source; "
             "e = exporter.Exporter(Source(), listen='127.0.0.1:0'); "
             "generate_latest(e.registry); "
-            "bad = {'faster_whisper', 'ctranslate2', 'scribewatch.pipeline.stages'} & set(sys.modules); "
+            "bad = {'faster_whisper', 'ctranslate2', 'scribewatch.pipeline.stages'}"
+            " & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO,
                    env={**os.environ, "PYTHONPATH": str(REPO)})

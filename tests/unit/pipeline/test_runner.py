@@ -69,6 +69,7 @@ def test_a_suspect_result_is_transcribed_again_with_safer_settings(runner, media
     shutil.copy(media / "jfk.flac", tmp_path / "jfk.flac")
     hooks = Recording()
     result = runner.run(tmp_path / "jfk.flac", tmp_path, hooks)
-    assert hooks.reruns == [["repetition loop (test)"]] and result.findings == ("repetition loop (test)",)
+    assert (hooks.reruns == [["repetition loop (test)"]]
+            and result.findings == ("repetition loop (test)",))
     assert result.transcript.suspect == ("first run: repetition loop (test)",)
     assert (1, 1.0) in hooks.ratios   # the re-run reports its own progress
