@@ -85,7 +85,7 @@ def sources() -> dict[str, tuple[np.ndarray, str]]:
     wherever it is installed (then carried to a machine without it)."""
     jfk, lic = SOURCES / "jfk.wav", SOURCES / "license.wav"
     if not (jfk.exists() and lic.exists()):
-        from faster_whisper import decode_audio   # PyAV
+        from faster_whisper import decode_audio  # PyAV
 
         SOURCES.mkdir(parents=True, exist_ok=True)
         write_wav(jfk, decode_audio(str(SHARED_MEDIA / "jfk.flac"), sampling_rate=RATE))
@@ -134,7 +134,8 @@ def bare_child(args) -> None:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     compute = "float16" if args.device == "cuda" else "int8"
-    model = WhisperModel(common.model_dir(), device=args.device, compute_type=compute, cpu_threads=2)
+    model = WhisperModel(common.model_dir(), device=args.device, compute_type=compute,
+                         cpu_threads=2)
     pipe = BatchedInferencePipeline(model=model) if args.batch else model
     kw = dict(beam_size=5, word_timestamps=True, vad_filter=True, condition_on_previous_text=False)
     if args.batch:
@@ -193,7 +194,8 @@ def run_daemon(corpus, device: str, deadline: float) -> dict:
     inbox.mkdir(parents=True), staging.mkdir()
     port = common.free_port()
     url = f"http://127.0.0.1:{port}"
-    config = {"watch_dirs": [str(inbox)], "db": str(folder / "jobs.db"), "model": common.model_dir(),
+    config = {"watch_dirs": [str(inbox)], "db": str(folder / "jobs.db"),
+              "model": common.model_dir(),
               "listen": f"127.0.0.1:{port}", "device": device, "cpu_threads": 2}
     (folder / "scribewatch.yaml").write_text(json.dumps(config))   # JSON is YAML
     env = dict(os.environ, PYTHONUNBUFFERED="1",
@@ -280,7 +282,8 @@ def machine(device: str) -> dict:
         pynvml.nvmlInit()
         h = pynvml.nvmlDeviceGetHandleByIndex(0)
         cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        info["gpu"] = {"name": pynvml.nvmlDeviceGetName(h), "driver": pynvml.nvmlSystemGetDriverVersion(),
+        info["gpu"] = {"name": pynvml.nvmlDeviceGetName(h),
+                       "driver": pynvml.nvmlSystemGetDriverVersion(),
                        "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}",
                        "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total)}
     except Exception as e:
@@ -311,8 +314,10 @@ def main() -> None:
         import av  # noqa: F401  (the daemon's decode stage)
         daemon_ok, daemon_note = True, None
     except ImportError:
-        daemon_ok, daemon_note = False, "PyAV not importable: the daemon cannot decode; side skipped"
-    sides = ["daemon", "bare_sequential", "bare_batched"] if daemon_ok else ["bare_sequential", "bare_batched"]
+        daemon_ok, daemon_note = (False,
+                                  "PyAV not importable: the daemon cannot decode; side skipped")
+    sides = (["daemon", "bare_sequential", "bare_batched"] if daemon_ok
+             else ["bare_sequential", "bare_batched"])
     runs: dict[str, list] = {s: [] for s in sides}
     notes = [daemon_note] if daemon_note else []
     for r in range(args.rounds):
@@ -326,7 +331,8 @@ def main() -> None:
                 if side == "daemon":
                     res = run_daemon(corpus, args.device, deadline)
                 else:
-                    res = run_bare(corpus, args.device, BATCH if side == "bare_batched" else 0, left)
+                    res = run_bare(corpus, args.device, BATCH if side == "bare_batched" else 0,
+                                   left)
             except (subprocess.TimeoutExpired, TimeoutError, RuntimeError) as e:
                 notes.append(f"round {r + 1} {side}: {type(e).__name__}: {str(e)[-300:]}")
                 continue
@@ -338,36 +344,45 @@ def main() -> None:
     measured = {"audio_seconds": round(audio, 1), "files": len(corpus), "runs": runs}
     for side, rs in runs.items():
         if rs:
-            measured[f"{side}_audio_s_per_s"] = round(audio / statistics.median(x["wall_seconds"] for x in rs), 2)
+            measured[f"{side}_audio_s_per_s"] = round(
+                audio / statistics.median(x["wall_seconds"] for x in rs), 2)
             measured[f"{side}_wer_points"] = statistics.median(x["wer_points"] for x in rs)
     base, daemon = runs["bare_sequential"], runs.get("daemon", [])
     # Pair each daemon run with the bare run of its round, as throughput.py does.
-    paired = [b["wall_seconds"] / d["wall_seconds"] for d in daemon for b in base if b["round"] == d["round"]]
+    paired = [b["wall_seconds"] / d["wall_seconds"]
+              for d in daemon for b in base if b["round"] == d["round"]]
     measured["ratio"] = round(statistics.median(paired), 3) if paired else None
-    measured["batched_ratio"] = (round(measured["bare_batched_audio_s_per_s"] / measured["bare_sequential_audio_s_per_s"], 3)
+    measured["batched_ratio"] = (round(measured["bare_batched_audio_s_per_s"]
+                                       / measured["bare_sequential_audio_s_per_s"], 3)
                                  if runs["bare_batched"] and base else None)
-    measured["wer_delta_points"] = (round(measured["daemon_wer_points"] - measured["bare_sequential_wer_points"], 2)
+    measured["wer_delta_points"] = (round(measured["daemon_wer_points"]
+                                          - measured["bare_sequential_wer_points"], 2)
                                     if daemon and base else None)
     measured["gpu_utilization_mean"] = _mean([d["nvml_utilization_mean"] for d in daemon
                                               if d["nvml_utilization_mean"] is not None])
     measured["gpu_utilization_metrics_mean"] = _mean([d["metrics_utilization_mean"] for d in daemon
                                                       if d["metrics_utilization_mean"] is not None])
-    measured["readability_problems"] = max((d["readability_problems"] for d in daemon), default=None)
+    measured["readability_problems"] = max((d["readability_problems"] for d in daemon),
+                                           default=None)
     checks = {"ratio": measured["ratio"] is not None and measured["ratio"] >= TARGETS["ratio_min"],
               "wer": measured["wer_delta_points"] is not None
               and measured["wer_delta_points"] <= TARGETS["wer_delta_max_points"],
               "readability": measured["readability_problems"] == 0}
     if args.device == "cuda":
-        checks["gpu_utilization"] = (measured["gpu_utilization_mean"] or 0) >= TARGETS["gpu_utilization_min"]
-    doc = {"name": NAME, "quick": args.quick, "device": args.device, "machine": machine(args.device),
-           "code": common.code_version(), "measured": measured, "targets": TARGETS, "checks": checks,
+        checks["gpu_utilization"] = ((measured["gpu_utilization_mean"] or 0)
+                                     >= TARGETS["gpu_utilization_min"])
+    doc = {"name": NAME, "quick": args.quick, "device": args.device,
+           "machine": machine(args.device),
+           "code": common.code_version(), "measured": measured, "targets": TARGETS,
+           "checks": checks,
            "met": all(checks.values()), "notes": notes,
            "config": {"rounds": args.rounds, "max_seconds": args.max_seconds, "batch": BATCH,
                       "model": "tiny.en", "beam_size": 5},
            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
            "duration_seconds": round(time.time() - started, 1)}
     full = args.device == "cuda" and not args.quick
-    out = Path(args.out) if args.out else (common.RESULTS if full else common.QUICK_RESULTS) / "gpu.json"
+    out = (Path(args.out) if args.out
+           else (common.RESULTS if full else common.QUICK_RESULTS) / "gpu.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in measured.items() if k != "runs"}))

@@ -13,9 +13,9 @@ import time
 
 from bench import common
 from bench.common import log
-from tests.harness.daemon import BenchDaemon
 from tests.harness import SHARED_MEDIA
 from tests.harness import media as gen
+from tests.harness.daemon import BenchDaemon
 
 NAME = "latency"
 STABILITY_SECONDS = 2.0        # the daemon's default

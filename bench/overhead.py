@@ -23,8 +23,8 @@ from pathlib import Path
 
 from bench import common
 from bench.common import log
-from tests.harness.daemon import BenchDaemon
 from bench.library import make_library, populate_store
+from tests.harness.daemon import BenchDaemon
 
 NAME = "overhead"
 TARGETS = {"stage_observation_us_max": 10.0, "idle_cpu_percent_of_one_core_max": 1.0}
@@ -179,7 +179,8 @@ def main() -> None:
                   "layout": "1,000 folders of 100 placeholder .mp3; 99 % with <stem>.en.srt",
                   "store": "every file recorded by a previous run (one transaction)",
                   "daemon_settings": "defaults (rescan_interval_seconds 300, inotify)"}
-    res.check("stage_observation", obs["stage_observation_us"] < TARGETS["stage_observation_us_max"])
+    res.check("stage_observation",
+              obs["stage_observation_us"] < TARGETS["stage_observation_us_max"])
     res.check("idle_cpu", idle["idle_cpu_percent_of_one_core"]
               < TARGETS["idle_cpu_percent_of_one_core_max"])
     res.notes.append("`idle_cpu_with_rescans_amortised_percent` adds one full rescan's CPU spread "

@@ -93,7 +93,8 @@ ROWS = (
         lambda m, t: m["audio_seconds"] / 60 >= t["min_audio_minutes"], "corpus_minutes"),
     Row("throughput", lambda t: "peak RSS of each side (no target)", _rss),
     Row("throughput", lambda t: "diagnostic sides (no target)", _variants),
-    Row("latency", lambda t: (f"drop-to-start p95 < {t['drop_to_start_p95_beyond_window_seconds_max']:g}"
+    Row("latency", lambda t: (f"drop-to-start p95 < "
+                              f"{t['drop_to_start_p95_beyond_window_seconds_max']:g}"
                               f" s beyond the stability window ({t['stability_seconds']:g} s)"),
         lambda m: (f"p50 {m['drop_to_start_p50_seconds']:.3f} s, p95 "
                    f"{m['drop_to_start_p95_seconds']:.3f} s: "
@@ -103,7 +104,8 @@ ROWS = (
     Row("latency", lambda t: "drop-to-subtitle, jfk.flac (no target)",
         lambda m: (f"p50 {m['jfk_drop_to_subtitle_seconds']['p50']:.2f} s, p95 "
                    f"{m['jfk_drop_to_subtitle_seconds']['p95']:.2f} s")),
-    Row("scrape", lambda t: f"`/metrics` p99 < {t['p99_ms_max_20_scrapers']:g} ms, 20 scrapers at once",
+    Row("scrape", lambda t: (f"`/metrics` p99 < {t['p99_ms_max_20_scrapers']:g} ms, "
+                             f"20 scrapers at once"),
         _scrape_states,
         lambda m, t: m["p99_ms_20_scrapers"] < t["p99_ms_max_20_scrapers"], "p99_20_scrapers"),
     Row("scrape", lambda t: "series count independent of jobs done",
@@ -121,7 +123,8 @@ ROWS = (
         lambda m: f"**{m['stage_observation_us']:.2f} µs**",
         lambda m, t: m["stage_observation_us"] < t["stage_observation_us_max"],
         "stage_observation"),
-    Row("overhead", lambda t: (f"idle CPU < {t['idle_cpu_percent_of_one_core_max']:g} % of one core, "
+    Row("overhead", lambda t: (f"idle CPU < {t['idle_cpu_percent_of_one_core_max']:g} "
+                               f"% of one core, "
                                f"100,000 watched files"),
         lambda m: (f"**{m['idle_cpu_percent_of_one_core']:.2f} %** between rescans; "
                    f"{m['idle_cpu_with_rescans_amortised_percent']:.2f} % with the "

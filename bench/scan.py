@@ -2,7 +2,8 @@
 a `<stem>.en.srt` beside them — time to ready and peak RSS.
 
 "Ready" here = `/readyz` answers 200 AND the startup scan has finished (`/api/status` reports
-`startup_scan.done`), both polled every 20 ms from the moment the process is started. Peak RSS is the kernel's high-water mark (VmHWM) of the daemon
+`startup_scan.done`), both polled every 20 ms from the moment the process is started. Peak RSS
+is the kernel's high-water mark (VmHWM) of the daemon
 process, read at scan end and again once the queue is empty; VmRSS is also sampled.
 
 Two starts over the same library:
@@ -28,8 +29,8 @@ import time
 
 from bench import common
 from bench.common import log
-from tests.harness.daemon import BenchDaemon
 from bench.library import make_library, populate_store
+from tests.harness.daemon import BenchDaemon
 
 NAME = "scan"
 TARGETS = {"time_to_ready_and_scanned_seconds_max": 30.0, "peak_rss_mb_max": 500.0}

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from bench import common, media
 from bench.common import log
-from tests.harness.daemon import BenchDaemon
 from bench.library import make_library, populate_store
 from tests.harness import SHARED_MEDIA
 from tests.harness import media as gen
+from tests.harness.daemon import BenchDaemon
 
 NAME = "scrape"
 TARGETS = {"p99_ms_max_20_scrapers": 10.0, "new_series_after_first_100_jobs_max": 0}

@@ -11,9 +11,9 @@ import time
 
 from bench import common
 from bench.common import log
-from tests.harness.daemon import BenchDaemon
 from tests.harness import SHARED_MEDIA
 from tests.harness import media as gen
+from tests.harness.daemon import BenchDaemon
 
 NAME = "soak"
 TARGETS = {"rss_growth_job50_to_job500_percent_max": 10.0}

@@ -34,9 +34,9 @@ from pathlib import Path
 
 from bench import common, media
 from bench.common import log
-from tests.harness.daemon import BenchDaemon
 from tests.harness import SHARED_MEDIA
 from tests.harness import media as gen
+from tests.harness.daemon import BenchDaemon
 from tests.harness.quality import word_error_rate
 
 NAME = "throughput"
@@ -246,7 +246,8 @@ def main() -> None:
              "bare": lambda r: run_bare(files),
              "bare_thread": lambda r: run_bare(files, build_on="thread"),
              "daemon_batched": lambda r: run_daemon(
-                 files, common.WORK / NAME / f"daemon-batched-{r}", {"batch_size": 8, "batch_min_audio_seconds": 120})}
+                 files, common.WORK / NAME / f"daemon-batched-{r}",
+                 {"batch_size": 8, "batch_min_audio_seconds": 120})}
     variant = not (quick or args.no_variant)
     order = ["daemon", "bare"] + (["daemon_batched", "bare_thread"] if variant else [])
     if not variant:

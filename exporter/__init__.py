@@ -16,7 +16,6 @@ from typing import Mapping
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from ..pipeline.contract import StatusSource
-
 from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler
 from .host import HostCollector

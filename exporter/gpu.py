@@ -72,7 +72,7 @@ class Nvml:
                 readings = [self._read_gpu(i) for i in range(self._nvml.nvmlDeviceGetCount())]
             # Anything a broken driver raises (NVMLError, OSError from ctypes, …) must not
             # fail the scrape: report NVML down instead.
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self._shutdown()
                 self._set_down(f"NVML error while reading GPUs: {_describe(e)}")
                 return None
@@ -99,7 +99,7 @@ class Nvml:
             return False
         try:
             nvml.nvmlInit()
-        except Exception as e:  # noqa: BLE001 - NVMLError, or OSError loading the library
+        except Exception as e:
             self._next_init = now + self._retry_seconds
             self._set_down(f"NVML init failed: {_describe(e)}")
             return False
@@ -109,7 +109,7 @@ class Nvml:
     def _shutdown(self) -> None:
         try:
             self._nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - best effort on a session that is already broken
+        except Exception:
             pass
         self._nvml = None
         self._next_init = self._clock() + self._retry_seconds

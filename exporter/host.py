@@ -5,7 +5,6 @@ from __future__ import annotations
 import psutil
 
 from ..pipeline.contract import StatusSource
-
 from . import catalog
 
 _NAMES = (

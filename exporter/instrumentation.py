@@ -14,7 +14,6 @@ import time
 from prometheus_client import CollectorRegistry
 
 from ..pipeline.contract import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES, StatusSource
-
 from . import catalog
 
 

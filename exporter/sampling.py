@@ -37,7 +37,7 @@ class SampledCollector:
     def refresh(self) -> None:
         try:
             families = list(self._inner.collect())
-        except Exception:  # noqa: BLE001 - one broken source must not take the scrape down
+        except Exception:
             if not self._failing:
                 log.exception("reading the %s figures failed; they are left out of /metrics "
                               "until they can be read", self._name)

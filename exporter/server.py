@@ -22,7 +22,6 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 # The listen address and the TLS pair are parsed by the functions config uses at start.
 from ..pipeline.contract import OUTCOMES, StatusSnapshot, StatusSource, parse_listen, tls_pair
-
 from .auth import REALM, BasicAuth
 from .exposition import CachedOpenMetricsEncoder, Exposition
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response

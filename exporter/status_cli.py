@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 
 from ..pipeline.contract import parse_listen
-
 from .server import client_url
 
 

@@ -1,4 +1,5 @@
-"""Settings: one schema, four sources. Precedence: CLI flags > SCRIBEWATCH_* env > YAML file > defaults.
+"""Settings: one schema, four sources.
+Precedence: CLI flags > SCRIBEWATCH_* env > YAML file > defaults.
 
 Every key is declared once, as a field of `Config` (`setting(default, help, …)`); `SCHEMA` is
 read from those fields, and the YAML loader, the environment reader, the CLI flags,
@@ -213,7 +214,7 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             raise bad("expected true or false")
     elif kind in ("int", "float"):
         if isinstance(value, bool):
-            raise bad(f"expected a number")
+            raise bad("expected a number")
         try:
             out = int(value) if kind == "int" else float(value)
             if kind == "int" and isinstance(value, float) and value != int(value):
@@ -225,7 +226,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     elif kind == "list":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, float)) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (str, int, float)) for v in value):
             raise bad("expected a list of strings")
         out = tuple(str(v) for v in value)
     elif kind == "dict":
@@ -319,7 +321,8 @@ def _cross_check(values: dict) -> None:
         tls_pair(values["tls_cert_file"], values["tls_key_file"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    values["include_extensions"] = tuple(e.lower().lstrip(".") for e in values["include_extensions"])
+    values["include_extensions"] = tuple(
+        e.lower().lstrip(".") for e in values["include_extensions"])
 
 
 def add_flags(parser) -> None:
@@ -335,7 +338,8 @@ def add_flags(parser) -> None:
         if s.key == "output_dir":
             # Giving an output folder on the command line implies output_dir mode.
             group.add_argument("--output-dir", dest="output_dir", metavar="DIR",
-                               default=argparse.SUPPRESS, help=s.help + " Implies output_mode output_dir.")
+                               default=argparse.SUPPRESS,
+                               help=s.help + " Implies output_mode output_dir.")
             continue
         kwargs = dict(dest=s.key, default=argparse.SUPPRESS, help=s.help)
         if s.kind == "list":
@@ -375,7 +379,8 @@ def reference_markdown() -> str:
 def example_yaml() -> str:
     """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
     lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
-             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file > defaults.",
+             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file"
+             " > defaults.",
              "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
     for s in SCHEMA:
         lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))

@@ -153,7 +153,8 @@ class RunningJob:
 class StatusSnapshot:
     version: str
     started_at: float                      # daemon start, unix time
-    model_name: str                        # a short name (`tiny.en`, or a folder's base name) — never a path
+    # a short name (`tiny.en`, or a folder's base name) — never a path
+    model_name: str
     device: str                            # resolved: cpu / cuda
     compute_type: str                      # resolved: int8 / float16 / …
     model_loaded: bool                     # in memory now

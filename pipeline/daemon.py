@@ -15,17 +15,16 @@ import time
 from pathlib import Path
 
 from .. import __version__
-
 from .config import Config
-from .errors import SkipJob, StageError
 from .contract import NullReporter, Reporter, RunningJob, StatusSnapshot
+from .errors import SkipJob, StageError
 from .intake import Intake
+from .job import Job
 from .model import ModelManager
 from .output import remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
 from .runner import JobHooks, Runner, RunResult, model_from_config, options_from_config
 from .stages import Cancelled
-from .job import Job
 from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
 
@@ -33,7 +32,8 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0
-SNAPSHOT_CACHE_SECONDS = 1.0   # scrapes are frequent and concurrent; the store need not be asked each time
+# scrapes are frequent and concurrent; the store need not be asked each time
+SNAPSHOT_CACHE_SECONDS = 1.0
 # Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
 # timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
 # time, which is what tells it apart from a kill from outside. Whisper works in 30 s windows, so
@@ -129,7 +129,8 @@ class Daemon:
         self.started_at = time.time()
         self.store = JobStore(cfg.db)
         self.model = model or model_from_config(cfg, workers=cfg.workers)
-        self.output_dir = Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir" else None
+        self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
+                           else None)
         self.runner = Runner(cfg, self.model, options_from_config(cfg), self.output_dir)
         self.intake = Intake(self.store, settings=cfg,
                              target_language=lambda: self.runner.target_language,
@@ -153,7 +154,8 @@ class Daemon:
 
     def _notify(self) -> None:
         with self._wake:
-            self._wake_generation += 1   # a notify between a worker's claim and its wait is not lost
+            # a notify between a worker's claim and its wait is not lost
+            self._wake_generation += 1
             self._wake.notify_all()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -282,7 +284,8 @@ class Daemon:
         except StageError as err:
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
                                              sampler.summary()))
-        except Exception as e:   # a bug or something unforeseen: recorded, counted, the daemon goes on
+        # a bug or something unforeseen: recorded, counted, the daemon goes on
+        except Exception as e:
             log.exception("job %d (%s): unexpected error in %s", job.id, path, running.stage)
             err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", running.stage)
             running.settle(functools.partial(self._failed, job, err, stage_seconds,

@@ -135,7 +135,8 @@ def _slot(gpu: GpuInfo, fp: Footprint, request: PlanRequest) -> tuple[GpuSlot | 
     return GpuSlot(gpu.index, gpu.uuid, gpu.name, workers, batch, need, gpu.free_bytes), text
 
 
-def _chosen(gpus: Sequence[GpuInfo], devices: tuple[int, ...] | None) -> tuple[list[GpuInfo], list[str]]:
+def _chosen(gpus: Sequence[GpuInfo],
+            devices: tuple[int, ...] | None) -> tuple[list[GpuInfo], list[str]]:
     if devices is None:
         return list(gpus), []
     by_index = {g.index: g for g in gpus}

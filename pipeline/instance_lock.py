@@ -34,9 +34,11 @@ class StoreInUse(Exception):
         self.db, self.owner = db, owner
         pid, host = owner.get("pid", "?"), owner.get("host", "?")
         since = owner.get("started_at")
-        when = f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}" if since else ""
+        when = (f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
+                if since else "")
         super().__init__(
-            f"the job store {db} is in use by another scribewatch (pid {pid} on host {host}{when}); "
+            f"the job store {db} is in use by another scribewatch "
+            f"(pid {pid} on host {host}{when}); "
             f"stop that one first, or give this one its own store (--db PATH)")
 
 

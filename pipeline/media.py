@@ -56,7 +56,8 @@ def _pyav_takes_metadata_errors() -> bool:
 
 
 def _tag(value: str | None) -> str | None:
-    """A container tag as plain text: PyAV 19's surrogate escapes dropped (they cannot be stored)."""
+    """A container tag as plain text: PyAV 19's surrogate escapes dropped
+    (they cannot be stored)."""
     if value is None:
         return None
     return value.encode("utf-8", "ignore").decode("utf-8")
@@ -67,7 +68,8 @@ def _source_error(err: OSError, path: Path, stage: str) -> StageError:
         return StageError("vanished", f"{path}: the file is gone", stage)
     if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EPERM):
         return StageError("unreadable", f"{path}: permission denied", stage)
-    return StageError("unreadable", f"{path}: {os.strerror(err.errno) if err.errno else err}", stage)
+    return StageError("unreadable", f"{path}: {os.strerror(err.errno) if err.errno else err}",
+                      stage)
 
 
 def _source_problem(path: Path, stage: str) -> StageError | None:

@@ -16,8 +16,10 @@ SUBTITLE_EXTENSIONS = ("srt", "vtt", "ass", "ssa", "sub", "idx")
 TMP_MARK = ".scribewatch-tmp-"
 
 
-def output_paths(source: Path, root: Path, language: str, formats, output_dir: Path | None) -> dict[str, Path]:
-    """`<stem>.<lang>.<fmt>` beside the source, or mirrored under output_dir (Plex/Jellyfin naming)."""
+def output_paths(source: Path, root: Path, language: str, formats,
+                 output_dir: Path | None) -> dict[str, Path]:
+    """`<stem>.<lang>.<fmt>` beside the source, or mirrored under output_dir
+    (Plex/Jellyfin naming)."""
     folder = source.parent
     if output_dir is not None:
         folder = output_dir / source.parent.relative_to(root)

@@ -38,7 +38,8 @@ class ResourceSampler:
     def _sample(self, cpu: bool = True) -> None:
         try:
             if cpu:
-                # Per-process percent is per core: 200 % on two busy cores. Report a ratio of the machine.
+                # Per-process percent is per core: 200 % on two busy cores.
+                # Report a ratio of the machine.
                 self._cpu.append(self._proc.cpu_percent(None) / 100.0 / (psutil.cpu_count() or 1))
             self._rss_max = max(self._rss_max, self._proc.memory_info().rss)
         except psutil.Error:

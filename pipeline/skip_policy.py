@@ -96,7 +96,8 @@ def no_speech(settings, facts: Facts) -> SkipJob | None:
     if any(s.text.strip() for s in transcript.segments):
         return None
     # An empty subtitle track is useless, and would mark the file as done.
-    return SkipJob("no_speech", f"{facts.path}: no speech found ({transcript.duration:.1f}s of audio)")
+    return SkipJob("no_speech",
+                   f"{facts.path}: no speech found ({transcript.duration:.1f}s of audio)")
 
 
 @rule(TRANSCRIBED)

@@ -15,9 +15,18 @@ from typing import Callable
 import numpy as np
 
 from .errors import StageError
+
 # Re-exported: the stage table is read as stages.probe … stages.write.
-from .media import (MAX_AUDIO_SECONDS, SAMPLE_RATE, ProbeResult, _audio_stream,  # noqa: F401
-                    _from_library, decode, open_container, probe)
+from .media import (  # noqa: F401
+    MAX_AUDIO_SECONDS,
+    SAMPLE_RATE,
+    ProbeResult,
+    _audio_stream,
+    _from_library,
+    decode,
+    open_container,
+    probe,
+)
 from .output import write_atomic, write_error_reason
 from .transcript import Segment, Transcript, Word
 
@@ -61,7 +70,8 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
                    and duration >= opts.batch_min_audio_seconds and not safer)
     try:
         if use_batched:
-            segments, info = batched_pipeline.transcribe(audio, batch_size=opts.batch_size, **kwargs)
+            segments, info = batched_pipeline.transcribe(audio, batch_size=opts.batch_size,
+                                                         **kwargs)
         else:
             segments, info = model.transcribe(audio, **kwargs)
         out: list[Segment] = []

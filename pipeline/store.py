@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Iterable
 
 from .contract import FAILURE_REASONS
+from .durations import summary
 from .job import Job
-from .store_schema import COUNTS as _COUNTS, MIGRATIONS as _MIGRATIONS, SCHEMA as _SCHEMA, SCHEMA_VERSION
+from .store_schema import COUNTS as _COUNTS
+from .store_schema import MIGRATIONS as _MIGRATIONS
+from .store_schema import SCHEMA as _SCHEMA
+from .store_schema import SCHEMA_VERSION
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
@@ -188,7 +192,8 @@ class JobStore:
                 refund_attempt: bool = False) -> None:
         """Back to the queue: a transient failure (with backoff), a shutdown, or a paused mount."""
         self._exec(
-            "UPDATE jobs SET status = 'queued', not_before = ?, current_stage = NULL, worker = NULL, "
+            "UPDATE jobs SET status = 'queued', not_before = ?, current_stage = NULL, "
+            "worker = NULL, "
             "reason = ?, error_stage = ?, error_message = ?, "
             f"attempts = attempts - {1 if refund_attempt else 0} WHERE id = ?",
             (not_before, reason, stage, message, job_id))
@@ -239,7 +244,8 @@ class JobStore:
                     requeued.append(job)
         return requeued, failed
 
-    def retry_failed(self, job_ids: Iterable[int] | None = None, reason: str | None = None) -> list[int]:
+    def retry_failed(self, job_ids: Iterable[int] | None = None,
+                     reason: str | None = None) -> list[int]:
         """Failed jobs back to the queue with fresh attempts, once their cause is fixed."""
         sql, params = "SELECT id FROM jobs WHERE status = 'failed'", []
         if job_ids is not None:
@@ -328,7 +334,8 @@ class JobStore:
         return out
 
     def last_success_at(self) -> float | None:
-        return self._exec("SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
+        return self._exec(
+            "SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
 
     def history(self, limit: int | None = 50, status: str | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs"
@@ -363,8 +370,8 @@ class JobStore:
             "total_jobs": sum(counts.values()),
             "failure_reasons": reasons,
             "skip_reasons": skip_reasons,
-            "processing_seconds": _summary(processing),
-            "job_seconds": _summary(total),
+            "processing_seconds": summary(processing),
+            "job_seconds": summary(total),
             "audio_hours": audio / 3600.0,
             "mean_realtime_factor": (sum(factors) / len(factors)) if factors else None,
         }
@@ -375,23 +382,3 @@ def crash_point(stage: str | None, checkpoint: float) -> str:
     'transcribe@120' (120 s of audio transcribed), …"""
     point = stage or "start"
     return f"{point}@{checkpoint:g}" if checkpoint else point
-
-
-def _summary(sorted_values: list[float]) -> dict:
-    if not sorted_values:
-        return {"count": 0, "avg": None, "p50": None, "p95": None, "max": None}
-    return {
-        "count": len(sorted_values),
-        "avg": sum(sorted_values) / len(sorted_values),
-        "p50": _quantile(sorted_values, 0.50),
-        "p95": _quantile(sorted_values, 0.95),
-        "max": sorted_values[-1],
-    }
-
-
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, not_before, id);
 CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path, id);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);   -- last success, at scrape time
+-- the last success, read at scrape time
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .commands_check import cmd_check, cmd_status
 from .commands_store import cmd_history, cmd_retry
+
 # `_load` and `_setup_logging`: the names cmd_run and cmd_transcribe call them by.
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from .common import load_config as _load
@@ -61,7 +62,6 @@ def cmd_run(args) -> int:
     _setup_logging(cfg.log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     from .exporter import Exporter, GpuSampler, PrometheusReporter
-
     from .pipeline.daemon import Daemon
     from .pipeline.instance_lock import StoreInUse
 
@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "skipped"))
-    p.add_argument("--stats", action="store_true", help="counts, durations, audio hours, real-time factor")
+    p.add_argument("--stats", action="store_true",
+                   help="counts, durations, audio hours, real-time factor")
     p.add_argument("--job", type=int, metavar="ID", help="one job, every field")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)

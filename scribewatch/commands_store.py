@@ -36,7 +36,8 @@ def cmd_history(args) -> int:
         c = stats["counts"]
         print(f"jobs: {stats['total_jobs']}  succeeded {c['succeeded']}  failed {c['failed']}  "
               f"skipped {c['skipped']}  queued {c['queued']}  running {c['running']}")
-        for label, key in (("processing time", "processing_seconds"), ("detected → written", "job_seconds")):
+        for label, key in (("processing time", "processing_seconds"),
+                           ("detected → written", "job_seconds")):
             s = stats[key]
             print(f"{label}: avg {_fmt_seconds(s['avg'])}  p50 {_fmt_seconds(s['p50'])}  "
                   f"p95 {_fmt_seconds(s['p95'])}  max {_fmt_seconds(s['max'])}")
@@ -89,7 +90,8 @@ def cmd_retry(args) -> int:
     store = _store_for(args)
     if args.job or args.reason or args.all_failed:
         ids = store.retry_failed(args.job or None, args.reason)
-        print(f"{len(ids)} failed job(s) queued again" + (f": {', '.join(map(str, ids))}" if ids else ""))
+        print(f"{len(ids)} failed job(s) queued again"
+              + (f": {', '.join(map(str, ids))}" if ids else ""))
     if not (args.path or args.under):
         return EXIT_OK
     paths = [p for name in args.path or () for p in _stored_path(name)]

@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args()
     from faster_whisper import BatchedInferencePipeline, WhisperModel
+
     from scribewatch.pipeline.stages import decode
 
     manifest = json.loads((common.WORK / "throughput" / "media" / "manifest.json").read_text())

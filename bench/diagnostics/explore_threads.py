@@ -10,7 +10,8 @@ per-call times (median, p95, max) and CPU seconds per call. Same model, threads,
                                     [--only ARRANGEMENT ...] [--env KEY=VALUE ...] [--nice N]
 
 `--nice N` lowers the loading thread's priority by N (the daemon's `transcribe_nice`), `--idle`
-puts it in the SCHED_IDLE class; the CPU burner keeps the default priority. `--env` sets variables for the timed processes (e.g. `GOMP_SPINCOUNT=10000`: how long libgomp's
+puts it in the SCHED_IDLE class; the CPU burner keeps the default priority. `--env` sets
+variables for the timed processes (e.g. `GOMP_SPINCOUNT=10000`: how long libgomp's
 idle threads spin before they sleep, read once when the library loads).
 """
 
@@ -99,7 +100,8 @@ def main() -> None:
         try:
             for name, (load_on, use_on) in arrangements.items():
                 out = subprocess.run(
-                    [sys.executable, "-m", "bench.diagnostics.explore_threads", "--calls", str(args.calls),
+                    [sys.executable, "-m", "bench.diagnostics.explore_threads",
+                     "--calls", str(args.calls),
                      "--clip", args.clip, "--nice", str(args.nice), "--child", load_on, use_on]
                     + (["--idle"] if args.idle else []),
                     env=env, cwd=common.REPO, capture_output=True, text=True, check=True)

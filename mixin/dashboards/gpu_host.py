@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from ..config import Config
-from ..panels import (GREEN, GREY, ORANGE, RED, YELLOW, Selectors, bargauge, dashboard, row,
-                      stat, steps, target, timeseries, value_map)
+from ..panels import (
+    GREEN,
+    GREY,
+    ORANGE,
+    RED,
+    YELLOW,
+    Selectors,
+    bargauge,
+    dashboard,
+    row,
+    stat,
+    steps,
+    target,
+    timeseries,
+    value_map,
+)
 from ..rules import Names
 
 GPU_LEGEND = "{{instance}} GPU {{gpu}} {{name}}"

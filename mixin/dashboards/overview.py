@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from ..config import Config
-from ..panels import (BLUE, GREEN, GREY, ORANGE, RED, UP_DOWN, YELLOW, YES_NO, Selectors,
-                      bargauge, color_override, dashboard, gauge, row, stat, steps, table, target,
-                      timeseries, value_map)
+from ..panels import (
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    RED,
+    UP_DOWN,
+    YELLOW,
+    YES_NO,
+    Selectors,
+    bargauge,
+    color_override,
+    dashboard,
+    gauge,
+    row,
+    stat,
+    steps,
+    table,
+    target,
+    timeseries,
+    value_map,
+)
 from ..rules import Names
 
 OUTCOME_COLORS = {"succeeded": GREEN, "failed": RED, "skipped": BLUE}

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from ..config import Config
-from ..panels import (BLUE, GREEN, GREY, RED, YELLOW, YES_NO, Selectors, bargauge, dashboard,
-                      heatmap, row, stat, steps, target, timeseries)
+from ..panels import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    YELLOW,
+    YES_NO,
+    Selectors,
+    bargauge,
+    dashboard,
+    heatmap,
+    row,
+    stat,
+    steps,
+    target,
+    timeseries,
+)
 from ..rules import Names
 
 DASHED = {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}

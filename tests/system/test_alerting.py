@@ -127,7 +127,8 @@ def test_failure_ratio_alert_fires_and_resolves(tmp_path, daemon_factory, media)
                                        "job": "scribewatch", "severity": "warning"}
             assert firing["receiver"] == "webhook"          # the warning route
             assert firing["groupLabels"] == {"alertname": ALERT, "instance": instance}
-            # a static summary (mixin convention); the values and the instance are in the description
+            # a static summary (mixin convention); the values and the instance are in the
+            # description
             assert alert["annotations"]["summary"] == \
                 "A scribewatch daemon fails too many of its jobs.", alert["annotations"]
             assert re.match(rf"[0-9.]+% of the jobs scribewatch on {re.escape(instance)} finished",

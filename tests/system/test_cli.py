@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.harness import JFK_TEXT, REPO
 from tests.harness import media as gen
 from tests.harness.quality import check_readability, parse_srt, word_error_rate
-from tests.harness import JFK_TEXT, REPO
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import media as gen
 from tests.harness import SHARED_MEDIA, wait_for
+from tests.harness import media as gen
 
 pytestmark = pytest.mark.slow
 

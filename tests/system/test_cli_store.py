@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scribewatch.pipeline.instance_lock import (InstanceLock, StoreInUse, filesystem_of, lock_path,
-                                    network_filesystem, parse_mountinfo)
+from scribewatch.pipeline.instance_lock import (
+    InstanceLock,
+    StoreInUse,
+    filesystem_of,
+    lock_path,
+    network_filesystem,
+    parse_mountinfo,
+)
 from scribewatch.pipeline.store import JobStore
 from tests.harness import REPO
 

@@ -7,17 +7,16 @@ the images needs an engine and the network, and is not done here.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.harness import REPO, require_binary
+from tests.harness.docker import instructions as _instructions
 
 SERVICES = {"scribewatch", "prometheus", "alertmanager", "grafana"}
 PASSWORD = "test-only-password"
@@ -113,7 +112,8 @@ def test_grafana_password_is_required_and_not_inline(tmp_path):
 
 
 def test_every_compose_variable_is_documented_in_env_example():
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(),
+                                re.M))
     for name in ("compose.yaml", "compose.gpu.yaml"):
         for var in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / name).read_text()):
             assert var in documented, f"{name}: ${{{var}}} is not in .env.example"
@@ -139,7 +139,8 @@ def test_gpu_jit_cache_is_kept_on_a_volume(gpu_config):
     mounts = [target for target in named if cache == Path(target) or Path(target) in cache.parents]
     assert mounts, f"CUDA_CACHE_PATH {cache} is not on a named volume ({named})"
     assert named[mounts[0]] in gpu_config["volumes"]
-    assert 1 * 1024 ** 3 <= int(env["CUDA_CACHE_MAXSIZE"]) <= 4 * 1024 ** 3   # CUDA's maximum: 4 GiB
+    # CUDA's maximum: 4 GiB
+    assert 1 * 1024 ** 3 <= int(env["CUDA_CACHE_MAXSIZE"]) <= 4 * 1024 ** 3
     assert {"/data", "/models"} <= set(named)
     steps = _instructions(REPO / "Dockerfile.cuda")
     assert any(w == "ENV" and f"CUDA_CACHE_PATH={cache}" in a for w, a in steps)
@@ -215,7 +216,8 @@ def test_the_stack_is_wired(config):
     assert env["SCRIBEWATCH_LISTEN"].endswith(":9847")
     assert env["SCRIBEWATCH_WATCH_DIRS"] == "/media"
     # Grafana: the provider reads where the dashboards are mounted; the home dashboard exists.
-    provider = yaml.safe_load((REPO / "grafana/provisioning/dashboards/scribewatch.yml").read_text())
+    provider = yaml.safe_load(
+        (REPO / "grafana/provisioning/dashboards/scribewatch.yml").read_text())
     path = provider["providers"][0]["options"]["path"]
     assert _host_path(s["grafana"], path) == REPO / "grafana/dashboards"
     home = s["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
@@ -253,7 +255,8 @@ def test_ports(config):
     published = {}
     for name, svc in config["services"].items():
         for p in svc.get("ports", []):
-            text = p if isinstance(p, str) else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}"
+            text = (p if isinstance(p, str)
+                    else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}")
             host_ip, published_port, target = re.fullmatch(
                 r"(?:([\d.]+):)?(\d+):(\d+)(?:/tcp)?", text).groups()
             published[name] = (host_ip, int(published_port), int(target))
@@ -267,97 +270,6 @@ def test_ports(config):
 
 
 # -- Dockerfiles -------------------------------------------------------------------------------
-def _instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out, buf = [], ""
-    for line in path.read_text().splitlines():
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            buf += line.rstrip()[:-1] + " "
-            continue
-        buf += line
-        word, _, rest = buf.strip().partition(" ")
-        out.append((word.upper(), rest.strip()))
-        buf = ""
-    return out
-
-
-def _dockerignored(rel: str) -> bool:
-    """Docker's .dockerignore semantics, simplified: the last matching pattern wins."""
-    ignored = False
-    ignore_file = REPO / ".dockerignore"
-    if not ignore_file.exists():
-        return False
-    for raw in ignore_file.read_text().splitlines():
-        pattern = raw.strip()
-        if not pattern or pattern.startswith("#"):
-            continue
-        negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").rstrip("/")
-        candidates = [rel] + [str(Path(*Path(rel).parts[:i])) for i in range(1, len(Path(rel).parts))]
-        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", ""))
-               for c in candidates):
-            ignored = not negate
-    return ignored
-
-
-@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
-def test_dockerfile(name):
-    path = REPO / name
-    steps = _instructions(path)
-    stages = []
-    copied = set()
-    for word, args in steps:
-        if word == "FROM":
-            parts = args.split()
-            image = parts[0]
-            if image in stages:
-                continue
-            repo, _, tag = image.rpartition(":")
-            assert repo and tag and tag != "latest" and re.search(r"\d+\.\d+", tag), \
-                f"{name}: base image {image} not pinned to a version tag"
-            if len(parts) == 3 and parts[1].upper() == "AS":
-                stages.append(parts[2])
-        if word == "COPY" and "--from=" not in args:
-            sources = [a for a in args.split() if not a.startswith("--")][:-1]
-            for src in sources:
-                assert (REPO / src).exists(), f"{name}: COPY source {src} does not exist"
-                assert not _dockerignored(src), f"{name}: COPY source {src} is in .dockerignore"
-                copied.add(src.rstrip("/"))
-    # The last stage is the image that runs.
-    last = max(i for i, (w, _) in enumerate(steps) if w == "FROM")
-    final = steps[last:]
-    users = [a for w, a in final if w == "USER"]
-    assert users, f"{name}: the image runs as root (no USER)"
-    assert users[-1].split(":")[0] not in ("root", "0"), f"{name}: USER {users[-1]}"
-    health = [a for w, a in final if w == "HEALTHCHECK"]
-    assert health and "/readyz" in health[-1] and "curl" not in health[-1], name
-    assert any(w == "EXPOSE" and "9847" in a for w, a in final), f"{name}: no EXPOSE 9847"
-    entry = [a for w, a in final if w == "ENTRYPOINT"]
-    assert entry and entry[-1].replace(" ", "") == '["scribewatch","run"]', entry
-    assert any(w == "VOLUME" and "/models" in a and "/data" in a for w, a in final)
-    # pip install of the project needs everything pyproject.toml refers to.
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    tool = project["tool"]["setuptools"]
-    folders = tool.get("package-dir", {})   # scribewatch.pipeline is built from pipeline/
-    needed = {"pyproject.toml", *(folders.get(p, p) for p in tool["packages"])}
-    readme = project["project"].get("readme")
-    if isinstance(readme, str):
-        needed.add(readme)
-    missing = needed - copied
-    assert not missing, f"{name}: not copied into the build: {sorted(missing)}"
-
-
-def test_cuda_base_matches_ctranslate2():
-    """CTranslate2 4.x wheels are built for CUDA 12 and cuDNN 9."""
-    base = [a.split()[0] for w, a in _instructions(REPO / "Dockerfile.cuda")
-            if w == "FROM" and a.startswith("nvidia/cuda:")]
-    assert base, "Dockerfile.cuda: no nvidia/cuda base"
-    tag = base[-1].split(":", 1)[1]
-    assert tag.startswith("12.") and "cudnn9" in tag and "runtime" in tag, tag
-
-
 def test_stack_docs_cover_the_essentials():
     text = (REPO / "README.md").read_text()
     for needed in ("docker compose up", "compose.gpu.yaml", ":9847", ":9090", ":9093", ":3000",

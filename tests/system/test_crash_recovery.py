@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness import media as gen
-from tests.harness import SHARED_MEDIA, wait_for
 from scribewatch.pipeline.output import TMP_MARK
+from tests.harness import SHARED_MEDIA, wait_for
+from tests.harness import media as gen
 from tests.harness.quality import parse_srt
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.quality import check_readability, parse_srt, word_error_rate
+from tests.harness import (
+    JFK_TEXT,
+    SHARED_MEDIA,
+    drop_file_permission_override,
+    require_binary,
+    require_root,
+    wait_for,
+)
 from tests.harness import media as gen
-from tests.harness import SHARED_MEDIA, JFK_TEXT, drop_file_permission_override, require_binary, require_root, wait_for
+from tests.harness.quality import check_readability, parse_srt, word_error_rate
 
 pytestmark = pytest.mark.slow
 

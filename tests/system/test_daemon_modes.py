@@ -56,7 +56,8 @@ def test_a_model_that_cannot_load_keeps_jobs_queued_and_says_why(daemon_factory,
         except OSError:
             return False
     wait_for(alive, 30, 0.2, "healthz")
-    wait_for(lambda: gauge(d, "scribewatch_model_load_failures_total") >= 1, 30, 0.2, "load failure")
+    wait_for(lambda: gauge(d, "scribewatch_model_load_failures_total") >= 1, 30, 0.2,
+             "load failure")
     status, body = d.get("/readyz")
     assert status == 503 and "model" in json.loads(body)["reasons"][0]
     shutil.copy(media / "jfk.flac", d.watch / "a.flac")
@@ -128,7 +129,8 @@ def test_transcribe_idle_class_puts_the_inference_threads_in_sched_idle(daemon_f
     assert "can do for you ask what you can do for your country." in words
 
 
-@pytest.mark.parametrize("environ, expected", [({}, "1000"), ({"GOMP_SPINCOUNT": "300000"}, "300000")])
+@pytest.mark.parametrize("environ, expected",
+                         [({}, "1000"), ({"GOMP_SPINCOUNT": "300000"}, "300000")])
 def test_libgomp_spins_briefly_unless_the_user_says_otherwise(environ, expected):
     """libgomp reads GOMP_SPINCOUNT when CTranslate2 is first imported: pipeline.model sets it
     before that (docs/performance.md, "Which thread builds the model")."""

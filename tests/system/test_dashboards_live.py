@@ -65,7 +65,8 @@ def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
         started = time.monotonic()
         prom.wait_for_targets_up(30)
         # a few scrapes before any job, so rates and increases see the counters go up
-        prom.wait_for(f'count_over_time(scribewatch_jobs_total{{instance="{address}"}}[1m]) >= 3', 30)
+        prom.wait_for(
+            f'count_over_time(scribewatch_jobs_total{{instance="{address}"}}[1m]) >= 3', 30)
 
         src = tmp_path / "src"
         src.mkdir()
@@ -86,8 +87,10 @@ def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
         # The rules have evaluated over scrapes that saw every job: the finished-jobs guard
         # counts all five succeeded + failed jobs, and the failure-ratio alert (3 of 5 failed,
         # over its 25 % with at least 5 jobs) is pending (its `for:` is minutes).
-        prom.wait_for(f'instance:scribewatch_jobs_finished:increase30m{{instance="{address}"}} >= 5', 30)
-        prom.wait_for(f'ALERTS{{alertname="ScribewatchJobFailureRatioHigh", instance="{address}"}}', 30)
+        prom.wait_for(
+            f'instance:scribewatch_jobs_finished:increase30m{{instance="{address}"}} >= 5', 30)
+        prom.wait_for(
+            f'ALERTS{{alertname="ScribewatchJobFailureRatioHigh", instance="{address}"}}', 30)
 
         # `$__range` / `$__rate_interval`: the whole test so far, like a dashboard opened on it.
         window = f"{int(time.monotonic() - started) + 10}s"

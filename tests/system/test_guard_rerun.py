@@ -1,7 +1,8 @@
 """A suspect transcript is re-run once with safer settings and flagged in the job record.
 
 Real model, real speech, real daemon in-process. Which transcripts are suspect is the guard's
-business (tests/unit/pipeline/test_guards.py); here the guard is told to distrust the first result so the
+business (tests/unit/pipeline/test_guards.py); here the guard is told to distrust the first
+result so the
 daemon's re-run path itself is exercised.
 """
 
@@ -9,7 +10,9 @@ import shutil
 
 import pytest
 
-from scribewatch.pipeline import config, daemon as daemon_mod, runner as runner_mod
+from scribewatch.pipeline import config
+from scribewatch.pipeline import daemon as daemon_mod
+from scribewatch.pipeline import runner as runner_mod
 from scribewatch.pipeline.contract import NullReporter
 from tests.harness import wait_for
 

@@ -20,11 +20,11 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from scribewatch import __version__
+from scribewatch.exporter import catalog
+from scribewatch.pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 from tests.harness import media as gen
 from tests.harness import require_binary, wait_for
-from scribewatch.exporter import catalog
-from scribewatch import __version__
-from scribewatch.pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
 
 pytestmark = pytest.mark.slow
 

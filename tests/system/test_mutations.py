@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness import media as gen
-from tests.harness import SHARED_MEDIA
 from scribewatch.pipeline import stages
 from scribewatch.pipeline.contract import FAILURE_REASONS
 from scribewatch.pipeline.errors import SkipJob, StageError
+from tests.harness import SHARED_MEDIA
+from tests.harness import media as gen
 
 SEED = 11
 CLIP_SECONDS = 3.0

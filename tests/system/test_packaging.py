@@ -4,6 +4,7 @@ the pipeline/ and exporter/ folders; no generic top-level name such as `pipeline
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,17 @@ from tests.harness import REPO
 
 
 def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
-    # No build isolation: the test extra brings setuptools, so nothing is downloaded here.
+    # Built from a copy of what the build reads, so setuptools' build/ lands in tmp_path, and
+    # without build isolation: the test extra brings setuptools, so nothing is downloaded.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for folder in ("scribewatch", "pipeline", "exporter"):
+        shutil.copytree(REPO / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(REPO)], check=True, timeout=300)
+                    "-q", "-w", str(tmp_path / "dist"), str(src)], check=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("scribewatch-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {t for t in tops if not t.endswith((".dist-info", ".data"))} == {"scribewatch"}

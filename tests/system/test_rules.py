@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import REPO, require_binary
 from mixin.config import CONFIG
+from tests.harness import REPO, require_binary
 from tests.harness.stack import start_alertmanager
 from tests.harness.webhook import WebhookReceiver
 
@@ -93,7 +93,8 @@ def test_amtool_check_config():
 
 @pytest.mark.parametrize("labels, receiver", [
     (["alertname=ScribewatchDown", "instance=a:9847", "severity=critical"], "webhook-critical"),
-    (["alertname=ScribewatchJobFailureRatioHigh", "instance=a:9847", "severity=warning"], "webhook"),
+    (["alertname=ScribewatchJobFailureRatioHigh", "instance=a:9847", "severity=warning"],
+     "webhook"),
     (["alertname=SomethingElse"], "webhook"),      # no severity: the default receiver
 ])
 def test_amtool_routes(labels, receiver):
@@ -174,7 +175,8 @@ def test_issue_alert_list_is_covered():
                    "instance:scribewatch_jobs_finished:increase30m", "scribewatch_queue_jobs",
                    "scribewatch_oldest_running_job_age_seconds",
                    "instance:scribewatch_realtime_factor:p95_rate1h",
-                   "scribewatch_gpu_temperature_celsius", "instance_gpu:scribewatch_gpu_memory_used:ratio",
+                   "scribewatch_gpu_temperature_celsius",
+                   "instance_gpu:scribewatch_gpu_memory_used:ratio",
                    "scribewatch_nvml_up", "instance_role:scribewatch_filesystem_free:ratio",
                    "scribewatch_filesystem_free_bytes", "scribewatch_model_load_failures_total",
                    "scribewatch_ready"]:
@@ -285,7 +287,8 @@ def test_alertmanager_config_conventions():
 
     receivers = {r["name"]: r for r in cfg["receivers"]}
     default = receivers[route["receiver"]]
-    assert default["webhook_configs"] and all(h.get("send_resolved") for h in default["webhook_configs"])
+    assert default["webhook_configs"] and all(h.get("send_resolved")
+                                              for h in default["webhook_configs"])
     emails = [e for r in receivers.values() for e in r.get("email_configs", [])]
     assert emails and all("auth_password_file" in e for e in emails)
     # no secret written inline anywhere
@@ -302,7 +305,8 @@ def test_alertmanager_config_conventions():
 
     # inhibition: ScribewatchDown silences the rest of its instance; names used exist
     inhibit = cfg["inhibit_rules"]
-    assert any(r["source_matchers"] == ['alertname="ScribewatchDown"'] and r["equal"] == ["instance"]
+    assert any(r["source_matchers"] == ['alertname="ScribewatchDown"']
+               and r["equal"] == ["instance"]
                for r in inhibit)
     alert_names = {r["alert"] for r in _alert_rules()}
     for rule in inhibit:
@@ -328,10 +332,12 @@ def test_alertmanager_inhibits_and_routes_by_severity(tmp_path):
         (_alert("ScribewatchGpuTemperatureHigh", a, "critical", gpu="0"), "ScribewatchDown"),
         (_alert("ScribewatchJobFailureRatioHigh", b, "warning"), None),
         (_alert("ScribewatchGpuTemperatureHigh", b, "critical", gpu="0"), None),
-        (_alert("ScribewatchGpuTemperatureHigh", b, "warning", gpu="0"), "ScribewatchGpuTemperatureHigh"),
+        (_alert("ScribewatchGpuTemperatureHigh", b, "warning", gpu="0"),
+         "ScribewatchGpuTemperatureHigh"),
         (_alert("ScribewatchGpuTemperatureHigh", b, "warning", gpu="1"), None),
         (_alert("ScribewatchFilesystemNearlyFull", b, "critical", role="store"), None),
-        (_alert("ScribewatchFilesystemNearlyFull", b, "warning", role="store"), "ScribewatchFilesystemNearlyFull"),
+        (_alert("ScribewatchFilesystemNearlyFull", b, "warning", role="store"),
+         "ScribewatchFilesystemNearlyFull"),
         (_alert("ScribewatchFilesystemNearlyFull", b, "warning", role="output"), None),
         (_alert("ScribewatchWatcherDown", b, "critical"), None),
         (_alert("ScribewatchNotReady", b, "critical"), "ScribewatchWatcherDown"),
@@ -359,10 +365,12 @@ def test_alertmanager_inhibits_and_routes_by_severity(tmp_path):
                 assert status["state"] == "active" and not status["inhibitedBy"], (alert, status)
             else:
                 assert status["state"] == "suppressed", (alert, status)
-                assert [by_fingerprint[f] for f in status["inhibitedBy"]] == [inhibitor], (alert, status)
+                assert [by_fingerprint[f] for f in status["inhibitedBy"]] == [inhibitor], \
+                    (alert, status)
 
         # Delivered: exactly the active ones, each through its severity's receiver.
-        expected = {(("webhook-critical" if alert["labels"]["severity"] == "critical" else "webhook"),
+        expected = {(("webhook-critical" if alert["labels"]["severity"] == "critical"
+                      else "webhook"),
                      key(alert["labels"])) for alert, inhibitor in cases if inhibitor is None}
 
         def delivered():
@@ -372,5 +380,6 @@ def test_alertmanager_inhibits_and_routes_by_severity(tmp_path):
         while not expected <= delivered():
             assert time.monotonic() < deadline, (expected - delivered(), hook.notifications)
             time.sleep(0.2)
-        time.sleep(2)           # > group_wait/group_interval: anything inhibited would be here by now
+        # > group_wait/group_interval: anything inhibited would be here by now
+        time.sleep(2)
         assert delivered() == expected

@@ -1,6 +1,6 @@
-"""The NVML collector against the fake pynvml (tests/harness/fake_nvml), put in place of the real module
-at the import boundary: values and unit conversions, a missing library, a driver that fails, an
-NVML error mid-scrape (logged once), recovery, and the sampler the pipeline uses."""
+"""The NVML collector against the fake pynvml (tests/harness/fake_nvml), put in place of the real
+module at the import boundary: values and unit conversions, a missing library, a driver that
+fails, an NVML error mid-scrape (logged once), recovery, and the sampler the pipeline uses."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import FAKE_NVML_DIR
 from scribewatch.exporter import catalog, gpu
 from scribewatch.exporter.gpu import GpuCollector, GpuSampler, Nvml
+from tests.harness import FAKE_NVML_DIR
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2

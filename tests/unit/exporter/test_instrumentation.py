@@ -18,12 +18,17 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import FAKE_NVML_DIR, REPO, require_binary
 from scribewatch.exporter import Exporter, catalog
 from scribewatch.exporter.instrumentation import PrometheusReporter, StateCollector
-from scribewatch.pipeline.contract import (FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES,
-                                           RunningJob, StatusSnapshot)
-from tests.harness import status
+from scribewatch.pipeline.contract import (
+    FAILURE_LABELS,
+    OUTCOMES,
+    SKIP_REASONS,
+    STAGES,
+    RunningJob,
+    StatusSnapshot,
+)
+from tests.harness import FAKE_NVML_DIR, REPO, require_binary, status
 from tests.harness.status import Source
 
 NOW = time.time()
@@ -294,7 +299,8 @@ def test_the_exporter_never_imports_whisper():
             "from tests.harness.status import Source; "
             "e = exporter.Exporter(Source(), listen='127.0.0.1:0'); "
             "generate_latest(e.registry); "
-            "bad = {'faster_whisper', 'ctranslate2', 'scribewatch.pipeline.stages'} & set(sys.modules); "
+            "bad = {'faster_whisper', 'ctranslate2', 'scribewatch.pipeline.stages'}"
+            " & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO,
                    env={**os.environ, "PYTHONPATH": str(REPO)})

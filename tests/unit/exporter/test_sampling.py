@@ -10,9 +10,9 @@ import time
 import psutil
 from prometheus_client.core import GaugeMetricFamily
 
-from tests.harness import wait_for
 from scribewatch.exporter import Exporter
 from scribewatch.exporter.sampling import SampledCollector, Sampler
+from tests.harness import wait_for
 from tests.harness.status import Source
 
 

@@ -4,7 +4,6 @@ client."""
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import json
@@ -12,19 +11,17 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import bcrypt
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from tests.harness import require_binary
 from scribewatch.exporter import Exporter, auth
 from scribewatch.exporter.auth import BasicAuth
-from scribewatch.pipeline.contract import parse_listen
 from scribewatch.exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
+from scribewatch.pipeline.contract import parse_listen
+from tests.harness import require_binary
 from tests.harness.status import Source, basic, request, snapshot
 
 NOW = time.time()

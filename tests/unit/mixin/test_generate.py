@@ -21,11 +21,11 @@ import promql_parser
 import pytest
 import yaml
 
-from tests.harness import REPO
 from mixin import __main__ as cli
 from mixin.alerts import alert_groups, runbook_url
 from mixin.config import CONFIG, Config
 from mixin.dashboards import DASHBOARDS
+from tests.harness import REPO
 
 # Panels that draw an alert's threshold: (dashboard file, panel title) -> (alert, config keys).
 THRESHOLD_PANELS = {

@@ -1,7 +1,8 @@
 """Lint of the monitoring mixin's output, as `mixtool lint` and Grafana's dashboard-linter would.
 
 Both are Go tools that are not installed here, so their checks are reimplemented in Python (on
-the committed files, which tests/unit/mixin/test_generate.py holds equal to what `python -m mixin` makes):
+the committed files, which tests/unit/mixin/test_generate.py holds equal to what
+`python -m mixin` makes):
 
 alerts (mixtool / monitoring-mixins conventions)
   alert-name        CamelCase name
@@ -141,7 +142,7 @@ def lint_alert(rule: dict) -> list[tuple[str, str]]:
         problems.append(("alert-runbook", f"{name}: no runbook_url"))
     try:
         pp.parse(rule.get("expr", ""))
-    except Exception as e:  # noqa: BLE001 - the parser raises its own error types
+    except Exception as e:
         problems.append(("alert-promql", f"{name}: {e}"))
     return problems
 
@@ -171,7 +172,7 @@ def _lint_variable(variables: dict, name: str) -> list[str]:
         if not m:
             raise ValueError("not label_values(<selector>, label)")
         pp.parse(m.group(1).replace("$job", "x").replace("$instance", "x"))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         problems.append(f"`{name}`: query {query!r}: {e}")
     return problems
 
@@ -224,7 +225,7 @@ def lint_dashboard(d: dict, counters: set[str], exclusions: dict | None = None,
                 report("panel-datasource-rule", title, f"{t.get('refId')} datasource")
             try:
                 sels = list(selectors(parse(t.get("expr", ""))))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 report("target-promql-rule", title, f"{where}: {e}")
                 continue
             for sel, func, window in sels:

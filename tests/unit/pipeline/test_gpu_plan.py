@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from tests.harness import FAKE_NVML_DIR
 from scribewatch.pipeline import gpu_plan
 from scribewatch.pipeline.gpu_footprint import GIB, footprint, size_key
 from scribewatch.pipeline.gpu_plan import GpuInfo, PlanRequest, plan, read_gpus, shrink
+from tests.harness import FAKE_NVML_DIR
 
 H200 = {"name": "NVIDIA H200", "uuid": "GPU-h200-0", "memory_total": 141 * GIB,
         "memory_used": 1 * GIB, "processes": []}
@@ -43,7 +43,8 @@ def test_one_big_gpu_gets_several_workers_and_batching(nvml):
     p = plan(gpus, PlanRequest("tiny.en", "float16"))
     assert p.mode == "cuda" and len(p.gpus) == 1
     slot = p.gpus[0]
-    assert slot.workers == gpu_plan.MAX_WORKERS_PER_GPU and slot.batch_size == gpu_plan.MAX_BATCH_SIZE
+    assert (slot.workers == gpu_plan.MAX_WORKERS_PER_GPU
+            and slot.batch_size == gpu_plan.MAX_BATCH_SIZE)
     assert slot.need_bytes < slot.free_bytes
     assert any("140.0 GiB free" in r and "4 worker(s), batch 16" in r for r in p.reasons), p.reasons
 
@@ -54,7 +55,8 @@ def test_several_gpus_one_model_each(nvml):
     assert [s.index for s in p.gpus] == [0, 1, 2]
     assert [s.uuid for s in p.gpus] == ["GPU-h200-0", "GPU-h200-1", "GPU-3060-0"]
     # The 12 GiB card cannot take as much as the 141 GiB ones.
-    assert p.gpus[2].workers * max(p.gpus[2].batch_size, 1) < p.gpus[0].workers * p.gpus[0].batch_size
+    assert (p.gpus[2].workers * max(p.gpus[2].batch_size, 1)
+            < p.gpus[0].workers * p.gpus[0].batch_size)
     assert p.workers == sum(s.workers for s in p.gpus)
     # `devices` picks, in the configured order; one NVML does not see is named in the reasons.
     p = plan(gpus, PlanRequest("large-v3", "float16", devices=(2, 0, 7)))
@@ -68,7 +70,8 @@ def test_small_gpu_nearly_full_gets_less(nvml):
     idle = plan(nvml(RTX3060), PlanRequest("small", "float16")).gpus[0]
     busy_gpus = nvml({**RTX3060, "memory_used": int(9.5 * GIB)})
     busy = plan(busy_gpus, PlanRequest("small", "float16")).gpus[0]
-    assert (busy.workers, busy.batch_size) < (idle.workers, idle.batch_size) or busy.workers < idle.workers
+    assert ((busy.workers, busy.batch_size) < (idle.workers, idle.batch_size)
+            or busy.workers < idle.workers)
     assert busy.workers >= 1
     assert busy.need_bytes <= busy_gpus[0].free_bytes - gpu_plan.margin(busy_gpus[0])
 
@@ -125,13 +128,15 @@ def test_shrink_batch_then_workers_then_wait_or_cpu(nvml):
     last = plan(gpus, PlanRequest("tiny.en", workers=1, batch_size=0))
     assert shrink(last, 0, fallback).mode == "cpu"
     # With two GPUs, losing one keeps the other.
-    two = plan(nvml(H200, {**H200, "uuid": "GPU-h200-1"}), PlanRequest("tiny.en", workers=1, batch_size=0))
+    two = plan(nvml(H200, {**H200, "uuid": "GPU-h200-1"}),
+               PlanRequest("tiny.en", workers=1, batch_size=0))
     assert [s.index for s in shrink(two, 0, request).gpus] == [1]
 
 
 @pytest.mark.parametrize("name, key", [("tiny.en", "tiny"), ("large-v3", "large-v3"),
                                        ("Systran/faster-whisper-large-v3", "large-v3"),
-                                       ("distil-large-v3", "distil-large-v3"), ("medium.en", "medium"),
+                                       ("distil-large-v3", "distil-large-v3"),
+                                       ("medium.en", "medium"),
                                        ("my-own-finetune", "large-v3")])
 def test_model_names_map_to_the_table(name, key):
     assert size_key(name) == key
@@ -148,6 +153,7 @@ def test_the_table_orders_sizes_and_types():
 def test_gpus_without_a_prebuilt_kernel_are_told_about_the_jit():
     """The wheel's cubins stop at sm_86: Ada (8.9) runs them, Hopper (9.0) JIT-compiles PTX."""
     def reason(cc):
-        return plan([GpuInfo(0, "u", "card", 24 * GIB, 20 * GIB, cc)], PlanRequest("tiny.en")).reasons[-1]
+        return plan([GpuInfo(0, "u", "card", 24 * GIB, 20 * GIB, cc)],
+                    PlanRequest("tiny.en")).reasons[-1]
     assert "JIT" in reason((9, 0)) and "sm_90" in reason((9, 0))
     assert "JIT" not in reason((8, 9)) and "JIT" not in reason(None)

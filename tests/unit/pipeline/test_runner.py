@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from scribewatch.pipeline import config, runner as runner_mod
+from scribewatch.pipeline import config
+from scribewatch.pipeline import runner as runner_mod
 from scribewatch.pipeline.errors import SkipJob
 from scribewatch.pipeline.runner import JobHooks, Runner, model_from_config, options_from_config
 
@@ -68,6 +69,7 @@ def test_a_suspect_result_is_transcribed_again_with_safer_settings(runner, media
     shutil.copy(media / "jfk.flac", tmp_path / "jfk.flac")
     hooks = Recording()
     result = runner.run(tmp_path / "jfk.flac", tmp_path, hooks)
-    assert hooks.reruns == [["repetition loop (test)"]] and result.findings == ("repetition loop (test)",)
+    assert (hooks.reruns == [["repetition loop (test)"]]
+            and result.findings == ("repetition loop (test)",))
     assert result.transcript.suspect == ("first run: repetition loop (test)",)
     assert (1, 1.0) in hooks.ratios   # the re-run reports its own progress

@@ -63,7 +63,8 @@ def test_the_output_folder_is_searched_too(tmp_path, film):
 def test_an_embedded_stream_in_the_target_language_skips_after_probe(film):
     probe = ProbeResult(duration=11.0, audio_codec="flac", audio_streams=1, channels=1,
                         sample_rate=16000, subtitle_languages=("de", "en"), container="matroska")
-    assert reason(PROBED, ON, Facts(film, film.parent, "en", None, probe=probe)) == "embedded_subtitle"
+    assert reason(PROBED, ON, Facts(film, film.parent, "en", None, probe=probe)) \
+        == "embedded_subtitle"
     assert reason(PROBED, ON, Facts(film, film.parent, "fr", None, probe=probe)) is None
     assert reason(PROBED, ON, Facts(film, film.parent, None, None, probe=probe)) is None
     assert reason(PROBED, OFF, Facts(film, film.parent, "en", None, probe=probe)) is None
@@ -86,4 +87,5 @@ def test_a_new_rule_is_one_registered_function(film, monkeypatch):
         return None
 
     probe = ProbeResult(11.0, "flac", 1, 1, 16000, ("de",), "matroska")
-    assert reason(PROBED, ON, Facts(film, film.parent, "en", None, probe=probe)) == "embedded_subtitle"
+    assert reason(PROBED, ON, Facts(film, film.parent, "en", None, probe=probe)) \
+        == "embedded_subtitle"

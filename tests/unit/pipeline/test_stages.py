@@ -10,11 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from tests.harness import media as gen
 from scribewatch.pipeline import stages
 from scribewatch.pipeline.errors import SkipJob, StageError
-
 from tests.harness import SHARED_MEDIA
+from tests.harness import media as gen
 
 
 def _with_bad_utf8_title(src: Path, dst: Path) -> Path:

@@ -279,7 +279,8 @@ def test_job_has_a_typed_field_for_every_column_in_table_order(tmp_path):
     store = JobStore(tmp_path / "jobs.db")
     store.enqueue("/w/a.mp3", "/w", 1, 1, "x")
     job = store.claim_next("0")
-    columns = [r[1] for r in sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA table_info(jobs)")]
+    columns = [r[1] for r in
+               sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA table_info(jobs)")]
     assert list(job.as_dict()) == columns
     assert (job.stage_seconds, job.outputs, job.suspect, job.checkpoint, job.crash_point) == \
         ({}, [], None, 0, None)
