@@ -32,7 +32,8 @@ def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: 
 
     Reading speed is the cue's characters (its lines joined by a space) per second on screen.
     A line break inside a cue must not follow an article, preposition or conjunction of
-    `language` (a two-line cue always has another place to break).
+    `language` where a better break exists: another place between the same two lines' words
+    where both fit `max_line_chars` and the first does not end on such a word.
     """
     problems: list[str] = []
     previous: Cue | None = None
@@ -57,7 +58,8 @@ def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: 
             if len(line) > max_line_chars:
                 problems.append(f"{where}: line {line_number} has {len(line)} characters "
                                 f"(max {max_line_chars})")
-            if line_number < len(cue.lines) and ends_on_function_word(line, language):
+            if (line_number < len(cue.lines) and ends_on_function_word(line, language)
+                    and _better_break(line, cue.lines[line_number], max_line_chars, language)):
                 problems.append(f"{where}: line {line_number} ends on {line.split()[-1]!r}")
         problems += _balance_problems(cue, where, max_line_chars)
         if previous is not None:
@@ -68,6 +70,18 @@ def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: 
                                 f"{previous.end - cue.start:.3f} s")
         previous = cue
     return problems
+
+
+def _better_break(first: str, second: str, max_line_chars: int,
+                  language: str | None) -> bool:
+    """Could these two lines' words break elsewhere, both fitting, not after a function word?"""
+    words = (first + " " + second).split()
+    for i in range(1, len(words)):
+        top, bottom = " ".join(words[:i]), " ".join(words[i:])
+        if (len(top) <= max_line_chars and len(bottom) <= max_line_chars
+                and not ends_on_function_word(top, language)):
+            return True
+    return False
 
 
 def _balance_problems(cue: Cue, where: str, max_line_chars: int) -> list[str]:
