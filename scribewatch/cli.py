@@ -61,6 +61,19 @@ def cmd_run(args) -> int:
     cfg = _load(args)
     _setup_logging(cfg.log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+    # Handlers first: a SIGTERM during start-up (imports, the store, the exporter) is a clean
+    # shutdown too, not a death by signal. The second signal needs the daemon, once it exists.
+    stop, started = threading.Event(), []
+
+    def on_signal(signum, _frame):
+        log.info("received %s", signal.Signals(signum).name)
+        if stop.is_set() and started:
+            started[0].stop_now()   # a second Ctrl-C: give up on the grace period
+        else:
+            stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     from .exporter import Exporter, GpuSampler, PrometheusReporter
     from .pipeline.daemon import Daemon
     from .pipeline.instance_lock import StoreInUse
@@ -85,18 +98,8 @@ def cmd_run(args) -> int:
     except OSError as e:
         log.error("cannot listen on %s: %s", cfg.listen, e)
         return EXIT_FAILURE
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("received %s", signal.Signals(signum).name)
-        if stop.is_set():
-            daemon.stop_now()   # a second Ctrl-C: give up on the grace period
-        else:
-            stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     daemon.start()
+    started.append(daemon)
     log.info("scribewatch %s watching %s; metrics on %s", __version__,
              ", ".join(cfg.watch_dirs), exporter.url)
     stop.wait()
