@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0
 # scrapes are frequent and concurrent; the store need not be asked each time
+SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 SNAPSHOT_CACHE_SECONDS = 1.0
 # Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
 # timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
@@ -160,6 +161,7 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        self._started_monotonic = time.monotonic()
         # The exporter may have been attached after __init__.
         self.model.reporter = self.intake.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
@@ -236,12 +238,22 @@ class Daemon:
         self._stop_now = True
 
     # -- workers ---------------------------------------------------------------------------
+    def _up_long_enough(self) -> bool:
+        """May a job the daemon died during be tried again? Only once this process has stayed
+        up SUSPECT_UPTIME_SECONDS. Kills from outside (a restart loop, the OOM killer, a storm
+        of SIGKILLs) end the daemon whatever it runs, so the job waits them out and they are
+        not held against it; a file that kills the daemon does so whenever it is tried, and
+        still reaches `crashed_repeatedly`. Short files need this most: they have one
+        progress point, so "died again at the same point" alone cannot tell the two apart."""
+        return time.monotonic() - self._started_monotonic >= SUSPECT_UPTIME_SECONDS
+
     def _worker(self, worker: str) -> None:
         while not self._stopping.is_set():
             generation = self._wake_generation
             job = None
             if self.model.ready:
-                job = self.store.claim_next(worker, self.watcher.available_roots)
+                job = self.store.claim_next(worker, self.watcher.available_roots,
+                                            suspects=self._up_long_enough())
             if job is None:
                 timeout = self._idle_wait()
                 with self._wake:

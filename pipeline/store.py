@@ -127,11 +127,13 @@ class JobStore:
         self._exec("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, job_id))
 
     def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
-                   now: float | None = None) -> Job | None:
-        """Atomically take the oldest runnable queued job: status → running, attempts + 1."""
+                   now: float | None = None, *, suspects: bool = True) -> Job | None:
+        """Atomically take the oldest runnable queued job: status → running, attempts + 1.
+
+        `suspects=False` leaves jobs the daemon died during (strikes) in the queue."""
         now = time.time() if now is None else now
         roots = list(available_roots) if available_roots is not None else None
-        where = "status = 'queued' AND not_before <= ?"
+        where = "status = 'queued' AND not_before <= ?" + ("" if suspects else " AND strikes = 0")
         params: list = [now]
         if roots is not None:
             if not roots:
