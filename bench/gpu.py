@@ -85,11 +85,11 @@ def sources() -> dict[str, tuple[np.ndarray, str]]:
     wherever it is installed (then carried to a machine without it)."""
     jfk, lic = SOURCES / "jfk.wav", SOURCES / "license.wav"
     if not (jfk.exists() and lic.exists()):
-        from faster_whisper import decode_audio  # PyAV
+        from scribewatch.pipeline.media import decode  # PyAV 18 and 19 (not decode_audio)
 
         SOURCES.mkdir(parents=True, exist_ok=True)
-        write_wav(jfk, decode_audio(str(SHARED_MEDIA / "jfk.flac"), sampling_rate=RATE))
-        full = decode_audio(str(SHARED_MEDIA / "multilingual.mp3"), sampling_rate=RATE)
+        write_wav(jfk, decode(SHARED_MEDIA / "jfk.flac"))
+        full = decode(SHARED_MEDIA / "multilingual.mp3")
         write_wav(lic, full[: int(30.5 * RATE)])
     license_audio = read_wav(lic)
     out = {"jfk": (read_wav(jfk), JFK_TEXT)}
