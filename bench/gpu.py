@@ -37,6 +37,7 @@ import numpy as np
 
 from bench import common
 from bench.common import log
+from bench.media import LICENSE_PARTS
 from tests.harness import JFK_TEXT, SHARED_MEDIA
 
 NAME = "gpu"
@@ -62,22 +63,6 @@ def read_wav(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
 
 
-# The English licence reading in multilingual.mp3, cut at its pauses (a copy of bench/media.py's
-# LICENSE_PARTS, kept here while that module is reorganised): long files are shuffled pieces,
-# never the same sentence twice in a row, since three in a row is what the daemon's
-# hallucination guard calls a decoding loop (it would re-run the job and skew the comparison).
-PARTS = {
-    "L1": (0.0, 8.9, "Permission is hereby granted, free of charge, to any person obtaining a "
-                     "copy of this software and associated documentation files, to deal in the "
-                     "Software without restriction,"),
-    "L2": (8.9, 14.7, "including without limitation the rights to use, copy, modify, merge, "
-                      "publish, distribute,"),
-    "L3": (14.7, 21.1, "sublicense, and/or sell copies of the Software, and to permit persons to "
-                       "whom the Software is furnished to do so,"),
-    "L4": (21.1, 25.6, "subject to the following conditions: The above copyright notice and this "
-                       "permission notice"),
-    "L5": (25.6, 29.3, "shall be included in all copies or substantial portions of the Software."),
-}
 
 
 def sources() -> dict[str, tuple[np.ndarray, str]]:
@@ -93,7 +78,7 @@ def sources() -> dict[str, tuple[np.ndarray, str]]:
         write_wav(lic, full[: int(30.5 * RATE)])
     license_audio = read_wav(lic)
     out = {"jfk": (read_wav(jfk), JFK_TEXT)}
-    for name, (a, b, text) in PARTS.items():
+    for name, (a, b, text) in LICENSE_PARTS.items():
         out[name] = (license_audio[int(a * RATE): int(b * RATE)], text)
     return out
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 
+# No PyAV at import time: bench/gpu.py reads the corpus tables here on a machine without it.
+from scribewatch.pipeline.media import SAMPLE_RATE as RATE
 from tests.harness import JFK_TEXT, SHARED_MEDIA
-from tests.harness.media import RATE, load_speech
 
 # Reference texts of the speech we use. jfk.flac: JFK_TEXT, the exact words (media/README.md).
 # multilingual.mp3 reads the MIT licence's first paragraph in its first ~30 s (then it switches
@@ -50,6 +51,8 @@ _CLIPS: dict[str, object] = {}
 def clip(name: str):
     """16 kHz mono float32 speech: `jfk` (11 s) or `license` (the English 30.5 s)."""
     import numpy as np
+
+    from tests.harness.media import load_speech  # PyAV: imported only to decode
 
     if name not in _CLIPS:
         if name == "jfk":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import gpu
+from bench.media import LICENSE_PARTS
 
 
 def test_wav_round_trip_without_pyav(tmp_path):
@@ -19,7 +20,7 @@ def test_quick_corpus_lengths_and_references():
     corpus = gpu.make_corpus(quick=True)
     assert [round(f["seconds"]) // 10 for f in corpus][0] == 1        # the 11-s jfk file
     assert corpus[-1]["seconds"] >= 120                                # one long file
-    pieces = {text for _, (_, _, text) in gpu.PARTS.items()}
+    pieces = {text for _, (_, _, text) in LICENSE_PARTS.items()}
     for f in corpus:
         assert abs(len(gpu.read_wav(f["path"])) / gpu.RATE - f["seconds"]) < 0.01
         # No sentence twice in a row: the daemon's guard would take three for a loop.
