@@ -30,7 +30,7 @@ class Source:
     def __init__(self, snap: StatusSnapshot | None = None, error: Exception | None = None):
         self.snap, self.error, self.calls = snap or snapshot(), error, 0
 
-    def snapshot(self) -> StatusSnapshot:
+    def snapshot(self, details: bool = False) -> StatusSnapshot:
         self.calls += 1
         if self.error:
             raise self.error
