@@ -3,7 +3,8 @@
     reporter, gpu = PrometheusReporter(), GpuSampler()
     daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
     exp = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
-                   tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users)
+                   tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users,
+                   job_control=daemon, grafana_url=cfg.grafana_url)
     exp.start()
     …
     exp.stop()
@@ -15,7 +16,7 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from ..pipeline.contract import StatusSource
+from ..pipeline.contract import JobControl, StatusSource
 from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler
 from .host import HostCollector
@@ -35,13 +36,16 @@ class Exporter:
     process and GPU figures (read once a second by the sampler).
 
     `reporter` and `gpu_sampler` are made by the caller when the status source needs them
-    first (the daemon takes both at construction); by default the exporter makes its own."""
+    first (the daemon takes both at construction); by default the exporter makes its own.
+    `job_control` (the daemon) lets the status page retry failed jobs; `grafana_url` adds links
+    to the dashboards there."""
 
     def __init__(self, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
                  basic_auth_users: Mapping[str, str] | None = None,
                  reporter: PrometheusReporter | None = None,
-                 gpu_sampler: GpuSampler | None = None):
+                 gpu_sampler: GpuSampler | None = None,
+                 job_control: JobControl | None = None, grafana_url: str | None = None):
         self.reporter = PrometheusReporter() if reporter is None else reporter
         events = self.reporter.registry
         live = CollectorRegistry()
@@ -57,7 +61,9 @@ class Exporter:
         self.registry = Exposition(events, lambda: self.reporter.version, live)
         self._server = MetricsServer(
             self.registry, status_source, listen=listen, tls_cert_file=tls_cert_file,
-            tls_key_file=tls_key_file, basic_auth_users=basic_auth_users)
+            tls_key_file=tls_key_file, basic_auth_users=basic_auth_users,
+            job_control=job_control, grafana_url=grafana_url,
+            count_retry=self.reporter.retry_requested)
 
     def start(self) -> None:
         self._sampler.start()

@@ -15,7 +15,14 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..pipeline.contract import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.contract import (
+    FAILURE_LABELS,
+    FAILURE_REASONS,
+    OUTCOMES,
+    RETRY_RESULTS,
+    SKIP_REASONS,
+    STAGES,
+)
 
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter
@@ -25,6 +32,9 @@ HOST = "host"           # HostCollector, from psutil once a second (exporter.sam
 PROCESS = "process"     # client_python's ProcessCollector, once a second (names are the library's)
 
 ROLES = ("watch", "output", "store")
+# What a retry request from the status page came to: the daemon's answers, or refused as
+# possibly cross-site (exporter.status_page) before it reached the daemon.
+RETRY_REQUEST_RESULTS = (*RETRY_RESULTS, "refused")
 GPU_LABELS = ("gpu", "uuid", "name")
 
 # NVML clock event ("throttle") reason bits (nvmlClocksEventReason*). A fixed, bounded set:
@@ -78,6 +88,7 @@ LABEL_PATTERNS: dict[str, str] = {
     "gpu": r"[0-9]{1,2}",
     "uuid": r"(GPU|MIG)-[0-9a-fA-F-]{8,64}",
     "name": r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}",
+    "result": _one_of(RETRY_REQUEST_RESULTS),
 }
 
 
@@ -161,6 +172,12 @@ FAMILIES: tuple[Family, ...] = (
            "The model last loaded, its device and compute type (value 1).", PIPELINE,
            "count by (model, device, compute_type) (scribewatch_model_info)",
            labels=("model", "device", "compute_type")),
+    Family("scribewatch_retry_requests_total", "counter",
+           "Requests to retry a failed job from the status page, by result: queued, "
+           "not_failed (already queued again, or never failed), not_found, or refused as "
+           "possibly cross-site.", PIPELINE,
+           'increase(scribewatch_retry_requests_total{result="refused"}[1h]) > 0',
+           labels=("result",), known=_pairs(RETRY_REQUEST_RESULTS)),
     # -- daemon state, read at scrape time ------------------------------------------------
     Family("scribewatch_queue_jobs", "gauge",
            "Jobs waiting in the queue.", STATE,

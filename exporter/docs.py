@@ -47,9 +47,11 @@ scrape_configs:
 
 Other endpoints on the same port: `/healthz` (200 while the process runs), `/readyz` (200
 `{"ready": true}`, or 503 with the `reasons` — model not loaded, watcher down, job store not
-writable) and `/api/status` (a JSON summary: model, watcher, queue, running jobs with progress,
-counts, last success, and `startup_scan` — `done`, `seconds`, `files` — since files already in
-the folders at start are queued by that scan; `scribewatch status` prints it).
+writable), `/api/status` (a JSON summary: model, watcher, queue, running jobs with stage and
+progress, counts, last success, and `startup_scan` — `done`, `seconds`, `files` — since files
+already in the folders at start are queued by that scan; `scribewatch status` prints it; for the
+status page also `queue_next`, `recent_failures`, `today` and `links`), and `/`, the status page
+(README, "Status page"), whose RETRY button posts to `/api/jobs/{id}/retry`.
 
 ## TLS and basic auth
 
@@ -65,7 +67,8 @@ basic_auth_users:
   grafana: sha256:5e88489…
 ```
 
-With TLS on, the port speaks HTTPS only. Basic auth protects `/metrics` and `/api/status`;
+With TLS on, the port speaks HTTPS only. Basic auth protects `/metrics`, `/api/status`, the
+status page and its retry;
 `/healthz` and `/readyz` stay open so orchestrator probes work without credentials. Plain-text
 passwords are refused at start. A successful bcrypt check is remembered for @CACHE@ s (bcrypt is
 slow on purpose; Prometheus scrapes every 15 s). The matching Prometheus job:

@@ -61,6 +61,8 @@ class PrometheusReporter:
         self._load_seconds = m["scribewatch_model_load_seconds"]
         self._model_info = m["scribewatch_model_info"]
         self._model_labels: tuple[str, str, str] | None = None
+        self._retry_requests = {r: m["scribewatch_retry_requests_total"].labels(r)
+                                for r in catalog.RETRY_REQUEST_RESULTS}
 
     # -- Reporter -------------------------------------------------------------------------
     @_records
@@ -128,6 +130,15 @@ class PrometheusReporter:
     @_records
     def suspect_transcript(self) -> None:
         self._suspects.inc()
+
+    # -- not the pipeline's: the status page's requests (exporter.server) -----------------
+    @_records
+    def retry_requested(self, result: str) -> None:
+        try:
+            child = self._retry_requests[result]
+        except KeyError:
+            raise ValueError(f"unknown retry result {result!r}") from None
+        child.inc()
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod

@@ -1,4 +1,5 @@
-"""The HTTP server: /metrics, /healthz, /readyz, /api/status; optional TLS and basic auth.
+"""The HTTP server: the status page (/), /metrics, /healthz, /readyz, /api/status and the page's
+retry (POST /api/jobs/{id}/retry); optional TLS and basic auth.
 
 An asyncio HTTP/1.1 server on its own thread (keep-alive, pipelining, HEAD): a slow scrape or a
 stalled TLS handshake never blocks a probe. /healthz and /readyz are never behind auth, so
@@ -8,6 +9,7 @@ orchestrator probes work without credentials.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
 import logging
@@ -16,12 +18,20 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Awaitable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 # The listen address and the TLS pair are parsed by the functions config uses at start.
-from ..pipeline.contract import OUTCOMES, StatusSnapshot, StatusSource, parse_listen, tls_pair
+from ..pipeline.contract import (
+    OUTCOMES,
+    JobControl,
+    StatusSnapshot,
+    StatusSource,
+    parse_listen,
+    tls_pair,
+)
+from . import status_page
 from .auth import REALM, BasicAuth
 from .exposition import CachedOpenMetricsEncoder, Exposition
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
@@ -54,11 +64,32 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "workers": snap.workers,
         "queue_jobs": snap.queue_jobs,
         "running": [
-            {"id": j.job_id, "worker": j.worker, "progress": round(j.progress, 4),
+            {"id": j.job_id, "worker": j.worker, "stage": j.stage,
+             "progress": round(j.progress, 4),
              "elapsed_seconds": round(max(0.0, now - j.started_at), 1),
              "audio_seconds": j.audio_seconds, "path": j.path, "watch_dir": j.watch_dir}
             for j in snap.running
         ],
+        # The next jobs a worker takes, in that order (at most 10; `queue_jobs` counts them all).
+        "queue_next": [
+            {"id": q.job_id, "path": q.path, "watch_dir": q.watch_dir,
+             "detected_at": q.detected_at, "retry_at": q.retry_at}
+            for q in snap.queue_next
+        ],
+        # Jobs failed now, newest first: what the status page offers to retry.
+        "recent_failures": [
+            {"id": f.job_id, "path": f.path, "watch_dir": f.watch_dir, "reason": f.reason,
+             "stage": f.stage, "message": f.message, "finished_at": f.finished_at}
+            for f in snap.recent_failures
+        ],
+        "today": None if snap.today is None else {
+            "since": snap.today.since,
+            "counts": {**{o: 0 for o in OUTCOMES}, **snap.today.counts},
+            "audio_seconds": round(snap.today.audio_seconds, 1),
+            "processing_seconds": round(snap.today.processing_seconds, 1),
+            "realtime_factor": (None if snap.today.realtime_factor is None
+                                else round(snap.today.realtime_factor, 4)),
+        },
         "counts": {**{o: 0 for o in OUTCOMES}, **snap.counts},
         "last_success_at": snap.last_success_at,
         # Files already in the folders when the daemon started are found by this scan: until
@@ -93,6 +124,7 @@ class MetricsServer:
     scrapes that arrive while a render is under way share its result."""
 
     ROUTES = {   # path -> (method name, needs auth)
+        "/": ("_page", True),
         "/metrics": ("_metrics", True),
         "/api/status": ("_status", True),
         "/healthz": ("_healthz", False),
@@ -101,9 +133,15 @@ class MetricsServer:
 
     def __init__(self, exposition: Exposition, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
-                 basic_auth_users: Mapping[str, str] | None = None):
+                 basic_auth_users: Mapping[str, str] | None = None,
+                 job_control: JobControl | None = None, grafana_url: str | None = None,
+                 count_retry: Callable[[str], None] = lambda result: None):
         self.exposition = exposition
         self.status_source = status_source
+        self.job_control = job_control     # None: no retry endpoint (an exporter on its own)
+        self.count_retry = count_retry
+        self.links = status_page.links(grafana_url)
+        self.page = status_page.Page()
         self._host, self._port = parse_listen(listen)
         pair = tls_pair(tls_cert_file, tls_key_file)
         self._tls = _tls_context(*pair) if pair else None
@@ -117,29 +155,43 @@ class MetricsServer:
     # -- answers (on the loop) ------------------------------------------------------------
     def answer(self, request: Request) -> Response | Awaitable[Response]:
         """The answer now, or a coroutine that will produce it."""
+        retry = status_page.RETRY_PATH.fullmatch(request.path) if self.job_control else None
+        if retry and request.method == "POST":
+            refused = status_page.cross_site(request.headers)
+            if refused:   # before auth: the browser may well send valid credentials
+                log.warning("refused POST %s: %s", request.path, refused)
+                self.count_retry("refused")
+                return _json(403, {"error": f"refused: {refused}"})
+            return self._authorized(request, functools.partial(self._retry, int(retry[1])))
         if request.method not in ("GET", "HEAD"):
             if request.method in OTHER_METHODS:
-                return Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
+                return Response(405, b"method not allowed\n",
+                                headers={"Allow": "POST" if retry else "GET, HEAD"})
             # An unknown method may carry a body in an unknown way: answer, then close.
             return Response(501, b"not implemented\n", close=True)
+        if retry:
+            return Response(405, b"method not allowed\n", headers={"Allow": "POST"})
         route = self.ROUTES.get(request.path)
         if route is None:
             return Response(404, b"not found\n")
         method, protected = route
-        if protected and self.auth is not None:
-            verdict = self.auth.quick_check(request.headers.get("authorization"))
-            if verdict is None:
-                return self._after_slow_auth(request, method)
-            if not verdict:
-                return self._unauthorized()
-        return getattr(self, method)(request)
+        handler = getattr(self, method)
+        return self._authorized(request, handler) if protected else handler(request)
 
-    async def _after_slow_auth(self, request: Request, method: str) -> Response:
+    def _authorized(self, request: Request, handler) -> Response | Awaitable[Response]:
+        if self.auth is None:
+            return handler(request)
+        verdict = self.auth.quick_check(request.headers.get("authorization"))
+        if verdict is None:
+            return self._after_slow_auth(request, handler)
+        return handler(request) if verdict else self._unauthorized()
+
+    async def _after_slow_auth(self, request: Request, handler) -> Response:
         ok = await self._loop.run_in_executor(
             self._pool, self.auth.check, request.headers.get("authorization"))
         if not ok:
             return self._unauthorized()
-        answer = getattr(self, method)(request)
+        answer = handler(request)
         return answer if isinstance(answer, Response) else await answer
 
     @staticmethod
@@ -161,8 +213,19 @@ class MetricsServer:
         return _json(200 if ready else 503, doc)
 
     async def _status(self, request: Request) -> Response:
-        snap = await self._loop.run_in_executor(self._pool, self.status_source.snapshot)
-        return _json(200, status_document(snap, time.time()))
+        snap = await self._loop.run_in_executor(
+            self._pool, functools.partial(self.status_source.snapshot, details=True))
+        return _json(200, {**status_document(snap, time.time()), "links": self.links})
+
+    def _page(self, request: Request) -> Response:
+        return Response(200, self.page.body, "text/html; charset=utf-8", dict(self.page.headers))
+
+    async def _retry(self, job_id: int, request: Request) -> Response:
+        result = await self._loop.run_in_executor(
+            self._pool, self.job_control.retry_failed_job, job_id)
+        self.count_retry(result)
+        status = {"queued": 200, "not_failed": 409}.get(result, 404)
+        return _json(status, {"id": job_id, "result": result})
 
     async def _metrics(self, request: Request) -> Response:
         compress = gzip_accepted(request.headers.get("accept-encoding"))

@@ -74,6 +74,12 @@ def _language_check(value: str) -> str | None:
     return "expected 'auto' or an ISO 639-1 code such as 'en'"
 
 
+def _url_check(value: str) -> str | None:
+    # An href on the status page: only a web address, never `javascript:` or a bare host.
+    ok = value.startswith(("http://", "https://")) and len(value) > 8 and " " not in value
+    return None if ok else "expected an http:// or https:// address"
+
+
 def _auth_check(users: dict) -> str | None:
     try:
         validate_users(users)
@@ -146,7 +152,8 @@ class Config:
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
         "refused). One daemon per store.")
     listen: str = setting(
-        "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.", check=_listen_check)
+        "0.0.0.0:9847", "HTTP address for the status page (/), /metrics, /healthz, /readyz.",
+        check=_listen_check)
     model_idle_unload_minutes: float = setting(
         0.0, "Free the model (and its GPU memory) after this many idle minutes; 0 keeps it "
         "loaded.", minimum=0)
@@ -166,8 +173,11 @@ class Config:
     tls_cert_file: str | None = setting(None, "TLS certificate for the HTTP server (PEM).")
     tls_key_file: str | None = setting(None, "TLS private key for the HTTP server (PEM).")
     basic_auth_users: dict = setting(
-        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics and /api/status.",
-        check=_auth_check)
+        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics, /api/status and the status "
+        "page.", check=_auth_check)
+    grafana_url: str | None = setting(
+        None, "Your Grafana's address (e.g. http://grafana.lan:3000): the status page links to "
+        "the scribewatch dashboards there.", check=_url_check)
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)

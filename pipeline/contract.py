@@ -7,6 +7,9 @@
   prometheus-client and the exporter never imports faster-whisper;
 * `StatusSource.snapshot()`: the observer *pulls* the daemon's current state (queue depth, the
   running jobs, watcher health) when it is asked — at scrape time — so gauges are never stale;
+  `snapshot(details=True)` adds what the status page lists (next queued files, recent failures,
+  today's figures), which a scrape never pays for;
+* `JobControl`: what an observer may ask the daemon to do (retry a failed job: the status page);
 * the web settings' formats (listen address, TLS pair, password hashes): config checks them at
   start and the exporter when it is built on its own, with these same functions.
 
@@ -147,6 +150,44 @@ class RunningJob:
     # status`), behind the same auth as /metrics. Never a metric label.
     path: str | None = None
     watch_dir: str | None = None
+    stage: str | None = None   # probe / decode / transcribe / write: the one running now
+
+
+# For people (the status page, /api/status), behind the same auth as /metrics: paths and error
+# messages are fine here, never in a metric label.
+@dataclasses.dataclass(frozen=True)
+class QueuedJob:
+    job_id: int
+    path: str
+    watch_dir: str
+    detected_at: float                     # unix time
+    retry_at: float | None = None          # a transient failure's backoff: not before this time
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedJob:
+    job_id: int
+    path: str
+    watch_dir: str
+    reason: str | None                     # a FAILURES code
+    stage: str | None
+    message: str | None
+    finished_at: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DayFigures:
+    """Jobs finished since local midnight on the daemon's host."""
+    since: float                           # unix time of that midnight
+    counts: dict                           # outcome -> jobs finished since then
+    audio_seconds: float                   # transcribed by the succeeded ones
+    processing_seconds: float              # their stages' time (claimed -> finished)
+
+    @property
+    def realtime_factor(self) -> float | None:
+        """Processing seconds per audio second, weighted by audio (long files count more, as
+        in the `ratio_rate1d` recording rule); None before the first transcription."""
+        return self.processing_seconds / self.audio_seconds if self.audio_seconds > 0 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +212,10 @@ class StatusSnapshot:
     dirs: dict                             # role (`watch`, `output`, `store`) -> list of folders
     startup_scan_seconds: float | None = None   # None while the startup scan runs
     startup_scan_files: int | None = None       # media files it found (done or not yet queued)
+    # Only with snapshot(details=True):
+    queue_next: tuple[QueuedJob, ...] = ()      # the next jobs a worker will claim, in order
+    recent_failures: tuple[FailedJob, ...] = ()  # failed jobs (still failed), newest first
+    today: DayFigures | None = None
 
     @property
     def ready(self) -> bool:
@@ -191,7 +236,17 @@ class StatusSnapshot:
 
 
 class StatusSource(Protocol):
-    def snapshot(self) -> StatusSnapshot: ...
+    def snapshot(self, details: bool = False) -> StatusSnapshot: ...
+
+
+# What JobControl.retry_failed_job answers (the exporter counts them, a bounded label).
+RETRY_RESULTS = ("queued", "not_failed", "not_found")
+
+
+class JobControl(Protocol):
+    def retry_failed_job(self, job_id: int) -> str:
+        """Queue a failed job again with fresh attempts (its cause is fixed): one of
+        RETRY_RESULTS — `not_failed` when the job exists but is not failed now."""
 
 
 # -- web settings: one parser each, for config (at start) and the exporter (when built) --------

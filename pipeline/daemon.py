@@ -1,7 +1,8 @@
 """The daemon: workers running the stages, retries, recovery, shutdown (intake: `intake.py`).
 
 It owns the job store, the model and the watcher, reports events through a `Reporter` and
-answers `snapshot()` for whoever observes it (the exporter). It knows nothing about HTTP.
+answers `snapshot()` for whoever observes it (the exporter; the store's figures: `status.py`) and
+`retry_failed_job()` for the status page. It knows nothing about HTTP.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .output import remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
 from .runner import JobHooks, Runner, RunResult, model_from_config, options_from_config
 from .stages import Cancelled
+from .status import StoreStatus
 from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
 
@@ -32,9 +34,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0
-# scrapes are frequent and concurrent; the store need not be asked each time
 SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
-SNAPSHOT_CACHE_SECONDS = 1.0
 # Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
 # timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
 # time, which is what tells it apart from a kill from outside. Whisper works in 30 s windows, so
@@ -71,7 +71,8 @@ class _Running(JobHooks):
 
     def view(self) -> RunningJob:
         return RunningJob(self.job.id, self.worker, self.job.started_at, self.progress,
-                          self.audio_seconds, path=self.job.path, watch_dir=self.job.root)
+                          self.audio_seconds, path=self.job.path, watch_dir=self.job.root,
+                          stage=self.stage)
 
     # -- hooks -----------------------------------------------------------------------------
     def timed(self, stage: str, fn, *args):
@@ -149,8 +150,7 @@ class Daemon:
         self._stop_now = False
         self._threads: list[threading.Thread] = []
         self._store_writable = True
-        self._snapshot_cache: tuple[float, dict] | None = None
-        self._snapshot_lock = threading.Lock()
+        self.status = StoreStatus(self.store)
         self._last_model_attempt = 0.0
 
     def _notify(self) -> None:
@@ -360,24 +360,9 @@ class Daemon:
                     and time.monotonic() - self._last_model_attempt > MODEL_RETRY_SECONDS):
                 self._load_model()
 
-    # -- status (StatusSource) -------------------------------------------------------------
-    def _store_figures(self) -> dict:
-        with self._snapshot_lock:   # concurrent scrapes: one of them asks the store, the rest reuse
-            now = time.monotonic()
-            if self._snapshot_cache and now - self._snapshot_cache[0] < SNAPSHOT_CACHE_SECONDS:
-                return self._snapshot_cache[1]
-            return self._refresh_store_figures(now)
-
-    def _refresh_store_figures(self, now: float) -> dict:
-        counts = self.store.counts()
-        figures = {"queue": counts["queued"], "counts": {k: counts[k] for k in
-                                                         ("succeeded", "failed", "skipped")},
-                   "last_success": self.store.last_success_at()}
-        self._snapshot_cache = (now, figures)
-        return figures
-
-    def snapshot(self) -> StatusSnapshot:
-        figures = self._store_figures()
+    # -- status (StatusSource) and control (JobControl) ------------------------------------
+    def snapshot(self, details: bool = False) -> StatusSnapshot:
+        figures = self.status.figures(details)
         output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
         return StatusSnapshot(
             version=__version__, started_at=self.started_at, model_name=self.model.name,
@@ -385,12 +370,22 @@ class Daemon:
             model_loaded=self.model.loaded, model_ready=self.model.ready,
             model_error=self.model.error, watcher_up=self.watcher.alive(),
             watch_dirs_unavailable=self.watcher.unavailable_count,
-            store_writable=self._store_writable, queue_jobs=figures["queue"],
+            store_writable=self._store_writable, queue_jobs=figures.queue,
             running=tuple(r.view() for r in list(self._running.values())),
-            workers=self.cfg.workers, counts=figures["counts"],
-            last_success_at=figures["last_success"],
+            workers=self.cfg.workers, counts=figures.counts,
+            last_success_at=figures.last_success,
             dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
                   "store": [str(Path(self.cfg.db).resolve().parent)]},
             startup_scan_seconds=self.watcher.scan_seconds,
-            startup_scan_files=self.watcher.scan_files,
+            startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
+            recent_failures=figures.recent_failures, today=figures.today,
         )
+
+    def retry_failed_job(self, job_id: int) -> str:
+        """The status page's retry button: `scribewatch retry --job ID` in this process."""
+        if self.store.retry_failed([job_id]):
+            log.info("job %d queued again on request (status page)", job_id)
+            self.status.invalidate()
+            self._notify()
+            return "queued"
+        return "not_found" if self.store.get(job_id) is None else "not_failed"

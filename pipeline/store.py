@@ -17,17 +17,12 @@ from pathlib import Path
 from typing import Iterable
 
 from .contract import FAILURE_REASONS
-from .durations import summary
 from .job import Job
 from .store_schema import COUNTS as _COUNTS
 from .store_schema import MIGRATIONS as _MIGRATIONS
 from .store_schema import SCHEMA as _SCHEMA
-from .store_schema import SCHEMA_VERSION
-
-# A job that died twice in a row at the same point is suspect: it waits behind the other queued
-# jobs, so a poison file does not hold up the folder while it is tried again, and a run of
-# kills from outside lands on different jobs instead of piling strikes onto one.
-SUSPECT_STRIKES = 2
+from .store_schema import SCHEMA_VERSION, SUSPECT_STRIKES
+from .store_views import StoreViews
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "skipped")
@@ -35,7 +30,10 @@ _JSON_COLUMNS = ("stage_seconds", "outputs", "suspect")
 _row_to_job = Job.from_row
 
 
-class JobStore:
+class JobStore(StoreViews):
+    """The queue and its writes; the reports people read (history stats, the status page's
+    lists) are in `StoreViews`."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -364,33 +362,6 @@ class JobStore:
             sql += " LIMIT ?"
             params.append(limit)
         return [_row_to_job(r) for r in self._exec(sql, params).fetchall()]
-
-    def stats(self) -> dict:
-        """Counts by status, processing time avg/p50/p95, audio hours, mean real-time factor."""
-        counts = self.counts()
-        rows = self._exec(
-            "SELECT finished_at - started_at AS processing, finished_at - detected_at AS total, "
-            "audio_seconds FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
-        ).fetchall()
-        processing = sorted(r["processing"] for r in rows if r["processing"] is not None)
-        total = sorted(r["total"] for r in rows if r["total"] is not None)
-        audio = sum(r["audio_seconds"] or 0.0 for r in rows)
-        factors = [r["processing"] / r["audio_seconds"] for r in rows
-                   if r["audio_seconds"] and r["processing"] is not None]
-        reasons = {r["reason"]: r["n"] for r in self._exec(
-            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'failed' GROUP BY reason")}
-        skip_reasons = {r["reason"]: r["n"] for r in self._exec(
-            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'skipped' GROUP BY reason")}
-        return {
-            "counts": counts,
-            "total_jobs": sum(counts.values()),
-            "failure_reasons": reasons,
-            "skip_reasons": skip_reasons,
-            "processing_seconds": summary(processing),
-            "job_seconds": summary(total),
-            "audio_hours": audio / 3600.0,
-            "mean_realtime_factor": (sum(factors) / len(factors)) if factors else None,
-        }
 
 
 def crash_point(stage: str | None, checkpoint: float) -> str:

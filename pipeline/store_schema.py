@@ -7,6 +7,11 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 2
 
+# A job that died twice in a row at the same point is suspect: it waits behind the other queued
+# jobs, so a poison file does not hold up the folder while it is tried again, and a run of
+# kills from outside lands on different jobs instead of piling strikes onto one.
+SUSPECT_STRIKES = 2
+
 # Version 1, as the first release created it. A new store is created like this too and then
 # migrated, so every store reaches the current version by the same path.
 SCHEMA = """

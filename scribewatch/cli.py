@@ -90,7 +90,9 @@ def cmd_run(args) -> int:
     try:
         exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
                             tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
-                            basic_auth_users=cfg.basic_auth_users)
+                            basic_auth_users=cfg.basic_auth_users,
+                            # the status page's RETRY goes to the daemon, which owns the store
+                            job_control=daemon, grafana_url=cfg.grafana_url)
     except ValueError as e:   # TLS files that do not load (config checked the rest)
         raise config_mod.ConfigError(str(e)) from None
     try:

@@ -31,7 +31,7 @@ def measure(daemon, registry, n: int, cold: bool) -> dict:
     times = []
     for _ in range(n):
         if cold:
-            daemon._snapshot_cache = None
+            daemon.status.invalidate()
         t = time.perf_counter()
         body = render(registry)
         times.append((time.perf_counter() - t) * 1000)
@@ -43,7 +43,7 @@ def profile(daemon, registry, n: int, top: int) -> list[dict]:
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(n):
-        daemon._snapshot_cache = None
+        daemon.status.invalidate()
         render(registry)
     prof.disable()
     stats = pstats.Stats(prof, stream=io.StringIO())

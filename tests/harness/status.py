@@ -29,9 +29,11 @@ class Source:
 
     def __init__(self, snap: StatusSnapshot | None = None, error: Exception | None = None):
         self.snap, self.error, self.calls = snap or snapshot(), error, 0
+        self.details: list[bool] = []       # what each call asked for
 
-    def snapshot(self) -> StatusSnapshot:
+    def snapshot(self, details: bool = False) -> StatusSnapshot:
         self.calls += 1
+        self.details.append(details)
         if self.error:
             raise self.error
         return self.snap

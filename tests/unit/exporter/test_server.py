@@ -140,7 +140,8 @@ def test_api_status(serve):
     assert json.loads(body)["startup_scan"] == {"done": True, "seconds": 3.6, "files": 100000}
 
 
-@pytest.mark.parametrize("path", ["/", "/metric", "/metrics/extra", "/api", "/../etc/passwd"])
+@pytest.mark.parametrize("path", ["/index.html", "/metric", "/metrics/extra", "/api",
+                                  "/../etc/passwd", "/api/jobs/1/retry/x"])
 def test_unknown_paths_are_404(serve, path):
     assert request(serve().url + path)[0] == 404
 

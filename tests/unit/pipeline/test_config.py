@@ -120,11 +120,20 @@ def test_each_setting_is_declared_once_as_a_config_field():
     # The exporter's hash formats: a prefix alone no longer passes.
     ("basic_auth_users", {"prom": "$2b$12$tooshort"}, "bcrypt"),
     ("basic_auth_users", {"a:b": "sha256:" + "0" * 64}, "user name"),
+    # An href on the status page: a web address only, never javascript: or a bare host.
+    ("grafana_url", "javascript:alert(1)", "http"),
+    ("grafana_url", "grafana.lan:3000", "http"),
 ])
 def test_web_settings_are_checked_by_the_exporters_rules_at_load(tmp_path, key, value, why):
     with pytest.raises(ConfigError, match=why) as err:
         config.load(write(tmp_path, {key: value}), environ={})
     assert f"'{key}'" in str(err.value)
+
+
+def test_grafana_url_is_optional():
+    assert config.load(None, environ={}).grafana_url is None
+    cfg = config.load(None, environ={"SCRIBEWATCH_GRAFANA_URL": "https://grafana.lan/"})
+    assert cfg.grafana_url == "https://grafana.lan/"
 
 
 def test_tls_files_go_together():
