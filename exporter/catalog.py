@@ -18,6 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..pipeline.contract import (
     FAILURE_LABELS,
     FAILURE_REASONS,
+    NOTIFY_RESULTS,
+    NOTIFY_TARGETS,
     OUTCOMES,
     RETRY_RESULTS,
     SKIP_REASONS,
@@ -64,6 +66,9 @@ LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 720
 #   a GPU, ~0.05-0.3 for small models on a CPU, and above 1 (slower than real time) for large
 #   models on a CPU; 1 is a bucket edge so "faster than real time" is exact.
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+# * a media-server refresh or webhook on a LAN answers in milliseconds; a slow one up to the
+#   client's 10 s timeout (pipeline/notify/http.py), which is the last bucket edge.
+NOTIFY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 def _one_of(values) -> str:
@@ -74,6 +79,8 @@ def _one_of(values) -> str:
 # that keeps paths, file names and free text out of labels (the tests check scrapes against it).
 LABEL_PATTERNS: dict[str, str] = {
     "stage": _one_of(STAGES),
+    "target": _one_of(NOTIFY_TARGETS),
+    "result": _one_of([*NOTIFY_RESULTS, *RETRY_REQUEST_RESULTS]),
     "outcome": _one_of(OUTCOMES),
     "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
     "worker": r"[0-9]{1,3}",
@@ -88,7 +95,6 @@ LABEL_PATTERNS: dict[str, str] = {
     "gpu": r"[0-9]{1,2}",
     "uuid": r"(GPU|MIG)-[0-9a-fA-F-]{8,64}",
     "name": r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}",
-    "result": _one_of(RETRY_REQUEST_RESULTS),
 }
 
 
@@ -165,6 +171,20 @@ FAMILIES: tuple[Family, ...] = (
            "Transcripts the hallucination guard flagged (each is re-run once with safer "
            "settings).", PIPELINE,
            "increase(scribewatch_suspect_transcripts_total[1d])"),
+    Family("scribewatch_notifications_total", "counter",
+           "Media-server refreshes and webhooks after jobs, by target and result (sent; failed: "
+           "given up after its retries; dropped: the queue was full).", PIPELINE,
+           'sum by (target) (increase(scribewatch_notifications_total{result!="sent"}[1h])) > 0',
+           labels=("target", "result"),
+           known=tuple((t, r) for t in NOTIFY_TARGETS for r in NOTIFY_RESULTS)),
+    Family("scribewatch_notification_request_duration_seconds", "histogram",
+           "Time one HTTP request to a notification target took (each retry counts).", PIPELINE,
+           "histogram_quantile(0.95, sum by (le, target) "
+           "(rate(scribewatch_notification_request_duration_seconds_bucket[1h])))",
+           labels=("target",), buckets=NOTIFY_BUCKETS, known=_pairs(NOTIFY_TARGETS)),
+    Family("scribewatch_notification_queue_items", "gauge",
+           "Refresh folders and webhook bodies waiting to be sent.", PIPELINE,
+           "max_over_time(scribewatch_notification_queue_items[1h])"),
     Family("scribewatch_model_load_seconds", "gauge",
            "How long the last successful model load took.", PIPELINE,
            "max_over_time(scribewatch_model_load_seconds[1d])"),

@@ -13,7 +13,15 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from ..pipeline.contract import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES, StatusSource
+from ..pipeline.contract import (
+    FAILURE_REASONS,
+    NOTIFY_RESULTS,
+    NOTIFY_TARGETS,
+    OUTCOMES,
+    SKIP_REASONS,
+    STAGES,
+    StatusSource,
+)
 from . import catalog
 
 
@@ -63,6 +71,11 @@ class PrometheusReporter:
         self._model_labels: tuple[str, str, str] | None = None
         self._retry_requests = {r: m["scribewatch_retry_requests_total"].labels(r)
                                 for r in catalog.RETRY_REQUEST_RESULTS}
+        self._notifications = {(t, r): m["scribewatch_notifications_total"].labels(t, r)
+                               for t in NOTIFY_TARGETS for r in NOTIFY_RESULTS}
+        self._notify_seconds = {t: m["scribewatch_notification_request_duration_seconds"]
+                                .labels(t) for t in NOTIFY_TARGETS}
+        self._notify_queue = m["scribewatch_notification_queue_items"]
 
     # -- Reporter -------------------------------------------------------------------------
     @_records
@@ -139,6 +152,26 @@ class PrometheusReporter:
         except KeyError:
             raise ValueError(f"unknown retry result {result!r}") from None
         child.inc()
+
+    @_records
+    def notification_finished(self, target: str, result: str) -> None:
+        try:
+            child = self._notifications[target, result]
+        except KeyError:
+            raise ValueError(f"unknown notification target/result {target!r}/{result!r}") from None
+        child.inc()
+
+    @_records
+    def notification_request(self, target: str, seconds: float) -> None:
+        try:
+            child = self._notify_seconds[target]
+        except KeyError:
+            raise ValueError(f"unknown notification target {target!r}") from None
+        child.observe(seconds)
+
+    @_records
+    def notification_queue(self, length: int) -> None:
+        self._notify_queue.set(length)
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod

@@ -157,6 +157,7 @@ def jobs(cfg: Config) -> dict:
     floor_hours = num(cfg.t("job_stuck_floor_seconds") / 3600)
     slow, slow_jobs = cfg.t("slower_than_realtime"), cfg.t("slower_than_realtime_min_jobs")
     sw = cfg.speed_window
+    nf, nw = cfg.t("notification_failures"), cfg.t("notification_failure_window")
     threshold = f"clamp_min({audio} * {n.rtf_history}, {floor})"
     return {"name": "scribewatch-jobs", "rules": [
         _alert("ScribewatchJobFailureRatioHigh",
@@ -233,6 +234,22 @@ def jobs(cfg: Config) -> dict:
                f"steadily), over at least {num(slow_jobs)} jobs (one tiny clip\nwith a cold "
                "model has a factor > 1), for 15 m -- i.e. about 75 minutes of evidence.",
                window=in_words(sw), slow=num(slow)),
+        _alert("ScribewatchNotificationsFailing",
+               lines("sum by (job, instance, target) (",
+                     f'  increase(scribewatch_notifications_total{{result=~"failed|dropped"}}'
+                     f"[{nw}])",
+                     f") >= {num(nf)}"),
+               "warning", "A scribewatch daemon cannot tell a media server or webhook.",
+               """{{ $value | humanize }} refresh(es) or webhook(s) to {{ $labels.target }}
+               from scribewatch on {{ $labels.instance }} failed after their retries or were
+               dropped in the last [[window]] (threshold [[count]]). Subtitles are still
+               written; the media server only sees them at its own next scan.""",
+               "5m",
+               "Each notification is retried with backoff before it counts as failed, so one "
+               "blip (a\nmedia server restarting) stays quiet; "
+               f"{num(nf)} given up within {in_words(nw)} is a wrong URL, token or "
+               "path\nmapping, or a server down for good. Warning: transcription goes on.",
+               window=in_words(nw), count=num(nf)),
     ]}
 
 

@@ -44,15 +44,16 @@ class Setting:
     choices: tuple = ()
     minimum: float | None = None
     check: Callable[[Any], str | None] | None = None   # returns an error text or None
+    secret: bool = False      # never printed; also read from the file SCRIBEWATCH_<KEY>_FILE
 
 
 def setting(default: Any, help: str, *, choices: tuple = (), minimum: float | None = None,
-            check: Callable[[Any], str | None] | None = None) -> Any:
+            check: Callable[[Any], str | None] | None = None, secret: bool = False) -> Any:
     """A `Config` field: the setting's whole declaration. Its key is the field's name and its
     kind the field's type; the raw default is coerced like any other value, so the dataclass
     gets no default of its own (a Config is only ever made by `load`)."""
     return dataclasses.field(metadata={"setting": Setting(
-        "", "", default, help, choices=choices, minimum=minimum, check=check)})
+        "", "", default, help, choices=choices, minimum=minimum, check=check, secret=secret)})
 
 
 def _listen_check(value: str) -> str | None:
@@ -74,17 +75,34 @@ def _language_check(value: str) -> str | None:
     return "expected 'auto' or an ISO 639-1 code such as 'en'"
 
 
-def _url_check(value: str) -> str | None:
-    # An href on the status page: only a web address, never `javascript:` or a bare host.
-    ok = value.startswith(("http://", "https://")) and len(value) > 8 and " " not in value
-    return None if ok else "expected an http:// or https:// address"
-
-
 def _auth_check(users: dict) -> str | None:
     try:
         validate_users(users)
     except ValueError as e:
         return str(e).removeprefix("basic_auth_users: ")
+    return None
+
+
+def _url_check(value: str) -> str | None:
+    # A server address (also an href on the status page: never `javascript:` or a bare host).
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or any(c.isspace() for c in value)):
+        return "expected an http:// or https:// URL without a query, e.g. http://jellyfin:8096"
+    return None
+
+
+def _urls_check(values: tuple) -> str | None:
+    return next((f"{v}: {p}" for v in values if (p := _url_check(v))), None)
+
+
+def _path_map_check(mapping: dict) -> str | None:
+    for here, there in mapping.items():
+        if not here.startswith("/") or not isinstance(there, str) or not there:
+            return (f"{here!r}: expected the daemon's absolute folder mapped to the media "
+                    'server\'s folder, e.g. {"/data/movies": "/mnt/movies"}')
     return None
 
 
@@ -179,8 +197,46 @@ class Config:
         None, "Your Grafana's address (e.g. http://grafana.lan:3000): the status page links to "
         "the scribewatch dashboards there.", check=_url_check)
 
+    # -- after a subtitle is written (pipeline/notify/) ---------------------------------------
+    jellyfin_url: str | None = setting(
+        None, "Jellyfin server URL (http://jellyfin:8096): the folder of each new subtitle is "
+        "refreshed there. Needs `jellyfin_token`.", check=_url_check)
+    jellyfin_token: str | None = setting(
+        None, "Jellyfin API key (Dashboard > API Keys).", secret=True)
+    emby_url: str | None = setting(
+        None, "Emby server URL (http://emby:8096): as `jellyfin_url`, for Emby. Needs "
+        "`emby_token`.", check=_url_check)
+    emby_token: str | None = setting(None, "Emby API key (Settings > API Keys).", secret=True)
+    plex_url: str | None = setting(
+        None, "Plex Media Server URL (http://plex:32400): the folder of each new subtitle is "
+        "scanned there. Needs `plex_token`.", check=_url_check)
+    plex_token: str | None = setting(None, "Plex token (X-Plex-Token).", secret=True)
+    plex_section: str | None = setting(
+        None, "Plex library section id to scan; unset: the library whose folder holds the file, "
+        "asked from the server.")
+    path_map: dict = setting(
+        {}, "The daemon's folders as the media servers and webhooks see them: {daemon folder: "
+        "server folder}; the longest matching prefix wins.", check=_path_map_check)
+    on_finished: tuple[str, ...] = setting(
+        [], "Webhook URLs that get a JSON POST for every job a worker finished.",
+        check=_urls_check)
+    webhook_secret: str | None = setting(
+        None, "Key of the webhooks' HMAC-SHA256 signature header (X-Scribewatch-Signature).",
+        secret=True)
+    notify_batch_seconds: float = setting(
+        5.0, "Refreshes of one folder within this window are sent as one.", minimum=0)
+    notify_queue_size: int = setting(
+        1000, "Refreshes and webhooks waiting to be sent at most; more are dropped (counted).",
+        minimum=1)
+    notify_max_attempts: int = setting(
+        5, "Attempts per refresh or webhook before it is given up (counted).", minimum=1)
+    notify_retry_backoff_seconds: float = setting(
+        2.0, "First delay before a failed refresh or webhook is sent again; doubles each time.",
+        minimum=0)
+
     def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v)
+        """Every setting; a secret's value as `<set>` (what `scribewatch check` prints)."""
+        return {k: ("<set>" if v and BY_KEY[k].secret else list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
 
 
@@ -297,8 +353,11 @@ def load(config_file: str | os.PathLike | None = None,
         name = env_name(setting.key)
         if name in environ:
             values[setting.key] = _coerce(setting, environ[name], f"environment {name}")
+        if setting.secret and name + "_FILE" in environ:   # Docker/systemd secrets
+            values[setting.key] = _read_secret(setting, environ[name + "_FILE"], name + "_FILE")
+    secret_files = {env_name(s.key) + "_FILE" for s in SCHEMA if s.secret}
     for name in environ:
-        if (name.startswith("SCRIBEWATCH_") and name not in NON_SETTING_ENV
+        if (name.startswith("SCRIBEWATCH_") and name not in NON_SETTING_ENV | secret_files
                 and name[len("SCRIBEWATCH_"):].lower() not in BY_KEY):
             raise ConfigError(f"environment: unknown setting {name}"
                               + _did_you_mean(name[len("SCRIBEWATCH_"):].lower()))
@@ -308,6 +367,14 @@ def load(config_file: str | os.PathLike | None = None,
 
     _cross_check(values)
     return Config(**values)
+
+
+def _read_secret(setting: Setting, path: str, source: str) -> str:
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"environment {source}: cannot read {path}: {e.strerror}") from None
+    return _coerce(setting, value, f"environment {source} (file {path})")
 
 
 def _did_you_mean(key: str) -> str:
@@ -327,73 +394,12 @@ def _cross_check(values: dict) -> None:
                           "set 'output_dir' to the folder subtitles should go to")
     if not values["watch_dirs"]:
         raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
+    for server in ("jellyfin", "emby", "plex"):
+        if bool(values[f"{server}_url"]) != bool(values[f"{server}_token"]):
+            raise ConfigError(f"{server}_url and {server}_token go together: set both or neither")
     try:
         tls_pair(values["tls_cert_file"], values["tls_key_file"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
     values["include_extensions"] = tuple(
         e.lower().lstrip(".") for e in values["include_extensions"])
-
-
-def add_flags(parser) -> None:
-    """Add one `--key` flag per setting to an argparse parser (dest = key, default = unset)."""
-    import argparse
-
-    group = parser.add_argument_group("settings (override the config file and environment)")
-    for s in SCHEMA:
-        if s.key == "watch_dirs":
-            group.add_argument("--watch", dest="watch_dirs", action="append", metavar="DIR",
-                               default=argparse.SUPPRESS, help=s.help + " Repeatable.")
-            continue
-        if s.key == "output_dir":
-            # Giving an output folder on the command line implies output_dir mode.
-            group.add_argument("--output-dir", dest="output_dir", metavar="DIR",
-                               default=argparse.SUPPRESS,
-                               help=s.help + " Implies output_mode output_dir.")
-            continue
-        kwargs = dict(dest=s.key, default=argparse.SUPPRESS, help=s.help)
-        if s.kind == "list":
-            kwargs["metavar"] = "A,B"
-        elif s.kind == "bool":
-            kwargs["metavar"] = "true|false"
-        elif s.key == "db":
-            kwargs["metavar"] = "PATH"
-        elif s.key == "listen":
-            kwargs["metavar"] = "HOST:PORT"
-        group.add_argument(flag_name(s.key), **kwargs)
-
-
-def flags_from_args(args) -> dict:
-    # None: a sub-command's own optional flag left out (`history --db`), not a value given.
-    flags = {s.key: getattr(args, s.key) for s in SCHEMA
-             if getattr(args, s.key, None) is not None}
-    if "output_dir" in flags and "output_mode" not in flags:
-        flags["output_mode"] = "output_dir"
-    return flags
-
-
-def _yaml_value(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
-
-
-def reference_markdown() -> str:
-    """The README's config reference table, generated so it cannot drift."""
-    rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
-    for s in SCHEMA:
-        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default)
-        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
-        rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.help}{choices} |")
-    return "\n".join(rows) + "\n"
-
-
-def example_yaml() -> str:
-    """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
-    lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
-             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file"
-             " > defaults.",
-             "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
-    for s in SCHEMA:
-        lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
-        lines.append(f"{s.key}: {_yaml_value(s.default)}")
-        lines.append("")
-    return "\n".join(lines)

@@ -89,6 +89,12 @@ FAILURE_LABELS: tuple[tuple[str, str], ...] = tuple(
 )
 
 
+# Notifications after a job (pipeline/notify/): who was told, and how that went. `dropped`: the
+# queue was full; `failed`: given up after its retries (or refused for good, e.g. a bad token).
+NOTIFY_TARGETS = ("jellyfin", "emby", "plex", "webhook")
+NOTIFY_RESULTS = ("sent", "failed", "dropped")
+
+
 # -- events pushed, state pulled ---------------------------------------------------------------
 class Reporter(Protocol):
     def stage_observed(self, stage: str, seconds: float) -> None:
@@ -125,6 +131,15 @@ class Reporter(Protocol):
     def suspect_transcript(self) -> None:
         """The hallucination guard flagged a result (it is re-run once with safer settings)."""
 
+    def notification_finished(self, target: str, result: str) -> None:
+        """A media-server refresh or webhook (target in NOTIFY_TARGETS) ended: NOTIFY_RESULTS."""
+
+    def notification_request(self, target: str, seconds: float) -> None:
+        """One HTTP request to a notification target took `seconds` (retries each count)."""
+
+    def notification_queue(self, length: int) -> None:
+        """Notification items waiting to be sent now."""
+
 
 class NullReporter:
     """A Reporter that records nothing (one-shot CLI, unit tests of the pipeline)."""
@@ -137,6 +152,9 @@ class NullReporter:
     def model_unloaded(self): pass
     def model_load_failed(self): pass
     def suspect_transcript(self): pass
+    def notification_finished(self, target, result): pass
+    def notification_request(self, target, seconds): pass
+    def notification_queue(self, length): pass
 
 
 @dataclasses.dataclass(frozen=True)

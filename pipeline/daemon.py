@@ -7,24 +7,25 @@ answers `snapshot()` for whoever observes it (the exporter; the store's figures:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from .. import __version__
 from .config import Config
-from .contract import NullReporter, Reporter, RunningJob, StatusSnapshot
+from .contract import NullReporter, Reporter, StatusSnapshot
 from .errors import SkipJob, StageError
 from .intake import Intake
 from .job import Job
 from .model import ModelManager
 from .output import remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
-from .runner import JobHooks, Runner, RunResult, model_from_config, options_from_config
+from .runner import Runner, RunResult, model_from_config, options_from_config
+from .running import Running
 from .stages import Cancelled
 from .status import StoreStatus
 from .store import SUSPECT_STRIKES, JobStore
@@ -35,97 +36,14 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 1.0
 MODEL_RETRY_SECONDS = 60.0
 SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
-# Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
-# timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
-# time, which is what tells it apart from a kill from outside. Whisper works in 30 s windows, so
-# finer is pointless; at most ~100 per pass keeps a long film's writes negligible.
-CHECKPOINT_MIN_AUDIO_SECONDS = 30.0
-CHECKPOINTS_PER_PASS = 100
-
-
-@dataclasses.dataclass(eq=False)
-class _Running(JobHooks):
-    """A job a worker is running: its mutable state, and what the daemon does around each stage
-    (the runner's hooks). Its identity is the claimed `Job`; `view()` is the one place the
-    observers' `RunningJob` is made from it."""
-    job: Job
-    worker: str
-    daemon: "Daemon"
-    progress: float = 0.0
-    audio_seconds: float | None = None
-    stage_seconds: dict = dataclasses.field(default_factory=dict)
-    cancel: bool = False
-    # Whoever settles the job first (the worker finishing it, or shutdown giving up on it and
-    # re-queueing it) writes its final state; the other one then leaves it alone.
-    settled: bool = False
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    recorded: float = 0.0     # the last checkpoint written to the store
-
-    def settle(self, action) -> bool:
-        with self.lock:
-            if self.settled:
-                return False
-            self.settled = True
-            action()
-            return True
-
-    def view(self) -> RunningJob:
-        return RunningJob(self.job.id, self.worker, self.job.started_at, self.progress,
-                          self.audio_seconds, path=self.job.path, watch_dir=self.job.root,
-                          stage=self.stage)
-
-    # -- hooks -----------------------------------------------------------------------------
-    def timed(self, stage: str, fn, *args):
-        if self.settled:
-            raise Cancelled()   # shutdown already gave up on this job
-        self.stage = stage
-        store, reporter = self.daemon.store, self.daemon.reporter
-        store.set_stage(self.job.id, stage, self.stage_seconds)
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            dt = time.perf_counter() - t0
-            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
-            reporter.stage_observed(stage, dt)
-
-    def probed(self, probe) -> None:
-        self.daemon.store.update(self.job.id, audio_seconds=probe.duration)
-
-    def decoded(self, audio_seconds: float) -> None:
-        self.audio_seconds = audio_seconds
-        self.daemon.store.update(self.job.id, audio_seconds=audio_seconds)
-
-    def transcribed(self, transcript) -> None:
-        model = self.daemon.model
-        self.daemon.store.update(self.job.id, language=transcript.language,
-                                 language_probability=transcript.language_probability,
-                                 model=model.name, device=model.device,
-                                 compute_type=model.compute_type,
-                                 suspect=list(transcript.suspect) or None)
-
-    def progressed(self, ratio: float, passes_before: int) -> None:
-        self.progress = ratio
-        duration = self.audio_seconds or 0.0
-        step = max(CHECKPOINT_MIN_AUDIO_SECONDS, duration / CHECKPOINTS_PER_PASS)
-        # Seconds of audio transcribed in this stage (a re-run counts on from the first).
-        line = (passes_before * duration + ratio * duration) // step * step
-        if line > self.recorded:
-            self.recorded = line
-            self.daemon.store.set_checkpoint(self.job.id, line)
-
-    def rerun(self, findings) -> None:
-        self.daemon.reporter.suspect_transcript()
-        self.progress = 0.0
-
-    def should_stop(self) -> bool:
-        return self.cancel
 
 
 class Daemon:
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
-                 gpu_probe: GpuProbe | None = None, model: ModelManager | None = None):
+                 gpu_probe: GpuProbe | None = None, model: ModelManager | None = None,
+                 on_finished: Callable[[Job], None] | None = None):
         self.cfg = cfg
+        self.on_finished = on_finished   # each job a worker ended, as stored (pipeline/notify)
         self.reporter: Reporter = reporter or NullReporter()
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
@@ -143,7 +61,7 @@ class Daemon:
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
             rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.store.batch)
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._wake = threading.Condition()
         self._wake_generation = 0
         self._stopping = threading.Event()
@@ -181,6 +99,7 @@ class Daemon:
                       "[%s/crashed_repeatedly]", job.path, job.crash_point, job.strikes,
                       job.error_stage)
             self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
+            self._announce(job.id)
         folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
@@ -272,7 +191,7 @@ class Daemon:
 
     def _run(self, job: Job, worker: str) -> None:
         path = Path(job.path)
-        running = _Running(job, worker, self)
+        running = Running(job, worker, self)
         self._running[worker] = running
         self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
         log.info("started %s (job %d, attempt %d)", path, job.id, job.attempts)
@@ -312,8 +231,9 @@ class Daemon:
                           stage_seconds=stage_seconds, **resources)
         log.info("skipped %s: %s [%s]", job.path, skip.message, skip.reason)
         self.reporter.job_finished("skipped", reason=skip.reason, audio_seconds=0.0)
+        self._announce(job.id)
 
-    def _succeeded(self, running: _Running, result: RunResult) -> None:
+    def _succeeded(self, running: Running, result: RunResult) -> None:
         job, transcript, outputs = running.job, result.transcript, result.outputs
         finished = time.time()
         processing = finished - job.started_at
@@ -325,6 +245,7 @@ class Daemon:
             self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
+            self._announce(job.id)
         if not running.settle(succeeded):
             return   # shutdown re-queued it meanwhile: the next start writes it again, atomically
         log.info("done %s: %.1fs of %s audio in %.1fs (%s)", job.path, transcript.duration,
@@ -350,6 +271,14 @@ class Daemon:
                           message=err.message, stage_seconds=stage_seconds, **resources)
         log.error("failed %s: %s [%s/%s]", path, err.message, err.stage, err.reason)
         self.reporter.job_finished("failed", reason=err.reason, stage=err.stage)
+        self._announce(job.id)
+
+    def _announce(self, job_id: int) -> None:
+        if self.on_finished is not None:
+            try:
+                self.on_finished(self.store.get(job_id))
+            except Exception:   # an observer's bug must not fail the job it observes
+                log.exception("job %d: on_finished failed", job_id)
 
     # -- housekeeping ----------------------------------------------------------------------
     def _housekeeping(self) -> None:

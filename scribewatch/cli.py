@@ -20,7 +20,7 @@ from .commands_check import cmd_check, cmd_status
 from .commands_store import cmd_history, cmd_retry
 
 # `_load` and `_setup_logging`: the names cmd_run and cmd_transcribe call them by.
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_flags
 from .common import load_config as _load
 from .common import setup_logging as _setup_logging
 from .pipeline import config as config_mod
@@ -54,6 +54,7 @@ def _claim_store(cfg: config_mod.Config):
     return InstanceLock(cfg.db).acquire()
 
 
+NOTIFY_GRACE_SECONDS = 5.0
 SECOND_SIGNAL_HINT = "press Ctrl-C again to stop now; the running job is queued again"
 
 
@@ -77,6 +78,7 @@ def cmd_run(args) -> int:
     from .exporter import Exporter, GpuSampler, PrometheusReporter
     from .pipeline.daemon import Daemon
     from .pipeline.instance_lock import StoreInUse
+    from .pipeline.notify import notifier_from_config
 
     try:
         instance = _claim_store(cfg)
@@ -86,7 +88,10 @@ def cmd_run(args) -> int:
     # What the daemon reports to and samples the GPU with exist before it, so each part gets
     # its collaborators at construction and nothing is re-wired afterwards.
     reporter, gpu = PrometheusReporter(), GpuSampler()
-    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
+    # Media-server refreshes and webhooks after each job: a thread of their own (None: none set)
+    notifier = notifier_from_config(cfg, reporter)
+    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample,
+                    on_finished=notifier.submit if notifier else None)
     try:
         exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
                             tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
@@ -100,12 +105,16 @@ def cmd_run(args) -> int:
     except OSError as e:
         log.error("cannot listen on %s: %s", cfg.listen, e)
         return EXIT_FAILURE
+    if notifier:
+        notifier.start()
     daemon.start()
     started.append(daemon)
     log.info("scribewatch %s watching %s; metrics on %s", __version__,
              ", ".join(cfg.watch_dirs), exporter.url)
     stop.wait()
     daemon.stop(hint=SECOND_SIGNAL_HINT)
+    if notifier:
+        notifier.stop(NOTIFY_GRACE_SECONDS)   # what the last jobs asked for, briefly
     exporter.stop()
     daemon.store.close()
     instance.release()
@@ -206,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_config(p):
         p.add_argument("--config", metavar="FILE",
                        help="YAML config file (default: $SCRIBEWATCH_CONFIG or ./scribewatch.yaml)")
-        config_mod.add_flags(p)
+        add_flags(p)
         return p
 
     p = with_config(sub.add_parser("run", help="run the daemon"))

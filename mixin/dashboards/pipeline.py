@@ -12,6 +12,7 @@ from ..panels import (
     YES_NO,
     Selectors,
     bargauge,
+    color_override,
     dashboard,
     heatmap,
     row,
@@ -116,8 +117,36 @@ def model(cfg: Config, sel: Selectors) -> list[dict]:
     ]
 
 
+def notifications(cfg: Config, sel: Selectors) -> list[dict]:
+    sent = sel("scribewatch_notifications_total")
+    took = sel("scribewatch_notification_request_duration_seconds_bucket")
+    return [
+        row("Notifications"),
+        timeseries("Notifications per hour, by target and result",
+                   "Media-server refreshes and webhooks after jobs "
+                   "(`scribewatch_notifications_total`): sent, failed (given up after its "
+                   "retries) or dropped (the queue was full). Failures: a wrong URL, token or "
+                   "path mapping, or the server is down.",
+                   [target("sum by (job, instance, target, result) "
+                           f"(rate({sent}[{sel.rate}])) * 3600",
+                           "{{instance}} {{target}} {{result}}")],
+                   w=12, unit="suffix:/h",
+                   overrides=[color_override(".*failed.*", RED),
+                              color_override(".*dropped.*", YELLOW)]),
+        timeseries("Notification request time p95",
+                   "95th percentile of one HTTP request to each target, retries included "
+                   "(`scribewatch_notification_request_duration_seconds`). Near 10 s: requests "
+                   "time out.",
+                   [target("histogram_quantile(0.95, sum by (job, instance, target, le) "
+                           f"(rate({took}[{sel.rate}])))", "{{instance}} {{target}}")],
+                   w=12, unit="s"),
+    ]
+
+
 def build(cfg: Config) -> dict:
     sel, n = Selectors(cfg), Names(cfg)
-    panels = stages(cfg, sel, n) + queue_and_jobs(cfg, sel, n) + model(cfg, sel)
+    panels = (stages(cfg, sel, n) + queue_and_jobs(cfg, sel, n) + model(cfg, sel)
+              + notifications(cfg, sel))
     return dashboard(cfg, "pipeline", "Pipeline",
-                     "Where the time goes: stages, queue, jobs, the model.", panels)
+                     "Where the time goes: stages, queue, jobs, the model, notifications.",
+                     panels)

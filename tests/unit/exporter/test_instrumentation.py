@@ -186,13 +186,41 @@ def test_model_info_has_one_series_for_the_current_model_and_never_a_path(report
     lambda r: r.job_finished("failed"),
     lambda r: r.job_finished("skipped", reason="because"),
     lambda r: r.job_retried("write", "it broke"),
-], ids=["stage", "outcome", "free-text reason", "bad stage", "no reason", "skip reason", "retry"])
+    lambda r: r.notification_finished("http://jellyfin:8096", "sent"),
+    lambda r: r.notification_finished("plex", "HTTP 401"),
+    lambda r: r.notification_request("kodi", 0.1),
+], ids=["stage", "outcome", "free-text reason", "bad stage", "no reason", "skip reason", "retry",
+        "notify target", "notify result", "notify request"])
 def test_label_values_outside_the_codes_are_refused_and_nothing_is_counted(reporter, call):
     r, registry = reporter
     before = generate_latest(registry)
     with pytest.raises(ValueError):
         call(r)
     assert generate_latest(registry) == before
+
+
+def test_notifications_are_counted_by_target_and_result(reporter):
+    r, registry = reporter
+    before = scrape(registry)
+    for target in ("jellyfin", "emby", "plex", "webhook"):      # every series exists at 0
+        for result in ("sent", "failed", "dropped"):
+            assert value(before, "scribewatch_notifications_total", target=target,
+                         result=result) == 0
+    r.notification_finished("plex", "sent")
+    r.notification_finished("plex", "sent")
+    r.notification_finished("webhook", "dropped")
+    r.notification_request("plex", 0.03)
+    r.notification_request("plex", 12.0)
+    r.notification_queue(7)
+    after = scrape(registry)
+    assert value(after, "scribewatch_notifications_total", target="plex", result="sent") == 2
+    assert value(after, "scribewatch_notifications_total", target="webhook",
+                 result="dropped") == 1
+    assert value(after, "scribewatch_notification_request_duration_seconds_count",
+                 target="plex") == 2
+    assert value(after, "scribewatch_notification_request_duration_seconds_bucket",
+                 target="plex", le="0.05") == 1
+    assert value(after, "scribewatch_notification_queue_items") == 7
 
 
 def test_a_valid_pair_outside_failure_labels_is_still_counted(reporter):

@@ -82,7 +82,8 @@ def test_cli_flags_cover_every_setting():
     help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for s in config.SCHEMA:
         flag = "--watch" if s.key == "watch_dirs" else config.flag_name(s.key)
-        assert flag in help_text, flag
+        # A secret has no flag: `ps` would show it to every user of the machine.
+        assert (flag in help_text) != s.secret, flag
 
 
 def test_version_flag():
@@ -142,3 +143,50 @@ def test_tls_files_go_together():
     cfg = config.load(None, environ={"SCRIBEWATCH_TLS_CERT_FILE": "c.pem",
                                      "SCRIBEWATCH_TLS_KEY_FILE": "k.pem"})
     assert (cfg.tls_cert_file, cfg.tls_key_file) == ("c.pem", "k.pem")
+
+
+# -- notifications (pipeline/notify) --------------------------------------------------------------
+def test_media_server_settings_are_checked():
+    ok = config.load(None, environ={"SCRIBEWATCH_JELLYFIN_URL": "http://jellyfin:8096",
+                                    "SCRIBEWATCH_JELLYFIN_TOKEN": "abc",
+                                    "SCRIBEWATCH_ON_FINISHED": "http://a/hook,https://b/x"})
+    assert ok.jellyfin_url == "http://jellyfin:8096" and ok.on_finished == ("http://a/hook",
+                                                                            "https://b/x")
+    for key, value in [("JELLYFIN_URL", "jellyfin:8096"), ("PLEX_URL", "ftp://plex"),
+                       ("PLEX_URL", "http://plex:32400/?X-Plex-Token=t"),
+                       ("ON_FINISHED", "http://ok/hook,not a url")]:
+        env = {"SCRIBEWATCH_" + key: value,
+               "SCRIBEWATCH_JELLYFIN_TOKEN": "t", "SCRIBEWATCH_PLEX_TOKEN": "t"}
+        with pytest.raises(config.ConfigError, match=key.lower()):
+            config.load(None, environ=env)
+
+
+@pytest.mark.parametrize("server", ["jellyfin", "emby", "plex"])
+def test_a_media_server_url_needs_its_token_and_back(server):
+    for env in ({f"SCRIBEWATCH_{server.upper()}_URL": "http://x:1"},
+                {f"SCRIBEWATCH_{server.upper()}_TOKEN": "t"}):
+        with pytest.raises(config.ConfigError, match=f"{server}_url and {server}_token"):
+            config.load(None, environ=env)
+
+
+def test_path_map_must_map_absolute_folders(tmp_path):
+    good = config.load(write(tmp_path, {"path_map": {"/data/movies": "D:\\Movies"}}), environ={})
+    assert good.path_map == {"/data/movies": "D:\\Movies"}
+    with pytest.raises(config.ConfigError, match="path_map"):
+        config.load(write(tmp_path, {"path_map": {"data/movies": "/mnt"}}), environ={})
+
+
+def test_secrets_come_from_a_file_and_are_never_printed(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    cfg = config.load(None, environ={"SCRIBEWATCH_PLEX_URL": "http://plex:32400",
+                                     "SCRIBEWATCH_PLEX_TOKEN_FILE": str(secret),
+                                     "SCRIBEWATCH_WEBHOOK_SECRET": "hmac-key"})
+    assert cfg.plex_token == "from-a-file" and cfg.webhook_secret == "hmac-key"
+    shown = cfg.as_dict()
+    assert shown["plex_token"] == shown["webhook_secret"] == "<set>"
+    assert shown["jellyfin_token"] is None and shown["plex_url"] == "http://plex:32400"
+    with pytest.raises(config.ConfigError, match="SCRIBEWATCH_PLEX_TOKEN_FILE"):
+        config.load(None, environ={"SCRIBEWATCH_PLEX_TOKEN_FILE": str(tmp_path / "none")})
+    with pytest.raises(config.ConfigError, match="unknown setting SCRIBEWATCH_PLEX_URL_FILE"):
+        config.load(None, environ={"SCRIBEWATCH_PLEX_URL_FILE": str(secret)})

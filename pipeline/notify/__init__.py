@@ -1,0 +1,43 @@
+"""After a subtitle is written: tell the media servers (Jellyfin, Emby, Plex) to look at its
+folder again, and announce every finished job to the `on_finished` webhooks.
+
+`notifier_from_config(cfg, reporter)` builds the sender with the configured targets (None when
+none is configured); the daemon hands it each finished job (`Daemon(on_finished=...)`). One
+module per target; `sender.py` does the queueing, batching and retries for all of them.
+"""
+
+from __future__ import annotations
+
+from ..contract import Reporter
+from .jellyfin import JellyfinTarget
+from .paths import PathMap
+from .plex import PlexTarget
+from .sender import Sender
+from .targets import Target
+from .webhook import WebhookTarget
+
+__all__ = ["PathMap", "Sender", "Target", "notifier_from_config", "targets_from_config"]
+
+
+def targets_from_config(cfg) -> list[Target]:
+    path_map = PathMap(cfg.path_map)
+    targets: list[Target] = []
+    if cfg.jellyfin_url:
+        targets.append(JellyfinTarget(cfg.jellyfin_url, cfg.jellyfin_token, path_map))
+    if cfg.emby_url:
+        targets.append(JellyfinTarget(cfg.emby_url, cfg.emby_token, path_map, emby=True))
+    if cfg.plex_url:
+        targets.append(PlexTarget(cfg.plex_url, cfg.plex_token, path_map,
+                                  section=cfg.plex_section))
+    targets += [WebhookTarget(url, path_map, secret=cfg.webhook_secret)
+                for url in cfg.on_finished]
+    return targets
+
+
+def notifier_from_config(cfg, reporter: Reporter | None = None) -> Sender | None:
+    targets = targets_from_config(cfg)
+    if not targets:
+        return None
+    return Sender(targets, reporter=reporter, batch_seconds=cfg.notify_batch_seconds,
+                  max_pending=cfg.notify_queue_size, max_attempts=cfg.notify_max_attempts,
+                  backoff_seconds=cfg.notify_retry_backoff_seconds)
