@@ -3,7 +3,8 @@
     reporter, gpu = PrometheusReporter(), GpuSampler()
     daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
     exp = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
-                   tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users)
+                   tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users,
+                   api_queue=daemon.api, api_tokens=cfg.api_tokens, …)
     exp.start()
     …
     exp.stop()
@@ -15,7 +16,8 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from ..pipeline.contract import StatusSource
+from ..pipeline.contract import ApiQueue, StatusSource
+from .api import TranscriptionApi
 from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler
 from .host import HostCollector
@@ -41,7 +43,9 @@ class Exporter:
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
                  basic_auth_users: Mapping[str, str] | None = None,
                  reporter: PrometheusReporter | None = None,
-                 gpu_sampler: GpuSampler | None = None):
+                 gpu_sampler: GpuSampler | None = None, api_queue: ApiQueue | None = None,
+                 api_tokens=(), metrics_auth: bool = True,
+                 api_max_upload_bytes: int = 2 * 1024**3):
         self.reporter = PrometheusReporter() if reporter is None else reporter
         events = self.reporter.registry
         live = CollectorRegistry()
@@ -55,9 +59,13 @@ class Exporter:
             live.register(collector)
         self._sampler = Sampler(sampled)
         self.registry = Exposition(events, lambda: self.reporter.version, live)
+        # The transcription API, when the daemon takes its requests (`api_queue`).
+        api = None if api_queue is None else TranscriptionApi(
+            api_queue, max_upload_bytes=api_max_upload_bytes, record=self.reporter.api_request)
         self._server = MetricsServer(
             self.registry, status_source, listen=listen, tls_cert_file=tls_cert_file,
-            tls_key_file=tls_key_file, basic_auth_users=basic_auth_users)
+            tls_key_file=tls_key_file, basic_auth_users=basic_auth_users, api_tokens=api_tokens,
+            metrics_auth=metrics_auth, api=api)
 
     def start(self) -> None:
         self._sampler.start()

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 # The web settings are parsed by the same functions the exporter uses when it is built.
-from .contract import parse_listen, tls_pair, validate_users
+from .contract import parse_listen, tls_pair, validate_tokens, validate_users
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -79,6 +79,14 @@ def _auth_check(users: dict) -> str | None:
         validate_users(users)
     except ValueError as e:
         return str(e).removeprefix("basic_auth_users: ")
+    return None
+
+
+def _tokens_check(tokens: tuple) -> str | None:
+    try:
+        validate_tokens(tokens)
+    except ValueError as e:
+        return str(e).removeprefix("api_tokens: ")
     return None
 
 
@@ -166,8 +174,23 @@ class Config:
     tls_cert_file: str | None = setting(None, "TLS certificate for the HTTP server (PEM).")
     tls_key_file: str | None = setting(None, "TLS private key for the HTTP server (PEM).")
     basic_auth_users: dict = setting(
-        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics and /api/status.",
-        check=_auth_check)
+        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics, /api/status and the "
+        "transcription API.", check=_auth_check)
+    api_tokens: tuple[str, ...] = setting(
+        [], "Bearer tokens for the transcription API and /api/status (OpenAI clients' "
+        "api_key), each as sha256:<hex> of the token; an alternative to basic auth.",
+        check=_tokens_check)
+    metrics_auth: bool = setting(
+        True, "false: /metrics needs no credentials while the API stays protected.")
+    api_max_wait_seconds: float = setting(
+        30.0, "How long an API request may wait for a free worker before a 503 with "
+        "Retry-After (it always goes ahead of the folder queue).", minimum=0)
+    api_workers: int = setting(
+        0, "Extra workers that serve only the API, so a request never waits for a long "
+        "folder job to end (each costs one more model replica's memory).", minimum=0)
+    api_max_upload_bytes: int = setting(
+        2 * 1024**3, "Largest API upload; above it a 413 before the body is read. Raw 16 kHz "
+        "PCM (Bazarr) is 115 MB per hour.", minimum=1)
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)
@@ -360,30 +383,3 @@ def flags_from_args(args) -> dict:
     if "output_dir" in flags and "output_mode" not in flags:
         flags["output_mode"] = "output_dir"
     return flags
-
-
-def _yaml_value(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
-
-
-def reference_markdown() -> str:
-    """The README's config reference table, generated so it cannot drift."""
-    rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
-    for s in SCHEMA:
-        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default)
-        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
-        rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.help}{choices} |")
-    return "\n".join(rows) + "\n"
-
-
-def example_yaml() -> str:
-    """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
-    lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
-             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file"
-             " > defaults.",
-             "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
-    for s in SCHEMA:
-        lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
-        lines.append(f"{s.key}: {_yaml_value(s.default)}")
-        lines.append("")
-    return "\n".join(lines)

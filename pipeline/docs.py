@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import config
-from .contract import FAILURE_LABELS, FAILURES, SKIPS, STAGES
+import yaml
+
+from .config import SCHEMA, env_name
+from .contract import API_REJECTIONS, FAILURE_LABELS, FAILURES, SKIPS, STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
@@ -19,13 +21,40 @@ COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
 # README regions: name -> (the file it is generated from, render function). The text between
 # `<!-- name: … -->` and `<!-- /name -->` is replaced, the opening marker included.
 REGIONS = {
-    "config-reference": ("pipeline/config.py", config.reference_markdown),
+    "config-reference": ("pipeline/config.py", lambda: reference_markdown()),
     "reasons": ("pipeline/contract.py", lambda: reasons_markdown()),
 }
 
 
+def _yaml_value(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
+
+
+def reference_markdown() -> str:
+    """The README's config reference table, generated so it cannot drift."""
+    rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
+    for s in SCHEMA:
+        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default)
+        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
+        rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.help}{choices} |")
+    return "\n".join(rows) + "\n"
+
+
+def example_yaml() -> str:
+    """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
+    lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
+             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file"
+             " > defaults.",
+             "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
+    for s in SCHEMA:
+        lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
+        lines.append(f"{s.key}: {_yaml_value(s.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def reasons_markdown() -> str:
-    """The "Bad input" tables: every failure reason, then every skip reason."""
+    """The "Bad input" tables: every failure reason, every skip reason, the API's refusals."""
     rows = ["| reason | stage | retried | when |", "| --- | --- | --- | --- |"]
     for r in FAILURES:
         # Reported under any stage (the exporter pre-initialises every one): say so.
@@ -34,6 +63,8 @@ def reasons_markdown() -> str:
         rows.append(f"| `{r.code}` | {stage} | {'yes' if r.retried else 'no'} | {r.when} |")
     rows += ["", "| skipped (no subtitle written) | when |", "| --- | --- |"]
     rows += [f"| `{r.code}` | {r.when} |" for r in SKIPS]
+    rows += ["", "| API request refused (no job ran) | when |", "| --- | --- |"]
+    rows += [f"| `{r.code}` | {r.when} |" for r in API_REJECTIONS]
     return "\n".join(rows) + "\n"
 
 
@@ -52,7 +83,7 @@ def render_readme(text: str) -> str:
 def outputs() -> dict[str, str]:
     """Repository-relative path -> the text this generator makes for it now."""
     return {"README.md": render_readme((REPO / "README.md").read_text()),
-            "scribewatch.example.yaml": config.example_yaml()}
+            "scribewatch.example.yaml": example_yaml()}
 
 
 def main(argv: list[str]) -> int:
