@@ -62,21 +62,25 @@ def multipart_body(field: str, payload: bytes, boundary: str = "scribewatch-test
             f"filename=\"{field}\"\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
 
 
-def post_then_hang_up(url: str, path_and_query: str, body: bytes, after: float,
-                      boundary: str = "scribewatch-test") -> None:
-    """Send a whole request, wait `after` seconds for no answer, and close the connection."""
+def post_then_hang_up(url: str, path_and_query: str, body: bytes, until, timeout: float = 60,
+                      boundary: str = "scribewatch-test") -> float:
+    """Send a whole request, wait (unanswered) until `until()` is true, then close the
+    connection; returns the monotonic time of the hang-up."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         head = (f"POST {path_and_query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                 f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         sock.sendall(head + body)
-        sock.settimeout(after)
-        deadline = time.monotonic() + after
-        while time.monotonic() < deadline:
+        sock.settimeout(0.1)
+        deadline = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > deadline:
+                raise AssertionError("the condition for hanging up never came")
             try:
                 data = sock.recv(65536)
             except TimeoutError:
-                break
+                continue
             raise AssertionError(f"the server answered or closed before the hang-up: "
                                  f"{data[:200]!r}")
+    return time.monotonic()
