@@ -4,7 +4,8 @@
     daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
     exp = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
                    tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users,
-                   job_control=daemon, grafana_url=cfg.grafana_url)
+                   job_control=daemon, grafana_url=cfg.grafana_url,
+                   api_queue=daemon.api, api_tokens=cfg.api_tokens, …)
     exp.start()
     …
     exp.stop()
@@ -16,7 +17,8 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from ..pipeline.contract import JobControl, StatusSource
+from ..pipeline.contract import ApiQueue, JobControl, StatusSource
+from .api import TranscriptionApi
 from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler
 from .host import HostCollector
@@ -45,7 +47,9 @@ class Exporter:
                  basic_auth_users: Mapping[str, str] | None = None,
                  reporter: PrometheusReporter | None = None,
                  gpu_sampler: GpuSampler | None = None,
-                 job_control: JobControl | None = None, grafana_url: str | None = None):
+                 job_control: JobControl | None = None, grafana_url: str | None = None,
+                 api_queue: ApiQueue | None = None, api_tokens=(), metrics_auth: bool = True,
+                 api_max_upload_bytes: int = 2 * 1024**3):
         self.reporter = PrometheusReporter() if reporter is None else reporter
         events = self.reporter.registry
         live = CollectorRegistry()
@@ -59,11 +63,15 @@ class Exporter:
             live.register(collector)
         self._sampler = Sampler(sampled)
         self.registry = Exposition(events, lambda: self.reporter.version, live)
+        # The transcription API, when the daemon takes its requests (`api_queue`).
+        api = None if api_queue is None else TranscriptionApi(
+            api_queue, max_upload_bytes=api_max_upload_bytes, record=self.reporter.api_request)
         self._server = MetricsServer(
             self.registry, status_source, listen=listen, tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file, basic_auth_users=basic_auth_users,
             job_control=job_control, grafana_url=grafana_url,
-            count_retry=self.reporter.retry_requested)
+            count_retry=self.reporter.retry_requested, api_tokens=api_tokens,
+            metrics_auth=metrics_auth, api=api)
 
     def start(self) -> None:
         self._sampler.start()

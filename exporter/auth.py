@@ -20,7 +20,7 @@ from typing import Mapping
 import bcrypt
 
 # The hash formats are checked where config checks them too (one function for both).
-from ..pipeline.contract import validate_users
+from ..pipeline.contract import validate_tokens, validate_users
 
 # Checked for unknown users so they cost as much as a wrong password (no user enumeration).
 _DUMMY_BCRYPT = b"$2b$12$aAqrRWpUxyN/E3BxweWDsu7N8r3uzF1FN5MsmGA56/toWFi6SNAFG"
@@ -93,3 +93,31 @@ def _parse(authorization: str | None) -> tuple[str, bytes] | None:
     if not sep:
         return None
     return user.decode("utf-8", errors="replace"), password
+
+
+class Credentials:
+    """Who may call a protected route: a basic-auth user, or (for API clients such as the OpenAI
+    SDKs) `Authorization: Bearer <token>` with a token whose SHA-256 is in `api_tokens`."""
+
+    def __init__(self, users: Mapping[str, str] | None, tokens=()):
+        self.basic = BasicAuth(users) if users else None
+        self._tokens = [bytes.fromhex(t[7:]) for t in validate_tokens(tokens)]
+
+    @property
+    def configured(self) -> bool:
+        return self.basic is not None or bool(self._tokens)
+
+    def _bearer(self, authorization: str) -> bool:
+        digest = hashlib.sha256(authorization[7:].strip().encode()).digest()
+        # Every token compared, constant time each: no early exit to time.
+        return any([hmac.compare_digest(digest, t) for t in self._tokens])
+
+    def quick_check(self, authorization: str | None) -> bool | None:
+        if authorization and authorization[:7].lower() == "bearer ":
+            return self._bearer(authorization)
+        return self.basic.quick_check(authorization) if self.basic else False
+
+    def check(self, authorization: str | None) -> bool:
+        if authorization and authorization[:7].lower() == "bearer ":
+            return self._bearer(authorization)
+        return self.basic.check(authorization) if self.basic else False

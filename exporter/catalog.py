@@ -23,6 +23,7 @@ from ..pipeline.contract import (
     OUTCOMES,
     RETRY_RESULTS,
     SKIP_REASONS,
+    SOURCES,
     STAGES,
 )
 
@@ -37,6 +38,10 @@ ROLES = ("watch", "output", "store")
 # What a retry request from the status page came to: the daemon's answers, or refused as
 # possibly cross-site (exporter.status_page) before it reached the daemon.
 RETRY_REQUEST_RESULTS = (*RETRY_RESULTS, "refused")
+# The HTTP API's endpoints (`endpoint` label) and the statuses it answers with (`code`; any
+# other is counted as "other"). 499: the client hung up before its answer.
+API_ENDPOINTS = ("asr", "detect_language", "transcriptions", "translations")
+API_CODES = ("200", "400", "401", "411", "413", "422", "499", "500", "503", "507")
 GPU_LABELS = ("gpu", "uuid", "name")
 
 # NVML clock event ("throttle") reason bits (nvmlClocksEventReason*). A fixed, bounded set:
@@ -84,6 +89,9 @@ LABEL_PATTERNS: dict[str, str] = {
     "outcome": _one_of(OUTCOMES),
     "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
     "worker": r"[0-9]{1,3}",
+    "source": _one_of(SOURCES),
+    "endpoint": _one_of(API_ENDPOINTS),
+    "code": _one_of([*API_CODES, "other"]),
     "role": _one_of(ROLES),
     "model": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
     "device": r"[a-z]+(:[0-9]+)?",
@@ -146,13 +154,15 @@ FAMILIES: tuple[Family, ...] = (
            "histogram_quantile(0.5, sum by (le) (rate(scribewatch_realtime_factor_bucket[1h])))",
            buckets=RTF_BUCKETS),
     Family("scribewatch_jobs_total", "counter",
-           "Jobs finished, by outcome.", PIPELINE,
+           "Jobs finished, by outcome and source (a watched folder, or an upload to the "
+           "HTTP API).", PIPELINE,
            "sum by (outcome) (rate(scribewatch_jobs_total[5m]))",
-           labels=("outcome",), known=_pairs(OUTCOMES)),
+           labels=("outcome", "source"), known=tuple((o, s) for s in SOURCES for o in OUTCOMES)),
     Family("scribewatch_job_failures_total", "counter",
-           "Failed jobs, by the stage that failed and the reason code.", PIPELINE,
+           "Failed jobs, by the stage that failed, the reason code and the source.", PIPELINE,
            "sum by (stage, reason) (increase(scribewatch_job_failures_total[1h])) > 0",
-           labels=("stage", "reason"), known=FAILURE_LABELS),
+           labels=("stage", "reason", "source"),
+           known=tuple((*k, s) for s in SOURCES for k in FAILURE_LABELS)),
     Family("scribewatch_job_retries_total", "counter",
            "Transient failures that sent a job back to the queue for another attempt.", PIPELINE,
            "sum by (reason) (increase(scribewatch_job_retries_total[1h]))",
@@ -161,6 +171,17 @@ FAMILIES: tuple[Family, ...] = (
            "Files that needed no subtitle from us, by reason.", PIPELINE,
            "sum by (reason) (increase(scribewatch_files_skipped_total[1d]))",
            labels=("reason",), known=_pairs(SKIP_REASONS)),
+    Family("scribewatch_api_requests_total", "counter",
+           "Requests to the HTTP transcription API, by endpoint and HTTP status (499: the "
+           "client hung up).", PIPELINE,
+           'sum by (endpoint) (rate(scribewatch_api_requests_total{code!="200"}[5m]))',
+           labels=("endpoint", "code"), known=tuple((e, "200") for e in API_ENDPOINTS)),
+    Family("scribewatch_api_request_duration_seconds", "histogram",
+           "Time from an API request's upload received to its answer (the wait for a worker "
+           "included).", PIPELINE,
+           "histogram_quantile(0.95, sum by (le, endpoint) "
+           "(rate(scribewatch_api_request_duration_seconds_bucket[30m])))",
+           labels=("endpoint",), buckets=STAGE_BUCKETS, known=_pairs(API_ENDPOINTS)),
     Family("scribewatch_audio_seconds_total", "counter",
            "Seconds of audio transcribed by succeeded jobs.", PIPELINE,
            "rate(scribewatch_audio_seconds_total[5m])"),

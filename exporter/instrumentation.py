@@ -19,6 +19,7 @@ from ..pipeline.contract import (
     NOTIFY_TARGETS,
     OUTCOMES,
     SKIP_REASONS,
+    SOURCES,
     STAGES,
     StatusSource,
 )
@@ -55,7 +56,8 @@ class PrometheusReporter:
         self._job_duration = m["scribewatch_job_duration_seconds"]
         self._queue_wait = m["scribewatch_queue_wait_seconds"]
         self._rtf = m["scribewatch_realtime_factor"]
-        self._jobs = {o: m["scribewatch_jobs_total"].labels(o) for o in OUTCOMES}
+        self._jobs = {(o, s): m["scribewatch_jobs_total"].labels(o, s)
+                      for o in OUTCOMES for s in SOURCES}
         self._failures_metric = m["scribewatch_job_failures_total"]
         self._failures = {k: self._failures_metric.labels(*k)
                           for k in catalog.family("scribewatch_job_failures_total").known}
@@ -64,6 +66,9 @@ class PrometheusReporter:
                          for k in catalog.family("scribewatch_job_retries_total").known}
         self._skipped = {r: m["scribewatch_files_skipped_total"].labels(r) for r in SKIP_REASONS}
         self._audio = m["scribewatch_audio_seconds_total"]
+        self._api_requests = m["scribewatch_api_requests_total"]
+        self._api_duration = {e: m["scribewatch_api_request_duration_seconds"].labels(e)
+                              for e in catalog.API_ENDPOINTS}
         self._load_failures = m["scribewatch_model_load_failures_total"]
         self._suspects = m["scribewatch_suspect_transcripts_total"]
         self._load_seconds = m["scribewatch_model_load_seconds"]
@@ -94,16 +99,18 @@ class PrometheusReporter:
     @_records
     def job_finished(self, outcome: str, *, reason: str | None = None, stage: str | None = None,
                      job_seconds: float | None = None, audio_seconds: float = 0.0,
-                     processing_seconds: float | None = None) -> None:
+                     processing_seconds: float | None = None, source: str = "folder") -> None:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
         if outcome == "failed":
-            self._child(self._failures, self._failures_metric, stage, reason).inc()
+            self._child(self._failures, self._failures_metric, stage, reason, source).inc()
         elif outcome == "skipped":
             if reason not in self._skipped:
                 raise ValueError(f"unknown skip reason {reason!r}")
             self._skipped[reason].inc()
         elif outcome != "succeeded":
             raise ValueError(f"unknown outcome {outcome!r}")
-        self._jobs[outcome].inc()
+        self._jobs[outcome, source].inc()
         if outcome != "succeeded":
             return
         # Duration, audio and speed describe transcriptions: a skip takes milliseconds and a
@@ -118,6 +125,15 @@ class PrometheusReporter:
     @_records
     def job_retried(self, stage: str, reason: str) -> None:
         self._child(self._retries, self._retries_metric, stage, reason).inc()
+
+    @_records
+    def api_request(self, endpoint: str, code: int, seconds: float) -> None:
+        """One API request answered (not part of the pipeline's Reporter: the server calls it)."""
+        if endpoint not in self._api_duration:
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        label = str(code) if str(code) in catalog.API_CODES else "other"
+        self._api_requests.labels(endpoint, label).inc()
+        self._api_duration[endpoint].observe(max(0.0, seconds))
 
     @_records
     def model_loaded(self, name: str, device: str, compute_type: str, seconds: float) -> None:
@@ -175,18 +191,18 @@ class PrometheusReporter:
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod
-    def _child(children: dict, metric, stage: str | None, reason: str | None):
-        """The (stage, reason) child; any stage with any known reason code is allowed."""
+    def _child(children: dict, metric, stage: str | None, reason: str | None, *rest: str):
+        """The (stage, reason, *rest) child; any stage with any known reason code is allowed."""
         if reason not in FAILURE_REASONS:
             raise ValueError(f"unknown failure reason {reason!r}")
         stage = stage or FAILURE_REASONS[reason][0]
-        key = (stage, reason)
+        key = (stage, reason, *rest)
         child = children.get(key)
         if child is None:
             if stage not in STAGES:
                 raise ValueError(f"unknown stage {stage!r}")
             # A pair errors.FAILURE_LABELS does not list: still a bounded set (stages × codes).
-            child = children[key] = metric.labels(stage, reason)
+            child = children[key] = metric.labels(*key)
         return child
 
 

@@ -14,8 +14,8 @@ import email.utils
 import http
 import logging
 import time
-from typing import Awaitable, Callable
-from urllib.parse import urlsplit
+from typing import Awaitable, Callable, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,18 @@ class Request:
     path: str
     headers: dict[str, str]         # names lowercased
     keep_alive: bool
+    query: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    body: "BodySink | None" = None  # the body, when the server took it (accept_body)
+    gone: asyncio.Future | None = None   # done when the client hangs up
+
+
+class BodySink(Protocol):
+    """Where the server wants a request body to go (a spool file): the connection writes each
+    piece as it arrives, never holding the body in memory."""
+
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def discard(self) -> None: ...
 
 
 @dataclasses.dataclass
@@ -64,7 +76,8 @@ def parse_request(head: bytes) -> Request:
     connection = headers.get("connection", "").lower()
     keep_alive = ("close" not in connection if version == "HTTP/1.1"
                   else "keep-alive" in connection)
-    return Request(method, urlsplit(target).path, headers, keep_alive)
+    url = urlsplit(target)
+    return Request(method, url.path, headers, keep_alive, parse_qs(url.query))
 
 
 _date_cache = (0, "")
@@ -84,8 +97,15 @@ class Connection(asyncio.Protocol):
     closed."""
 
     def __init__(self, answer: Callable[[Request], "Response | Awaitable[Response]"],
-                 loop: asyncio.AbstractEventLoop, connections: set):
+                 loop: asyncio.AbstractEventLoop, connections: set,
+                 accept_body: Callable[[Request], "Response | BodySink | None"] | None = None):
         self.answer, self.loop, self.connections = answer, loop, connections
+        # For a request with a body: a Response refuses it before it is read (401, 413), a
+        # sink takes it, None leaves it unread (answered, then the connection is closed).
+        self.accept_body = accept_body
+        self.receiving: tuple[Request, BodySink] | None = None
+        self.body_left = 0
+        self.gone = loop.create_future()
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.waiting = False        # an answer is being prepared off the loop
@@ -100,6 +120,11 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.closed = True
+        if not self.gone.done():
+            self.gone.set_result(None)
+        if self.receiving:
+            self.receiving[1].discard()
+            self.receiving = None
         self.connections.discard(self)
         if self.timer:
             self.timer.cancel()
@@ -107,6 +132,11 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes):
         # The idle timer is not re-armed here: a request must be complete within
         # REQUEST_TIMEOUT of the connection or the previous answer, however slowly it trickles.
+        # A body (an upload of gigabytes) only may not idle that long between pieces.
+        if self.receiving:
+            data = self._take_body(data)
+            if self.receiving:
+                return
         self.buffer += data
         if len(self.buffer) > MAX_BUFFERED_BYTES:
             self.transport.pause_reading()
@@ -148,17 +178,78 @@ class Connection(asyncio.Protocol):
             except BadRequest as e:
                 self._write(None, Response(e.status, f"{e}\n".encode(), close=True))
                 return
-            try:
-                answer = self.answer(request)
-            except Exception:
-                log.exception("error serving %s", request.path)
-                answer = Response(500, b"internal error\n")
-            if isinstance(answer, Response):
-                self._write(request, answer)
-            else:
-                self.waiting = True
-                task = self.loop.create_task(answer)
-                task.add_done_callback(lambda t, r=request: self._answered(r, t))
+            if has_body(request) and self.accept_body is not None:
+                taken = self.accept_body(request)
+                if isinstance(taken, Response):
+                    self._refuse_body(request, taken)
+                    return
+                if taken is not None:
+                    self._start_body(request, taken)
+                    continue    # the body arrives; _take_body dispatches once it is whole
+            self._dispatch(request)
+
+    def _refuse_body(self, request: Request, response: Response) -> None:
+        """Answer before the body is read (401, 413), then drop what the client still sends:
+        one that writes its whole body before reading (python-requests) would otherwise get a
+        connection reset instead of the answer."""
+        self._write(request, dataclasses.replace(
+            response, headers={**response.headers, "Connection": "close"}), keep_open=True)
+        self.receiving, self.body_left = (request, _Drop()), _content_length(request)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._take_body(bytes(self.buffer))
+        self.buffer.clear()
+
+    def _start_body(self, request: Request, sink: "BodySink") -> None:
+        if request.headers.get("expect", "").lower() == "100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.receiving, self.body_left = (request, sink), _content_length(request)
+        rest = bytes(self.buffer)
+        self.buffer.clear()
+        self.buffer += self._take_body(rest)
+
+    def _take_body(self, data: bytes) -> bytes:
+        """Feed the body to its sink; returns what follows it (a pipelined request's bytes)."""
+        request, sink = self.receiving
+        piece, rest = data[:self.body_left], data[self.body_left:]
+        try:
+            if piece:
+                sink.write(piece)
+        except OSError as e:       # the spool disk is full
+            log.error("cannot spool a request body: %s", e)
+            self.receiving = None
+            sink.discard()
+            self._write(request, Response(507, b"error: cannot store the upload [disk_full]\n",
+                                          close=True))
+            return b""
+        self.body_left -= len(piece)
+        self._arm_timer()
+        if self.body_left:
+            return rest
+        self.receiving = None
+        if isinstance(sink, _Drop):
+            self.close()
+            return b""
+        sink.finish()
+        request.body = sink
+        self._dispatch(request)
+        return rest
+
+    def _dispatch(self, request: Request) -> None:
+        request.gone = self.gone
+        try:
+            answer = self.answer(request)
+        except Exception:
+            log.exception("error serving %s", request.path)
+            answer = Response(500, b"internal error\n")
+        if isinstance(answer, Response):
+            self._write(request, answer)
+        else:
+            self.waiting = True
+            if self.timer:      # a transcription may take hours: no idle timeout meanwhile
+                self.timer.cancel()
+            task = self.loop.create_task(answer)
+            task.add_done_callback(lambda t, r=request: self._answered(r, t))
 
     def _answered(self, request: Request, task: asyncio.Task):
         self.waiting = False
@@ -172,9 +263,10 @@ class Connection(asyncio.Protocol):
         self._write(request, response)
         self._answer_next()
 
-    def _write(self, request: Request | None, response: Response):
-        keep_alive = (request is not None and request.keep_alive and not response.close
-                      and not has_body(request))
+    def _write(self, request: Request | None, response: Response, keep_open: bool = False):
+        keep_alive = keep_open or (request is not None and request.keep_alive
+                                   and not response.close
+                                   and (request.body is not None or not has_body(request)))
         head = [f"HTTP/1.1 {response.status} {http.HTTPStatus(response.status).phrase}",
                 "Server: scribewatch", f"Date: {http_date()}",
                 f"Content-Type: {response.content_type}",
@@ -191,6 +283,21 @@ class Connection(asyncio.Protocol):
             self.transport.close()
         else:
             self._arm_timer()
+
+
+class _Drop:
+    """The sink of a refused body: dropped as it arrives."""
+
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+def _content_length(request: Request) -> int:
+    try:
+        return max(0, int(request.headers.get("content-length", "0")))
+    except ValueError:
+        return 0
 
 
 def has_body(request: Request) -> bool:

@@ -32,7 +32,9 @@ from ..pipeline.contract import (
     tls_pair,
 )
 from . import status_page
-from .auth import REALM, BasicAuth
+from .api import ROUTES as API_ROUTES
+from .api import TranscriptionApi
+from .auth import REALM, Credentials
 from .exposition import CachedOpenMetricsEncoder, Exposition
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
 
@@ -135,7 +137,8 @@ class MetricsServer:
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
                  basic_auth_users: Mapping[str, str] | None = None,
                  job_control: JobControl | None = None, grafana_url: str | None = None,
-                 count_retry: Callable[[str], None] = lambda result: None):
+                 count_retry: Callable[[str], None] = lambda result: None, api_tokens=(),
+                 metrics_auth: bool = True, api: TranscriptionApi | None = None):
         self.exposition = exposition
         self.status_source = status_source
         self.job_control = job_control     # None: no retry endpoint (an exporter on its own)
@@ -145,7 +148,10 @@ class MetricsServer:
         self._host, self._port = parse_listen(listen)
         pair = tls_pair(tls_cert_file, tls_key_file)
         self._tls = _tls_context(*pair) if pair else None
-        self.auth = BasicAuth(basic_auth_users) if basic_auth_users else None
+        credentials = Credentials(basic_auth_users, api_tokens)
+        self.auth = credentials if credentials.configured else None
+        self.metrics_auth = metrics_auth      # false: /metrics open, the rest still protected
+        self.api = api
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -162,7 +168,15 @@ class MetricsServer:
                 log.warning("refused POST %s: %s", request.path, refused)
                 self.count_retry("refused")
                 return _json(403, {"error": f"refused: {refused}"})
-            return self._authorized(request, functools.partial(self._retry, int(retry[1])))
+            return self._guarded(request, lambda: self._retry(int(retry[1]), request))
+        endpoint = API_ROUTES.get(request.path) if self.api else None
+        if endpoint is not None:
+            if request.method != "POST":
+                return Response(405, b"method not allowed\n", headers={"Allow": "POST"})
+            return self._guarded(request, lambda: self.api.handle(
+                request, endpoint, self._loop, self._pool))
+        if request.path == "/status" and self.api and request.method in ("GET", "HEAD"):
+            return self.api.status(request)   # open: Bazarr's Test button sends no credentials
         if request.method not in ("GET", "HEAD"):
             if request.method in OTHER_METHODS:
                 return Response(405, b"method not allowed\n",
@@ -175,29 +189,44 @@ class MetricsServer:
         if route is None:
             return Response(404, b"not found\n")
         method, protected = route
-        handler = getattr(self, method)
-        return self._authorized(request, handler) if protected else handler(request)
+        if not protected or (method == "_metrics" and not self.metrics_auth):
+            return getattr(self, method)(request)
+        return self._guarded(request, lambda: getattr(self, method)(request))
 
-    def _authorized(self, request: Request, handler) -> Response | Awaitable[Response]:
+    def _guarded(self, request: Request, answer) -> Response | Awaitable[Response]:
+        """answer() for a client with credentials (when any are configured)."""
         if self.auth is None:
-            return handler(request)
+            return answer()
         verdict = self.auth.quick_check(request.headers.get("authorization"))
         if verdict is None:
-            return self._after_slow_auth(request, handler)
-        return handler(request) if verdict else self._unauthorized()
+            return self._after_slow_auth(request, answer)
+        return answer() if verdict else self._unauthorized()
 
-    async def _after_slow_auth(self, request: Request, handler) -> Response:
+    async def _after_slow_auth(self, request: Request, answer) -> Response:
         ok = await self._loop.run_in_executor(
             self._pool, self.auth.check, request.headers.get("authorization"))
         if not ok:
             return self._unauthorized()
-        answer = handler(request)
-        return answer if isinstance(answer, Response) else await answer
+        result = answer()
+        return result if isinstance(result, Response) else await result
+
+    def accept_body(self, request: Request) -> Response | object | None:
+        """protocol.Connection asks before reading a body: only the API takes one, from a
+        client whose credentials are not already known to be wrong."""
+        endpoint = API_ROUTES.get(request.path) if self.api else None
+        if endpoint is None or request.method != "POST":
+            return None
+        if self.auth is not None and self.auth.quick_check(
+                request.headers.get("authorization")) is False:
+            self.api.record(endpoint, 401, 0.0)
+            return self._unauthorized()
+        return self.api.accept_body(request, endpoint)
 
     @staticmethod
     def _unauthorized() -> Response:
-        return Response(401, b"unauthorized\n",
-                         headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        # Not shaped like a subtitle either: Bazarr stores any /asr body it gets.
+        return Response(401, b"error: unauthorized [unauthorized]\n",
+                        headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
     def _healthz(self, request: Request) -> Response:
         return Response(200, b"ok\n")
@@ -265,7 +294,7 @@ class MetricsServer:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_loop_exception)
         server = self._loop.run_until_complete(self._loop.create_server(
-            lambda: Connection(self.answer, self._loop, self._connections),
+            lambda: Connection(self.answer, self._loop, self._connections, self.accept_body),
             sock=sock, ssl=self._tls,
             ssl_handshake_timeout=REQUEST_TIMEOUT if self._tls else None))
         self._thread = threading.Thread(target=self._serve, args=(server,),

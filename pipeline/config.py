@@ -12,12 +12,24 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-# The web settings are parsed by the same functions the exporter uses when it is built.
-from .contract import parse_listen, tls_pair, validate_users
+from .contract import tls_pair
+from .settings import (
+    ConfigError,
+    Setting,
+    auth_check,
+    language_check,
+    listen_check,
+    nice_check,
+    path_map_check,
+    setting,
+    tokens_check,
+    url_check,
+    urls_check,
+)
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -29,81 +41,6 @@ OUTPUT_FORMATS = ("srt", "vtt", "txt", "json")
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16",
                  "float16", "bfloat16", "float32", "default")
-
-
-class ConfigError(Exception):
-    """A bad setting; the message names the key and the value."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    key: str
-    kind: str                 # str | int | float | bool | list | dict | optpath (the field type)
-    default: Any
-    help: str
-    choices: tuple = ()
-    minimum: float | None = None
-    check: Callable[[Any], str | None] | None = None   # returns an error text or None
-    secret: bool = False      # never printed; also read from the file SCRIBEWATCH_<KEY>_FILE
-
-
-def setting(default: Any, help: str, *, choices: tuple = (), minimum: float | None = None,
-            check: Callable[[Any], str | None] | None = None, secret: bool = False) -> Any:
-    """A `Config` field: the setting's whole declaration. Its key is the field's name and its
-    kind the field's type; the raw default is coerced like any other value, so the dataclass
-    gets no default of its own (a Config is only ever made by `load`)."""
-    return dataclasses.field(metadata={"setting": Setting(
-        "", "", default, help, choices=choices, minimum=minimum, check=check, secret=secret)})
-
-
-def _listen_check(value: str) -> str | None:
-    try:
-        _host, port = parse_listen(value)
-    except ValueError as e:
-        return str(e).removeprefix(f"listen {value!r}: ")
-    # Port 0 (any free one) suits tests of the server, not a daemon Prometheus must find.
-    return None if port else "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
-
-
-def _nice_check(value: int) -> str | None:
-    return None if value <= 19 else "expected 0-19 (a nice increment)"
-
-
-def _language_check(value: str) -> str | None:
-    if value == "auto" or (len(value) == 2 and value.isalpha() and value.islower()):
-        return None
-    return "expected 'auto' or an ISO 639-1 code such as 'en'"
-
-
-def _auth_check(users: dict) -> str | None:
-    try:
-        validate_users(users)
-    except ValueError as e:
-        return str(e).removeprefix("basic_auth_users: ")
-    return None
-
-
-def _url_check(value: str) -> str | None:
-    # A server address (also an href on the status page: never `javascript:` or a bare host).
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
-            or any(c.isspace() for c in value)):
-        return "expected an http:// or https:// URL without a query, e.g. http://jellyfin:8096"
-    return None
-
-
-def _urls_check(values: tuple) -> str | None:
-    return next((f"{v}: {p}" for v in values if (p := _url_check(v))), None)
-
-
-def _path_map_check(mapping: dict) -> str | None:
-    for here, there in mapping.items():
-        if not here.startswith("/") or not isinstance(there, str) or not there:
-            return (f"{here!r}: expected the daemon's absolute folder mapped to the media "
-                    'server\'s folder, e.g. {"/data/movies": "/mnt/movies"}')
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,14 +86,14 @@ class Config:
         10, "How much lower the inference threads' CPU priority is than the rest of the daemon "
         "(a Linux nice increment, 0-19): a Plex transcode and the /metrics server come "
         "first. 0 keeps them equal. Used when `transcribe_idle_class` is off or not "
-        "available.", minimum=0, check=_nice_check)
+        "available.", minimum=0, check=nice_check)
     transcribe_idle_class: bool = setting(
         False, "Run the inference threads in Linux's SCHED_IDLE class instead of at "
         "`transcribe_nice`: they get a core only when nothing else wants it, so a Plex "
         "transcode never shares the CPU with them, and one that takes every core stops "
         "transcription until it ends.")
     language: str = setting(
-        "auto", "auto (detect) or a forced ISO 639-1 code.", check=_language_check)
+        "auto", "auto (detect) or a forced ISO 639-1 code.", check=language_check)
     beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
     vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
     batch_size: int = setting(
@@ -171,7 +108,7 @@ class Config:
         "refused). One daemon per store.")
     listen: str = setting(
         "0.0.0.0:9847", "HTTP address for the status page (/), /metrics, /healthz, /readyz.",
-        check=_listen_check)
+        check=listen_check)
     model_idle_unload_minutes: float = setting(
         0.0, "Free the model (and its GPU memory) after this many idle minutes; 0 keeps it "
         "loaded.", minimum=0)
@@ -191,35 +128,50 @@ class Config:
     tls_cert_file: str | None = setting(None, "TLS certificate for the HTTP server (PEM).")
     tls_key_file: str | None = setting(None, "TLS private key for the HTTP server (PEM).")
     basic_auth_users: dict = setting(
-        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics, /api/status and the status "
-        "page.", check=_auth_check)
+        {}, "user: bcrypt hash or sha256:<hex> — protects /metrics, /api/status, the status "
+        "page and the transcription API.", check=auth_check)
+    api_tokens: tuple[str, ...] = setting(
+        [], "Bearer tokens for the transcription API and /api/status (OpenAI clients' "
+        "api_key), each as sha256:<hex> of the token; an alternative to basic auth.",
+        check=tokens_check)
+    metrics_auth: bool = setting(
+        True, "false: /metrics needs no credentials while the API stays protected.")
+    api_max_wait_seconds: float = setting(
+        30.0, "How long an API request may wait for a free worker before a 503 with "
+        "Retry-After (it always goes ahead of the folder queue).", minimum=0)
+    api_workers: int = setting(
+        0, "Extra workers that serve only the API, so a request never waits for a long "
+        "folder job to end (each costs one more model replica's memory).", minimum=0)
+    api_max_upload_bytes: int = setting(
+        2 * 1024**3, "Largest API upload; above it a 413 before the body is read. Raw 16 kHz "
+        "PCM (Bazarr) is 115 MB per hour.", minimum=1)
     grafana_url: str | None = setting(
         None, "Your Grafana's address (e.g. http://grafana.lan:3000): the status page links to "
-        "the scribewatch dashboards there.", check=_url_check)
+        "the scribewatch dashboards there.", check=url_check)
 
     # -- after a subtitle is written (pipeline/notify/) ---------------------------------------
     jellyfin_url: str | None = setting(
         None, "Jellyfin server URL (http://jellyfin:8096): the folder of each new subtitle is "
-        "refreshed there. Needs `jellyfin_token`.", check=_url_check)
+        "refreshed there. Needs `jellyfin_token`.", check=url_check)
     jellyfin_token: str | None = setting(
         None, "Jellyfin API key (Dashboard > API Keys).", secret=True)
     emby_url: str | None = setting(
         None, "Emby server URL (http://emby:8096): as `jellyfin_url`, for Emby. Needs "
-        "`emby_token`.", check=_url_check)
+        "`emby_token`.", check=url_check)
     emby_token: str | None = setting(None, "Emby API key (Settings > API Keys).", secret=True)
     plex_url: str | None = setting(
         None, "Plex Media Server URL (http://plex:32400): the folder of each new subtitle is "
-        "scanned there. Needs `plex_token`.", check=_url_check)
+        "scanned there. Needs `plex_token`.", check=url_check)
     plex_token: str | None = setting(None, "Plex token (X-Plex-Token).", secret=True)
     plex_section: str | None = setting(
         None, "Plex library section id to scan; unset: the library whose folder holds the file, "
         "asked from the server.")
     path_map: dict = setting(
         {}, "The daemon's folders as the media servers and webhooks see them: {daemon folder: "
-        "server folder}; the longest matching prefix wins.", check=_path_map_check)
+        "server folder}; the longest matching prefix wins.", check=path_map_check)
     on_finished: tuple[str, ...] = setting(
         [], "Webhook URLs that get a JSON POST for every job a worker finished.",
-        check=_urls_check)
+        check=urls_check)
     webhook_secret: str | None = setting(
         None, "Key of the webhooks' HMAC-SHA256 signature header (X-Scribewatch-Signature).",
         secret=True)
@@ -349,12 +301,12 @@ def load(config_file: str | os.PathLike | None = None,
                                   + _did_you_mean(str(key)))
             values[key] = _coerce(BY_KEY[key], value, str(path))
 
-    for setting in SCHEMA:
-        name = env_name(setting.key)
+    for decl in SCHEMA:
+        name = env_name(decl.key)
         if name in environ:
-            values[setting.key] = _coerce(setting, environ[name], f"environment {name}")
-        if setting.secret and name + "_FILE" in environ:   # Docker/systemd secrets
-            values[setting.key] = _read_secret(setting, environ[name + "_FILE"], name + "_FILE")
+            values[decl.key] = _coerce(decl, environ[name], f"environment {name}")
+        if decl.secret and name + "_FILE" in environ:   # Docker/systemd secrets
+            values[decl.key] = _read_secret(decl, environ[name + "_FILE"], name + "_FILE")
     secret_files = {env_name(s.key) + "_FILE" for s in SCHEMA if s.secret}
     for name in environ:
         if (name.startswith("SCRIBEWATCH_") and name not in NON_SETTING_ENV | secret_files

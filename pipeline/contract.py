@@ -11,7 +11,9 @@
   today's figures), which a scrape never pays for;
 * `JobControl`: what an observer may ask the daemon to do (retry a failed job: the status page);
 * the web settings' formats (listen address, TLS pair, password hashes): config checks them at
-  start and the exporter when it is built on its own, with these same functions.
+  start and the exporter when it is built on its own, with these same functions;
+* `ApiQueue`: the HTTP transcription API (the exporter) hands requests to the daemon's workers,
+  which take them ahead of the folder backlog (`pipeline/api_jobs.py`).
 
 The pipeline never imports the exporter, and the exporter imports nothing else of the pipeline
 (tests/unit/test_imports.py).
@@ -19,6 +21,7 @@ The pipeline never imports the exporter, and the exporter imports nothing else o
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import re
 from typing import Mapping, Protocol
@@ -28,6 +31,8 @@ from typing import Mapping, Protocol
 STAGES = ("probe", "decode", "transcribe", "write")
 
 OUTCOMES = ("succeeded", "failed", "skipped")
+# Where a job came from: a watched folder, or an upload to the HTTP API (a label on job metrics).
+SOURCES = ("folder", "api")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +117,10 @@ class Reporter(Protocol):
         job_seconds: float | None = None,
         audio_seconds: float = 0.0,
         processing_seconds: float | None = None,
+        source: str = "folder",
     ) -> None:
-        """A job ended. outcome in OUTCOMES; reason/stage set for failed (and reason for skipped).
+        """A job ended. outcome in OUTCOMES; reason/stage set for failed (and reason for skipped);
+        `source` in SOURCES.
 
         job_seconds: detected → outputs written. processing_seconds: the time spent running the
         stages (for the real-time factor = processing_seconds / audio_seconds).
@@ -267,6 +274,76 @@ class JobControl(Protocol):
         RETRY_RESULTS — `not_failed` when the job exists but is not failed now."""
 
 
+# -- the HTTP transcription API: the exporter submits, the daemon's workers run ---------------
+# The answer formats: whisper-asr-webservice's `output` (Bazarr) and OpenAI's `response_format`.
+API_OUTPUTS = ("srt", "vtt", "txt", "json", "tsv", "text", "verbose_json")
+API_TASKS = ("transcribe", "translate", "detect_language")
+
+# Requests refused before any job runs; the HTTP status is the `code` label, these the log's and
+# the error body's name for it. Jobs that run and fail carry a FAILURES code instead.
+API_REJECTIONS: tuple[Reason, ...] = (
+    Reason("bad_request", None, False, "a missing upload field or a bad parameter (400)"),
+    Reason("unauthorized", None, False, "no valid basic-auth user or bearer token (401)"),
+    Reason("length_required", None, False, "an upload without Content-Length (411)"),
+    Reason("upload_too_large", None, False, "Content-Length over `api_max_upload_bytes`, "
+           "refused before the body is read (413)"),
+    Reason("busy", None, False, "no worker took the request within `api_max_wait_seconds` "
+           "(503, with Retry-After)"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiRequest:
+    """One upload to transcribe. The server spooled the body to `path`; the audio is the
+    `length` bytes at `offset` (a multipart part): raw s16le 16 kHz mono PCM when `raw_pcm`
+    (whisper-asr-webservice's encode=false, what Bazarr sends), else any media file."""
+    path: str
+    offset: int
+    length: int
+    raw_pcm: bool
+    task: str = "transcribe"               # one of API_TASKS
+    output: str = "srt"                    # one of API_OUTPUTS
+    language: str | None = None            # Whisper code; None: detect
+    word_timestamps: bool = False          # words in the json / verbose_json answer
+    vad_filter: bool | None = None         # None: the daemon's `vad` setting
+    prompt: str | None = None
+    temperature: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiResult:
+    body: bytes
+    content_type: str
+    language: str                           # Whisper code
+    audio_seconds: float
+
+
+class ApiFailed(Exception):
+    """The request ran (or was refused) and has no answer: `status` for HTTP, `reason` from
+    FAILURES, SKIPS or API_REJECTIONS, `message` one line for people."""
+
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+        self.retry_after = retry_after
+
+
+class ApiTicket(Protocol):
+    """A submitted request: `future` (concurrent.futures) ends with an ApiResult or ApiFailed;
+    `cancel()` withdraws it (the client hung up): before it starts, or at the next segment."""
+    future: "concurrent.futures.Future[ApiResult]"
+
+    def cancel(self) -> None: ...
+
+
+class ApiQueue(Protocol):
+    max_wait_seconds: float
+
+    def submit(self, request: ApiRequest) -> ApiTicket:
+        """Queue `request` ahead of the folder backlog. When no worker takes it within
+        `max_wait_seconds`, its future fails with ApiFailed(503, "busy")."""
+
+
 # -- web settings: one parser each, for config (at start) and the exporter (when built) --------
 _BCRYPT = re.compile(r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
@@ -305,3 +382,16 @@ def validate_users(users: Mapping[str, str]) -> dict[str, str]:
                 "password")
         checked[user] = hashed
     return checked
+
+
+_TOKEN_HASH = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+
+
+def validate_tokens(tokens) -> tuple[str, ...]:
+    """The API's bearer tokens, as `sha256:<hex>` of each token (a token is random and long, so
+    an unsalted hash is enough), never the token itself. Raises ValueError."""
+    for t in tokens:
+        if not isinstance(t, str) or not _TOKEN_HASH.match(t):
+            raise ValueError("api_tokens: each value must be sha256:<64 hex digits> of a token "
+                             "(`printf %s TOKEN | sha256sum`), never the token itself")
+    return tuple(t.lower() for t in tokens)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
+from .api_jobs import ApiJobs
 from .config import Config
 from .contract import NullReporter, Reporter, StatusSnapshot
 from .errors import SkipJob, StageError
@@ -48,10 +49,13 @@ class Daemon:
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
         self.store = JobStore(cfg.db)
-        self.model = model or model_from_config(cfg, workers=cfg.workers)
+        self.model = model or model_from_config(cfg, workers=cfg.workers + cfg.api_workers)
         self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
                            else None)
         self.runner = Runner(cfg, self.model, options_from_config(cfg), self.output_dir)
+        # The HTTP API's requests (contract.ApiQueue): every worker takes them first.
+        self.api = ApiJobs(self.model, self.runner.options, notify=self._notify,
+                           max_wait_seconds=cfg.api_max_wait_seconds)
         self.intake = Intake(self.store, settings=cfg,
                              target_language=lambda: self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify)
@@ -81,7 +85,7 @@ class Daemon:
     def start(self) -> None:
         self._started_monotonic = time.monotonic()
         # The exporter may have been attached after __init__.
-        self.model.reporter = self.intake.reporter = self.reporter
+        self.model.reporter = self.intake.reporter = self.api.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
             if job.strikes == 1:
@@ -107,6 +111,8 @@ class Daemon:
         self.watcher.start()
         for i in range(self.cfg.workers):
             self._spawn(self._worker, f"worker-{i}", str(i))
+        for i in range(self.cfg.api_workers):   # never claim a folder job
+            self._spawn(self._worker, f"api-worker-{i}", f"api{i}", False)
         self._spawn(self._housekeeping, "housekeeping")
 
     def _spawn(self, target, name, *args) -> None:
@@ -131,6 +137,7 @@ class Daemon:
         log.info("stopping: no new jobs; waiting up to %.0fs for %d running job(s)%s",
                  grace, running, f"; {hint}" if hint and running else "")
         self._stopping.set()
+        self.api.close()
         self.watcher.stop()
         self._notify()
         # Plain sleeps, polling a flag: stop_now() is called from a signal handler in this
@@ -166,11 +173,14 @@ class Daemon:
         progress point, so "died again at the same point" alone cannot tell the two apart."""
         return time.monotonic() - self._started_monotonic >= SUSPECT_UPTIME_SECONDS
 
-    def _worker(self, worker: str) -> None:
+    def _worker(self, worker: str, folder: bool = True) -> None:
         while not self._stopping.is_set():
             generation = self._wake_generation
             job = None
-            if self.model.ready:
+            # An API request first: a client waits for it, a queued file waits anyway.
+            if self.model.ready and self.api.run_next():
+                continue
+            if self.model.ready and folder:
                 job = self.store.claim_next(worker, self.watcher.available_roots,
                                             suspects=self._up_long_enough())
             if job is None:
@@ -185,9 +195,7 @@ class Daemon:
 
     def _idle_wait(self) -> float:
         wakeup = self.store.next_wakeup()
-        if wakeup is None:
-            return 1.0
-        return max(0.05, min(1.0, wakeup - time.time()))
+        return 1.0 if wakeup is None else max(0.05, min(1.0, wakeup - time.time()))
 
     def _run(self, job: Job, worker: str) -> None:
         path = Path(job.path)

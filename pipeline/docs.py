@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from . import config
-from .contract import FAILURE_LABELS, FAILURES, SKIPS, STAGES
+from .contract import API_REJECTIONS, FAILURE_LABELS, FAILURES, SKIPS, STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
@@ -54,7 +54,7 @@ def example_yaml() -> str:
 
 
 def reasons_markdown() -> str:
-    """The "Bad input" tables: every failure reason, then every skip reason."""
+    """The "Bad input" tables: every failure reason, every skip reason, the API's refusals."""
     rows = ["| reason | stage | retried | when |", "| --- | --- | --- | --- |"]
     for r in FAILURES:
         # Reported under any stage (the exporter pre-initialises every one): say so.
@@ -63,6 +63,8 @@ def reasons_markdown() -> str:
         rows.append(f"| `{r.code}` | {stage} | {'yes' if r.retried else 'no'} | {r.when} |")
     rows += ["", "| skipped (no subtitle written) | when |", "| --- | --- |"]
     rows += [f"| `{r.code}` | {r.when} |" for r in SKIPS]
+    rows += ["", "| API request refused (no job ran) | when |", "| --- | --- |"]
+    rows += [f"| `{r.code}` | {r.when} |" for r in API_REJECTIONS]
     return "\n".join(rows) + "\n"
 
 

@@ -43,6 +43,10 @@ class TranscribeOptions:
     vad: bool = True
     batch_size: int = 8                 # 0: never batch
     batch_min_audio_seconds: float = 120.0
+    # What an API request may set (None: Whisper's own default).
+    task: str = "transcribe"            # translate: into English
+    initial_prompt: str | None = None
+    temperature: float | None = None
 
     def safer(self) -> "TranscribeOptions":
         """For a re-run of a suspect result: sequential decoding, VAD on, a wider beam."""
@@ -59,7 +63,11 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
     """
     duration = len(audio) / SAMPLE_RATE
     kwargs = dict(language=opts.language, beam_size=opts.beam_size, word_timestamps=True,
-                  vad_filter=opts.vad, condition_on_previous_text=False)
+                  vad_filter=opts.vad, condition_on_previous_text=False, task=opts.task)
+    if opts.initial_prompt:
+        kwargs["initial_prompt"] = opts.initial_prompt
+    if opts.temperature is not None and not safer:
+        kwargs["temperature"] = opts.temperature
     if safer:
         # Whisper's own escape hatches against loops and text invented in silences.
         # Not no_repeat_ngram_size: real speech repeats phrases ("what your country can do

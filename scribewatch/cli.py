@@ -97,7 +97,11 @@ def cmd_run(args) -> int:
                             tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
                             basic_auth_users=cfg.basic_auth_users,
                             # the status page's RETRY goes to the daemon, which owns the store
-                            job_control=daemon, grafana_url=cfg.grafana_url)
+                            job_control=daemon, grafana_url=cfg.grafana_url,
+                            # the transcription API hands its requests to the daemon's workers
+                            api_queue=daemon.api, api_tokens=cfg.api_tokens,
+                            metrics_auth=cfg.metrics_auth,
+                            api_max_upload_bytes=cfg.api_max_upload_bytes)
     except ValueError as e:   # TLS files that do not load (config checked the rest)
         raise config_mod.ConfigError(str(e)) from None
     try:

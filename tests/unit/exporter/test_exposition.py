@@ -169,4 +169,5 @@ def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
     assert exp.reporter is reporter and exp.gpu_sampler is gpu
     reporter.job_finished("failed", reason="disk_full", stage="write")
     text = om.generate_latest(exp.registry).decode()
-    assert 'scribewatch_job_failures_total{reason="disk_full",stage="write"} 1.0' in text
+    assert ('scribewatch_job_failures_total{reason="disk_full",source="folder",stage="write"} 1.0'
+            in text)

@@ -52,6 +52,8 @@ def scrape(registry) -> dict:
 
 
 def value(families: dict, sample: str, **labels) -> float:
+    if sample in ("scribewatch_jobs_total", "scribewatch_job_failures_total"):
+        labels.setdefault("source", "folder")     # the folder path unless a test says "api"
     family = families[sample if sample in families else sample.rsplit("_", 1)[0]]
     found = [s.value for s in family.samples if s.name == sample and s.labels == labels]
     assert len(found) == 1, (sample, labels, found)
@@ -387,3 +389,28 @@ def test_promtool_accepts_the_exposition(full_registry):
                             capture_output=True, timeout=60)
     assert result.returncode == 0 and not result.stdout and not result.stderr, \
         (result.stdout + result.stderr).decode()
+
+
+def test_api_jobs_and_requests_are_counted_apart_from_folder_jobs(reporter):
+    r, registry = reporter
+    r.job_finished("succeeded", job_seconds=2.0, audio_seconds=11.0, processing_seconds=1.5,
+                   source="api")
+    r.job_finished("failed", reason="not_media", stage="probe", source="api")
+    r.api_request("asr", 200, 1.7)
+    r.api_request("asr", 503, 30.0)
+    r.api_request("transcriptions", 418, 0.1)        # an odd status: "other", still bounded
+    fams = scrape(registry)
+    assert value(fams, "scribewatch_jobs_total", outcome="succeeded", source="api") == 1
+    assert value(fams, "scribewatch_jobs_total", outcome="succeeded") == 0
+    assert value(fams, "scribewatch_job_failures_total", stage="probe", reason="not_media",
+                 source="api") == 1
+    assert value(fams, "scribewatch_api_requests_total", endpoint="asr", code="200") == 1
+    assert value(fams, "scribewatch_api_requests_total", endpoint="asr", code="503") == 1
+    assert value(fams, "scribewatch_api_requests_total", endpoint="transcriptions",
+                 code="other") == 1
+    assert value(fams, "scribewatch_api_request_duration_seconds_count", endpoint="asr") == 2
+    assert value(fams, "scribewatch_audio_seconds_total") == 11.0
+    with pytest.raises(ValueError):
+        r.api_request("/asr?x", 200, 1.0)           # never a path or free text
+    with pytest.raises(ValueError):
+        r.job_finished("succeeded", source="upload")

@@ -53,8 +53,8 @@ def test_metrics_in_the_text_format(serve):
     families = {f.name: f for f in parse_text(body.decode())}
     failures = families["scribewatch_job_failures"]
     assert failures.type == "counter"
-    assert any(s.labels == {"stage": "probe", "reason": "empty_file"} and s.value == 1
-               for s in failures.samples)
+    assert any(s.labels == {"stage": "probe", "reason": "empty_file", "source": "folder"}
+               and s.value == 1 for s in failures.samples)
     assert "scribewatch_queue_jobs" in families and "process_cpu_seconds" in families
 
 

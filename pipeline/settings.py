@@ -1,0 +1,94 @@
+"""How a setting is declared (`setting(...)`, read into `Setting`) and the value checks the
+declarations in `config.py` name. Kept apart so that `config.py` is the list of settings and how
+they are loaded, and nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+# The web settings are parsed by the same functions the exporter uses when it is built.
+from .contract import parse_listen, validate_tokens, validate_users
+
+
+class ConfigError(Exception):
+    """A bad setting; the message names the key and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: str                 # str | int | float | bool | list | dict | optpath (the field type)
+    default: Any
+    help: str
+    choices: tuple = ()
+    minimum: float | None = None
+    check: Callable[[Any], str | None] | None = None   # returns an error text or None
+    secret: bool = False      # never printed; also read from the file SCRIBEWATCH_<KEY>_FILE
+
+
+def setting(default: Any, help: str, *, choices: tuple = (), minimum: float | None = None,
+            check: Callable[[Any], str | None] | None = None, secret: bool = False) -> Any:
+    """A `Config` field: the setting's whole declaration. Its key is the field's name and its
+    kind the field's type; the raw default is coerced like any other value, so the dataclass
+    gets no default of its own (a Config is only ever made by `load`)."""
+    return dataclasses.field(metadata={"setting": Setting(
+        "", "", default, help, choices=choices, minimum=minimum, check=check, secret=secret)})
+
+
+def listen_check(value: str) -> str | None:
+    try:
+        _host, port = parse_listen(value)
+    except ValueError as e:
+        return str(e).removeprefix(f"listen {value!r}: ")
+    # Port 0 (any free one) suits tests of the server, not a daemon Prometheus must find.
+    return None if port else "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
+
+
+def nice_check(value: int) -> str | None:
+    return None if value <= 19 else "expected 0-19 (a nice increment)"
+
+
+def language_check(value: str) -> str | None:
+    if value == "auto" or (len(value) == 2 and value.isalpha() and value.islower()):
+        return None
+    return "expected 'auto' or an ISO 639-1 code such as 'en'"
+
+
+def auth_check(users: dict) -> str | None:
+    try:
+        validate_users(users)
+    except ValueError as e:
+        return str(e).removeprefix("basic_auth_users: ")
+    return None
+
+
+def url_check(value: str) -> str | None:
+    # A server address (also an href on the status page: never `javascript:` or a bare host).
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or any(c.isspace() for c in value)):
+        return "expected an http:// or https:// URL without a query, e.g. http://jellyfin:8096"
+    return None
+
+
+def urls_check(values: tuple) -> str | None:
+    return next((f"{v}: {p}" for v in values if (p := url_check(v))), None)
+
+
+def path_map_check(mapping: dict) -> str | None:
+    for here, there in mapping.items():
+        if not here.startswith("/") or not isinstance(there, str) or not there:
+            return (f"{here!r}: expected the daemon's absolute folder mapped to the media "
+                    'server\'s folder, e.g. {"/data/movies": "/mnt/movies"}')
+    return None
+
+
+def tokens_check(tokens: tuple) -> str | None:
+    try:
+        validate_tokens(tokens)
+    except ValueError as e:
+        return str(e).removeprefix("api_tokens: ")
+    return None
