@@ -35,7 +35,10 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
         "import importlib.util, scribewatch.pipeline.contract, scribewatch.exporter, sys\n"
         "print(scribewatch.pipeline.__file__)\n"
         "print(scribewatch.exporter.__file__)\n"
-        "print(importlib.util.find_spec('pipeline'), importlib.util.find_spec('exporter'))\n")
+        "print(importlib.util.find_spec('pipeline'), importlib.util.find_spec('exporter'))\n"
+        # The status page is package data: the installed server finds it.
+        "from scribewatch.exporter.status_page import Page\n"
+        "print(b'<title>scribewatch</title>' in Page().body)\n")
     # From outside the checkout, with the installed copy first on the path (the venv's own
     # dependencies still import: the exporter needs prometheus-client).
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, text=True,
@@ -44,3 +47,4 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
     assert out[0] == str(site / "scribewatch" / "pipeline" / "__init__.py")
     assert out[1] == str(site / "scribewatch" / "exporter" / "__init__.py")
     assert out[2] == "None None", "a generic top-level package is importable"
+    assert out[3] == "True", "the status page's HTML is not in the wheel"
