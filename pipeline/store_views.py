@@ -13,26 +13,25 @@ from .store_schema import SUSPECT_STRIKES
 
 
 class StoreViews:
-    """Read-only reports on JobStore's connection (its `_exec` and `counts`)."""
+    """Read-only reports. The status page's go through JobStore's reader connection (`_read`:
+    committed data, never waiting for a worker's commit); `stats` through its `_exec`."""
 
     def next_queued(self, limit: int = 10, now: float | None = None) -> list[QueuedJob]:
         """The queued jobs in the order the workers will claim them: runnable ones first (a
         backed-off retry waits), suspects behind the rest, then oldest first. Sorts the whole
         queue, so it is for the status page, not for every scrape."""
         now = time.time() if now is None else now
-        rows = self._exec(
+        rows = self._read(
             "SELECT id, path, root, detected_at, not_before FROM jobs WHERE status = 'queued' "
-            f"ORDER BY not_before > ?, strikes >= {SUSPECT_STRIKES}, id LIMIT ?",
-            (now, limit)).fetchall()
+            f"ORDER BY not_before > ?, strikes >= {SUSPECT_STRIKES}, id LIMIT ?", (now, limit))
         return [QueuedJob(r["id"], r["path"], r["root"], r["detected_at"],
                           r["not_before"] if r["not_before"] > now else None) for r in rows]
 
     def recent_failures(self, limit: int = 10) -> list[FailedJob]:
         """Jobs failed now (not since retried), the latest first (the finished-time index)."""
-        rows = self._exec(
+        rows = self._read(
             "SELECT id, path, root, reason, error_stage, error_message, finished_at FROM jobs "
-            "WHERE status = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?",
-            (limit,)).fetchall()
+            "WHERE status = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,))
         return [FailedJob(r["id"], r["path"], r["root"], r["reason"], r["error_stage"],
                           r["error_message"], r["finished_at"]) for r in rows]
 
@@ -41,7 +40,7 @@ class StoreViews:
         of the succeeded ones that had audio (the real-time factor's two sides)."""
         counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         audio = processing = 0.0
-        for r in self._exec(
+        for r in self._read(
                 "SELECT status, COUNT(*) AS n, "
                 "SUM(CASE WHEN audio_seconds > 0 AND started_at IS NOT NULL "
                 "THEN audio_seconds END) AS audio, "
