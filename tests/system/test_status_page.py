@@ -1,7 +1,8 @@
 """The status page in a real headless browser (Debian's chromium driven by Playwright) against a
 real daemon with the real model, behind basic auth: it follows a job from the queue to done by
 itself, shows a bad file's failure, refuses another site's retry, retries it when asked (the
-store agrees), and lays out without overflow at desktop and phone widths.
+store agrees), and lays out without overflow at desktop and phone widths. Then the real server
+alone under TLS with a snapshot the test sets, to check each field's rendering exactly.
 
 `UPDATE_STATUS_SCREENSHOT=1` also writes docs/status-page.png from the run.
 """
@@ -14,18 +15,22 @@ import http.server
 import os
 import re
 import shutil
+import subprocess
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, SHARED_MEDIA, free_port, wait_for
+from scribewatch.exporter import Exporter
+from scribewatch.pipeline.contract import DayFigures, FailedJob, QueuedJob, RunningJob
+from tests.harness import REPO, SHARED_MEDIA, free_port, require_binary, status, wait_for
 from tests.harness import media as gen
 from tests.harness.browser import chromium, layout_problems, png_size, require_chromium
 from tests.harness.status import basic
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow   # the first test runs the real model; the second a browser
 
 USER, PASSWORD = "viewer", "page viewer's password"
 USERS = {USER: "sha256:" + hashlib.sha256(PASSWORD.encode()).hexdigest()}
@@ -208,6 +213,76 @@ def test_the_page_follows_jobs_refuses_cross_site_posts_and_retries(daemon_facto
         assert job_row(d, d.watch / BAD_NAME)["attempts"] == 1
         assert "queued again on request" in d.log()
         assert errors == []
+
+
+class Control:
+    """A JobControl that answers what the test says and records the ids it was asked."""
+
+    def __init__(self, result: str):
+        self.result, self.asked = result, []
+
+    def retry_failed_job(self, job_id: int) -> str:
+        self.asked.append(job_id)
+        return self.result
+
+
+def test_the_page_over_tls_shows_every_field_of_a_snapshot(tmp_path):
+    """No model here: the real server under TLS and basic auth with a snapshot the test sets,
+    so every field's rendering is checked exactly (a daemon's are moving targets)."""
+    require_chromium()
+    openssl = require_binary("openssl", "apt-get install openssl")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True, timeout=60)
+    now = time.time()
+    snap = status.snapshot(
+        model_ready=False, model_error="model 'large-v9' not found", workers=2, queue_jobs=14,
+        running=(RunningJob(3, "1", now - 125, 0.5, 600.0, "/media/TV/Show/S01/e1.mkv",
+                            "/media", stage="transcribe"),),
+        queue_next=(QueuedJob(7, "/media/a.mp3", "/media", now - 30),
+                    QueuedJob(8, "/media/b.mp3", "/media", now - 20, retry_at=now + 40)),
+        recent_failures=(FailedJob(4, "/media/x.mp3", "/media", "not_media", "probe",
+                                   "/media/x.mp3: not a media file", now - 60),),
+        today=DayFigures(now - 3600, {"succeeded": 3, "failed": 1, "skipped": 2}, 3725.0,
+                         745.0))
+    control = Control("not_failed")
+    exp = Exporter(status.Source(snap), listen="127.0.0.1:0", basic_auth_users=USERS,
+                   tls_cert_file=str(tmp_path / "cert.pem"),
+                   tls_key_file=str(tmp_path / "key.pem"), job_control=control)
+    exp.start()
+    try:
+        with chromium() as browser:
+            ctx = browser.new_context(ignore_https_errors=True, http_credentials={
+                "username": USER, "password": PASSWORD})
+            page = ctx.new_page()
+            assert page.goto(exp.url + "/").status == 200 and exp.url.startswith("https://")
+            wait_for(lambda: text(page, "#ready") == "Not ready", 20, 0.1, "the first render")
+            assert text(page, "#reasons") == "model not loaded: model 'large-v9' not found"
+            assert "2 workers" in text(page, "#facts")
+            [run] = rows(page, "running")
+            assert (run["id"], run["file"], run["cells"][1]) == (3, "e1.mkv", "transcribe")
+            assert run["cells"][0] == "e1.mkvTV/Show/S01" and run["cells"][2] == "50 %"
+            assert re.fullmatch(r"2 min [0-5]\d s", run["cells"][3]), run["cells"][3]
+            assert [r["id"] for r in rows(page, "queue")] == [7, 8]
+            assert rows(page, "queue")[1]["cells"][2].startswith("retry in ")
+            assert text(page, "#queue-count") == "14 waiting"
+            assert text(page, "#queue-more") == "… and 12 more"
+            [failure] = rows(page, "failures")
+            assert failure["cells"][1] == "not_medianot a media file"   # the path not repeated
+            assert [text(page, f"#today-{k}") for k in ("succeeded", "failed", "skipped")] == \
+                ["3", "1", "2"]
+            assert text(page, "#today-audio") == "1 h 02 min"
+            assert text(page, "#today-rtf") == "0.2005.0× real time"
+            assert page.eval_on_selector_all("#links a", "as => as.map(a => a.href)") == [
+                exp.url + "/metrics"]
+            page.click('#failures tr[data-job="4"] button.retry')
+            wait_for(lambda: text(page, "#notice"), 10, 0.05, "the retry notice")
+            assert text(page, "#notice") == "Job 4 was not queued again: not_failed."
+            assert control.asked == [4]
+    finally:
+        exp.stop()
 
 
 def test_the_committed_screenshot_is_a_small_desktop_png():
