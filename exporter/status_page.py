@@ -57,7 +57,9 @@ def cross_site(headers: Mapping[str, str]) -> str | None:
     site = headers.get("sec-fetch-site")
     if site is not None:
         # The browser's own word: proxies that rewrite Host or terminate TLS do not change it.
-        return None if site == "same-origin" else f"a {site} request"
+        if site == "same-origin":
+            return None
+        return f"a {site if site in ('same-site', 'none') else 'cross-site'} request"
     origin = headers.get("origin")
     if origin is not None and urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
         return "a request from another origin"
