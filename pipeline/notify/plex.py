@@ -70,8 +70,13 @@ class PlexTarget:
 
     def _fetch_sections(self) -> None:
         answer = http.request("GET", f"{self.base}/library/sections", headers=self.headers)
-        self._sections = sorted(parse_sections(answer.body), key=lambda s: len(s[0]),
-                                reverse=True)
+        try:
+            sections = parse_sections(answer.body)
+        except (ValueError, TypeError, AttributeError, ET.ParseError) as e:
+            # not Plex's answer (a proxy's login page?): the same next time
+            raise http.DeliveryError(f"GET {self.base}/library/sections: not a library list "
+                                     f"({type(e).__name__}: {e})", retry=False) from None
+        self._sections = sorted(sections, key=lambda s: len(s[0]), reverse=True)
         self._fetched_at = time.monotonic()
         log.debug("Plex library sections: %s", self._sections)
 

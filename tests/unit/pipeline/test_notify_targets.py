@@ -32,6 +32,10 @@ JELLYFIN_UPDATE = ("https://typescript-sdk.jellyfin.org/interfaces/"
                    "generated-client.MediaUpdateInfoPathDto.html")
 JELLYFIN_204 = ("https://github.com/jellyfin/jellyfin/blob/v10.10.7/Jellyfin.Api/Controllers/"
                 "LibraryController.cs (PostUpdatedMedia: [ProducesResponseType(204)])")
+# What the server does with each Path: the item at that path, else the nearest one above it,
+# is refreshed (so the video's path, not its folder's: a film's folder is no item).
+JELLYFIN_MONITOR = ("https://github.com/jellyfin/jellyfin/blob/v10.10.7/Emby.Server."
+                    "Implementations/IO/LibraryMonitor.cs (GetAffectedBaseItem)")
 # Jellyfin's API authorization, by a Jellyfin developer: the `Authorization: MediaBrowser
 # Token="…"` header is preferred; X-Emby-Token and api_key are deprecated (gone in 12.0).
 JELLYFIN_AUTH = "https://gist.github.com/nielsvanvelzen/ea047d9028f676185832e51ffaf12a6f"
@@ -76,8 +80,8 @@ def test_jellyfin_request_is_the_documented_one(server):
     assert "x-emby-token" not in req.headers                                # JELLYFIN_AUTH
     assert req.headers["content-type"] == "application/json"
     # JELLYFIN_BODY + JELLYFIN_UPDATE: {"Updates": [{"Path", "UpdateType"}]}, the path as the
-    # server sees it (mapped), the folder the subtitle was written to
-    assert req.json() == {"Updates": [{"Path": "/mnt/movies/Heat (1995)",
+    # server sees it (mapped): the video that got a subtitle (JELLYFIN_MONITOR)
+    assert req.json() == {"Updates": [{"Path": "/mnt/movies/Heat (1995)/Heat (1995).mkv",
                                        "UpdateType": "Modified"}]}
     assert req.status == 204
 
@@ -91,8 +95,8 @@ def test_emby_uses_its_base_path_and_token_header(server):
     (req,) = server.requests
     assert (req.method, req.path) == ("POST", "/emby/Library/Media/Updated")   # EMBY_BASE
     assert req.headers["x-emby-token"] == "emby-key"                           # EMBY_AUTH
-    assert req.json() == {"Updates": [{"Path": "/mnt/tv/Show/Season 1",        # EMBY_OPERATION
-                                       "UpdateType": "Modified"}]}
+    assert req.json() == {"Updates": [{"Path": "/mnt/tv/Show/Season 1/S01E01.mkv",
+                                       "UpdateType": "Modified"}]}          # EMBY_OPERATION
 
 
 def test_only_a_written_subtitle_asks_for_a_refresh():
@@ -101,10 +105,11 @@ def test_only_a_written_subtitle_asks_for_a_refresh():
                                      reason="decode_error")) == []
     assert target.items(finished_job("/data/movies/A/a.mkv", status="skipped",
                                      reason="no_speech")) == []
-    # srt and vtt of one film: one folder
+    # srt and vtt of one film: one item
     job = finished_job("/data/movies/A/a.mkv",
                        outputs=["/data/movies/A/a.en.srt", "/data/movies/A/a.en.vtt"])
-    assert target.items(job) == ["/mnt/movies/A"]
+    assert target.items(job) == ["/mnt/movies/A/a.mkv"]
+    assert PlexTarget("http://plex:32400", "t", MAP).items(job) == ["/mnt/movies/A"]
 
 
 @pytest.mark.parametrize("status, retried", [(401, False), (400, False), (404, False),
@@ -113,7 +118,7 @@ def test_a_bad_token_is_not_retried_a_server_error_is(server, status, retried):
     server.answer("POST", "/Library/Media/Updated", status)
     target = JellyfinTarget(server.url, "wrong", MAP)
     with pytest.raises(DeliveryError) as e:
-        target.send(("/mnt/movies/A",))
+        target.send(("/mnt/movies/A/a.mkv",))
     assert e.value.retry is retried and f"HTTP {status}" in str(e.value)
     assert "wrong" not in str(e.value)       # the token never reaches a log line
 
@@ -123,7 +128,7 @@ def test_a_server_that_is_down_is_retried():
 
     target = JellyfinTarget(f"http://127.0.0.1:{free_port()}", "k", MAP)
     with pytest.raises(DeliveryError) as e:
-        target.send(("/mnt/movies/A",))
+        target.send(("/mnt/movies/A/a.mkv",))
     assert e.value.retry
 
 
@@ -194,6 +199,15 @@ def test_plex_folder_in_no_library_fails_and_says_why(server):
     with pytest.raises(DeliveryError) as e:
         target.send("/data/movies/A")
     assert not e.value.retry and "path_map" in str(e.value) and "/x" in str(e.value)
+
+
+def test_plex_answer_that_is_no_library_list_is_a_clear_failure(server):
+    server.answer("GET", "/library/sections", 200, body="<html>Sign in</html",
+                  content_type="text/html")
+    target = PlexTarget(server.url, "t", PathMap())
+    with pytest.raises(DeliveryError, match="not a library list") as e:
+        target.send("/data/movies/A")
+    assert not e.value.retry
 
 
 # -- webhook ---------------------------------------------------------------------------------------
