@@ -36,6 +36,7 @@ class JellyfinTarget:
         self.auth = ({"X-Emby-Token": token} if emby
                      else {"Authorization": f'MediaBrowser Token="{token}"'})
         self.path_map = path_map
+        self.info_url = self.url.removesuffix("/Library/Media/Updated") + "/System/Info"
 
     def items(self, job: Job) -> list[str]:
         # Only a written subtitle is news to the server.
@@ -44,6 +45,13 @@ class JellyfinTarget:
     def requests(self, items: Sequence[str]) -> list[tuple[object, int]]:
         # The body is a list: one request carries every file of the batch window.
         return [(tuple(items), len(items))]
+
+    def check(self, folders: Sequence[str]) -> str:
+        """`scribewatch check`: the server answers and takes the key (GET /System/Info needs
+        it), without asking for any refresh. Raises http.DeliveryError."""
+        info = json.loads(http.request("GET", self.info_url, headers=self.auth).body or b"{}")
+        return (f"{self.name} {info.get('ServerName', '?')} {info.get('Version', '?')} "
+                "accepts the token")
 
     def send(self, paths: tuple[str, ...]) -> None:
         # UpdateType is documented as Created/Modified/Deleted; the server treats all alike.

@@ -52,6 +52,21 @@ class PlexTarget:
         http.request("GET", f"{self.base}/library/sections/{section}/refresh?{query}",
                      headers=self.headers)
 
+    def check(self, folders: Sequence[str]) -> str:
+        """`scribewatch check`: the token works, and each (mapped) watch folder is in a library,
+        or holds some. Raises http.DeliveryError."""
+        self._fetch_sections()
+        if not self.section:
+            for folder in folders:
+                inside = [loc for loc, _ in self._sections
+                          if loc.rstrip("/").startswith(folder.rstrip("/") + "/")]
+                if _holder(self._sections, folder) is None and not inside:
+                    raise http.DeliveryError(
+                        f"watch folder {folder} (as Plex sees it) is in no Plex library: "
+                        f"{', '.join(loc for loc, _ in self._sections) or 'none'}; check "
+                        "path_map or set plex_section", retry=False)
+        return f"plex answers with {len(self._sections)} library folder(s)"
+
     # -- finding the section -------------------------------------------------------------------
     def section_of(self, folder: str) -> str:
         age = None if self._fetched_at is None else time.monotonic() - self._fetched_at

@@ -1,6 +1,6 @@
 """The sender: one background thread that delivers what the targets make of finished jobs.
 
-The daemon's workers only `submit()` (a lock held for microseconds, no I/O): a media server
+The daemon's workers only `submit()` (a lock held only to queue, no I/O): a media server
 that is down, slow or misconfigured never holds up transcription. What waits is bounded
 (`max_pending` items); past that, new items are dropped and counted. A refresh item (a folder)
 waits `batch_seconds` so that a season finishing together is one refresh per folder; failed

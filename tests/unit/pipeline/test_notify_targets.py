@@ -210,6 +210,51 @@ def test_plex_answer_that_is_no_library_list_is_a_clear_failure(server):
     assert not e.value.retry
 
 
+# -- scribewatch check ----------------------------------------------------------------------------
+# GET /System/Info ("Gets information about the server": ServerName, Version) needs a token,
+# unlike /System/Info/Public, and refreshes nothing.
+JELLYFIN_SYSTEM_INFO = ("https://kotlin-sdk.jellyfin.org/dokka/jellyfin-api/"
+                        "org.jellyfin.sdk.api.operations/-system-api/get-system-info.html")
+JELLYFIN_SYSTEM_INFO_BODY = "https://typescript-sdk.jellyfin.org/interfaces/generated-client.SystemInfo.html"
+
+
+def test_check_asks_nothing_of_the_servers_but_whether_they_take_the_token(server):
+    from scribewatch.pipeline import config
+    from scribewatch.pipeline.notify import check_targets
+
+    server.answer("GET", "/System/Info", 200,                      # JELLYFIN_SYSTEM_INFO_BODY
+                  body={"ServerName": "den", "Version": "10.10.7"})
+    server.answer("GET", "/library/sections", 200, body=_sections_json(
+        ("1", "movie", ["/mnt/movies"]), ("2", "show", ["/mnt/tv"])))
+    server.answer("POST", "/hook", 200)
+
+    def check(**env):
+        cfg = config.load(None, environ={f"SCRIBEWATCH_{k.upper()}": v for k, v in env.items()})
+        return check_targets(cfg)
+
+    both = dict(jellyfin_url=server.url, jellyfin_token="k", plex_url=server.url,
+                plex_token="t", on_finished=server.url + "/hook")
+    # watch folders mapped into the libraries, or holding them
+    results = check(watch_dirs="/data/movies,/data", path_map='{"/data": "/mnt"}', **both)
+    assert [ok for ok, _ in results] == [True, True, True], results
+    assert "jellyfin den 10.10.7 accepts the token" in results[0][1]
+    assert "2 library folder(s)" in results[1][1] and "not called" in results[2][1]
+    (info,) = [r for r in server.requests if r.path == "/System/Info"]   # JELLYFIN_SYSTEM_INFO
+    assert info.method == "GET"
+    assert info.headers["authorization"] == 'MediaBrowser Token="k"'          # JELLYFIN_AUTH
+    assert {(r.method, r.path) for r in server.requests} == \
+        {("GET", "/System/Info"), ("GET", "/library/sections")}     # no refresh, no webhook
+
+    # a watch folder Plex does not see: the path map is missing
+    results = check(watch_dirs="/data/movies", **both)
+    assert results[1][0] is False and "/data/movies (as Plex sees it) is in no Plex library" \
+        in results[1][1]
+    # a wrong key
+    server.answer("GET", "/System/Info", 401)
+    ((ok, what),) = check(watch_dirs="/x", jellyfin_url=server.url, jellyfin_token="bad")
+    assert not ok and what == f"jellyfin: GET {server.url}/System/Info: HTTP 401"
+
+
 # -- webhook ---------------------------------------------------------------------------------------
 def test_webhook_body_fields_and_verified_signature(server):
     server.answer("POST", "/hook", 200)
