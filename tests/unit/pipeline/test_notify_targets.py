@@ -123,6 +123,30 @@ def test_a_bad_token_is_not_retried_a_server_error_is(server, status, retried):
     assert "wrong" not in str(e.value)       # the token never reaches a log line
 
 
+def test_a_port_that_does_not_speak_http_is_a_delivery_error():
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def garbage():
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        conn.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    target = JellyfinTarget(f"http://127.0.0.1:{listener.getsockname()[1]}", "k", MAP)
+    try:
+        with pytest.raises(DeliveryError) as e:
+            target.send(("/mnt/movies/A/a.mkv",))
+        assert e.value.retry
+    finally:
+        listener.close()
+
+
 def test_a_server_that_is_down_is_retried():
     from tests.harness import free_port
 
