@@ -113,7 +113,7 @@ def test_a_webhook_per_job_not_coalesced(server, senders):
     assert len({r.headers["x-scribewatch-delivery"] for r in hooks}) == 3
 
 
-def test_a_server_that_never_answers_never_blocks_the_workers(senders):
+def test_a_server_that_never_answers_never_blocks_the_workers(senders, caplog):
     # A listening socket nobody accepts from: connect succeeds, the answer never comes, so
     # the sender's thread sits in its read timeout while the workers go on submitting.
     hung = socket.socket()
@@ -136,6 +136,9 @@ def test_a_server_that_never_answers_never_blocks_the_workers(senders):
         assert sender.pending <= 50
         dropped = events.count("jellyfin", "dropped") + events.count("webhook", "dropped")
         assert dropped >= 2 * 500 - 50
+        # said in the log once (a line per minute at most), not once per job
+        drops = [r for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(drops) == 1, [r.getMessage() for r in drops]
     finally:
         hung.close()
 
