@@ -151,7 +151,7 @@ class Config:
 
     # -- after a subtitle is written (pipeline/notify/) ---------------------------------------
     jellyfin_url: str | None = setting(
-        None, "Jellyfin server URL (http://jellyfin:8096): the folder of each new subtitle is "
+        None, "Jellyfin server URL (http://jellyfin:8096): each video that got a subtitle is "
         "refreshed there. Needs `jellyfin_token`.", check=url_check)
     jellyfin_token: str | None = setting(
         None, "Jellyfin API key (Dashboard > API Keys).", secret=True)
@@ -176,7 +176,8 @@ class Config:
         None, "Key of the webhooks' HMAC-SHA256 signature header (X-Scribewatch-Signature).",
         secret=True)
     notify_batch_seconds: float = setting(
-        5.0, "Refreshes of one folder within this window are sent as one.", minimum=0)
+        5.0, "Refreshes asked for within this window are sent together, each video or folder "
+        "once.", minimum=0)
     notify_queue_size: int = setting(
         1000, "Refreshes and webhooks waiting to be sent at most; more are dropped (counted).",
         minimum=1)

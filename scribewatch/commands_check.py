@@ -48,6 +48,10 @@ def cmd_check(args) -> int:
                      f"in {manager.load_seconds:.2f}s ({manager.source})")
     except Exception as e:
         report(False, f"model {manager.name}: {e}")
+    from .pipeline.notify import check_targets
+
+    for ok, what in check_targets(cfg):
+        report(ok, what)
     from .exporter.gpu import Nvml
 
     gpus = Nvml().read()

@@ -16,7 +16,8 @@ from .sender import Sender
 from .targets import Target
 from .webhook import WebhookTarget
 
-__all__ = ["PathMap", "Sender", "Target", "notifier_from_config", "targets_from_config"]
+__all__ = ["PathMap", "Sender", "Target", "check_targets", "notifier_from_config",
+           "targets_from_config"]
 
 
 def targets_from_config(cfg) -> list[Target]:
@@ -41,3 +42,26 @@ def notifier_from_config(cfg, reporter: Reporter | None = None) -> Sender | None
     return Sender(targets, reporter=reporter, batch_seconds=cfg.notify_batch_seconds,
                   max_pending=cfg.notify_queue_size, max_attempts=cfg.notify_max_attempts,
                   backoff_seconds=cfg.notify_retry_backoff_seconds)
+
+
+def check_targets(cfg) -> list[tuple[bool, str]]:
+    """(ok, what) per media server, for `scribewatch check`: reachable, the token accepted, the
+    watch folders in a Plex library. Nothing is refreshed and no webhook is sent."""
+    from .http import DeliveryError
+
+    path_map = PathMap(cfg.path_map)
+    folders = [path_map(d) for d in cfg.watch_dirs]
+    results = []
+    for target in targets_from_config(cfg):
+        check = getattr(target, "check", None)
+        if check is None:
+            results.append((True, f"{target.name} {target.url}: not called (it would be an "
+                                  "event)"))
+            continue
+        try:
+            results.append((True, check(folders)))
+        except DeliveryError as e:
+            results.append((False, f"{target.name}: {e}"))
+        except ValueError as e:     # an answer that is not the server's JSON
+            results.append((False, f"{target.name}: unexpected answer ({e})"))
+    return results

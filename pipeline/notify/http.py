@@ -7,6 +7,7 @@ daemon's dependencies as they are.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import urllib.error
 import urllib.request
 
@@ -49,8 +50,8 @@ def request(method: str, url: str, *, headers: dict[str, str], body: bytes | Non
         raise DeliveryError(f"{method} {_safe(url)}: HTTP {status}"
                             + (f": {detail}" if detail else ""),
                             retry=status >= 500 or status in _RETRIED) from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        # refused, unreachable, DNS, TLS, timeout: the server may be back later
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+        # refused, unreachable, DNS, TLS, timeout, not speaking HTTP: may be fine later
         reason = getattr(e, "reason", e)
         raise DeliveryError(f"{method} {_safe(url)}: {reason}", retry=True) from None
 

@@ -52,6 +52,21 @@ class PlexTarget:
         http.request("GET", f"{self.base}/library/sections/{section}/refresh?{query}",
                      headers=self.headers)
 
+    def check(self, folders: Sequence[str]) -> str:
+        """`scribewatch check`: the token works, and each (mapped) watch folder is in a library,
+        or holds some. Raises http.DeliveryError."""
+        self._fetch_sections()
+        if not self.section:
+            for folder in folders:
+                inside = [loc for loc, _ in self._sections
+                          if loc.rstrip("/").startswith(folder.rstrip("/") + "/")]
+                if _holder(self._sections, folder) is None and not inside:
+                    raise http.DeliveryError(
+                        f"watch folder {folder} (as Plex sees it) is in no Plex library: "
+                        f"{', '.join(loc for loc, _ in self._sections) or 'none'}; check "
+                        "path_map or set plex_section", retry=False)
+        return f"plex answers with {len(self._sections)} library folder(s)"
+
     # -- finding the section -------------------------------------------------------------------
     def section_of(self, folder: str) -> str:
         age = None if self._fetched_at is None else time.monotonic() - self._fetched_at
@@ -70,8 +85,13 @@ class PlexTarget:
 
     def _fetch_sections(self) -> None:
         answer = http.request("GET", f"{self.base}/library/sections", headers=self.headers)
-        self._sections = sorted(parse_sections(answer.body), key=lambda s: len(s[0]),
-                                reverse=True)
+        try:
+            sections = parse_sections(answer.body)
+        except (ValueError, TypeError, AttributeError, ET.ParseError) as e:
+            # not Plex's answer (a proxy's login page?): the same next time
+            raise http.DeliveryError(f"GET {self.base}/library/sections: not a library list "
+                                     f"({type(e).__name__}: {e})", retry=False) from None
+        self._sections = sorted(sections, key=lambda s: len(s[0]), reverse=True)
         self._fetched_at = time.monotonic()
         log.debug("Plex library sections: %s", self._sections)
 

@@ -1,6 +1,6 @@
 """The sender: one background thread that delivers what the targets make of finished jobs.
 
-The daemon's workers only `submit()` (a lock held for microseconds, no I/O): a media server
+The daemon's workers only `submit()` (a lock held only to queue, no I/O): a media server
 that is down, slow or misconfigured never holds up transcription. What waits is bounded
 (`max_pending` items); past that, new items are dropped and counted. A refresh item (a folder)
 waits `batch_seconds` so that a season finishing together is one refresh per folder; failed
@@ -24,6 +24,10 @@ from .http import DeliveryError
 from .targets import Target
 
 log = logging.getLogger(__name__)
+
+# While the queue is full every finished job drops items: one log line per this many seconds
+# (with the count since the last one) says so without flooding the log during an outage.
+DROP_LOG_SECONDS = 60.0
 
 
 @dataclasses.dataclass
@@ -59,6 +63,8 @@ class Sender:
         self._flush = False        # stopping: send what waits now, no new batch windows
         self._abandon = False      # stopping, grace over: leave the rest
         self._thread: threading.Thread | None = None
+        self._dropped_unlogged = 0
+        self._drop_logged_at: float | None = None
 
     # -- the workers' side ----------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -69,18 +75,29 @@ class Sender:
             except Exception:    # a bug in a target must not reach the worker
                 log.exception("%s: cannot make a notification of job %d", target.name, job.id)
                 continue
-            dropped = 0
+            dropped, say = 0, 0
             with self._cond:
                 for item in items:
                     dropped += not self._add(index, target, item)
                 pending = self._pending
+                if dropped:
+                    say = self._drop_to_log(dropped)
                 self._cond.notify()
             for _ in range(dropped):
                 self.reporter.notification_finished(target.name, "dropped")
-            if dropped:
-                log.warning("%s: %d notification(s) of job %d dropped: %d already waiting "
-                            "(notify_queue_size)", target.name, dropped, job.id, pending)
+            if say:
+                log.warning("%d notification(s) dropped (%s, job %d the last): %d already "
+                            "waiting (notify_queue_size)", say, target.name, job.id, pending)
             self.reporter.notification_queue(pending)
+
+    def _drop_to_log(self, dropped: int) -> int:
+        """How many drops to log now (0: not yet). Under the lock."""
+        self._dropped_unlogged += dropped
+        now = self._clock()
+        if self._drop_logged_at is not None and now - self._drop_logged_at < DROP_LOG_SECONDS:
+            return 0
+        self._drop_logged_at, count, self._dropped_unlogged = now, self._dropped_unlogged, 0
+        return count
 
     def _add(self, index: int, target: Target, item: Hashable) -> bool:
         now = self._clock()

@@ -1,6 +1,6 @@
 """What every target (Jellyfin, Emby, Plex, a webhook) offers the sender.
 
-A target turns a finished job into items (in the worker's thread: no I/O, microseconds), groups
+A target turns a finished job into items (in the worker's thread: no I/O, nothing slow), groups
 a batch of items into requests, and sends one request (in the sender's thread: HTTP).
 """
 

@@ -10,12 +10,14 @@ import hashlib
 import hmac
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness import free_port, wait_for
+from tests.harness import REPO, free_port, wait_for
 from tests.harness.http_recorder import HttpRecorder
 from tests.system.test_metrics import Scrape
 
@@ -64,22 +66,24 @@ def test_refreshes_and_webhooks_after_real_transcriptions(daemon_factory, media,
         assert sorted(j["status"] for j in jobs) == ["failed", "succeeded", "succeeded",
                                                      "succeeded"], jobs
 
-        # Jellyfin: each folder that got a subtitle, as Jellyfin sees it, in few requests
-        want = {"/srv/media/tv/Show/Season 1", "/srv/media/tv/Other"}
+        # Jellyfin: each file that got a subtitle, as Jellyfin sees it, once; the failed one not
+        files = {"/srv/media/tv/Show/Season 1/e01.flac", "/srv/media/tv/Show/Season 1/e02.flac",
+                 "/srv/media/tv/Other/film.flac"}
         wait_for(lambda: {u["Path"] for r in jellyfin.requests for u in r.json()["Updates"]}
-                 >= want, 60, what="jellyfin refreshes")
+                 >= files, 60, what="jellyfin refreshes")
+        time.sleep(3)      # one more batch window: nothing else comes
         posts = jellyfin.requests
-        # 3 subtitles in 2 folders; jobs finish one after another, so on a loaded machine each
-        # may fall in a window of its own (the batching itself: test_notify_sender.py)
-        assert len(paths := [u["Path"] for r in posts for u in r.json()["Updates"]]) <= 3, paths
+        # jobs finish one after another, so on a loaded machine each may fall in a window of
+        # its own (the batching itself: test_notify_sender.py)
+        paths = [u["Path"] for r in posts for u in r.json()["Updates"]]
+        assert sorted(paths) == sorted(files), paths
         for r in posts:
-            folders = [u["Path"] for u in r.json()["Updates"]]
-            assert len(folders) == len(set(folders)) and set(folders) <= want, folders
             assert (r.method, r.path, r.raw_query) == ("POST", "/Library/Media/Updated", "")
             assert r.headers["authorization"] == 'MediaBrowser Token="jf-key"'
             assert r.status == 204
 
-        # Plex: the section found from its listing, then one scan per folder
+        # Plex: the section found from its listing, then a scan of each folder
+        want = {"/srv/media/tv/Show/Season 1", "/srv/media/tv/Other"}
         wait_for(lambda: {r.query["path"][0] for r in plex.requests if r.path.endswith("/refresh")}
                  >= want, 60, what="plex scans")
         assert plex.requests[0].path == "/library/sections"
@@ -121,6 +125,27 @@ def test_refreshes_and_webhooks_after_real_transcriptions(daemon_factory, media,
         assert scrape.value("scribewatch_notification_queue_items") == 0
         assert "jf-key" not in d.log() and "plex-t0ken" not in d.log()
         assert d.stop() == 0
+
+
+def test_check_says_which_server_takes_its_token_and_sees_the_folders(tmp_path, model_dir):
+    (tmp_path / "inbox").mkdir()
+    with HttpRecorder() as server:
+        server.answer("GET", "/System/Info", 401)
+        server.answer("GET", "/library/sections", 200, body={"MediaContainer": {"Directory": [
+            {"key": "1", "type": "movie", "Location": [{"id": 1, "path": "/srv/inbox"}]}]}})
+        env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+               "SCRIBEWATCH_JELLYFIN_URL": server.url, "SCRIBEWATCH_JELLYFIN_TOKEN": "wrong",
+               "SCRIBEWATCH_PLEX_URL": server.url, "SCRIBEWATCH_PLEX_TOKEN": "t",
+               "SCRIBEWATCH_PATH_MAP": f'{{"{tmp_path / "inbox"}": "/srv/inbox"}}'}
+        result = subprocess.run(
+            [sys.executable, "-m", "scribewatch", "check", "--model", model_dir,
+             "--watch", str(tmp_path / "inbox")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAIL jellyfin: GET {server.url}/System/Info: HTTP 401" in result.stdout
+    assert "ok   plex answers with 1 library folder(s)" in result.stdout
+    assert "jellyfin_token: <set>" in result.stdout and "wrong" not in result.stdout
+    assert not [r for r in server.requests if r.path.endswith("/refresh")]
 
 
 def test_a_media_server_that_is_down_costs_transcription_nothing(daemon_factory, media):

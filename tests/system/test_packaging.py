@@ -33,6 +33,7 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
                     str(site), str(wheel)], check=True, timeout=300)
     probe = (
         "import importlib.util, scribewatch.pipeline.contract, scribewatch.exporter, sys\n"
+        "import scribewatch.pipeline.notify  # a sub-package: listed in pyproject's packages\n"
         "print(scribewatch.pipeline.__file__)\n"
         "print(scribewatch.exporter.__file__)\n"
         "print(importlib.util.find_spec('pipeline'), importlib.util.find_spec('exporter'))\n"

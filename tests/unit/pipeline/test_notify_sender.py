@@ -43,7 +43,9 @@ def senders():
         s.stop(grace=1)
 
 
-def test_many_files_finishing_together_make_one_refresh_per_folder(server, senders):
+def test_many_files_finishing_together_make_one_request_per_window(server, senders):
+    """Plex: one scan per folder; Jellyfin: one request naming each file once (its body is a
+    list; it refreshes items, not folders: test_notify_targets.py)."""
     server.answer("POST", JELLYFIN, 204)
     server.answer("GET", "/library/sections/1/refresh", 200)
     events = NotifyEvents()
@@ -55,13 +57,14 @@ def test_many_files_finishing_together_make_one_refresh_per_folder(server, sende
         folder = f"/data/tv/Show/Season {1 + i % 2}"
         sender.submit(finished_job(f"{folder}/e{i}.mkv", id=i, outputs=[
             f"{folder}/e{i}.en.srt", f"{folder}/e{i}.en.vtt"]))
+    sender.submit(finished_job("/data/tv/Show/Season 1/e0.mkv", id=9))   # the same file again
 
     (post,) = server.wait_for(1, timeout=20, method="POST")
     scans = server.wait_for(2, timeout=20, method="GET")
     time.sleep(1.5)     # a second window: nothing more comes
     assert len(server.requests) == 3, [(r.method, r.raw_query) for r in server.requests]
     assert sorted(u["Path"] for u in post.json()["Updates"]) == \
-        ["/mnt/tv/Show/Season 1", "/mnt/tv/Show/Season 2"]
+        [f"/mnt/tv/Show/Season {1 + i % 2}/e{i}.mkv" for i in (0, 2, 4, 1, 3, 5)]
     assert sorted(r.query["path"][0] for r in scans) == \
         ["/mnt/tv/Show/Season 1", "/mnt/tv/Show/Season 2"]
     assert events.count("jellyfin", "sent") == 1 and events.count("plex", "sent") == 2
@@ -110,7 +113,7 @@ def test_a_webhook_per_job_not_coalesced(server, senders):
     assert len({r.headers["x-scribewatch-delivery"] for r in hooks}) == 3
 
 
-def test_a_server_that_never_answers_never_blocks_the_workers(senders):
+def test_a_server_that_never_answers_never_blocks_the_workers(senders, caplog):
     # A listening socket nobody accepts from: connect succeeds, the answer never comes, so
     # the sender's thread sits in its read timeout while the workers go on submitting.
     hung = socket.socket()
@@ -133,6 +136,9 @@ def test_a_server_that_never_answers_never_blocks_the_workers(senders):
         assert sender.pending <= 50
         dropped = events.count("jellyfin", "dropped") + events.count("webhook", "dropped")
         assert dropped >= 2 * 500 - 50
+        # said in the log once (a line per minute at most), not once per job
+        drops = [r for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(drops) == 1, [r.getMessage() for r in drops]
     finally:
         hung.close()
 

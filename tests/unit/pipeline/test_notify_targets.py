@@ -32,6 +32,10 @@ JELLYFIN_UPDATE = ("https://typescript-sdk.jellyfin.org/interfaces/"
                    "generated-client.MediaUpdateInfoPathDto.html")
 JELLYFIN_204 = ("https://github.com/jellyfin/jellyfin/blob/v10.10.7/Jellyfin.Api/Controllers/"
                 "LibraryController.cs (PostUpdatedMedia: [ProducesResponseType(204)])")
+# What the server does with each Path: the item at that path, else the nearest one above it,
+# is refreshed (so the video's path, not its folder's: a film's folder is no item).
+JELLYFIN_MONITOR = ("https://github.com/jellyfin/jellyfin/blob/v10.10.7/Emby.Server."
+                    "Implementations/IO/LibraryMonitor.cs (GetAffectedBaseItem)")
 # Jellyfin's API authorization, by a Jellyfin developer: the `Authorization: MediaBrowser
 # Token="…"` header is preferred; X-Emby-Token and api_key are deprecated (gone in 12.0).
 JELLYFIN_AUTH = "https://gist.github.com/nielsvanvelzen/ea047d9028f676185832e51ffaf12a6f"
@@ -76,8 +80,8 @@ def test_jellyfin_request_is_the_documented_one(server):
     assert "x-emby-token" not in req.headers                                # JELLYFIN_AUTH
     assert req.headers["content-type"] == "application/json"
     # JELLYFIN_BODY + JELLYFIN_UPDATE: {"Updates": [{"Path", "UpdateType"}]}, the path as the
-    # server sees it (mapped), the folder the subtitle was written to
-    assert req.json() == {"Updates": [{"Path": "/mnt/movies/Heat (1995)",
+    # server sees it (mapped): the video that got a subtitle (JELLYFIN_MONITOR)
+    assert req.json() == {"Updates": [{"Path": "/mnt/movies/Heat (1995)/Heat (1995).mkv",
                                        "UpdateType": "Modified"}]}
     assert req.status == 204
 
@@ -91,8 +95,8 @@ def test_emby_uses_its_base_path_and_token_header(server):
     (req,) = server.requests
     assert (req.method, req.path) == ("POST", "/emby/Library/Media/Updated")   # EMBY_BASE
     assert req.headers["x-emby-token"] == "emby-key"                           # EMBY_AUTH
-    assert req.json() == {"Updates": [{"Path": "/mnt/tv/Show/Season 1",        # EMBY_OPERATION
-                                       "UpdateType": "Modified"}]}
+    assert req.json() == {"Updates": [{"Path": "/mnt/tv/Show/Season 1/S01E01.mkv",
+                                       "UpdateType": "Modified"}]}          # EMBY_OPERATION
 
 
 def test_only_a_written_subtitle_asks_for_a_refresh():
@@ -101,10 +105,11 @@ def test_only_a_written_subtitle_asks_for_a_refresh():
                                      reason="decode_error")) == []
     assert target.items(finished_job("/data/movies/A/a.mkv", status="skipped",
                                      reason="no_speech")) == []
-    # srt and vtt of one film: one folder
+    # srt and vtt of one film: one item
     job = finished_job("/data/movies/A/a.mkv",
                        outputs=["/data/movies/A/a.en.srt", "/data/movies/A/a.en.vtt"])
-    assert target.items(job) == ["/mnt/movies/A"]
+    assert target.items(job) == ["/mnt/movies/A/a.mkv"]
+    assert PlexTarget("http://plex:32400", "t", MAP).items(job) == ["/mnt/movies/A"]
 
 
 @pytest.mark.parametrize("status, retried", [(401, False), (400, False), (404, False),
@@ -113,9 +118,33 @@ def test_a_bad_token_is_not_retried_a_server_error_is(server, status, retried):
     server.answer("POST", "/Library/Media/Updated", status)
     target = JellyfinTarget(server.url, "wrong", MAP)
     with pytest.raises(DeliveryError) as e:
-        target.send(("/mnt/movies/A",))
+        target.send(("/mnt/movies/A/a.mkv",))
     assert e.value.retry is retried and f"HTTP {status}" in str(e.value)
     assert "wrong" not in str(e.value)       # the token never reaches a log line
+
+
+def test_a_port_that_does_not_speak_http_is_a_delivery_error():
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def garbage():
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        conn.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    target = JellyfinTarget(f"http://127.0.0.1:{listener.getsockname()[1]}", "k", MAP)
+    try:
+        with pytest.raises(DeliveryError) as e:
+            target.send(("/mnt/movies/A/a.mkv",))
+        assert e.value.retry
+    finally:
+        listener.close()
 
 
 def test_a_server_that_is_down_is_retried():
@@ -123,7 +152,7 @@ def test_a_server_that_is_down_is_retried():
 
     target = JellyfinTarget(f"http://127.0.0.1:{free_port()}", "k", MAP)
     with pytest.raises(DeliveryError) as e:
-        target.send(("/mnt/movies/A",))
+        target.send(("/mnt/movies/A/a.mkv",))
     assert e.value.retry
 
 
@@ -194,6 +223,60 @@ def test_plex_folder_in_no_library_fails_and_says_why(server):
     with pytest.raises(DeliveryError) as e:
         target.send("/data/movies/A")
     assert not e.value.retry and "path_map" in str(e.value) and "/x" in str(e.value)
+
+
+def test_plex_answer_that_is_no_library_list_is_a_clear_failure(server):
+    server.answer("GET", "/library/sections", 200, body="<html>Sign in</html",
+                  content_type="text/html")
+    target = PlexTarget(server.url, "t", PathMap())
+    with pytest.raises(DeliveryError, match="not a library list") as e:
+        target.send("/data/movies/A")
+    assert not e.value.retry
+
+
+# -- scribewatch check ----------------------------------------------------------------------------
+# GET /System/Info ("Gets information about the server": ServerName, Version) needs a token,
+# unlike /System/Info/Public, and refreshes nothing.
+JELLYFIN_SYSTEM_INFO = ("https://kotlin-sdk.jellyfin.org/dokka/jellyfin-api/"
+                        "org.jellyfin.sdk.api.operations/-system-api/get-system-info.html")
+JELLYFIN_SYSTEM_INFO_BODY = "https://typescript-sdk.jellyfin.org/interfaces/generated-client.SystemInfo.html"
+
+
+def test_check_asks_nothing_of_the_servers_but_whether_they_take_the_token(server):
+    from scribewatch.pipeline import config
+    from scribewatch.pipeline.notify import check_targets
+
+    server.answer("GET", "/System/Info", 200,                      # JELLYFIN_SYSTEM_INFO_BODY
+                  body={"ServerName": "den", "Version": "10.10.7"})
+    server.answer("GET", "/library/sections", 200, body=_sections_json(
+        ("1", "movie", ["/mnt/movies"]), ("2", "show", ["/mnt/tv"])))
+    server.answer("POST", "/hook", 200)
+
+    def check(**env):
+        cfg = config.load(None, environ={f"SCRIBEWATCH_{k.upper()}": v for k, v in env.items()})
+        return check_targets(cfg)
+
+    both = dict(jellyfin_url=server.url, jellyfin_token="k", plex_url=server.url,
+                plex_token="t", on_finished=server.url + "/hook")
+    # watch folders mapped into the libraries, or holding them
+    results = check(watch_dirs="/data/movies,/data", path_map='{"/data": "/mnt"}', **both)
+    assert [ok for ok, _ in results] == [True, True, True], results
+    assert "jellyfin den 10.10.7 accepts the token" in results[0][1]
+    assert "2 library folder(s)" in results[1][1] and "not called" in results[2][1]
+    (info,) = [r for r in server.requests if r.path == "/System/Info"]   # JELLYFIN_SYSTEM_INFO
+    assert info.method == "GET"
+    assert info.headers["authorization"] == 'MediaBrowser Token="k"'          # JELLYFIN_AUTH
+    assert {(r.method, r.path) for r in server.requests} == \
+        {("GET", "/System/Info"), ("GET", "/library/sections")}     # no refresh, no webhook
+
+    # a watch folder Plex does not see: the path map is missing
+    results = check(watch_dirs="/data/movies", **both)
+    assert results[1][0] is False and "/data/movies (as Plex sees it) is in no Plex library" \
+        in results[1][1]
+    # a wrong key
+    server.answer("GET", "/System/Info", 401)
+    ((ok, what),) = check(watch_dirs="/x", jellyfin_url=server.url, jellyfin_token="bad")
+    assert not ok and what == f"jellyfin: GET {server.url}/System/Info: HTTP 401"
 
 
 # -- webhook ---------------------------------------------------------------------------------------
