@@ -92,8 +92,9 @@ def http_date() -> str:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: requests are answered in order (pipelining included); the body
-    of a request is never read, so a request that has one is answered and the connection
+    """One client connection: requests are answered in order (pipelining included). A request
+    body goes to the sink `accept_body` gives (the API's spool file) or is refused before it is
+    read; with no sink it is never read, so the request is answered and the connection
     closed."""
 
     def __init__(self, answer: Callable[[Request], "Response | Awaitable[Response]"],

@@ -1,4 +1,6 @@
-"""The HTTP server: /metrics, /healthz, /readyz, /api/status; optional TLS and basic auth.
+"""The HTTP server: /metrics, /healthz, /readyz, /api/status and the transcription API
+(`api.py`: /status, /asr, /detect-language, /v1/audio/*); optional TLS, basic auth and bearer
+tokens.
 
 An asyncio HTTP/1.1 server on its own thread (keep-alive, pipelining, HEAD): a slow scrape or a
 stalled TLS handshake never blocks a probe. /healthz and /readyz are never behind auth, so
