@@ -67,6 +67,7 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "last_success_at": snap.last_success_at,
         # Files already in the folders when the daemon started are found by this scan: until
         # it is done, the queue may still grow without anything new arriving.
+        "api": {"waiting": snap.api_waiting, "running": snap.api_running},
         "startup_scan": {"done": snap.startup_scan_seconds is not None,
                          "seconds": (None if snap.startup_scan_seconds is None
                                      else round(snap.startup_scan_seconds, 2)),
@@ -159,6 +160,8 @@ class MetricsServer:
         ok = await self._loop.run_in_executor(
             self._pool, self.auth.check, request.headers.get("authorization"))
         if not ok:
+            if request.body is not None:    # an upload read before bcrypt could say no
+                request.body.discard()
             return self._unauthorized()
         result = answer()
         return result if isinstance(result, Response) else await result

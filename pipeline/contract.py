@@ -178,6 +178,8 @@ class StatusSnapshot:
     dirs: dict                             # role (`watch`, `output`, `store`) -> list of folders
     startup_scan_seconds: float | None = None   # None while the startup scan runs
     startup_scan_files: int | None = None       # media files it found (done or not yet queued)
+    api_waiting: int = 0                        # HTTP API requests waiting for a worker
+    api_running: int = 0                        # … and being transcribed now
 
     @property
     def ready(self) -> bool:

@@ -397,4 +397,4 @@ class Daemon:
                   "store": [str(Path(self.cfg.db).resolve().parent)]},
             startup_scan_seconds=self.watcher.scan_seconds,
             startup_scan_files=self.watcher.scan_files,
-        )
+            api_waiting=self.api.waiting, api_running=self.api.running)
