@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 
 from tests.harness import JFK_TEXT, wait_for
-from tests.harness.api import bazarr_asr, multipart_body, pcm_s16le, post_then_hang_up, speech_pcm
-from tests.harness.media import RATE, load_speech, write_wav
+from tests.harness.api import (
+    bazarr_asr,
+    long_speech,
+    multipart_body,
+    pcm_s16le,
+    post_then_hang_up,
+    speech_pcm,
+)
+from tests.harness.media import write_wav
 from tests.harness.quality import parse_srt, word_error_rate
 
 pytestmark = pytest.mark.slow
-
-
-def long_speech(media, minutes: float) -> np.ndarray:
-    jfk = load_speech(media / "jfk.flac")
-    block = np.concatenate([jfk, np.zeros(4 * RATE, np.float32)])
-    return np.tile(block, int(minutes * 60 * RATE / len(block)) + 1)[: int(minutes * 60 * RATE)]
 
 
 def drop(daemon, name: str, audio: np.ndarray) -> None:
