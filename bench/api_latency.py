@@ -2,7 +2,7 @@
 waits with long files in the folder queue, on one worker.
 
 Three situations, each on a fresh daemon (the model tiny.en, two CPU threads):
-* queued: a 90-s file is being transcribed and a 2-hour file waits behind it. The request must
+* queued: a 60-s file is being transcribed and a 2-hour file waits behind it. The request must
   be taken the moment the worker is free, before the 2-hour file starts: measured as the time
   from the short file's end (job store) to the request's start (daemon log);
 * running, `api_workers: 1`: a 30-minute file is being transcribed; the API's own worker
@@ -45,10 +45,12 @@ def _asr(d: BenchDaemon, pcm: bytes) -> tuple[int, float]:
 
 
 def queued_round(folder, pcm: bytes) -> dict:
-    d = BenchDaemon(folder, {"workers": 1})
+    # A wait long enough for the short file's rest on a loaded machine: what is measured here
+    # is the order and the pick-up, not the refusal (the third situation).
+    d = BenchDaemon(folder, {"workers": 1, "api_max_wait_seconds": 300})
     d.start()
     try:
-        long_speech_wav(SHARED_MEDIA, d.watch / "a_short.wav", 1.5)
+        long_speech_wav(SHARED_MEDIA, d.watch / "a_short.wav", 1.0)
         common.wait_for(lambda: _running(d) == "a_short.wav", 60, 0.1, "short file running")
         long_speech_wav(SHARED_MEDIA, d.watch / "b_two_hours.wav", 120)
         common.wait_for(lambda: d.status()["queue_jobs"] == 1, 60, 0.1, "2-h file queued")
@@ -114,7 +116,7 @@ def main() -> None:
     res.config = {"model": "tiny.en, int8, cpu_threads 2", "workers": 1,
                   "request": "Bazarr's /asr: jfk.flac as raw s16le 16 kHz PCM (352 kB), "
                              "task=transcribe&language=en&output=srt&encode=false",
-                  "folder_files": "JFK's speech repeated with 4-s pauses: 90 s, 2 h, 30 min"}
+                  "folder_files": "JFK's speech repeated with 4-s pauses: 60 s, 2 h, 30 min"}
     res.check("queued", max(pickup) < TARGETS["pickup_after_free_worker_seconds_max"]
               and not res.measured["two_hour_file_ever_went_first"]
               and all(r["status"] == 200 for r in queued))

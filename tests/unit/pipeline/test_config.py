@@ -120,6 +120,9 @@ def test_each_setting_is_declared_once_as_a_config_field():
     # The exporter's hash formats: a prefix alone no longer passes.
     ("basic_auth_users", {"prom": "$2b$12$tooshort"}, "bcrypt"),
     ("basic_auth_users", {"a:b": "sha256:" + "0" * 64}, "user name"),
+    # API tokens are stored as their hash, never as themselves.
+    ("api_tokens", ["sk-plain-token"], "sha256"),
+    ("api_max_upload_bytes", 0, ">= 1"),
 ])
 def test_web_settings_are_checked_by_the_exporters_rules_at_load(tmp_path, key, value, why):
     with pytest.raises(ConfigError, match=why) as err:
