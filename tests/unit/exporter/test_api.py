@@ -239,3 +239,30 @@ def test_no_queue_no_api(serve):
         assert requests.get(f"{exp.url}/status").status_code == 404
     finally:
         exp.stop()
+
+
+@pytest.mark.parametrize("interim_seconds, survives", [(0.3, True), (30.0, False)])
+def test_interim_answers_keep_a_clients_read_timeout_from_firing(serve, interim_seconds,
+                                                                 survives):
+    """Bazarr's read timeout is per socket read: a transcription longer than it would fail,
+    unless `100 Continue` lines arrive meanwhile (python-requests skips them)."""
+    import threading
+
+    queue = Queue(hold=True)
+    exp = serve(queue)
+    exp._server.api.interim_seconds = interim_seconds
+
+    def answer_later():
+        wait_for(lambda: queue.tickets, 5, what="the request queued")
+        time.sleep(2.5)
+        queue.tickets[0].future.set_result(ApiResult(b"1\n00:00:00,000 --> 00:00:01,000\nhi\n\n",
+                                                     "text/plain; charset=utf-8", "en", 1.0))
+
+    threading.Thread(target=answer_later, daemon=True).start()
+    post = lambda: requests.post(f"{exp.url}/asr", files={"audio_file": b"\0\0"},  # noqa: E731
+                                 params={"encode": "false", "output": "srt"}, timeout=(5, 1))
+    if survives:
+        assert post().text.startswith("1\n00:00:00,000 --> ")
+    else:
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            post()
