@@ -148,6 +148,27 @@ ROWS = (
         lambda m, t: (m["first_start_time_to_ready_and_scanned_seconds"]
                       < t["time_to_ready_and_scanned_seconds_max"]
                       and m["first_start_peak_rss_mb"] < t["peak_rss_mb_max"]), "first_start"),
+    Row("api_latency", lambda t: (f"`/asr` (Bazarr) with a 2-hour file queued behind a running "
+                                  f"one: taken < {t['pickup_after_free_worker_seconds_max']:g} s "
+                                  f"after the worker is free, before the 2-hour file"),
+        lambda m: (f"**{m['pickup_after_free_worker_max_seconds'] * 1000:.0f} ms** at most; "
+                   f"2-hour file first: {'yes' if m['two_hour_file_ever_went_first'] else 'never'}"
+                   f"; answered in {m['queued_answer_seconds']['p50']:.1f} s (p50, the running "
+                   f"file's rest included)"),
+        lambda m, t: (m["pickup_after_free_worker_max_seconds"]
+                      < t["pickup_after_free_worker_seconds_max"]
+                      and not m["two_hour_file_ever_went_first"]), "queued"),
+    Row("api_latency", lambda t: (f"`/asr` while a 30-min file is transcribed, `api_workers: 1`: "
+                                  f"answered < {t['answer_seconds_max']:g} s"),
+        lambda m: (f"**{m['api_worker_answer_max_seconds']:.2f} s** at most (p50 "
+                   f"{m['api_worker_answer_seconds']['p50']:.2f} s)"),
+        lambda m, t: m["api_worker_answer_max_seconds"] < t["answer_seconds_max"], "api_worker"),
+    Row("api_latency", lambda t: (f"the same with no API worker: 503 busy within "
+                                  f"`api_max_wait_seconds` ({t['api_max_wait_seconds']:g} s) + "
+                                  f"{t['busy_answer_beyond_wait_seconds_max']:g} s"),
+        lambda m: f"**{m['busy_answer_max_seconds']:.2f} s** at most",
+        lambda m, t: (m["busy_answer_max_seconds"] < t["api_max_wait_seconds"]
+                      + t["busy_answer_beyond_wait_seconds_max"]), "busy"),
     Row("soak", lambda t: (f"RSS growth job {t['early_job']} → {t['jobs']} < "
                            f"{t['rss_growth_job50_to_job500_percent_max']:g} %"),
         lambda m: (f"{m['rss_after_job_early_mib']:.1f} → {m['rss_after_last_job_mib']:.1f} MiB "

@@ -76,6 +76,8 @@ def _choice(value: str, allowed: tuple, name: str) -> str:
 
 
 class TranscriptionApi:
+    interim_seconds = 60.0     # how often a waiting client gets an interim `100 Continue`
+
     def __init__(self, queue: ApiQueue, *, max_upload_bytes: int,
                  record: Callable[[str, int, float], None], spool_dir: str | None = None):
         self.queue = queue
@@ -145,7 +147,14 @@ class TranscriptionApi:
         # The spool file goes when the request is over (done, failed or withdrawn).
         ticket.future.add_done_callback(lambda _f: upload.discard())
         answer = asyncio.wrap_future(ticket.future, loop=loop)
-        await asyncio.wait({answer, request.gone}, return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            await asyncio.wait({answer, request.gone}, timeout=self.interim_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if answer.done() or request.gone.done():
+                break
+            # A film can take longer than a client's read timeout (Bazarr: 3600 s per read);
+            # a `100 Continue` now and then restarts it, and tells a dead connection apart.
+            request.interim()
         if not answer.done():
             ticket.cancel()
             log.info("API %s: the client hung up; request withdrawn", endpoint)

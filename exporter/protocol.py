@@ -33,6 +33,9 @@ class Request:
     query: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     body: "BodySink | None" = None  # the body, when the server took it (accept_body)
     gone: asyncio.Future | None = None   # done when the client hangs up
+    # Writes an interim `100 Continue` (before the answer only): clients skip any number of
+    # them (RFC 9110 §15.2) and their read timeout starts again.
+    interim: Callable[[], None] | None = None
 
 
 class BodySink(Protocol):
@@ -92,8 +95,9 @@ def http_date() -> str:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: requests are answered in order (pipelining included); the body
-    of a request is never read, so a request that has one is answered and the connection
+    """One client connection: requests are answered in order (pipelining included). A request
+    body goes to the sink `accept_body` gives (the API's spool file) or is refused before it is
+    read; with no sink it is never read, so the request is answered and the connection
     closed."""
 
     def __init__(self, answer: Callable[[Request], "Response | Awaitable[Response]"],
@@ -237,6 +241,7 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, request: Request) -> None:
         request.gone = self.gone
+        request.interim = self._interim
         try:
             answer = self.answer(request)
         except Exception:
@@ -250,6 +255,10 @@ class Connection(asyncio.Protocol):
                 self.timer.cancel()
             task = self.loop.create_task(answer)
             task.add_done_callback(lambda t, r=request: self._answered(r, t))
+
+    def _interim(self) -> None:
+        if not self.closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _answered(self, request: Request, task: asyncio.Task):
         self.waiting = False

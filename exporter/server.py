@@ -1,5 +1,6 @@
-"""The HTTP server: the status page (/), /metrics, /healthz, /readyz, /api/status and the page's
-retry (POST /api/jobs/{id}/retry); optional TLS and basic auth.
+"""The HTTP server: the status page (/), /metrics, /healthz, /readyz, /api/status, the page's
+retry (POST /api/jobs/{id}/retry) and the transcription API (`api.py`: /status, /asr,
+/detect-language, /v1/audio/*); optional TLS, basic auth and bearer tokens.
 
 An asyncio HTTP/1.1 server on its own thread (keep-alive, pipelining, HEAD): a slow scrape or a
 stalled TLS handshake never blocks a probe. /healthz and /readyz are never behind auth, so
@@ -96,6 +97,7 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "last_success_at": snap.last_success_at,
         # Files already in the folders when the daemon started are found by this scan: until
         # it is done, the queue may still grow without anything new arriving.
+        "api": {"waiting": snap.api_waiting, "running": snap.api_running},
         "startup_scan": {"done": snap.startup_scan_seconds is not None,
                          "seconds": (None if snap.startup_scan_seconds is None
                                      else round(snap.startup_scan_seconds, 2)),
@@ -206,6 +208,8 @@ class MetricsServer:
         ok = await self._loop.run_in_executor(
             self._pool, self.auth.check, request.headers.get("authorization"))
         if not ok:
+            if request.body is not None:    # an upload read before bcrypt could say no
+                request.body.discard()
             return self._unauthorized()
         result = answer()
         return result if isinstance(result, Response) else await result

@@ -143,11 +143,13 @@ class ApiJobs:
         ticket = self._take()
         if ticket is None:
             return False
-        self.running += 1
+        with self._lock:
+            self.running += 1
         try:
             self._run(ticket)
         finally:
-            self.running -= 1
+            with self._lock:
+                self.running -= 1
         return True
 
     def _run(self, ticket: Ticket) -> None:

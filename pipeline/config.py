@@ -107,8 +107,8 @@ class Config:
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
         "refused). One daemon per store.")
     listen: str = setting(
-        "0.0.0.0:9847", "HTTP address for the status page (/), /metrics, /healthz, /readyz.",
-        check=listen_check)
+        "0.0.0.0:9847", "HTTP address for the status page (/), /metrics, /healthz, /readyz and "
+        "the transcription API.", check=listen_check)
     model_idle_unload_minutes: float = setting(
         0.0, "Free the model (and its GPU memory) after this many idle minutes; 0 keeps it "
         "loaded.", minimum=0)

@@ -237,11 +237,12 @@ class StatusSnapshot:
     dirs: dict                             # role (`watch`, `output`, `store`) -> list of folders
     startup_scan_seconds: float | None = None   # None while the startup scan runs
     startup_scan_files: int | None = None       # media files it found (done or not yet queued)
+    api_waiting: int = 0                        # HTTP API requests waiting for a worker
+    api_running: int = 0                        # … and being transcribed now
     # Only with snapshot(details=True):
     queue_next: tuple[QueuedJob, ...] = ()      # the next jobs a worker will claim, in order
     recent_failures: tuple[FailedJob, ...] = ()  # failed jobs (still failed), newest first
     today: DayFigures | None = None
-
     @property
     def ready(self) -> bool:
         return self.model_ready and self.watcher_up and self.store_writable

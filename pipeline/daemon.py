@@ -316,7 +316,7 @@ class Daemon:
             startup_scan_seconds=self.watcher.scan_seconds,
             startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
             recent_failures=figures.recent_failures, today=figures.today,
-        )
+            api_waiting=self.api.waiting, api_running=self.api.running)
 
     def retry_failed_job(self, job_id: int) -> str:
         """The status page's retry button: `scribewatch retry --job ID` in this process."""

@@ -8,8 +8,10 @@ with its User-Agent, `files={'audio_file': <raw PCM>}`, the query parameters in 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
+import wave
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +30,30 @@ def pcm_s16le(audio: np.ndarray) -> bytes:
 def speech_pcm(path: Path, start: float = 0.0, end: float | None = None) -> bytes:
     audio = load_speech(path)
     return pcm_s16le(audio[int(start * RATE): None if end is None else int(end * RATE)])
+
+
+def long_speech(media: Path, minutes: float) -> np.ndarray:
+    """Real speech for `minutes`: JFK's 11 s, a 4-s pause, again and again."""
+    jfk = load_speech(media / "jfk.flac")
+    block = np.concatenate([jfk, np.zeros(4 * RATE, np.float32)])
+    return np.tile(block, int(minutes * 60 * RATE / len(block)) + 1)[: int(minutes * 60 * RATE)]
+
+
+def long_speech_wav(media: Path, path: Path, minutes: float) -> Path:
+    """long_speech() as a WAV, written a few minutes at a time (two hours is 230 MB), beside
+    `path` and renamed to it: a file that appears whole, as a finished download does."""
+    block = pcm_s16le(long_speech(media, 5))
+    staged = path.with_name(f".staging-{path.name}")
+    with wave.open(str(staged), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        left = int(minutes * 60 * RATE) * 2
+        while left > 0:
+            w.writeframes(block[:left])
+            left -= len(block)
+    os.replace(staged, path)
+    return path
 
 
 def bazarr_session():

@@ -124,6 +124,9 @@ def test_each_setting_is_declared_once_as_a_config_field():
     # An href on the status page: a web address only, never javascript: or a bare host.
     ("grafana_url", "javascript:alert(1)", "http"),
     ("grafana_url", "grafana.lan:3000", "http"),
+    # API tokens are stored as their hash, never as themselves.
+    ("api_tokens", ["sk-plain-token"], "sha256"),
+    ("api_max_upload_bytes", 0, ">= 1"),
 ])
 def test_web_settings_are_checked_by_the_exporters_rules_at_load(tmp_path, key, value, why):
     with pytest.raises(ConfigError, match=why) as err:
