@@ -15,7 +15,16 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..pipeline.contract import FAILURE_LABELS, FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES
+from ..pipeline.contract import (
+    FAILURE_LABELS,
+    FAILURE_REASONS,
+    LANGUAGE_LABELS,
+    LANGUAGE_SOURCES,
+    OUTCOMES,
+    OUTPUT_KINDS,
+    SKIP_REASONS,
+    STAGES,
+)
 
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter
@@ -54,6 +63,10 @@ LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 720
 #   a GPU, ~0.05-0.3 for small models on a CPU, and above 1 (slower than real time) for large
 #   models on a CPU; 1 is a bucket edge so "faster than real time" is exact.
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+# * a language decision's probability: forced, tagged and English-only decisions are 1; a vote
+#   on one language is above 0.9; a mixed file splits near 0.5; 0.8 is the default threshold
+#   (`language_min_confidence`), so it is an edge.
+CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1)
 
 
 def _one_of(values) -> str:
@@ -67,6 +80,9 @@ LABEL_PATTERNS: dict[str, str] = {
     "outcome": _one_of(OUTCOMES),
     "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
     "worker": r"[0-9]{1,3}",
+    "language": _one_of(sorted(LANGUAGE_LABELS)),
+    "source": _one_of(LANGUAGE_SOURCES),
+    "kind": _one_of(OUTPUT_KINDS),
     "role": _one_of(ROLES),
     "model": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
     "device": r"[a-z]+(:[0-9]+)?",
@@ -144,6 +160,24 @@ FAMILIES: tuple[Family, ...] = (
            "Files that needed no subtitle from us, by reason.", PIPELINE,
            "sum by (reason) (increase(scribewatch_files_skipped_total[1d]))",
            labels=("reason",), known=_pairs(SKIP_REASONS)),
+    # Languages: Whisper's codes and `unknown` (101 values) by 5 sources; only the pairs that
+    # occur are created (a library has a handful of languages).
+    Family("scribewatch_language_decisions_total", "counter",
+           "Jobs whose language was decided, by language and by where it came from (forced, "
+           "tag, model, vote, default).", PIPELINE,
+           "sum by (language, source) (increase(scribewatch_language_decisions_total[1d]))",
+           labels=("language", "source")),
+    Family("scribewatch_language_decision_confidence_ratio", "histogram",
+           "The probability of each language decision (1 for forced, tagged and English-only "
+           "decisions; the vote's share otherwise).", PIPELINE,
+           "sum(rate(scribewatch_language_decision_confidence_ratio_bucket{le=\"0.8\"}[1d])) / "
+           "sum(rate(scribewatch_language_decision_confidence_ratio_count[1d]))",
+           buckets=CONFIDENCE_BUCKETS),
+    Family("scribewatch_subtitles_written_total", "counter",
+           "Succeeded jobs' subtitles by kind: the spoken language's (transcription) and "
+           "Whisper's English translation (`translate_to_english`).", PIPELINE,
+           "sum by (kind) (increase(scribewatch_subtitles_written_total[1d]))",
+           labels=("kind",), known=_pairs(OUTPUT_KINDS)),
     Family("scribewatch_audio_seconds_total", "counter",
            "Seconds of audio transcribed by succeeded jobs.", PIPELINE,
            "rate(scribewatch_audio_seconds_total[5m])"),

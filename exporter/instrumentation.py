@@ -13,7 +13,16 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from ..pipeline.contract import FAILURE_REASONS, OUTCOMES, SKIP_REASONS, STAGES, StatusSource
+from ..pipeline.contract import (
+    FAILURE_REASONS,
+    LANGUAGE_LABELS,
+    LANGUAGE_SOURCES,
+    OUTCOMES,
+    OUTPUT_KINDS,
+    SKIP_REASONS,
+    STAGES,
+    StatusSource,
+)
 from . import catalog
 
 
@@ -58,6 +67,10 @@ class PrometheusReporter:
         self._audio = m["scribewatch_audio_seconds_total"]
         self._load_failures = m["scribewatch_model_load_failures_total"]
         self._suspects = m["scribewatch_suspect_transcripts_total"]
+        self._languages = m["scribewatch_language_decisions_total"]
+        self._confidence = m["scribewatch_language_decision_confidence_ratio"]
+        self._written = {k: m["scribewatch_subtitles_written_total"].labels(k)
+                         for k in OUTPUT_KINDS}
         self._load_seconds = m["scribewatch_model_load_seconds"]
         self._model_info = m["scribewatch_model_info"]
         self._model_labels: tuple[str, str, str] | None = None
@@ -128,6 +141,21 @@ class PrometheusReporter:
     @_records
     def suspect_transcript(self) -> None:
         self._suspects.inc()
+
+    @_records
+    def language_decided(self, language: str, source: str, probability: float) -> None:
+        if language not in LANGUAGE_LABELS or source not in LANGUAGE_SOURCES:
+            raise ValueError(f"unknown language {language!r} or source {source!r}")
+        self._languages.labels(language, source).inc()
+        self._confidence.observe(min(1.0, max(0.0, probability)))
+
+    @_records
+    def subtitles_written(self, kind: str) -> None:
+        try:
+            child = self._written[kind]
+        except KeyError:
+            raise ValueError(f"unknown output kind {kind!r}") from None
+        child.inc()
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod

@@ -16,8 +16,18 @@ from typing import Any, Callable
 
 import yaml
 
+from .config_checks import (
+    _auth_check,
+    _code_check,
+    _codes_check,
+    _folder_languages_check,
+    _language_check,
+    _listen_check,
+    _nice_check,
+)
+
 # The web settings are parsed by the same functions the exporter uses when it is built.
-from .contract import parse_listen, tls_pair, validate_users
+from .contract import tls_pair
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -53,33 +63,6 @@ def setting(default: Any, help: str, *, choices: tuple = (), minimum: float | No
     gets no default of its own (a Config is only ever made by `load`)."""
     return dataclasses.field(metadata={"setting": Setting(
         "", "", default, help, choices=choices, minimum=minimum, check=check)})
-
-
-def _listen_check(value: str) -> str | None:
-    try:
-        _host, port = parse_listen(value)
-    except ValueError as e:
-        return str(e).removeprefix(f"listen {value!r}: ")
-    # Port 0 (any free one) suits tests of the server, not a daemon Prometheus must find.
-    return None if port else "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
-
-
-def _nice_check(value: int) -> str | None:
-    return None if value <= 19 else "expected 0-19 (a nice increment)"
-
-
-def _language_check(value: str) -> str | None:
-    if value == "auto" or (len(value) == 2 and value.isalpha() and value.islower()):
-        return None
-    return "expected 'auto' or an ISO 639-1 code such as 'en'"
-
-
-def _auth_check(users: dict) -> str | None:
-    try:
-        validate_users(users)
-    except ValueError as e:
-        return str(e).removeprefix("basic_auth_users: ")
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +116,29 @@ class Config:
         "transcription until it ends.")
     language: str = setting(
         "auto", "auto (detect) or a forced ISO 639-1 code.", check=_language_check)
+    folder_languages: dict = setting(
+        {}, "Folder: language forced for every file under it (`/media/anime: ja`); the "
+        "deepest matching folder wins, over `language`, tags and detection.",
+        check=_folder_languages_check)
+    language_min_confidence: float = setting(
+        0.8, "A detected language (the vote over windows of speech across the file) below this "
+        "share of the vote is uncertain: `language_uncertain_action` decides.", minimum=0)
+    language_uncertain_action: str = setting(
+        "skip", "What an uncertain detection does: `skip` the file (reason "
+        "`language_uncertain`) or use `default_language`.", choices=("skip", "default"))
+    default_language: str = setting(
+        "en", "The language used when detection is uncertain and "
+        "`language_uncertain_action: default`.", check=_code_check)
+    preferred_audio_languages: tuple[str, ...] = setting(
+        [], "Audio track languages to transcribe, best first (e.g. ja, en); else the "
+        "default-flagged track, else the first. A commentary track is never chosen by "
+        "default.", check=_codes_check)
+    translate_to_english: bool = setting(
+        False, "Also write `<stem>.en.<fmt>` with Whisper's translation for a file that is not "
+        "in English (a multilingual model), unless an English subtitle exists.")
+    max_cps: float = setting(
+        20.0, "Reading speed: at most this many characters per second on screen per cue.",
+        minimum=1)
     beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
     vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
     batch_size: int = setting(

@@ -20,11 +20,23 @@ import dataclasses
 import re
 from typing import Mapping, Protocol
 
+# Whisper's codes and `unknown`: the bounded values of a `language` label (pure data).
+from .languages import LANGUAGE_LABELS  # noqa: F401
+
 # -- stages, outcomes, reasons -----------------------------------------------------------------
 # The four stages, in order. The exporter labels stage metrics with these names.
 STAGES = ("probe", "decode", "transcribe", "write")
 
 OUTCOMES = ("succeeded", "failed", "skipped")
+
+# Where a file's language came from (language_chain.py): a folder or `language` setting, the
+# audio stream's tag, the English-only model, the vote over the speech, or `default_language`
+# after an uncertain vote. The `source` label of scribewatch_language_decisions_total.
+LANGUAGE_SOURCES = ("forced", "tag", "model", "vote", "default")
+
+# What a job writes: subtitles in the spoken language, and Whisper's English translation
+# (`translate_to_english`). The `kind` label of scribewatch_subtitles_written_total.
+OUTPUT_KINDS = ("transcription", "translation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +80,11 @@ SKIPS: tuple[Reason, ...] = (
            "the container carries a subtitle stream in the target language"),
     Reason("no_speech", None, False, "VAD found no speech (silence, music only, an audio "
            "stream with no samples): an empty track is useless, so none is written"),
+    Reason("language_uncertain", None, False, "the language vote across the file is below "
+           "`language_min_confidence` (a mixed or unclear file) and "
+           "`language_uncertain_action` is `skip`"),
+    Reason("language_mismatch", None, False, "the model transcribes English only (`*.en`) and "
+           "the audio track's tag (or a forced language) says another language"),
 )
 
 # reason -> (stage it is reported under, transient?)
@@ -122,6 +139,13 @@ class Reporter(Protocol):
     def suspect_transcript(self) -> None:
         """The hallucination guard flagged a result (it is re-run once with safer settings)."""
 
+    def language_decided(self, language: str, source: str, probability: float) -> None:
+        """A job's language was decided: a code of LANGUAGE_LABELS, a LANGUAGE_SOURCES entry,
+        and its probability (0..1)."""
+
+    def subtitles_written(self, kind: str) -> None:
+        """A job wrote its subtitles of `kind` (OUTPUT_KINDS), whatever the number of formats."""
+
 
 class NullReporter:
     """A Reporter that records nothing (one-shot CLI, unit tests of the pipeline)."""
@@ -134,6 +158,8 @@ class NullReporter:
     def model_unloaded(self): pass
     def model_load_failed(self): pass
     def suspect_transcript(self): pass
+    def language_decided(self, language, source, probability): pass
+    def subtitles_written(self, kind): pass
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,11 +97,15 @@ class _Running(JobHooks):
 
     def transcribed(self, transcript) -> None:
         model = self.daemon.model
-        self.daemon.store.update(self.job.id, language=transcript.language,
-                                 language_probability=transcript.language_probability,
-                                 model=model.name, device=model.device,
+        self.daemon.store.update(self.job.id, model=model.name, device=model.device,
                                  compute_type=model.compute_type,
                                  suspect=list(transcript.suspect) or None)
+
+    def language_decided(self, choice) -> None:
+        self.daemon.store.update(self.job.id, language=choice.language,
+                                 language_source=choice.source,
+                                 language_probability=choice.probability)
+        self.daemon.reporter.language_decided(choice.language, choice.source, choice.probability)
 
     def progressed(self, ratio: float, passes_before: int) -> None:
         self.progress = ratio
@@ -134,7 +138,7 @@ class Daemon:
                            else None)
         self.runner = Runner(cfg, self.model, options_from_config(cfg), self.output_dir)
         self.intake = Intake(self.store, settings=cfg,
-                             target_language=lambda: self.runner.target_language,
+                             target_language=self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify)
         self.watcher = Watcher(
             cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
@@ -314,7 +318,8 @@ class Daemon:
         self.reporter.job_finished("skipped", reason=skip.reason, audio_seconds=0.0)
 
     def _succeeded(self, running: _Running, result: RunResult) -> None:
-        job, transcript, outputs = running.job, result.transcript, result.outputs
+        job, transcript = running.job, result.transcript
+        outputs = result.outputs + result.translation
         finished = time.time()
         processing = finished - job.started_at
 
@@ -325,6 +330,9 @@ class Daemon:
             self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
+            self.reporter.subtitles_written("transcription")
+            if result.translation:
+                self.reporter.subtitles_written("translation")
         if not running.settle(succeeded):
             return   # shutdown re-queued it meanwhile: the next start writes it again, atomically
         log.info("done %s: %.1fs of %s audio in %.1fs (%s)", job.path, transcript.duration,

@@ -43,6 +43,7 @@ class TranscribeOptions:
     vad: bool = True
     batch_size: int = 8                 # 0: never batch
     batch_min_audio_seconds: float = 120.0
+    task: str = "transcribe"            # or "translate": Whisper's English translation
 
     def safer(self) -> "TranscribeOptions":
         """For a re-run of a suspect result: sequential decoding, VAD on, a wider beam."""
@@ -58,7 +59,8 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
     ~30 s long, which is why cues are built from word timestamps, never from segments.
     """
     duration = len(audio) / SAMPLE_RATE
-    kwargs = dict(language=opts.language, beam_size=opts.beam_size, word_timestamps=True,
+    kwargs = dict(language=opts.language, task=opts.task, beam_size=opts.beam_size,
+                  word_timestamps=True,
                   vad_filter=opts.vad, condition_on_previous_text=False)
     if safer:
         # Whisper's own escape hatches against loops and text invented in silences.
@@ -107,12 +109,14 @@ def line_length(language: str) -> int:
     return 16 if language in _DENSE_SCRIPTS else 42
 
 
-def write(transcript: Transcript, targets: dict[str, Path]) -> list[str]:
-    """Render every format and write each atomically. Returns the written paths."""
+def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.0) -> list[str]:
+    """Render every format and write each atomically, cues at most `max_cps` characters per
+    second. Returns the written paths."""
     from .subtitles import RENDERERS, build_cues
 
     cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
-                      language=transcript.language)   # its line-break rules (English default)
+                      language=transcript.language,   # its line-break rules (English default)
+                      max_cps=max_cps)
     written = []
     try:
         for fmt, target in targets.items():

@@ -10,7 +10,13 @@ import promql_parser
 import pytest
 
 from scribewatch.exporter import catalog, docs
-from scribewatch.pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
+from scribewatch.pipeline.contract import (
+    FAILURE_LABELS,
+    LANGUAGE_SOURCES,
+    OUTCOMES,
+    SKIP_REASONS,
+    STAGES,
+)
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Base units (Prometheus naming): seconds, bytes, ratio (0..1), celsius, watts, hertz; `_info`
@@ -30,6 +36,10 @@ NON_BASE_UNITS = re.compile(
 FORBIDDEN_LABELS = {"path", "file", "filename", "file_name", "dir", "directory", "folder",
                     "source", "url", "job_id", "id", "error", "message", "text",
                     "job", "instance", "le", "quantile"}
+# A name from that list held to a fixed set of words: the issue names the label
+# `scribewatch_language_decisions_total{language, source}`, and `source` there is one of five
+# words (pipeline.contract.LANGUAGE_SOURCES), never a file.
+ENUMERATED = {"source": LANGUAGE_SOURCES}
 
 
 @pytest.mark.parametrize("f", catalog.FAMILIES, ids=lambda f: f.name)
@@ -58,7 +68,11 @@ def test_family_follows_prometheus_conventions(f: catalog.Family):
     assert len(set(f.labels)) == len(f.labels)
     for label in f.labels:
         assert NAME.match(label) and not label.startswith("__")
-        assert label not in FORBIDDEN_LABELS, f"{f.name}: label {label!r} invites unbounded values"
+        if label in ENUMERATED:
+            assert catalog.LABEL_PATTERNS[label] == catalog._one_of(ENUMERATED[label])
+        else:
+            assert label not in FORBIDDEN_LABELS, \
+                f"{f.name}: label {label!r} invites unbounded values"
         assert label in catalog.LABEL_PATTERNS, f"{label}: declare its value domain"
     for values in f.known:
         assert len(values) == len(f.labels)
