@@ -64,7 +64,7 @@ LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 720
 #   models on a CPU; 1 is a bucket edge so "faster than real time" is exact.
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 # * a language decision's probability: forced, tagged and English-only decisions are 1; a vote
-#   on one language is above 0.9; a mixed file splits near 0.5; 0.8 is the default threshold
+#   on one language is above 0.9; a mixed file splits near 0.5; 0.6 is the default threshold
 #   (`language_min_confidence`), so it is an edge.
 CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1)
 
@@ -170,7 +170,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("scribewatch_language_decision_confidence_ratio", "histogram",
            "The probability of each language decision (1 for forced, tagged and English-only "
            "decisions; the vote's share otherwise).", PIPELINE,
-           "sum(rate(scribewatch_language_decision_confidence_ratio_bucket{le=\"0.8\"}[1d])) / "
+           "sum(rate(scribewatch_language_decision_confidence_ratio_bucket{le=\"0.6\"}[1d])) / "
            "sum(rate(scribewatch_language_decision_confidence_ratio_count[1d]))",
            buckets=CONFIDENCE_BUCKETS),
     Family("scribewatch_subtitles_written_total", "counter",

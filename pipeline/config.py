@@ -121,7 +121,7 @@ class Config:
         "deepest matching folder wins, over `language`, tags and detection.",
         check=_folder_languages_check)
     language_min_confidence: float = setting(
-        0.8, "A detected language (the vote over windows of speech across the file) below this "
+        0.6, "A detected language (the vote over windows of speech across the file) below this "
         "share of the vote is uncertain: `language_uncertain_action` decides.", minimum=0)
     language_uncertain_action: str = setting(
         "skip", "What an uncertain detection does: `skip` the file (reason "

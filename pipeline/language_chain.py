@@ -35,7 +35,7 @@ class ChainSettings:
     language: str | None = None                 # the `language` setting; None: auto
     folder_languages: tuple[tuple[str, str], ...] = ()   # (absolute folder, Whisper code)
     english_only: bool = False                  # the model is `*.en`
-    min_confidence: float = 0.8
+    min_confidence: float = 0.6
     uncertain_action: str = "skip"              # skip | default
     default_language: str = "en"
 

@@ -119,7 +119,7 @@ def model(cfg: Config, sel: Selectors) -> list[dict]:
 def languages(cfg: Config, sel: Selectors) -> list[dict]:
     decisions = sel("scribewatch_language_decisions_total")
     bucket = "scribewatch_language_decision_confidence_ratio_bucket"
-    uncertain, every = sel(bucket, 'le="0.8"'), sel(bucket, 'le="+Inf"')
+    uncertain, every = sel(bucket, 'le="0.6"'), sel(bucket, 'le="+Inf"')
     return [
         row("Languages"),
         bargauge("Languages decided in time range", "Jobs per language "
@@ -137,7 +137,7 @@ def languages(cfg: Config, sel: Selectors) -> list[dict]:
                  [target("round(sum by (source) (increase("
                          f"{decisions}[$__range]))) > 0", "{{source}}", instant=True)],
                  w=8, unit="short", thresholds=steps((None, BLUE))),
-        timeseries("Uncertain language decisions", "Share of decisions at or below 0.8 "
+        timeseries("Uncertain language decisions", "Share of decisions at or below 0.6 "
                    "probability (`scribewatch_language_decision_confidence_ratio`; the default "
                    "`language_min_confidence`): mixed-language files or music. They are skipped "
                    "as `language_uncertain` or given `default_language`.",

@@ -100,7 +100,7 @@ def test_the_base_model_decides_each_files_language(daemon_factory, language_med
     assert metric(text, "scribewatch_language_decisions_total", language="de",
                   source="vote") == 2 + (got["mixed"][2] == "de")
     assert metric(text, "scribewatch_language_decision_confidence_ratio_count") == 5
-    assert metric(text, "scribewatch_language_decision_confidence_ratio_bucket", le="0.8") == 1
+    assert metric(text, "scribewatch_language_decision_confidence_ratio_bucket", le="0.6") == 1
     assert metric(text, "scribewatch_subtitles_written_total", kind="transcription") == 3
     assert metric(text, "scribewatch_subtitles_written_total", kind="translation") == 1
     assert metric(text, "scribewatch_files_skipped_total", reason="language_uncertain") == 1

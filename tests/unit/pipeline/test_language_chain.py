@@ -122,7 +122,7 @@ def whole_vote(base, media):
 
 def test_an_uncertain_vote_is_skipped_by_default(whole_vote, media):
     chain = settings()
-    assert chain.uncertain_action == "skip" and chain.min_confidence == 0.8
+    assert chain.uncertain_action == "skip" and chain.min_confidence == 0.6
     choice = decide_by_vote(chain, media / "multilingual.mp3", (), lambda: whole_vote)
     assert choice.skip.reason == "language_uncertain"
     assert choice.source == "vote" and 0.35 < choice.probability < 0.65
