@@ -18,7 +18,7 @@ import time
 from bench import common
 
 # Cheap and quiet first; the long ones (throughput, scan's first start) last.
-BENCHMARKS = ("overhead", "latency", "scrape", "soak", "scan", "throughput")
+BENCHMARKS = ("overhead", "latency", "scrape", "soak", "scan", "language", "throughput")
 
 
 def main() -> int:

@@ -155,6 +155,8 @@ def decide_by_vote(settings: ChainSettings, path: Path, before: tuple[Step, ...]
     if language == UNKNOWN:
         return LanguageChoice(UNKNOWN, "vote", 0.0, steps, vote=decision, skip=SkipJob(
             "no_speech", f"{path}: no speech found to detect a language in"))
+    if decision.source == "model":   # an English-only model not named `*.en` (a folder)
+        return LanguageChoice(language, "model", 1.0, steps, vote=decision)
     if decision.confidence >= settings.min_confidence:
         return LanguageChoice(language, "vote", decision.confidence, steps, vote=decision)
     if settings.uncertain_action == "default":

@@ -140,3 +140,15 @@ def test_an_uncertain_vote_uses_the_default_language_when_so_configured(whole_vo
     choice = decide_by_vote(relaxed, media / "multilingual.mp3", (), lambda: whole_vote)
     assert choice.source == "vote" and choice.skip is None
     assert choice.language == whole_vote.language
+
+
+def test_an_english_only_model_in_a_folder_of_another_name_is_still_the_model(model_dir, media):
+    """A `*.en` model given as a folder whose name does not say so: the vote finds no language
+    tokens to ask, and the decision is the model's, not a vote's (real tiny.en)."""
+    from faster_whisper import WhisperModel
+
+    tiny = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2)
+    audio = decode(media / "jfk.flac")
+    choice = decide_by_vote(AUTO, media / "jfk.flac", (), lambda: vote_language(tiny, audio))
+    assert (choice.language, choice.source, choice.probability, choice.skip) == (
+        "en", "model", 1.0, None)
