@@ -147,3 +147,26 @@ def test_the_english_only_model_never_mislabels(daemon_factory, language_media):
     assert metric(text, "scribewatch_files_skipped_total", reason="language_mismatch") == 2
     assert metric(text, "scribewatch_language_decisions_total", language="en",
                   source="model") == 1
+
+
+def test_transcribe_takes_the_preferred_audio_track(tmp_path, language_media, base_model_dir):
+    """`scribewatch transcribe` with `--preferred-audio-languages`: the English track of a film
+    whose default track is German (and never its commentary), named `.en.srt`."""
+    import subprocess
+    import sys
+
+    from tests.harness import REPO
+
+    shutil.copy(language_media["two_tracks_de_default"], tmp_path / "Film.mkv")
+    result = subprocess.run(
+        [sys.executable, "-m", "scribewatch", "transcribe", "--model", "base", "--models-dir",
+         str(Path(base_model_dir).parent), "--cpu-threads", "2",
+         "--preferred-audio-languages", "ja,eng", "Film.mkv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "Film.en.srt")]
+    english = words_of(tmp_path / "Film.en.srt")
+    assert "software" in english.lower() and "Recht" not in english
+    assert "country" not in english                      # not the commentary (jfk.flac)
+    assert "language en from tag" in result.stderr

@@ -133,3 +133,22 @@ def test_tls_files_go_together():
     cfg = config.load(None, environ={"SCRIBEWATCH_TLS_CERT_FILE": "c.pem",
                                      "SCRIBEWATCH_TLS_KEY_FILE": "k.pem"})
     assert (cfg.tls_cert_file, cfg.tls_key_file) == ("c.pem", "k.pem")
+
+
+def test_language_settings_from_the_environment_and_their_checks():
+    cfg = config.load(None, environ={
+        "SCRIBEWATCH_FOLDER_LANGUAGES": "{/media/anime: ja, /media/films/de: ger}",
+        "SCRIBEWATCH_PREFERRED_AUDIO_LANGUAGES": "jpn, English",
+        "SCRIBEWATCH_LANGUAGE_UNCERTAIN_ACTION": "default",
+        "SCRIBEWATCH_DEFAULT_LANGUAGE": "German",
+        "SCRIBEWATCH_MAX_CPS": "17"})
+    assert cfg.folder_languages == {"/media/anime": "ja", "/media/films/de": "ger"}
+    assert cfg.preferred_audio_languages == ("jpn", "English")
+    assert (cfg.language_uncertain_action, cfg.default_language, cfg.max_cps) == (
+        "default", "German", 17.0)
+    for key, value, why in (("preferred_audio_languages", "en,klingon", "'klingon'"),
+                            ("default_language", "und", "language code"),
+                            ("language_uncertain_action", "guess", "skip, default"),
+                            ("max_cps", "0", ">= 1")):
+        with pytest.raises(config.ConfigError, match=why):
+            config.load(None, environ={config.env_name(key): value})
