@@ -24,6 +24,7 @@ from .config_checks import (
     _language_check,
     _listen_check,
     _nice_check,
+    did_you_mean,
 )
 
 # The web settings are parsed by the same functions the exporter uses when it is built.
@@ -136,6 +137,9 @@ class Config:
     translate_to_english: bool = setting(
         False, "Also write `<stem>.en.<fmt>` with Whisper's translation for a file that is not "
         "in English (a multilingual model), unless an English subtitle exists.")
+    write_original_language: bool = setting(
+        True, "Write the subtitle in the spoken language. Off (with `translate_to_english`): "
+        "a file in another language gets the English translation only.")
     max_cps: float = setting(
         20.0, "Reading speed: at most this many characters per second on screen per cue.",
         minimum=1)
@@ -307,10 +311,7 @@ def load(config_file: str | os.PathLike | None = None,
 
 
 def _did_you_mean(key: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, list(BY_KEY), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return did_you_mean(key, BY_KEY)
 
 
 def _cross_check(values: dict) -> None:
@@ -321,6 +322,9 @@ def _cross_check(values: dict) -> None:
     if values["output_mode"] == "output_dir" and not values["output_dir"]:
         raise ConfigError("invalid value 'output_dir' for 'output_mode': "
                           "set 'output_dir' to the folder subtitles should go to")
+    if not (values["write_original_language"] or values["translate_to_english"]):
+        raise ConfigError("invalid value false for 'write_original_language': with "
+                          "'translate_to_english' off too there would be nothing to write")
     if not values["watch_dirs"]:
         raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
     try:

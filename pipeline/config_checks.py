@@ -48,3 +48,11 @@ def _auth_check(users: dict) -> str | None:
     except ValueError as e:
         return str(e).removeprefix("basic_auth_users: ")
     return None
+
+
+def did_you_mean(key: str, keys) -> str:
+    """` (did you mean 'x'?)` for the closest known key, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(key, list(keys), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -240,7 +240,8 @@ class Daemon:
             self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
-            self.reporter.subtitles_written("transcription")
+            if result.outputs:
+                self.reporter.subtitles_written("transcription")
             if result.translation:
                 self.reporter.subtitles_written("translation")
         if not running.settle(succeeded):

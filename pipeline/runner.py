@@ -118,12 +118,14 @@ class Runner:
                           dataclasses.replace(facts, transcript=transcript))
         if not path.exists():
             raise StageError("vanished", f"{path}: the file was removed during the job", "write")
-        outputs = self._write(transcript, path, root, hooks)
+        written = self._write(transcript, path, root, hooks)
+        if self._translation_only(choice):   # the transcript is the English translation
+            return RunResult(transcript, [], findings, choice, written)
         translation = []
         if self._wants_translation(choice, facts):
             english = hooks.timed("transcribe", self._translate, audio, hooks, choice)
             translation = self._write(english, path, root, hooks)
-        return RunResult(transcript, outputs, findings, choice, translation)
+        return RunResult(transcript, written, findings, choice, translation)
 
     def _write(self, transcript: Transcript, path: Path, root: Path, hooks) -> list[str]:
         targets = output_paths(path, root, transcript.language, self.cfg.output_formats,
@@ -139,9 +141,16 @@ class Runner:
         hooks.language_decided(choice)
         if choice.skip is not None:
             raise choice.skip
-        facts = dataclasses.replace(facts, language=choice.language)
+        # The language of what will be written: the skip rules look for that subtitle.
+        written = "en" if self._translation_only(choice) else choice.language
+        facts = dataclasses.replace(facts, language=written)
         skip_policy.check(skip_policy.DECIDED, self.cfg, facts)
         return facts
+
+    def _translation_only(self, choice: LanguageChoice) -> bool:
+        """`write_original_language: false`: a file in another language gets English only."""
+        return (not self.cfg.write_original_language and self.cfg.translate_to_english
+                and not self.chain.english_only and choice.language not in ("en", "unknown"))
 
     def _wants_translation(self, choice: LanguageChoice, facts: skip_policy.Facts) -> bool:
         if not self.cfg.translate_to_english or choice.language in ("en", "unknown"):
@@ -187,7 +196,9 @@ class Runner:
                     lambda: vote_language(model, audio,
                                           uncertain_below=self.chain.min_confidence))
                 facts = self._decided(choice, facts, hooks)
-            options = dataclasses.replace(self.options, language=choice.language)
+            only_english = self._translation_only(choice)
+            options = dataclasses.replace(self.options, language=choice.language,
+                                          task="translate" if only_english else "transcribe")
             duration = len(audio) / stages.SAMPLE_RATE
             batched = (self.model.batched(model) if options.batch_size
                        and duration >= options.batch_min_audio_seconds else None)
@@ -198,8 +209,9 @@ class Runner:
                     model_name=self.model.name, safer=safer,
                     on_progress=lambda p: hooks.progressed(p, int(safer)),
                     should_stop=hooks.should_stop)
-                return dataclasses.replace(transcript, language=choice.language,
-                                           language_probability=choice.probability)
+                return dataclasses.replace(
+                    transcript, language="en" if only_english else choice.language,
+                    language_probability=choice.probability)
 
             transcript = run(False)
             findings = check_transcript(transcript)

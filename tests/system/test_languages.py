@@ -149,24 +149,50 @@ def test_the_english_only_model_never_mislabels(daemon_factory, language_media):
                   source="model") == 1
 
 
-def test_transcribe_takes_the_preferred_audio_track(tmp_path, language_media, base_model_dir):
-    """`scribewatch transcribe` with `--preferred-audio-languages`: the English track of a film
-    whose default track is German (and never its commentary), named `.en.srt`."""
+def transcribe_base(cwd: Path, base_model_dir: str, *args: str):
+    """`scribewatch transcribe` with the offline base model."""
     import subprocess
     import sys
 
     from tests.harness import REPO
 
-    shutil.copy(language_media["two_tracks_de_default"], tmp_path / "Film.mkv")
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "scribewatch", "transcribe", "--model", "base", "--models-dir",
-         str(Path(base_model_dir).parent), "--cpu-threads", "2",
-         "--preferred-audio-languages", "ja,eng", "Film.mkv"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+         str(Path(base_model_dir).parent), "--cpu-threads", "2", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_transcribe_takes_the_preferred_audio_track(tmp_path, language_media, base_model_dir):
+    """`scribewatch transcribe` with `--preferred-audio-languages`: the English track of a film
+    whose default track is German (and never its commentary), named `.en.srt`."""
+    shutil.copy(language_media["two_tracks_de_default"], tmp_path / "Film.mkv")
+    result = transcribe_base(tmp_path, base_model_dir,
+                             "--preferred-audio-languages", "ja,eng", "Film.mkv")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "Film.en.srt")]
     english = words_of(tmp_path / "Film.en.srt")
     assert "software" in english.lower() and "Recht" not in english
     assert "country" not in english                      # not the commentary (jfk.flac)
     assert "language en from tag" in result.stderr
+
+
+def test_english_only_output_for_a_library_read_in_english(tmp_path, language_media,
+                                                          base_model_dir):
+    """`translate_to_english` with `write_original_language: false`: the German file gets only
+    `.en.srt`, Whisper's translation; the English one its transcription."""
+    shutil.copy(language_media["german_ger"], tmp_path / "Film.mkv")
+    shutil.copy(language_media["jfk"], tmp_path / "speech.flac")
+    result = transcribe_base(tmp_path, base_model_dir, "--translate-to-english", "true",
+                             "--write-original-language", "false", "Film.mkv", "speech.flac")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "Film.en.srt"),
+                                     str(tmp_path / "speech.en.srt")]
+    assert not (tmp_path / "Film.de.srt").exists()
+    english = words_of(tmp_path / "Film.en.srt").lower()
+    assert all(w in english for w in lm.TRANSLATION_WORDS), english
+    assert "country" in words_of(tmp_path / "speech.en.srt")
+    # Both off would write nothing: refused at start.
+    refused = transcribe_base(tmp_path, base_model_dir, "--write-original-language", "false",
+                              "speech.flac")
+    assert refused.returncode == 2 and "write_original_language" in refused.stderr
