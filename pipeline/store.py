@@ -63,6 +63,13 @@ class JobStore:
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+        # Status and /metrics read through their own connection: in WAL mode a reader neither
+        # waits for nor blocks the writer, so a scrape never queues behind a worker's commit
+        # or the WAL checkpoint (an fsync) that a commit may run while holding `_lock`.
+        self._reader = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None, timeout=30)
+        self._reader.execute("PRAGMA query_only=1")
+        self._read_lock = threading.Lock()
 
     def _migrate(self) -> None:
         """Bring the store to SCHEMA_VERSION, inside the caller's transaction. A store from a
@@ -81,6 +88,8 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+        with self._read_lock:
+            self._reader.close()
 
     # -- writes ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -104,6 +113,11 @@ class JobStore:
     def _exec(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._con.execute(sql, tuple(params))
+
+    def _read(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        """A read for status figures, on the reader connection (committed data only)."""
+        with self._read_lock:
+            return self._reader.execute(sql, tuple(params)).fetchall()
 
     def enqueue(self, path: str, root: str, size: int, mtime_ns: int, fingerprint: str,
                 detected_at: float | None = None) -> int:
@@ -331,13 +345,13 @@ class JobStore:
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ACTIVE + FINAL}
-        for status, n in self._exec("SELECT status, n FROM job_counts"):
+        for status, n in self._read("SELECT status, n FROM job_counts"):
             out[status] = n
         return out
 
     def last_success_at(self) -> float | None:
-        return self._exec(
-            "SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]
+        return self._read(
+            "SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'")[0][0]
 
     def history(self, limit: int | None = 50, status: str | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs"
