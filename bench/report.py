@@ -169,6 +169,19 @@ ROWS = (
         lambda m: f"**{m['busy_answer_max_seconds']:.2f} s** at most",
         lambda m, t: (m["busy_answer_max_seconds"] < t["api_max_wait_seconds"]
                       + t["busy_answer_beyond_wait_seconds_max"]), "busy"),
+    Row("language", lambda t: f"language decision accuracy ≥ {t['accuracy_min']:g}",
+        lambda m: (f"**{m['accuracy']:.3f}** ({len(m['items'])} files; the single-language "
+                   f"ones {m['accuracy_single_language_items']:.3f})"),
+        lambda m, t: m["accuracy"] >= t["accuracy_min"], "accuracy"),
+    Row("language", lambda t: "not below faster-whisper's own (first 30 s) detection",
+        lambda m: (f"baseline **{m['baseline_accuracy']:.3f}** (single-language ones "
+                   f"{m['baseline_accuracy_single_language_items']:.3f})"),
+        lambda m, t: m["accuracy"] >= m["baseline_accuracy"], "not_below_baseline"),
+    Row("language", lambda t: "cost per file (no target)",
+        lambda m: (f"mean {m['seconds_per_file']['mean']:.2f} s vs baseline "
+                   f"{m['baseline_seconds_per_file']['mean']:.2f} s; decided by tag "
+                   f"{m['seconds_per_file_decided_by_tag']['p50']:.3f} s, by vote "
+                   f"{m['seconds_per_file_decided_by_vote']['p50']:.2f} s (p50)")),
     Row("soak", lambda t: (f"RSS growth job {t['early_job']} → {t['jobs']} < "
                            f"{t['rss_growth_job50_to_job500_percent_max']:g} %"),
         lambda m: (f"{m['rss_after_job_early_mib']:.1f} → {m['rss_after_last_job_mib']:.1f} MiB "

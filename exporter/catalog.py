@@ -18,9 +18,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..pipeline.contract import (
     FAILURE_LABELS,
     FAILURE_REASONS,
+    LANGUAGE_LABELS,
+    LANGUAGE_SOURCES,
     NOTIFY_RESULTS,
     NOTIFY_TARGETS,
     OUTCOMES,
+    OUTPUT_KINDS,
     RETRY_RESULTS,
     SKIP_REASONS,
     SOURCES,
@@ -74,6 +77,10 @@ RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 # * a media-server refresh or webhook on a LAN answers in milliseconds; a slow one up to the
 #   client's 10 s timeout (pipeline/notify/http.py), which is the last bucket edge.
 NOTIFY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# * a language decision's probability: forced, tagged and English-only decisions are 1; a vote
+#   on one language is above 0.9; a mixed file splits near 0.5; 0.6 is the default threshold
+#   (`language_min_confidence`), so it is an edge.
+CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1)
 
 
 def _one_of(values) -> str:
@@ -89,9 +96,13 @@ LABEL_PATTERNS: dict[str, str] = {
     "outcome": _one_of(OUTCOMES),
     "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
     "worker": r"[0-9]{1,3}",
-    "source": _one_of(SOURCES),
+    # `source`: a job's origin (folder|api) on the outcome metrics, and where a language
+    # decision came from on scribewatch_language_decisions_total. Two fixed sets, one name.
+    "source": _one_of([*SOURCES, *LANGUAGE_SOURCES]),
     "endpoint": _one_of(API_ENDPOINTS),
     "code": _one_of([*API_CODES, "other"]),
+    "language": _one_of(sorted(LANGUAGE_LABELS)),
+    "kind": _one_of(OUTPUT_KINDS),
     "role": _one_of(ROLES),
     "model": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
     "device": r"[a-z]+(:[0-9]+)?",
@@ -182,6 +193,24 @@ FAMILIES: tuple[Family, ...] = (
            "histogram_quantile(0.95, sum by (le, endpoint) "
            "(rate(scribewatch_api_request_duration_seconds_bucket[30m])))",
            labels=("endpoint",), buckets=STAGE_BUCKETS, known=_pairs(API_ENDPOINTS)),
+    # Languages: Whisper's codes and `unknown` (101 values) by 5 sources; only the pairs that
+    # occur are created (a library has a handful of languages).
+    Family("scribewatch_language_decisions_total", "counter",
+           "Jobs whose language was decided, by language and by where it came from (forced, "
+           "tag, model, vote, default).", PIPELINE,
+           "sum by (language, source) (increase(scribewatch_language_decisions_total[1d]))",
+           labels=("language", "source")),
+    Family("scribewatch_language_decision_confidence_ratio", "histogram",
+           "The probability of each language decision (1 for forced, tagged and English-only "
+           "decisions; the vote's share otherwise).", PIPELINE,
+           "sum(rate(scribewatch_language_decision_confidence_ratio_bucket{le=\"0.6\"}[1d])) / "
+           "sum(rate(scribewatch_language_decision_confidence_ratio_count[1d]))",
+           buckets=CONFIDENCE_BUCKETS),
+    Family("scribewatch_subtitles_written_total", "counter",
+           "Succeeded jobs' subtitles by kind: the spoken language's (transcription) and "
+           "Whisper's English translation (`translate_to_english`).", PIPELINE,
+           "sum by (kind) (increase(scribewatch_subtitles_written_total[1d]))",
+           labels=("kind",), known=_pairs(OUTPUT_KINDS)),
     Family("scribewatch_audio_seconds_total", "counter",
            "Seconds of audio transcribed by succeeded jobs.", PIPELINE,
            "rate(scribewatch_audio_seconds_total[5m])"),

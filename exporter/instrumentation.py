@@ -15,9 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from ..pipeline.contract import (
     FAILURE_REASONS,
+    LANGUAGE_LABELS,
+    LANGUAGE_SOURCES,
     NOTIFY_RESULTS,
     NOTIFY_TARGETS,
     OUTCOMES,
+    OUTPUT_KINDS,
     SKIP_REASONS,
     SOURCES,
     STAGES,
@@ -71,6 +74,10 @@ class PrometheusReporter:
                               for e in catalog.API_ENDPOINTS}
         self._load_failures = m["scribewatch_model_load_failures_total"]
         self._suspects = m["scribewatch_suspect_transcripts_total"]
+        self._languages = m["scribewatch_language_decisions_total"]
+        self._confidence = m["scribewatch_language_decision_confidence_ratio"]
+        self._written = {k: m["scribewatch_subtitles_written_total"].labels(k)
+                         for k in OUTPUT_KINDS}
         self._load_seconds = m["scribewatch_model_load_seconds"]
         self._model_info = m["scribewatch_model_info"]
         self._model_labels: tuple[str, str, str] | None = None
@@ -188,6 +195,21 @@ class PrometheusReporter:
     @_records
     def notification_queue(self, length: int) -> None:
         self._notify_queue.set(length)
+
+    @_records
+    def language_decided(self, language: str, source: str, probability: float) -> None:
+        if language not in LANGUAGE_LABELS or source not in LANGUAGE_SOURCES:
+            raise ValueError(f"unknown language {language!r} or source {source!r}")
+        self._languages.labels(language, source).inc()
+        self._confidence.observe(min(1.0, max(0.0, probability)))
+
+    @_records
+    def subtitles_written(self, kind: str) -> None:
+        try:
+            child = self._written[kind]
+        except KeyError:
+            raise ValueError(f"unknown output kind {kind!r}") from None
+        child.inc()
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod

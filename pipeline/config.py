@@ -21,6 +21,9 @@ from .settings import (
     ConfigError,
     Setting,
     auth_check,
+    code_check,
+    codes_check,
+    folder_languages_check,
     language_check,
     listen_check,
     nice_check,
@@ -94,6 +97,32 @@ class Config:
         "transcription until it ends.")
     language: str = setting(
         "auto", "auto (detect) or a forced ISO 639-1 code.", check=language_check)
+    folder_languages: dict = setting(
+        {}, "Folder: language forced for every file under it (`/media/anime: ja`); the "
+        "deepest matching folder wins, over `language`, tags and detection.",
+        check=folder_languages_check)
+    language_min_confidence: float = setting(
+        0.6, "A detected language (the vote over windows of speech across the file) below this "
+        "share of the vote is uncertain: `language_uncertain_action` decides.", minimum=0)
+    language_uncertain_action: str = setting(
+        "skip", "What an uncertain detection does: `skip` the file (reason "
+        "`language_uncertain`) or use `default_language`.", choices=("skip", "default"))
+    default_language: str = setting(
+        "en", "The language used when detection is uncertain and "
+        "`language_uncertain_action: default`.", check=code_check)
+    preferred_audio_languages: tuple[str, ...] = setting(
+        [], "Audio track languages to transcribe, best first (e.g. ja, en); else the "
+        "default-flagged track, else the first. A commentary track is never chosen by "
+        "default.", check=codes_check)
+    translate_to_english: bool = setting(
+        False, "Also write `<stem>.en.<fmt>` with Whisper's translation for a file that is not "
+        "in English (a multilingual model), unless an English subtitle exists.")
+    write_original_language: bool = setting(
+        True, "Write the subtitle in the spoken language. Off (with `translate_to_english`): "
+        "a file in another language gets the English translation only.")
+    max_cps: float = setting(
+        20.0, "Reading speed: at most this many characters per second on screen per cue.",
+        minimum=1)
     beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
     vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
     batch_size: int = setting(
@@ -345,6 +374,9 @@ def _cross_check(values: dict) -> None:
     if values["output_mode"] == "output_dir" and not values["output_dir"]:
         raise ConfigError("invalid value 'output_dir' for 'output_mode': "
                           "set 'output_dir' to the folder subtitles should go to")
+    if not (values["write_original_language"] or values["translate_to_english"]):
+        raise ConfigError("invalid value false for 'write_original_language': with "
+                          "'translate_to_english' off too there would be nothing to write")
     if not values["watch_dirs"]:
         raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
     for server in ("jellyfin", "emby", "plex"):

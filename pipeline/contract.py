@@ -10,8 +10,8 @@
   `snapshot(details=True)` adds what the status page lists (next queued files, recent failures,
   today's figures), which a scrape never pays for;
 * `JobControl`: what an observer may ask the daemon to do (retry a failed job: the status page);
-* the web settings' formats (listen address, TLS pair, password hashes): config checks them at
-  start and the exporter when it is built on its own, with these same functions;
+* the web settings' formats (listen address, TLS pair, password hashes; `web_settings.py`,
+  re-exported here): config checks them at start, the exporter when it is built on its own;
 * `ApiQueue`: the HTTP transcription API (the exporter) hands requests to the daemon's workers,
   which take them ahead of the folder backlog (`pipeline/api_jobs.py`).
 
@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import re
-from typing import Mapping, Protocol
+from typing import Protocol
+
+# Whisper's codes and `unknown`: the bounded values of a `language` label (pure data).
+from .languages import LANGUAGE_LABELS  # noqa: F401
+
+# The web settings' parsers (pure functions), shared with config through this module.
+from .web_settings import parse_listen, tls_pair, validate_tokens, validate_users  # noqa: F401
 
 # -- stages, outcomes, reasons -----------------------------------------------------------------
 # The four stages, in order. The exporter labels stage metrics with these names.
@@ -33,6 +38,15 @@ STAGES = ("probe", "decode", "transcribe", "write")
 OUTCOMES = ("succeeded", "failed", "skipped")
 # Where a job came from: a watched folder, or an upload to the HTTP API (a label on job metrics).
 SOURCES = ("folder", "api")
+
+# Where a file's language came from (language_chain.py): a folder or `language` setting, the
+# audio stream's tag, the English-only model, the vote over the speech, or `default_language`
+# after an uncertain vote. The `source` label of scribewatch_language_decisions_total.
+LANGUAGE_SOURCES = ("forced", "tag", "model", "vote", "default")
+
+# What a job writes: subtitles in the spoken language, and Whisper's English translation
+# (`translate_to_english`). The `kind` label of scribewatch_subtitles_written_total.
+OUTPUT_KINDS = ("transcription", "translation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +90,11 @@ SKIPS: tuple[Reason, ...] = (
            "the container carries a subtitle stream in the target language"),
     Reason("no_speech", None, False, "VAD found no speech (silence, music only, an audio "
            "stream with no samples): an empty track is useless, so none is written"),
+    Reason("language_uncertain", None, False, "the language vote across the file is below "
+           "`language_min_confidence` (a mixed or unclear file) and "
+           "`language_uncertain_action` is `skip`"),
+    Reason("language_mismatch", None, False, "the model transcribes English only (`*.en`) and "
+           "the audio track's tag (or a forced language) says another language"),
 )
 
 # reason -> (stage it is reported under, transient?)
@@ -147,6 +166,13 @@ class Reporter(Protocol):
     def notification_queue(self, length: int) -> None:
         """Notification items waiting to be sent now."""
 
+    def language_decided(self, language: str, source: str, probability: float) -> None:
+        """A job's language was decided: a code of LANGUAGE_LABELS, a LANGUAGE_SOURCES entry,
+        and its probability (0..1)."""
+
+    def subtitles_written(self, kind: str) -> None:
+        """A job wrote its subtitles of `kind` (OUTPUT_KINDS), whatever the number of formats."""
+
 
 class NullReporter:
     """A Reporter that records nothing (one-shot CLI, unit tests of the pipeline)."""
@@ -162,6 +188,8 @@ class NullReporter:
     def notification_finished(self, target, result): pass
     def notification_request(self, target, seconds): pass
     def notification_queue(self, length): pass
+    def language_decided(self, language, source, probability): pass
+    def subtitles_written(self, kind): pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,56 +371,3 @@ class ApiQueue(Protocol):
     def submit(self, request: ApiRequest) -> ApiTicket:
         """Queue `request` ahead of the folder backlog. When no worker takes it within
         `max_wait_seconds`, its future fails with ApiFailed(503, "busy")."""
-
-
-# -- web settings: one parser each, for config (at start) and the exporter (when built) --------
-_BCRYPT = re.compile(r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$")
-_SHA256 = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """'HOST:PORT', '[IPv6]:PORT' → (host, port); port 0 = any free one. Raises ValueError."""
-    host, sep, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"listen {listen!r}: put an IPv6 address in brackets, e.g. [::]:9847")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen {listen!r}: expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847")
-    return host, int(port)
-
-
-def tls_pair(cert_file: str | None, key_file: str | None) -> tuple[str, str] | None:
-    """(cert, key), or None for plain HTTP. Raises ValueError when only one is set."""
-    if bool(cert_file) != bool(key_file):
-        raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
-    return (cert_file, key_file) if cert_file else None
-
-
-def validate_users(users: Mapping[str, str]) -> dict[str, str]:
-    """The basic-auth users, checked: every value must be a bcrypt or sha256 hash, so a config
-    can never hold a plain password. Raises ValueError."""
-    checked = {}
-    for user, hashed in users.items():
-        if not isinstance(user, str) or not user or ":" in user:
-            raise ValueError(f"basic_auth_users: bad user name {user!r} (non-empty, no ':')")
-        if not isinstance(hashed, str) or not (_BCRYPT.match(hashed) or _SHA256.match(hashed)):
-            raise ValueError(
-                f"basic_auth_users: user {user!r}: the value must be a bcrypt hash ($2b$…, "
-                "e.g. from `htpasswd -nBC 12 USER`) or sha256:<64 hex digits>, never a plain "
-                "password")
-        checked[user] = hashed
-    return checked
-
-
-_TOKEN_HASH = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
-
-
-def validate_tokens(tokens) -> tuple[str, ...]:
-    """The API's bearer tokens, as `sha256:<hex>` of each token (a token is random and long, so
-    an unsalted hash is enough), never the token itself. Raises ValueError."""
-    for t in tokens:
-        if not isinstance(t, str) or not _TOKEN_HASH.match(t):
-            raise ValueError("api_tokens: each value must be sha256:<64 hex digits> of a token "
-                             "(`printf %s TOKEN | sha256sum`), never the token itself")
-    return tuple(t.lower() for t in tokens)

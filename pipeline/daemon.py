@@ -57,7 +57,7 @@ class Daemon:
         self.api = ApiJobs(self.model, self.runner.options, notify=self._notify,
                            max_wait_seconds=cfg.api_max_wait_seconds)
         self.intake = Intake(self.store, settings=cfg,
-                             target_language=lambda: self.runner.target_language,
+                             target_language=self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify)
         self.watcher = Watcher(
             cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
@@ -242,7 +242,8 @@ class Daemon:
         self._announce(job.id)
 
     def _succeeded(self, running: Running, result: RunResult) -> None:
-        job, transcript, outputs = running.job, result.transcript, result.outputs
+        job, transcript = running.job, result.transcript
+        outputs = result.outputs + result.translation
         finished = time.time()
         processing = finished - job.started_at
 
@@ -253,6 +254,10 @@ class Daemon:
             self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
+            if result.outputs:
+                self.reporter.subtitles_written("transcription")
+            if result.translation:
+                self.reporter.subtitles_written("translation")
             self._announce(job.id)
         if not running.settle(succeeded):
             return   # shutdown re-queued it meanwhile: the next start writes it again, atomically

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Intake:
-    def __init__(self, store: JobStore, *, settings, target_language: Callable[[], str | None],
+    def __init__(self, store: JobStore, *, settings, target_language: Callable[[Path], str | None],
                  output_dir: Path | None, on_queued: Callable[[], None],
                  reporter: Reporter | None = None):
         self.store = store
@@ -81,7 +81,8 @@ class Intake:
     def _subtitle_exists(self, path: str, root: str, size, mtime_ns, fingerprint: str,
                          latest: Job | None) -> bool:
         """Skip (recorded and counted) a file the skip policy rules out before reading it."""
-        facts = skip_policy.Facts(Path(path), Path(root), self.target_language(), self.output_dir,
+        facts = skip_policy.Facts(Path(path), Path(root), self.target_language(Path(path)),
+                                  self.output_dir,
                                   own_outputs=tuple(latest.outputs) if latest else ())
         try:
             skip_policy.check(skip_policy.BEFORE_READING, self.settings, facts)

@@ -53,6 +53,8 @@ class Job:
     strikes: int = 0                        # of them, in a row at one point
     crash_point: str | None = None          # where the last one was: 'transcribe@60'
     crash_seq: int | None = None            # which death of the daemon that was
+    # Schema version 3: forced, tag, model, vote or default (language_chain.py).
+    language_source: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import SkipJob, StageError
 from .languages import to_iso639_1
+from .tracks import AudioTrack, SubtitleTrack, audio_track
 
 SAMPLE_RATE = 16000
 
@@ -136,11 +137,24 @@ def _claimed_seconds(container, stream) -> float | None:
     return None
 
 
-def _audio_stream(container):
-    """The first audio stream FFmpeg can decode, else the first audio stream, else None. A
-    damaged header can leave a stream without a codec (its codec context is None)."""
+def _audio_stream(container, index: int | None = None):
+    """The audio stream with the container's stream `index`; without one, the first audio
+    stream FFmpeg can decode, else the first audio stream, else None. A damaged header can
+    leave a stream without a codec (its codec context is None)."""
     audio = list(container.streams.audio)
+    if index is not None:
+        chosen = next((s for s in audio if s.index == index), None)
+        if chosen is not None:
+            return chosen
     return next((s for s in audio if s.codec_context is not None), audio[0] if audio else None)
+
+
+def _dispositions(stream) -> set[str]:
+    """FFmpeg's disposition flags of a stream, by name (`default`, `forced`, `comment`)."""
+    flags = getattr(stream, "disposition", None)
+    if flags is None:
+        return set()
+    return {name for name, member in type(flags).__members__.items() if member and member in flags}
 
 
 def _close(container) -> None:
@@ -162,8 +176,10 @@ class ProbeResult:
     audio_streams: int
     channels: int
     sample_rate: int
-    subtitle_languages: tuple[str, ...]   # ISO 639-1 codes of embedded subtitle streams
+    subtitle_languages: tuple[str, ...]   # Whisper codes of embedded full subtitle streams
     container: str
+    audio_tracks: tuple[AudioTrack, ...] = ()
+    subtitle_tracks: tuple[SubtitleTrack, ...] = ()   # forced-only ones too
 
 
 def probe(path: Path) -> ProbeResult:
@@ -208,15 +224,23 @@ def _probe_streams(container, path: Path) -> ProbeResult:
     if stream is None:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
         raise StageError("no_audio_stream", f"{path}: no audio stream ({kinds})")
-    subs = tuple(sorted({code for s in container.streams.subtitles
-                         if (code := to_iso639_1(_tag(s.metadata.get("language"))))}))
+    tracks = tuple(audio_track(s.index, _tag(s.metadata.get("language")),
+                               _tag(s.metadata.get("title")) or "", _dispositions(s),
+                               s.codec_context is not None)
+                   for s in container.streams.audio)
+    subtitles = tuple(SubtitleTrack(to_iso639_1(_tag(s.metadata.get("language"))),
+                                    "forced" in _dispositions(s))
+                      for s in container.streams.subtitles)
+    # A forced-only stream (signs, the foreign lines) is not the file's subtitles.
+    subs = tuple(sorted({t.language for t in subtitles if t.language and not t.forced}))
     codec = stream.codec_context
     return ProbeResult(duration=_claimed_seconds(container, stream),
                        audio_codec=(codec.name if codec is not None else None) or "unknown",
                        audio_streams=len(container.streams.audio),
                        channels=(codec.channels if codec is not None else 0) or 0,
                        sample_rate=(codec.sample_rate if codec is not None else 0) or 0,
-                       subtitle_languages=subs, container=container.format.name)
+                       subtitle_languages=subs, container=container.format.name,
+                       audio_tracks=tracks, subtitle_tracks=subtitles)
 
 
 # -- decode ------------------------------------------------------------------------------------
@@ -230,8 +254,9 @@ MIN_SAMPLE_RATE = 1000
 _PACKET_BYTES_PER_FILE_BYTE = 4
 
 
-def decode(path: Path) -> np.ndarray:
-    """The first decodable audio stream as 16 kHz mono float32, what Whisper takes.
+def decode(path: Path, stream_index: int | None = None) -> np.ndarray:
+    """The audio stream `stream_index` (the container's index; None: the first decodable one)
+    as 16 kHz mono float32, what Whisper takes.
 
     Damaged packets are skipped and the rest is kept, as players do; audio mostly or wholly
     damaged is a `decode_error`. A stream that is simply empty is skipped as `no_speech`.
@@ -243,7 +268,7 @@ def decode(path: Path) -> np.ndarray:
     except OSError as e:
         raise _source_error(e, path, "decode") from None
     try:
-        out = _decode_audio(path, size)
+        out = _decode_audio(path, size, stream_index)
     except (av.error.FFmpegError, *_LIBRARY_ERRORS) as e:
         if not _from_library(e):
             raise
@@ -273,7 +298,7 @@ class _Decoded:
     claimed: float | None = None   # seconds the container says it holds
 
 
-def _decode_audio(path: Path, size: int) -> _Decoded:
+def _decode_audio(path: Path, size: int, stream_index: int | None = None) -> _Decoded:
     """faster_whisper.decode_audio's result (s16 resampling, then scaled to float), without the
     full `gc.collect()` it ends with: that holds the GIL for tens of milliseconds on a loaded
     machine, and every /metrics answer waits behind it. Packet by packet, so that one damaged
@@ -317,7 +342,7 @@ def _decode_audio(path: Path, size: int) -> _Decoded:
 
     container = open_container(path)
     try:
-        stream = _audio_stream(container)
+        stream = _audio_stream(container, stream_index)
         if stream is None:
             raise StageError("decode_error", f"{path}: no audio stream to decode")
         codec = stream.codec_context

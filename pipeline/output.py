@@ -27,14 +27,20 @@ def output_paths(source: Path, root: Path, language: str, formats,
 
 
 def find_sidecar(source: Path, language: str, folders: list[Path]) -> Path | None:
-    """An existing subtitle for `language`: Movie.en.srt, Movie.eng.srt, Movie.en.forced.srt, …"""
+    """An existing full subtitle for `language`: Movie.en.srt, Movie.eng.srt, Movie.German.srt,
+    Movie.en.sdh.srt, … — not a forced-only one (Movie.en.forced.srt: signs and foreign lines)."""
     codes = codes_for(language)
     stem = source.stem.lower()
     for folder in folders:
         for code, name in _subtitle_index(folder).get(stem, ()):
-            if code in codes:
+            if code in codes and not _forced_only(name, stem):
                 return folder / name
     return None
+
+
+def _forced_only(name: str, stem: str) -> bool:
+    """`forced` among the name's parts after the stem (Movie.de.forced.srt)."""
+    return "forced" in name.lower()[len(stem):].split(".")
 
 
 # folder -> (its mtime, {lower-case stem: [(language code, file name)]}). A startup scan asks

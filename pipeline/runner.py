@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 
-from . import skip_policy, stages
+from . import language_chain, skip_policy, stages
 from .errors import StageError
 from .guards import check_transcript
+from .language import vote_language
+from .language_chain import ChainSettings, LanguageChoice
 from .model import ModelManager
 from .output import output_paths
+from .tracks import choose_audio_track
 from .transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,9 @@ class JobHooks:
     def decoded(self, audio_seconds: float) -> None: ...
     def transcribed(self, transcript: Transcript) -> None: ...
 
+    def language_decided(self, choice: LanguageChoice) -> None:
+        """The file's language (and how it was decided), before a skip it may cause."""
+
     def progressed(self, ratio: float, passes_before: int) -> None:
         """`ratio` of the audio transcribed in this pass; `passes_before`: 1 in the re-run."""
 
@@ -66,6 +73,8 @@ class RunResult:
     transcript: Transcript
     outputs: list[str]
     findings: tuple[str, ...] = ()   # the guard's, when it re-ran (also in transcript.suspect)
+    choice: LanguageChoice | None = None
+    translation: list[str] = dataclasses.field(default_factory=list)   # <stem>.en.* written
 
 
 class Runner:
@@ -76,41 +85,96 @@ class Runner:
         self.options = options
         self.output_dir = output_dir
 
-    @property
-    def target_language(self) -> str | None:
-        """Known before transcription when forced, or when the model only speaks English."""
-        if self.options.language:
-            return self.options.language
-        if self.model.name.endswith(".en"):
-            return "en"
-        return None
+    @functools.cached_property
+    def chain(self) -> ChainSettings:
+        return ChainSettings.from_config(self.cfg, self.model.name)
+
+    def target_language(self, path: Path) -> str | None:
+        """Known before reading: forced (by folder or setting), or English for a `*.en` model."""
+        return language_chain.target_before_reading(self.chain, path)
 
     def run(self, path: Path, root: Path, hooks: JobHooks, *, own_outputs=(),
             checked_before_reading: bool = True) -> RunResult:
         """Raises `SkipJob`, `StageError` or `stages.Cancelled`. `checked_before_reading`: the
         caller (intake) already asked the policy's BEFORE_READING rules."""
-        facts = skip_policy.Facts(path, root, self.target_language, self.output_dir,
+        facts = skip_policy.Facts(path, root, self.target_language(path), self.output_dir,
                                   own_outputs=tuple(own_outputs))
         if not checked_before_reading:
             skip_policy.check(skip_policy.BEFORE_READING, self.cfg, facts)
         probe = hooks.timed("probe", stages.probe, path)
         hooks.probed(probe)
-        skip_policy.check(skip_policy.PROBED, self.cfg, dataclasses.replace(facts, probe=probe))
-        audio = hooks.timed("decode", stages.decode, path)
+        facts = dataclasses.replace(facts, probe=probe)
+        skip_policy.check(skip_policy.PROBED, self.cfg, facts)
+        track = choose_audio_track(probe.audio_tracks, tuple(self.cfg.preferred_audio_languages))
+        choice, asked = language_chain.decide_before_audio(self.chain, path, track)
+        if choice is not None:   # known without listening: skip before decoding
+            facts = self._decided(choice, facts, hooks)
+        audio = hooks.timed("decode", stages.decode, path, track.index if track else None)
         hooks.decoded(len(audio) / stages.SAMPLE_RATE)
-        transcript, findings = hooks.timed("transcribe", self._transcribe, audio, hooks)
-        del audio
+        transcript, findings, choice, facts = hooks.timed(
+            "transcribe", self._transcribe, audio, hooks, choice, asked, facts)
         hooks.transcribed(transcript)
         skip_policy.check(skip_policy.TRANSCRIBED, self.cfg,
-                          dataclasses.replace(facts, probe=probe, transcript=transcript))
+                          dataclasses.replace(facts, transcript=transcript))
         if not path.exists():
             raise StageError("vanished", f"{path}: the file was removed during the job", "write")
+        written = self._write(transcript, path, root, hooks)
+        if self._translation_only(choice):   # the transcript is the English translation
+            return RunResult(transcript, [], findings, choice, written)
+        translation = []
+        if self._wants_translation(choice, facts):
+            english = hooks.timed("transcribe", self._translate, audio, hooks, choice)
+            translation = self._write(english, path, root, hooks)
+        return RunResult(transcript, written, findings, choice, translation)
+
+    def _write(self, transcript: Transcript, path: Path, root: Path, hooks) -> list[str]:
         targets = output_paths(path, root, transcript.language, self.cfg.output_formats,
                                self.output_dir)
-        outputs = hooks.timed("write", stages.write, transcript, targets)
-        return RunResult(transcript, outputs, findings)
+        return hooks.timed("write", functools.partial(stages.write, max_cps=self.cfg.max_cps),
+                           transcript, targets)
 
-    def _transcribe(self, audio, hooks: JobHooks) -> tuple[Transcript, tuple[str, ...]]:
+    def _decided(self, choice: LanguageChoice, facts: skip_policy.Facts,
+                 hooks: JobHooks) -> skip_policy.Facts:
+        """Record the decision; raise its skip, or the skip policy's for that language."""
+        log.info("%s: language %s from %s (%.2f) [%s]", facts.path, choice.language,
+                 choice.source, choice.probability, choice.summary)
+        hooks.language_decided(choice)
+        if choice.skip is not None:
+            raise choice.skip
+        # The language of what will be written: the skip rules look for that subtitle.
+        written = "en" if self._translation_only(choice) else choice.language
+        facts = dataclasses.replace(facts, language=written)
+        skip_policy.check(skip_policy.DECIDED, self.cfg, facts)
+        return facts
+
+    def _translation_only(self, choice: LanguageChoice) -> bool:
+        """`write_original_language: false`: a file in another language gets English only."""
+        return (not self.cfg.write_original_language and self.cfg.translate_to_english
+                and not self.chain.english_only and choice.language not in ("en", "unknown"))
+
+    def _wants_translation(self, choice: LanguageChoice, facts: skip_policy.Facts) -> bool:
+        if not self.cfg.translate_to_english or choice.language in ("en", "unknown"):
+            return False
+        if self.chain.english_only:
+            return False   # cannot happen (its files are English or skipped); never translate
+        skip = skip_policy.subtitle_in(self.cfg, facts, "en")
+        if skip is not None:
+            log.info("no English translation: %s", skip.message)
+            return False
+        return True
+
+    def _translate(self, audio, hooks: JobHooks, choice: LanguageChoice) -> Transcript:
+        """Whisper's translate task: English text for speech in `choice.language`."""
+        options = dataclasses.replace(self.options, language=choice.language, task="translate")
+        with self._model() as model:
+            transcript = stages.transcribe(
+                model, audio, options, model_name=self.model.name,
+                on_progress=lambda p: hooks.progressed(p, 2), should_stop=hooks.should_stop)
+        return dataclasses.replace(transcript, language="en",
+                                   language_probability=choice.probability)
+
+    @contextlib.contextmanager
+    def _model(self):
         try:
             use = self.model.use()
             model = use.__enter__()   # entered here so a load failure is the job's reason code
@@ -119,21 +183,40 @@ class Runner:
                              f"model {self.model.name} failed to load: {e}") from None
         with contextlib.ExitStack() as held:
             held.push(use)
+            yield model
+
+    def _transcribe(self, audio, hooks: JobHooks, choice: LanguageChoice | None, asked,
+                    facts: skip_policy.Facts):
+        """(transcript, the guard's findings, the language choice, facts). The vote runs here
+        when the settings and tags did not decide: it needs the model."""
+        with self._model() as model:
+            if choice is None:
+                choice = language_chain.decide_by_vote(
+                    self.chain, facts.path, asked,
+                    lambda: vote_language(model, audio,
+                                          uncertain_below=self.chain.min_confidence))
+                facts = self._decided(choice, facts, hooks)
+            only_english = self._translation_only(choice)
+            options = dataclasses.replace(self.options, language=choice.language,
+                                          task="translate" if only_english else "transcribe")
             duration = len(audio) / stages.SAMPLE_RATE
-            batched = (self.model.batched(model) if self.options.batch_size
-                       and duration >= self.options.batch_min_audio_seconds else None)
+            batched = (self.model.batched(model) if options.batch_size
+                       and duration >= options.batch_min_audio_seconds else None)
 
             def run(safer: bool) -> Transcript:
-                return stages.transcribe(
-                    model, audio, self.options, batched_pipeline=batched,
+                transcript = stages.transcribe(
+                    model, audio, options, batched_pipeline=batched,
                     model_name=self.model.name, safer=safer,
                     on_progress=lambda p: hooks.progressed(p, int(safer)),
                     should_stop=hooks.should_stop)
+                return dataclasses.replace(
+                    transcript, language="en" if only_english else choice.language,
+                    language_probability=choice.probability)
 
             transcript = run(False)
             findings = check_transcript(transcript)
             if not findings:
-                return transcript, ()
+                return transcript, (), choice, facts
             # Whisper loops and invents text on music and silence; one re-run with safer
             # settings usually fixes it. Either way the result says what was seen.
             log.warning("suspect transcript (%s): re-running with safer settings",
@@ -142,4 +225,5 @@ class Runner:
             transcript = run(True)
             after = check_transcript(transcript)
             flagged = [f"first run: {f}" for f in findings] + [f"after re-run: {f}" for f in after]
-            return dataclasses.replace(transcript, suspect=tuple(flagged)), tuple(findings)
+            return (dataclasses.replace(transcript, suspect=tuple(flagged)), tuple(findings),
+                    choice, facts)

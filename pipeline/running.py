@@ -81,11 +81,15 @@ class Running(JobHooks):
 
     def transcribed(self, transcript) -> None:
         model = self.daemon.model
-        self.daemon.store.update(self.job.id, language=transcript.language,
-                                 language_probability=transcript.language_probability,
-                                 model=model.name, device=model.device,
+        self.daemon.store.update(self.job.id, model=model.name, device=model.device,
                                  compute_type=model.compute_type,
                                  suspect=list(transcript.suspect) or None)
+
+    def language_decided(self, choice) -> None:
+        self.daemon.store.update(self.job.id, language=choice.language,
+                                 language_source=choice.source,
+                                 language_probability=choice.probability)
+        self.daemon.reporter.language_decided(choice.language, choice.source, choice.probability)
 
     def progressed(self, ratio: float, passes_before: int) -> None:
         self.progress = ratio

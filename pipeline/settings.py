@@ -92,3 +92,20 @@ def tokens_check(tokens: tuple) -> str | None:
     except ValueError as e:
         return str(e).removeprefix("api_tokens: ")
     return None
+
+
+def code_check(value: str) -> str | None:
+    from .languages import to_iso639_1
+
+    return None if to_iso639_1(value) else "expected a language code or name such as 'en'"
+
+
+def codes_check(values) -> str | None:
+    return next((f"{v!r}: {why}" for v in values if (why := code_check(v))), None)
+
+
+def folder_languages_check(folders: dict) -> str | None:
+    for folder, code in folders.items():
+        if not isinstance(code, str) or code_check(code):
+            return f"folder {folder!r}: expected a language code such as 'ja', not {code!r}"
+    return None

@@ -3,7 +3,13 @@
 A rule is a function `(settings, facts) -> SkipJob | None`, registered with `@rule(point)` for
 the point of a job where it can decide: `BEFORE_READING` (intake, before the file is read: only
 the path, and the target language when it is known in advance), `PROBED` (the container's
-streams are known) or `TRANSCRIBED` (the spoken language and the text are known). `settings` is
+streams are known), `DECIDED` (the file's language is decided: forced, tag, model or vote,
+language_chain.py) or `TRANSCRIBED` (the text is known).
+
+"A subtitle already exists" is always about THE language the job would write: a sidecar
+`<stem>.<lang>.<ext>` in any spelling of it (`de`, `ger`, `deu`, `German`), or a subtitle stream
+tagged with it. A forced-only subtitle (`Movie.de.forced.srt`, the forced disposition) carries
+only signs and foreign lines: it does not count. `settings` is
 the `Config` (rules read their own setting from it); `facts` is what is known at that point.
 
 Adding a skip reason: its code in the reason table, its setting in the config, and one
@@ -23,7 +29,8 @@ from .media import ProbeResult
 from .output import find_sidecar
 from .transcript import Transcript
 
-BEFORE_READING, PROBED, TRANSCRIBED = "before_reading", "probed", "transcribed"
+BEFORE_READING, PROBED, DECIDED, TRANSCRIBED = ("before_reading", "probed", "decided",
+                                                "transcribed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Facts:
     # a reason to skip it.
     own_outputs: tuple[str, ...] = ()
     probe: ProbeResult | None = None        # from PROBED on
+    language: str | None = None             # from DECIDED on: the language the job writes
     transcript: Transcript | None = None    # at TRANSCRIBED
 
     def subtitle_folders(self) -> list[Path]:
@@ -47,7 +55,7 @@ class Facts:
 
 
 Rule = Callable[[Any, Facts], "SkipJob | None"]
-RULES: dict[str, list[Rule]] = {BEFORE_READING: [], PROBED: [], TRANSCRIBED: []}
+RULES: dict[str, list[Rule]] = {BEFORE_READING: [], PROBED: [], DECIDED: [], TRANSCRIBED: []}
 
 
 def rule(point: str) -> Callable[[Rule], Rule]:
@@ -81,13 +89,28 @@ def subtitle_for_target_language(settings, facts: Facts) -> SkipJob | None:
     return _existing_subtitle(facts, facts.target_language)
 
 
-@rule(PROBED)
-def embedded_subtitle(settings, facts: Facts) -> SkipJob | None:
-    language = facts.target_language
-    if settings.skip_embedded_subtitles and language and language in facts.probe.subtitle_languages:
+def subtitle_in(settings, facts: Facts, language: str, *, sidecars: bool = True
+                ) -> SkipJob | None:
+    """Why a subtitle in `language` is not needed (a sidecar, or an embedded full subtitle
+    stream), or None. Also asked for the English translation (`translate_to_english`)."""
+    if (sidecars and settings.skip_existing_subtitles
+            and (skip := _existing_subtitle(facts, language))):
+        return skip
+    if (settings.skip_embedded_subtitles and facts.probe is not None
+            and language in facts.probe.subtitle_languages):
         return SkipJob("embedded_subtitle",
                        f"{facts.path}: the container already has a '{language}' subtitle stream")
     return None
+
+
+@rule(DECIDED)
+def subtitle_for_decided_language(settings, facts: Facts) -> SkipJob | None:
+    """A subtitle in the decided language is there already, beside the file or inside it. The
+    sidecars of a language known before reading were looked for then (intake), not again."""
+    if not facts.language:
+        return None
+    return subtitle_in(settings, facts, facts.language,
+                       sidecars=facts.language != facts.target_language)
 
 
 @rule(TRANSCRIBED)
@@ -98,11 +121,3 @@ def no_speech(settings, facts: Facts) -> SkipJob | None:
     # An empty subtitle track is useless, and would mark the file as done.
     return SkipJob("no_speech",
                    f"{facts.path}: no speech found ({transcript.duration:.1f}s of audio)")
-
-
-@rule(TRANSCRIBED)
-def subtitle_for_detected_language(settings, facts: Facts) -> SkipJob | None:
-    """Language detected only now: a subtitle in that language may already be there."""
-    if not settings.skip_existing_subtitles or facts.target_language is not None:
-        return None   # known in advance: checked before reading
-    return _existing_subtitle(facts, facts.transcript.language)

@@ -115,12 +115,14 @@ def line_length(language: str) -> int:
     return 16 if language in _DENSE_SCRIPTS else 42
 
 
-def write(transcript: Transcript, targets: dict[str, Path]) -> list[str]:
-    """Render every format and write each atomically. Returns the written paths."""
+def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.0) -> list[str]:
+    """Render every format and write each atomically, cues at most `max_cps` characters per
+    second. Returns the written paths."""
     from .subtitles import RENDERERS, build_cues
 
     cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
-                      language=transcript.language)   # its line-break rules (English default)
+                      language=transcript.language,   # its line-break rules (English default)
+                      max_cps=max_cps)
     written = []
     try:
         for fmt, target in targets.items():

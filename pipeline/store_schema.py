@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
@@ -72,6 +72,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # claim_next puts suspects last; strikes in the index keeps the claim a covering search.
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
+    ),
+    # Where the job's language came from (language_chain.py): forced, tag, model, vote or
+    # default; `language` and `language_probability` are version 1's columns.
+    3: (
+        "ALTER TABLE jobs ADD COLUMN language_source TEXT",
     ),
 }
 

@@ -186,7 +186,7 @@ def cmd_transcribe(args) -> int:
         try:
             # No intake ran: the rules it applies before reading a file are the runner's here.
             result = runner.run(path, path.parent, hooks, checked_before_reading=False)
-            for written in result.outputs:
+            for written in result.outputs + result.translation:
                 print(written, flush=True)
         except SkipJob as s:
             print(f"skipped {path}: {s.message.removeprefix(f'{path}: ')} [{s.reason}]",

@@ -64,10 +64,13 @@ def cmd_history(args) -> int:
         for key, value in jobs[0].as_dict().items():
             print(f"{key:22} {value}")
         return EXIT_OK
-    print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':4}  path")
+    print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':7}  "
+          f"{'source':7}  {'prob':>4}  path")
     for j in jobs:
+        prob = "-" if j.language_probability is None else f"{j.language_probability:.2f}"
         print(f"{j.id:>5}  {j.status:9}  {(j.reason or '-'):19}  {j.attempts:>5}  "
-              f"{_fmt_seconds(j.audio_seconds):>8}  {(j.language or '-'):4}  {j.path}")
+              f"{_fmt_seconds(j.audio_seconds):>8}  {(j.language or '-'):7}  "
+              f"{(j.language_source or '-'):7}  {prob:>4}  {j.path}")
     return EXIT_OK
 
 

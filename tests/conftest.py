@@ -25,6 +25,24 @@ def model_dir() -> str:
     return harness.model_dir()
 
 
+@pytest.fixture(scope="session")
+def language_media(media, tmp_path_factory) -> dict[str, Path]:
+    """The language tests' media (tests/harness/language_media.py), made once per session."""
+    from tests.harness import language_media as made
+
+    harness.require_binary("ffmpeg")
+    return made.build(media, tmp_path_factory.mktemp("language-media"))
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory) -> str:
+    """The offline multilingual `base` (the `multilingual` extra), assembled once."""
+    from scribewatch.pipeline.model import resolve_model
+
+    folder, _ = resolve_model("base", str(tmp_path_factory.mktemp("models")))
+    return folder
+
+
 @pytest.fixture
 def daemon_factory(tmp_path, model_dir):
     """Build (not start) daemons; every one started is stopped at teardown."""

@@ -143,10 +143,42 @@ def notifications(cfg: Config, sel: Selectors) -> list[dict]:
     ]
 
 
+def languages(cfg: Config, sel: Selectors) -> list[dict]:
+    decisions = sel("scribewatch_language_decisions_total")
+    bucket = "scribewatch_language_decision_confidence_ratio_bucket"
+    uncertain, every = sel(bucket, 'le="0.6"'), sel(bucket, 'le="+Inf"')
+    return [
+        row("Languages"),
+        bargauge("Languages decided in time range", "Jobs per language "
+                 "(`increase(scribewatch_language_decisions_total[$__range])`, summed over "
+                 "sources). The library's languages; an unexpected one is a mislabelled "
+                 "folder or track.",
+                 [target("sort_desc(round(sum by (language) (increase("
+                         f"{decisions}[$__range]))) > 0)", "{{language}}", instant=True)],
+                 w=8, unit="short", thresholds=steps((None, BLUE))),
+        bargauge("Where the languages came from", "Decisions by source in the time range: "
+                 "`forced` (folder_languages / language), `tag` (the audio track's tag), "
+                 "`model` (English-only model), `vote` (detection across the file), `default` "
+                 "(an uncertain vote and `language_uncertain_action: default`). Many votes: "
+                 "tag the library or set folder languages — tags are cheaper and surer.",
+                 [target("round(sum by (source) (increase("
+                         f"{decisions}[$__range]))) > 0", "{{source}}", instant=True)],
+                 w=8, unit="short", thresholds=steps((None, BLUE))),
+        timeseries("Uncertain language decisions", "Share of decisions at or below 0.6 "
+                   "probability (`scribewatch_language_decision_confidence_ratio`; the default "
+                   "`language_min_confidence`): mixed-language files or music. They are skipped "
+                   "as `language_uncertain` or given `default_language`.",
+                   [target(f"sum by (job, instance) (rate({uncertain}[{sel.rate}])) / "
+                           f"(sum by (job, instance) (rate({every}[{sel.rate}])) > 0)",
+                           "{{instance}}")],
+                   w=8, unit="percentunit"),
+    ]
+
+
 def build(cfg: Config) -> dict:
     sel, n = Selectors(cfg), Names(cfg)
     panels = (stages(cfg, sel, n) + queue_and_jobs(cfg, sel, n) + model(cfg, sel)
-              + notifications(cfg, sel))
+              + notifications(cfg, sel) + languages(cfg, sel))
     return dashboard(cfg, "pipeline", "Pipeline",
                      "Where the time goes: stages, queue, jobs, the model, notifications.",
                      panels)

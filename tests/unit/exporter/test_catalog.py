@@ -10,7 +10,14 @@ import promql_parser
 import pytest
 
 from scribewatch.exporter import catalog, docs
-from scribewatch.pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, SOURCES, STAGES
+from scribewatch.pipeline.contract import (
+    FAILURE_LABELS,
+    LANGUAGE_SOURCES,
+    OUTCOMES,
+    SKIP_REASONS,
+    SOURCES,
+    STAGES,
+)
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Base units (Prometheus naming): seconds, bytes, ratio (0..1), celsius, watts, hertz; `_info`
@@ -31,9 +38,10 @@ NON_BASE_UNITS = re.compile(
 FORBIDDEN_LABELS = {"path", "file", "filename", "file_name", "dir", "directory", "folder",
                     "source", "url", "job_id", "id", "error", "message", "text",
                     "job", "instance", "le", "quantile"}
-# Names on the list above that issue 16 asks for with a fixed domain of values; the pattern
-# test below holds them to it (`source` is folder|api, never a file's origin).
-BOUNDED_EXCEPTIONS = {"source": "folder|api"}
+# Names from that list held to a fixed set of words. `source` is named by two issues: a job's
+# origin (folder|api) on the outcome metrics, and where a language decision came from on
+# `scribewatch_language_decisions_total{language, source}` — never a file.
+ENUMERATED = {"source": (*SOURCES, *LANGUAGE_SOURCES)}
 
 
 @pytest.mark.parametrize("f", catalog.FAMILIES, ids=lambda f: f.name)
@@ -62,9 +70,11 @@ def test_family_follows_prometheus_conventions(f: catalog.Family):
     assert len(set(f.labels)) == len(f.labels)
     for label in f.labels:
         assert NAME.match(label) and not label.startswith("__")
-        assert (label not in FORBIDDEN_LABELS
-                or catalog.LABEL_PATTERNS.get(label) == BOUNDED_EXCEPTIONS.get(label)), \
-            f"{f.name}: label {label!r} invites unbounded values"
+        if label in ENUMERATED:
+            assert catalog.LABEL_PATTERNS[label] == catalog._one_of(ENUMERATED[label])
+        else:
+            assert label not in FORBIDDEN_LABELS, \
+                f"{f.name}: label {label!r} invites unbounded values"
         assert label in catalog.LABEL_PATTERNS, f"{label}: declare its value domain"
     for values in f.known:
         assert len(values) == len(f.labels)

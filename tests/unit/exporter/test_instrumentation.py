@@ -351,7 +351,35 @@ def full_registry(tmp_path, fake_nvml):
     r.job_finished("skipped", reason="no_speech")
     r.job_retried("transcribe", "transcribe_error")
     r.model_loaded("tiny.en", "cpu", "int8", 0.8)
+    r.language_decided("de", "tag", 1.0)
+    r.subtitles_written("translation")
     return exporter.registry
+
+
+def test_language_decisions_are_counted_with_bounded_labels():
+    from prometheus_client import CollectorRegistry
+
+    from scribewatch.exporter.instrumentation import PrometheusReporter
+
+    registry = CollectorRegistry()
+    r = PrometheusReporter(registry)
+    r.language_decided("de", "tag", 1.0)
+    r.language_decided("de", "vote", 0.97)
+    r.language_decided("en", "vote", 0.49)
+    r.subtitles_written("transcription")
+    r.subtitles_written("translation")
+    get = registry.get_sample_value
+    assert get("scribewatch_language_decisions_total", {"language": "de", "source": "tag"}) == 1
+    assert get("scribewatch_language_decisions_total", {"language": "en", "source": "vote"}) == 1
+    assert get("scribewatch_language_decision_confidence_ratio_bucket", {"le": "0.5"}) == 1
+    assert get("scribewatch_language_decision_confidence_ratio_bucket", {"le": "0.99"}) == 2
+    assert get("scribewatch_language_decision_confidence_ratio_count") == 3
+    assert get("scribewatch_subtitles_written_total", {"kind": "translation"}) == 1
+    for bad in (("German", "tag"), ("de", "guess"), ("/media/film.mkv", "vote")):
+        with pytest.raises(ValueError):
+            r.language_decided(*bad, 1.0)
+    with pytest.raises(ValueError):
+        r.subtitles_written("karaoke")
 
 
 def test_registry_matches_the_catalog(full_registry):

@@ -193,3 +193,20 @@ def test_secrets_come_from_a_file_and_are_never_printed(tmp_path):
         config.load(None, environ={"SCRIBEWATCH_PLEX_TOKEN_FILE": str(tmp_path / "none")})
     with pytest.raises(config.ConfigError, match="unknown setting SCRIBEWATCH_PLEX_URL_FILE"):
         config.load(None, environ={"SCRIBEWATCH_PLEX_URL_FILE": str(secret)})
+def test_language_settings_from_the_environment_and_their_checks():
+    cfg = config.load(None, environ={
+        "SCRIBEWATCH_FOLDER_LANGUAGES": "{/media/anime: ja, /media/films/de: ger}",
+        "SCRIBEWATCH_PREFERRED_AUDIO_LANGUAGES": "jpn, English",
+        "SCRIBEWATCH_LANGUAGE_UNCERTAIN_ACTION": "default",
+        "SCRIBEWATCH_DEFAULT_LANGUAGE": "German",
+        "SCRIBEWATCH_MAX_CPS": "17"})
+    assert cfg.folder_languages == {"/media/anime": "ja", "/media/films/de": "ger"}
+    assert cfg.preferred_audio_languages == ("jpn", "English")
+    assert (cfg.language_uncertain_action, cfg.default_language, cfg.max_cps) == (
+        "default", "German", 17.0)
+    for key, value, why in (("preferred_audio_languages", "en,klingon", "'klingon'"),
+                            ("default_language", "und", "language code"),
+                            ("language_uncertain_action", "guess", "skip, default"),
+                            ("max_cps", "0", ">= 1")):
+        with pytest.raises(config.ConfigError, match=why):
+            config.load(None, environ={config.env_name(key): value})

@@ -27,7 +27,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setattr(intake_mod, "content_hash", spy)
     queued = []
     settings = types.SimpleNamespace(skip_existing_subtitles=True)   # the Config's skip setting
-    intake = Intake(store, settings=settings, target_language=lambda: "en", output_dir=None,
+    intake = Intake(store, settings=settings, target_language=lambda path: "en", output_dir=None,
                     on_queued=lambda: queued.append(1))
     yield intake, store, root, hashed, queued
     store.close()

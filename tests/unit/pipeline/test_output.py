@@ -30,14 +30,16 @@ def age(folder: Path, seconds: float) -> int:
     return t
 
 
-@pytest.mark.parametrize("name", ["Movie.en.srt", "Movie.eng.srt", "movie.EN.forced.srt",
+@pytest.mark.parametrize("name", ["Movie.en.srt", "Movie.eng.srt", "movie.EN.sdh.srt",
                                   "Movie.en.ass", "Movie.English.vtt"])
 def test_what_counts_as_an_english_subtitle(tmp_path, name):
     (tmp_path / name).write_text("x")
     assert find_sidecar(tmp_path / "Movie.mkv", "en", [tmp_path]) == tmp_path / name
 
 
+# A forced-only subtitle (signs, foreign lines) is not the film's subtitles.
 @pytest.mark.parametrize("name", ["Movie.de.srt", "Movie 2.en.srt", "Movie.en.txt",
+                                  "movie.EN.forced.srt", "Movie.eng.forced.ass",
                                   f".Movie.en.srt{output.TMP_MARK}1-ab"])
 def test_what_does_not(tmp_path, name):
     (tmp_path / name).write_text("x")

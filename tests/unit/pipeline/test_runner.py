@@ -73,3 +73,32 @@ def test_a_suspect_result_is_transcribed_again_with_safer_settings(runner, media
             and result.findings == ("repetition loop (test)",))
     assert result.transcript.suspect == ("first run: repetition loop (test)",)
     assert (1, 1.0) in hooks.ratios   # the re-run reports its own progress
+
+
+def test_max_cps_reaches_the_written_cues(model_dir, media, tmp_path):
+    """`max_cps` from the config is the reading speed of the written file: the licence read in
+    English (multilingual.mp3's first 30.5 s, dense speech) has more cues over 12 characters
+    per second at the default 20 than at `max_cps: 12` (real tiny.en). Speech this dense cannot
+    reach 12 everywhere: a cue is lengthened only into silence, never over the next one."""
+    from tests.harness import media as gen
+    from tests.harness.quality import check_readability, parse_srt
+
+    speech = gen.load_speech(media / "multilingual.mp3", 30.5)
+
+    def cues_at(max_cps: float | None, sub: str):
+        folder = tmp_path / sub
+        gen.write_wav(folder / "licence.wav", speech)
+        flags = {"watch_dirs": [str(folder)], "model": model_dir, "cpu_threads": 2}
+        if max_cps is not None:
+            flags["max_cps"] = max_cps
+        cfg = config.load(None, environ={}, flags=flags)
+        Runner(cfg, model_from_config(cfg), options_from_config(cfg), None).run(
+            folder / "licence.wav", folder, JobHooks())
+        return parse_srt((folder / "licence.en.srt").read_text())
+
+    default, slow = cues_at(None, "default"), cues_at(12, "slow")
+    assert check_readability(default) == []
+    assert check_readability(default, max_cps=12), "the licence at 20 cps has cues over 12"
+    fast = [p for p in check_readability(default, max_cps=12) if "characters per second" in p]
+    slower = [p for p in check_readability(slow, max_cps=12) if "characters per second" in p]
+    assert len(slower) < len(fast), (slower, fast)

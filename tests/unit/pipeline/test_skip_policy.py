@@ -1,5 +1,6 @@
 """The skip policy: each rule against real files on disk, and the registry a new rule joins."""
 
+import subprocess
 import types
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pytest
 
 from scribewatch.pipeline import skip_policy
 from scribewatch.pipeline.errors import SkipJob
-from scribewatch.pipeline.media import ProbeResult
-from scribewatch.pipeline.skip_policy import BEFORE_READING, PROBED, TRANSCRIBED, Facts
+from scribewatch.pipeline.media import ProbeResult, probe
+from scribewatch.pipeline.skip_policy import BEFORE_READING, DECIDED, PROBED, TRANSCRIBED, Facts
 from scribewatch.pipeline.transcript import Segment, Transcript
 
 ON = types.SimpleNamespace(skip_existing_subtitles=True, skip_embedded_subtitles=True)
@@ -44,13 +45,31 @@ def test_a_subtitle_in_the_target_language_skips_before_reading(film):
     # One this file's job wrote before is its own to replace (`retry --path`).
     own = Facts(film, film.parent, "en", None, own_outputs=(str(film.parent / "Film.en.srt"),))
     assert reason(BEFORE_READING, ON, own) is None
-    # Language unknown before transcription: decided after it, for the detected language.
+    # Language unknown before reading: checked once it is decided (tag or vote).
     unknown = Facts(film, film.parent, None, None)
     assert reason(BEFORE_READING, ON, unknown) is None
-    assert reason(TRANSCRIBED, ON, Facts(film, film.parent, None, None,
-                                         transcript=transcript("hello"))) == "subtitle_exists"
-    assert reason(TRANSCRIBED, ON, Facts(film, film.parent, None, None,
-                                         transcript=transcript("hola", "es"))) is None
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, language="en")) \
+        == "subtitle_exists"
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, language="es")) is None
+
+
+@pytest.mark.parametrize("name", ["Film.de.srt", "Film.ger.srt", "Film.deu.ass",
+                                  "Film.German.srt", "Film.de.sdh.srt", "film.GER.vtt"])
+def test_a_sidecar_in_any_spelling_of_the_language_counts(film, name):
+    (film.parent / name).write_text("1\n")
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, language="de")) \
+        == "subtitle_exists"
+    # It is a German subtitle: an English or French job still runs.
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, language="en")) is None
+    assert reason(BEFORE_READING, ON, Facts(film, film.parent, "fr", None)) is None
+
+
+@pytest.mark.parametrize("name", ["Film.de.forced.srt", "Film.ger.forced.srt",
+                                  "Film.deu.forced.sdh.ass"])
+def test_a_forced_only_sidecar_does_not_count(film, name):
+    (film.parent / name).write_text("1\n")
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, language="de")) is None
+    assert reason(BEFORE_READING, ON, Facts(film, film.parent, "de", None)) is None
 
 
 def test_the_output_folder_is_searched_too(tmp_path, film):
@@ -60,14 +79,41 @@ def test_the_output_folder_is_searched_too(tmp_path, film):
     assert reason(BEFORE_READING, ON, Facts(film, film.parent, "en", out)) == "subtitle_exists"
 
 
-def test_an_embedded_stream_in_the_target_language_skips_after_probe(film):
-    probe = ProbeResult(duration=11.0, audio_codec="flac", audio_streams=1, channels=1,
-                        sample_rate=16000, subtitle_languages=("de", "en"), container="matroska")
-    assert reason(PROBED, ON, Facts(film, film.parent, "en", None, probe=probe)) \
-        == "embedded_subtitle"
-    assert reason(PROBED, ON, Facts(film, film.parent, "fr", None, probe=probe)) is None
-    assert reason(PROBED, ON, Facts(film, film.parent, None, None, probe=probe)) is None
-    assert reason(PROBED, OFF, Facts(film, film.parent, "en", None, probe=probe)) is None
+def test_an_embedded_stream_in_the_decided_language_skips(film):
+    info = ProbeResult(duration=11.0, audio_codec="flac", audio_streams=1, channels=1,
+                       sample_rate=16000, subtitle_languages=("de", "en"), container="matroska")
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, probe=info,
+                                     language="en")) == "embedded_subtitle"
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, probe=info,
+                                     language="fr")) is None
+    assert reason(DECIDED, ON, Facts(film, film.parent, None, None, probe=info)) is None
+    assert reason(DECIDED, OFF, Facts(film, film.parent, None, None, probe=info,
+                                      language="en")) is None
+
+
+def test_embedded_streams_are_read_by_language_and_a_forced_one_does_not_count(tmp_path,
+                                                                                media):
+    """A real MKV (ffmpeg): a full subtitle stream tagged `ger`, a forced-only one tagged
+    `eng`: a German job is skipped, an English one is not."""
+    from tests.harness import require_binary
+
+    require_binary("ffmpeg")
+    srt = tmp_path / "cues.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:02,000\nHallo\n")
+    mkv = tmp_path / "Film.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(media / "jfk.flac"), "-i", str(srt),
+                    "-i", str(srt), "-map", "0:a", "-map", "1", "-map", "2", "-c:a", "copy",
+                    "-c:s", "srt", "-metadata:s:s:0", "language=ger",
+                    "-metadata:s:s:1", "language=eng", "-disposition:s:1", "forced",
+                    str(mkv)], check=True)
+    info = probe(mkv)
+    assert [(t.language, t.forced) for t in info.subtitle_tracks] == [("de", False),
+                                                                       ("en", True)]
+    assert info.subtitle_languages == ("de",)
+    assert reason(DECIDED, ON, Facts(mkv, tmp_path, None, None, probe=info,
+                                     language="de")) == "embedded_subtitle"
+    assert reason(DECIDED, ON, Facts(mkv, tmp_path, None, None, probe=info,
+                                     language="en")) is None
 
 
 def test_no_speech_is_skipped_whatever_the_settings(film):
