@@ -75,7 +75,7 @@ LABEL_PATTERNS: dict[str, str] = {
     "faster_whisper": r"[A-Za-z0-9.+_-]{1,40}",
     "ctranslate2": r"[A-Za-z0-9.+_-]{1,40}",
     "python": r"[0-9]+\.[0-9]+\.[0-9]+[a-z0-9]*",
-    "gpu": r"[0-9]{1,2}",
+    "gpu": r"([0-9]{1,2})?",   # empty on a CPU worker's scribewatch_worker_info
     "uuid": r"(GPU|MIG)-[0-9a-fA-F-]{8,64}",
     "name": r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}",
 }
@@ -154,6 +154,11 @@ FAMILIES: tuple[Family, ...] = (
            "Transcripts the hallucination guard flagged (each is re-run once with safer "
            "settings).", PIPELINE,
            "increase(scribewatch_suspect_transcripts_total[1d])"),
+    Family("scribewatch_gpu_oom_total", "counter",
+           "CUDA out-of-memory errors during a model load or a job, by GPU index: the job was "
+           "queued again (never failed) and that GPU's batch or workers shrunk.", PIPELINE,
+           "sum by (gpu) (increase(scribewatch_gpu_oom_total[1h])) > 0",
+           labels=("gpu",)),
     Family("scribewatch_model_load_seconds", "gauge",
            "How long the last successful model load took.", PIPELINE,
            "max_over_time(scribewatch_model_load_seconds[1d])"),
@@ -176,6 +181,21 @@ FAMILIES: tuple[Family, ...] = (
            STATE,
            "max by (instance) (scribewatch_job_progress_ratio)",
            labels=("worker",)),
+    Family("scribewatch_worker_info", "gauge",
+           "Where each worker runs (value 1): `device` cpu or cuda:N, `gpu` its GPU index "
+           "(empty on CPU), to join with scribewatch_job_progress_ratio and scribewatch_gpu_*.",
+           STATE,
+           "scribewatch_job_progress_ratio * on (instance, worker) group_left (gpu) "
+           "scribewatch_worker_info",
+           labels=("worker", "device", "gpu")),
+    Family("scribewatch_gpu_workers_active", "gauge",
+           "Workers that may take a job on each GPU now: the plan's count, fewer after CUDA ran "
+           "out of memory, 0 while the GPU waits for memory.", STATE,
+           "scribewatch_gpu_workers_active == 0", labels=("gpu",)),
+    Family("scribewatch_jobs_waiting_for_vram", "gauge",
+           "Queued jobs held back for lack of GPU memory (sent back by an out-of-memory error, "
+           "or every queued job while no GPU has room and gpu_fallback_to_cpu is off).", STATE,
+           "max_over_time(scribewatch_jobs_waiting_for_vram[30m]) > 0"),
     Family("scribewatch_last_success_timestamp_seconds", "gauge",
            "Unix time the last job succeeded (0 if none ever did).", STATE,
            "time() - (scribewatch_last_success_timestamp_seconds > 0)"),

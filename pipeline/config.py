@@ -135,13 +135,26 @@ class Config:
         "auto", "auto (detect) or a forced ISO 639-1 code.", check=_language_check)
     beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
     vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
-    batch_size: int = setting(
-        0, "Batched inference for long files (e.g. 8); 0, the default, decodes sequentially. "
-        "Faster, but with small models it drops phrases (docs/performance.md).", minimum=0)
+    batch_size: int | None = setting(
+        None, "Batched inference for long files (e.g. 8); 0 decodes sequentially. `auto`: "
+        "sequential on CPU (with small models batching drops phrases), chosen from free GPU "
+        "memory on a GPU, at most 16 (docs/performance.md).", minimum=0)
     batch_min_audio_seconds: float = setting(
         120.0, "Use batched inference for files at least this long.", minimum=0)
-    workers: int = setting(
-        1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1)
+    workers: int | None = setting(
+        None, "Jobs transcribed at once. `auto`: 1 on CPU; on a GPU as many per GPU as its "
+        "free memory holds, at most 4 (docs/performance.md). A number: that many on CPU, or "
+        "per GPU.", minimum=1)
+    devices: tuple[str, ...] = setting(
+        [], "GPU indexes (NVML's order, as nvidia-smi lists them) to use, e.g. [0, 1]: one "
+        "model per GPU, jobs spread across them. Empty: every GPU found.",
+        check=lambda v: None if all(d.isdigit() for d in v) else "expected GPU indexes (0, 1, …)")
+    gpu_fallback_to_cpu: bool = setting(
+        False, "When no GPU has memory for a worker (a game or a transcode holds it), transcribe "
+        "on the CPU instead of waiting for GPU memory.")
+    vram_retry_seconds: float = setting(
+        30.0, "How often a GPU left out for lack of memory is looked at again (free memory "
+        "read from NVML); its jobs wait meanwhile (`waiting_for_vram`).", minimum=0.1)
     db: str = setting(
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
         "refused). One daemon per store.")
@@ -176,7 +189,8 @@ class Config:
 
 # A field's type says how its values are read (annotations are strings here: `annotations`).
 _KINDS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "dict": "dict",
-          "tuple[str, ...]": "list", "str | None": "optpath"}
+          "tuple[str, ...]": "list", "str | None": "optpath", "int | None": "autoint"}
+AUTO = "auto"   # an `autoint` setting's word for None: the daemon chooses
 
 
 def _schema() -> tuple[Setting, ...]:
@@ -201,6 +215,10 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         return ConfigError(f"{source}: invalid value {value!r} for '{setting.key}': {why}")
 
     kind = setting.kind
+    if kind == "autoint":
+        if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
+            return None
+        kind = "int"
     if value is None:
         if kind == "optpath":
             return None
@@ -220,7 +238,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             if kind == "int" and isinstance(value, float) and value != int(value):
                 raise ValueError
         except (TypeError, ValueError):
-            raise bad(f"expected {'a whole number' if kind == 'int' else 'a number'}") from None
+            raise bad(f"expected {'a whole number' if kind == 'int' else 'a number'}"
+                      + (" or auto" if setting.kind == "autoint" else "")) from None
         if setting.minimum is not None and out < setting.minimum:
             raise bad(f"must be >= {setting.minimum:g}")
     elif kind == "list":
@@ -360,30 +379,3 @@ def flags_from_args(args) -> dict:
     if "output_dir" in flags and "output_mode" not in flags:
         flags["output_mode"] = "output_dir"
     return flags
-
-
-def _yaml_value(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
-
-
-def reference_markdown() -> str:
-    """The README's config reference table, generated so it cannot drift."""
-    rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
-    for s in SCHEMA:
-        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default)
-        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
-        rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.help}{choices} |")
-    return "\n".join(rows) + "\n"
-
-
-def example_yaml() -> str:
-    """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
-    lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
-             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file"
-             " > defaults.",
-             "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
-    for s in SCHEMA:
-        lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
-        lines.append(f"{s.key}: {_yaml_value(s.default)}")
-        lines.append("")
-    return "\n".join(lines)

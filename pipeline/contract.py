@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 # -- stages, outcomes, reasons -----------------------------------------------------------------
 # The four stages, in order. The exporter labels stage metrics with these names.
@@ -69,6 +69,11 @@ SKIPS: tuple[Reason, ...] = (
     Reason("no_speech", None, False, "VAD found no speech (silence, music only, an audio "
            "stream with no samples): an empty track is useless, so none is written"),
 )
+
+# Why a job waits without failing: the GPU has no room for it now (free VRAM short before a
+# load, or CUDA ran out of memory mid-job). It stays queued and is retried; never a failure.
+WAITING_FOR_VRAM = "waiting_for_vram"
+WAIT_REASONS: tuple[str, ...] = (WAITING_FOR_VRAM,)
 
 # reason -> (stage it is reported under, transient?)
 FAILURE_REASONS: dict[str, tuple[str, bool]] = {r.code: (r.stage, r.retried) for r in FAILURES}
@@ -122,6 +127,10 @@ class Reporter(Protocol):
     def suspect_transcript(self) -> None:
         """The hallucination guard flagged a result (it is re-run once with safer settings)."""
 
+    def gpu_out_of_memory(self, gpu: int) -> None:
+        """CUDA ran out of memory on GPU `gpu` (its NVML index) during a job: the job was
+        queued again and the GPU's plan shrunk."""
+
 
 class NullReporter:
     """A Reporter that records nothing (one-shot CLI, unit tests of the pipeline)."""
@@ -134,6 +143,7 @@ class NullReporter:
     def model_unloaded(self): pass
     def model_load_failed(self): pass
     def suspect_transcript(self): pass
+    def gpu_out_of_memory(self, gpu): pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +157,48 @@ class RunningJob:
     # status`), behind the same auth as /metrics. Never a metric label.
     path: str | None = None
     watch_dir: str | None = None
+    gpu: int | None = None   # the GPU (NVML index) its worker runs on; None: CPU
+
+
+# -- GPUs: what NVML sees (the exporter reads it), what the daemon plans (status) --------------
+@dataclasses.dataclass(frozen=True)
+class GpuMemory:
+    """One GPU as NVML reports it now: the planner's input."""
+    index: int
+    uuid: str
+    name: str
+    total_bytes: int
+    free_bytes: int
+    compute_capability: tuple[int, int] | None = None
+
+
+# The GPUs and their free memory now, or None when NVML is unavailable. The exporter's NVML
+# session implements it; the composition root hands it to the daemon.
+GpuInventory = Callable[[], "list[GpuMemory] | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuSlotView:
+    """What the daemon runs on one GPU now (for /api/status and the worker → GPU series)."""
+    index: int
+    uuid: str
+    name: str
+    workers: tuple[str, ...]   # the worker names on this GPU (all of them, waiting or not)
+    active_workers: int        # how many may take a job now (fewer after an out-of-memory)
+    batch_size: int            # 0: sequential
+    state: str                 # "active" | WAITING_FOR_VRAM
+    wait_reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicePlanView:
+    """The daemon's device plan: what it chose and why (logged once at start, then on change)."""
+    mode: str                                  # "cuda" | "cpu" | "wait"
+    reasons: tuple[str, ...]
+    gpus: tuple[GpuSlotView, ...] = ()
+    cpu_workers: tuple[str, ...] = ()          # the worker names on the CPU (fallback included)
+    cpu_batch_size: int = 0
+    cpu_running: bool = False                  # the CPU slot takes jobs (a fallback may not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +223,8 @@ class StatusSnapshot:
     dirs: dict                             # role (`watch`, `output`, `store`) -> list of folders
     startup_scan_seconds: float | None = None   # None while the startup scan runs
     startup_scan_files: int | None = None       # media files it found (done or not yet queued)
+    plan: DevicePlanView | None = None          # None: not planned (a daemon built without)
+    waiting_for_vram: int = 0                   # queued jobs held back for lack of GPU memory
 
     @property
     def ready(self) -> bool:

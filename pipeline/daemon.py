@@ -6,7 +6,6 @@ answers `snapshot()` for whoever observes it (the exporter). It knows nothing ab
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -16,14 +15,16 @@ from pathlib import Path
 
 from .. import __version__
 from .config import Config
-from .contract import NullReporter, Reporter, RunningJob, StatusSnapshot
-from .errors import SkipJob, StageError
+from .contract import WAITING_FOR_VRAM, GpuInventory, NullReporter, Reporter, StatusSnapshot
+from .devices import DevicePool, Slot
+from .errors import GpuOutOfMemory, SkipJob, StageError
 from .intake import Intake
 from .job import Job
 from .model import ModelManager
 from .output import remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
-from .runner import JobHooks, Runner, RunResult, model_from_config, options_from_config
+from .runner import RunResult
+from .running import Running
 from .stages import Cancelled
 from .store import SUSPECT_STRIKES, JobStore
 from .watcher import FileFilter, Watcher
@@ -35,104 +36,21 @@ MODEL_RETRY_SECONDS = 60.0
 # scrapes are frequent and concurrent; the store need not be asked each time
 SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 SNAPSHOT_CACHE_SECONDS = 1.0
-# Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
-# timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
-# time, which is what tells it apart from a kill from outside. Whisper works in 30 s windows, so
-# finer is pointless; at most ~100 per pass keeps a long film's writes negligible.
-CHECKPOINT_MIN_AUDIO_SECONDS = 30.0
-CHECKPOINTS_PER_PASS = 100
-
-
-@dataclasses.dataclass(eq=False)
-class _Running(JobHooks):
-    """A job a worker is running: its mutable state, and what the daemon does around each stage
-    (the runner's hooks). Its identity is the claimed `Job`; `view()` is the one place the
-    observers' `RunningJob` is made from it."""
-    job: Job
-    worker: str
-    daemon: "Daemon"
-    progress: float = 0.0
-    audio_seconds: float | None = None
-    stage_seconds: dict = dataclasses.field(default_factory=dict)
-    cancel: bool = False
-    # Whoever settles the job first (the worker finishing it, or shutdown giving up on it and
-    # re-queueing it) writes its final state; the other one then leaves it alone.
-    settled: bool = False
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    recorded: float = 0.0     # the last checkpoint written to the store
-
-    def settle(self, action) -> bool:
-        with self.lock:
-            if self.settled:
-                return False
-            self.settled = True
-            action()
-            return True
-
-    def view(self) -> RunningJob:
-        return RunningJob(self.job.id, self.worker, self.job.started_at, self.progress,
-                          self.audio_seconds, path=self.job.path, watch_dir=self.job.root)
-
-    # -- hooks -----------------------------------------------------------------------------
-    def timed(self, stage: str, fn, *args):
-        if self.settled:
-            raise Cancelled()   # shutdown already gave up on this job
-        self.stage = stage
-        store, reporter = self.daemon.store, self.daemon.reporter
-        store.set_stage(self.job.id, stage, self.stage_seconds)
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            dt = time.perf_counter() - t0
-            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
-            reporter.stage_observed(stage, dt)
-
-    def probed(self, probe) -> None:
-        self.daemon.store.update(self.job.id, audio_seconds=probe.duration)
-
-    def decoded(self, audio_seconds: float) -> None:
-        self.audio_seconds = audio_seconds
-        self.daemon.store.update(self.job.id, audio_seconds=audio_seconds)
-
-    def transcribed(self, transcript) -> None:
-        model = self.daemon.model
-        self.daemon.store.update(self.job.id, language=transcript.language,
-                                 language_probability=transcript.language_probability,
-                                 model=model.name, device=model.device,
-                                 compute_type=model.compute_type,
-                                 suspect=list(transcript.suspect) or None)
-
-    def progressed(self, ratio: float, passes_before: int) -> None:
-        self.progress = ratio
-        duration = self.audio_seconds or 0.0
-        step = max(CHECKPOINT_MIN_AUDIO_SECONDS, duration / CHECKPOINTS_PER_PASS)
-        # Seconds of audio transcribed in this stage (a re-run counts on from the first).
-        line = (passes_before * duration + ratio * duration) // step * step
-        if line > self.recorded:
-            self.recorded = line
-            self.daemon.store.set_checkpoint(self.job.id, line)
-
-    def rerun(self, findings) -> None:
-        self.daemon.reporter.suspect_transcript()
-        self.progress = 0.0
-
-    def should_stop(self) -> bool:
-        return self.cancel
-
-
 class Daemon:
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
-                 gpu_probe: GpuProbe | None = None, model: ModelManager | None = None):
+                 gpu_probe: GpuProbe | None = None, model: ModelManager | None = None,
+                 gpu_inventory: GpuInventory | None = None):
         self.cfg = cfg
         self.reporter: Reporter = reporter or NullReporter()
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
         self.store = JobStore(cfg.db)
-        self.model = model or model_from_config(cfg, workers=cfg.workers)
         self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
                            else None)
-        self.runner = Runner(cfg, self.model, options_from_config(cfg), self.output_dir)
+        # Which workers run where (the GPU plan): one model and runner per device.
+        self.devices = DevicePool(cfg, self.output_dir, inventory=gpu_inventory, model=model)
+        self.model = self.devices.primary.manager
+        self.runner = self.devices.primary.runner
         self.intake = Intake(self.store, settings=cfg,
                              target_language=lambda: self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify)
@@ -142,7 +60,7 @@ class Daemon:
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
             rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.store.batch)
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._wake = threading.Condition()
         self._wake_generation = 0
         self._stopping = threading.Event()
@@ -151,7 +69,8 @@ class Daemon:
         self._store_writable = True
         self._snapshot_cache: tuple[float, dict] | None = None
         self._snapshot_lock = threading.Lock()
-        self._last_model_attempt = 0.0
+        self._last_model_attempt: dict[str, float] = {}
+        self._loading: set[str] = set()
 
     def _notify(self) -> None:
         with self._wake:
@@ -163,7 +82,9 @@ class Daemon:
     def start(self) -> None:
         self._started_monotonic = time.monotonic()
         # The exporter may have been attached after __init__.
-        self.model.reporter = self.intake.reporter = self.reporter
+        self.intake.reporter = self.reporter
+        for slot in self.devices.slots:
+            slot.manager.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
             if job.strikes == 1:
@@ -184,10 +105,10 @@ class Daemon:
         folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
-        self._spawn(self._load_model, "model-load")
+        self._load_models()
         self.watcher.start()
-        for i in range(self.cfg.workers):
-            self._spawn(self._worker, f"worker-{i}", str(i))
+        for worker, slot in self.devices.workers:
+            self._spawn(self._worker, f"worker-{worker}", worker, slot)
         self._spawn(self._housekeeping, "housekeeping")
 
     def _spawn(self, target, name, *args) -> None:
@@ -195,12 +116,33 @@ class Daemon:
         t.start()
         self._threads.append(t)
 
-    def _load_model(self) -> bool:
-        self._last_model_attempt = time.monotonic()
+    def _load_models(self) -> None:
+        """Load, on a thread each, the models of the devices that may run and have none yet:
+        at start, after a load failed (every MODEL_RETRY_SECONDS) and when a device comes
+        into use (a GPU that had no memory, the CPU fallback)."""
+        now = time.monotonic()
+        for slot in self.devices.slots:
+            m = slot.manager
+            if (not slot.running or slot.key in self._loading or m.loaded
+                    or (m.loaded_once and not m.error)
+                    or (m.error and now - self._last_model_attempt.get(slot.key, 0.0)
+                        < MODEL_RETRY_SECONDS)):
+                continue
+            self._loading.add(slot.key)
+            self._last_model_attempt[slot.key] = now
+            self._spawn(self._load_model, f"model-load-{slot.key}", slot)
+
+    def _load_model(self, slot: Slot) -> bool:
         try:
-            self.model.load()
+            slot.manager.load()
+        except GpuOutOfMemory as e:
+            self.reporter.gpu_out_of_memory(slot.index)
+            self.devices.out_of_memory(slot, str(e))
+            return False
         except Exception:
             return False   # logged and reported by the manager; housekeeping retries
+        finally:
+            self._loading.discard(slot.key)
         self._notify()
         return True
 
@@ -247,11 +189,11 @@ class Daemon:
         progress point, so "died again at the same point" alone cannot tell the two apart."""
         return time.monotonic() - self._started_monotonic >= SUSPECT_UPTIME_SECONDS
 
-    def _worker(self, worker: str) -> None:
+    def _worker(self, worker: str, slot: Slot) -> None:
         while not self._stopping.is_set():
             generation = self._wake_generation
             job = None
-            if self.model.ready:
+            if self.devices.may_claim(worker, slot):
                 job = self.store.claim_next(worker, self.watcher.available_roots,
                                             suspects=self._up_long_enough())
             if job is None:
@@ -260,7 +202,7 @@ class Daemon:
                     self._wake.wait_for(lambda: self._wake_generation != generation, timeout)
                 continue
             try:
-                self._run(job, worker)
+                self._run(job, worker, slot)
             except Exception:   # never let a bug kill the worker thread
                 log.exception("worker %s: unexpected error around job %d", worker, job.id)
 
@@ -270,24 +212,36 @@ class Daemon:
             return 1.0
         return max(0.05, min(1.0, wakeup - time.time()))
 
-    def _run(self, job: Job, worker: str) -> None:
+    def _run(self, job: Job, worker: str, slot: Slot) -> None:
         path = Path(job.path)
-        running = _Running(job, worker, self)
+        running = Running(job, worker, self, slot)
         self._running[worker] = running
         self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
         log.info("started %s (job %d, attempt %d)", path, job.id, job.attempts)
         stage_seconds = running.stage_seconds
         # GPU figures belong in the summary only when this job uses the GPU: on a CPU job they
         # would show someone else's load (a Plex transcode).
-        sampler = ResourceSampler(self.gpu_probe if self.model.device == "cuda" else None)
+        sampler = ResourceSampler(self.gpu_probe if slot.manager.device == "cuda" else None)
         try:
             with sampler:
                 # The job's own earlier subtitles are no reason to skip it (`retry --path`).
-                result = self.runner.run(path, Path(job.root), running, own_outputs=job.outputs)
+                result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs)
                 self._succeeded(running, result)
         except Cancelled:
             if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
                 log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
+        except GpuOutOfMemory as oom:
+            # Not the file's fault: back to the queue (the attempt refunded, no failure, no
+            # retry counted) while the device shrinks what it runs, or waits for memory.
+            message = f"CUDA out of memory on GPU {slot.index}: {oom}"
+            if running.settle(functools.partial(
+                    self.store.requeue, job.id, refund_attempt=True, reason=WAITING_FOR_VRAM,
+                    stage=running.stage, message=message)):
+                log.warning("job %d (%s): %s: queued again [%s]", job.id, path, message,
+                            WAITING_FOR_VRAM)
+                self.reporter.gpu_out_of_memory(slot.index)
+                self.devices.out_of_memory(slot, str(oom))
+                self._notify()
         # settle() runs the action at once, but binding the exception now (partial) keeps the
         # action correct even if that ever changed: Python unbinds `as` names after the block.
         except SkipJob as skip:
@@ -313,7 +267,7 @@ class Daemon:
         log.info("skipped %s: %s [%s]", job.path, skip.message, skip.reason)
         self.reporter.job_finished("skipped", reason=skip.reason, audio_seconds=0.0)
 
-    def _succeeded(self, running: _Running, result: RunResult) -> None:
+    def _succeeded(self, running: Running, result: RunResult) -> None:
         job, transcript, outputs = running.job, result.transcript, result.outputs
         finished = time.time()
         processing = finished - job.started_at
@@ -355,10 +309,10 @@ class Daemon:
     def _housekeeping(self) -> None:
         while not self._stopping.wait(HOUSEKEEPING_SECONDS):
             self._store_writable = self.store.check_writable()
-            self.model.unload_if_idle()
-            if (self.model.error and not self.model.loaded
-                    and time.monotonic() - self._last_model_attempt > MODEL_RETRY_SECONDS):
-                self._load_model()
+            for slot in self.devices.slots:
+                slot.manager.unload_if_idle()
+            self.devices.tick()
+            self._load_models()
 
     # -- status (StatusSource) -------------------------------------------------------------
     def _store_figures(self) -> dict:
@@ -372,25 +326,31 @@ class Daemon:
         counts = self.store.counts()
         figures = {"queue": counts["queued"], "counts": {k: counts[k] for k in
                                                          ("succeeded", "failed", "skipped")},
-                   "last_success": self.store.last_success_at()}
+                   "last_success": self.store.last_success_at(),
+                   "vram": self.store.queued_with_reason(WAITING_FOR_VRAM)}
         self._snapshot_cache = (now, figures)
         return figures
 
     def snapshot(self) -> StatusSnapshot:
         figures = self._store_figures()
         output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
+        model, loaded, ready, error = self.devices.model_state()
         return StatusSnapshot(
-            version=__version__, started_at=self.started_at, model_name=self.model.name,
-            device=self.model.device, compute_type=self.model.compute_type,
-            model_loaded=self.model.loaded, model_ready=self.model.ready,
-            model_error=self.model.error, watcher_up=self.watcher.alive(),
+            version=__version__, started_at=self.started_at, model_name=model.name,
+            device=model.device, compute_type=model.compute_type,
+            model_loaded=loaded, model_ready=ready,
+            model_error=error, watcher_up=self.watcher.alive(),
             watch_dirs_unavailable=self.watcher.unavailable_count,
             store_writable=self._store_writable, queue_jobs=figures["queue"],
             running=tuple(r.view() for r in list(self._running.values())),
-            workers=self.cfg.workers, counts=figures["counts"],
+            workers=len(self.devices.workers), counts=figures["counts"],
             last_success_at=figures["last_success"],
             dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
                   "store": [str(Path(self.cfg.db).resolve().parent)]},
             startup_scan_seconds=self.watcher.scan_seconds,
             startup_scan_files=self.watcher.scan_files,
+            plan=self.devices.view(),
+            # Nothing can run for lack of GPU memory: every queued job waits for it.
+            waiting_for_vram=(figures["queue"] if self.devices.all_waiting()
+                              else figures["vram"]),
         )

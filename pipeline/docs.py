@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import yaml
+
 from . import config
 from .contract import FAILURE_LABELS, FAILURES, SKIPS, STAGES
 
@@ -19,9 +21,38 @@ COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
 # README regions: name -> (the file it is generated from, render function). The text between
 # `<!-- name: … -->` and `<!-- /name -->` is replaced, the opening marker included.
 REGIONS = {
-    "config-reference": ("pipeline/config.py", config.reference_markdown),
+    "config-reference": ("pipeline/config.py", lambda: reference_markdown()),
     "reasons": ("pipeline/contract.py", lambda: reasons_markdown()),
 }
+
+
+def _yaml_value(value, kind: str = "") -> str:
+    if value is None and kind == "autoint":   # left to the daemon
+        return config.AUTO
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
+
+
+def reference_markdown() -> str:
+    """The README's config reference table, generated so it cannot drift."""
+    rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
+    for s in config.SCHEMA:
+        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default, s.kind)
+        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
+        rows.append(f"| `{s.key}` | `{config.env_name(s.key)}` | `{default}` | {s.help}{choices} |")
+    return "\n".join(rows) + "\n"
+
+
+def example_yaml() -> str:
+    """The annotated example config (`scribewatch.example.yaml`): every key, at its default."""
+    lines = ["# scribewatch configuration. Every key is optional; shown here at its default.",
+             "# Precedence: command-line flags > SCRIBEWATCH_<KEY> environment > this file"
+             " > defaults.",
+             "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
+    for s in config.SCHEMA:
+        lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
+        lines.append(f"{s.key}: {_yaml_value(s.default, s.kind)}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def reasons_markdown() -> str:
@@ -52,7 +83,7 @@ def render_readme(text: str) -> str:
 def outputs() -> dict[str, str]:
     """Repository-relative path -> the text this generator makes for it now."""
     return {"README.md": render_readme((REPO / "README.md").read_text()),
-            "scribewatch.example.yaml": config.example_yaml()}
+            "scribewatch.example.yaml": example_yaml()}
 
 
 def main(argv: list[str]) -> int:

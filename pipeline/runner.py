@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from . import skip_policy, stages
-from .errors import StageError
+from .errors import GpuOutOfMemory, StageError
 from .guards import check_transcript
 from .model import ModelManager
 from .output import output_paths
@@ -114,6 +114,8 @@ class Runner:
         try:
             use = self.model.use()
             model = use.__enter__()   # entered here so a load failure is the job's reason code
+        except GpuOutOfMemory:
+            raise   # the daemon shrinks or waits; not the file's failure
         except Exception as e:
             raise StageError("model_load_failed",
                              f"model {self.model.name} failed to load: {e}") from None

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import StageError
+from .errors import GpuOutOfMemory, StageError, is_cuda_out_of_memory
 
 # Re-exported: the stage table is read as stages.probe … stages.write.
 from .media import (  # noqa: F401
@@ -86,11 +86,13 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
                                float(seg.compression_ratio)))
             if on_progress is not None and duration > 0:
                 on_progress(min(1.0, seg.end / duration))
-    except (Cancelled, StageError):
+    except (Cancelled, StageError, GpuOutOfMemory):
         raise
     except MemoryError as e:
         raise StageError("transcribe_error", f"out of memory during transcription: {e}") from None
     except RuntimeError as e:   # CTranslate2 reports CUDA OOM and device errors this way
+        if is_cuda_out_of_memory(e):
+            raise GpuOutOfMemory(str(e)) from None
         raise StageError("transcribe_error", f"transcription failed: {e}") from None
     if on_progress is not None:
         on_progress(1.0)

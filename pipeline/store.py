@@ -335,6 +335,11 @@ class JobStore:
             out[status] = n
         return out
 
+    def queued_with_reason(self, reason: str) -> int:
+        """Queued jobs sent back with this reason (`waiting_for_vram`), not yet taken again."""
+        return self._exec("SELECT count(*) FROM jobs WHERE status = 'queued' AND reason = ?",
+                          (reason,)).fetchone()[0]
+
     def last_success_at(self) -> float | None:
         return self._exec(
             "SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'").fetchone()[0]

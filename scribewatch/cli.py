@@ -86,7 +86,8 @@ def cmd_run(args) -> int:
     # What the daemon reports to and samples the GPU with exist before it, so each part gets
     # its collaborators at construction and nothing is re-wired afterwards.
     reporter, gpu = PrometheusReporter(), GpuSampler()
-    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
+    # The GPU plan reads free memory through the exporter's NVML session (contract: GpuInventory).
+    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample, gpu_inventory=gpu.inventory)
     try:
         exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
                             tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
