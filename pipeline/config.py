@@ -155,6 +155,10 @@ class Config:
     vram_retry_seconds: float = setting(
         30.0, "How often a GPU left out for lack of memory is looked at again (free memory "
         "read from NVML); its jobs wait meanwhile (`waiting_for_vram`).", minimum=0.1)
+    prefetch_max_audio_seconds: float = setting(
+        1800.0, "While a file is transcribed, the next queued one is probed, decoded and "
+        "VAD-ed ahead in memory if it is at most this long (decoded audio takes 64 KB per "
+        "second: 30 min = 115 MB). 0 turns prefetching off.", minimum=0)
     db: str = setting(
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
         "refused). One daemon per store.")

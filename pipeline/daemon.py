@@ -22,6 +22,7 @@ from .intake import Intake
 from .job import Job
 from .model import ModelManager
 from .output import remove_stale_temps
+from .prefetch import Prefetcher
 from .resources import GpuProbe, ResourceSampler
 from .runner import RunResult
 from .running import Running
@@ -51,6 +52,10 @@ class Daemon:
         self.devices = DevicePool(cfg, self.output_dir, inventory=gpu_inventory, model=model)
         self.model = self.devices.primary.manager
         self.runner = self.devices.primary.runner
+        self.prefetcher = Prefetcher(
+            lambda: self.store.peek_next(self.watcher.available_roots,
+                                         suspects=self._up_long_enough()),
+            max_audio_seconds=cfg.prefetch_max_audio_seconds, vad_wanted=self._vad_ahead)
         self.intake = Intake(self.store, settings=cfg,
                              target_language=lambda: self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify)
@@ -73,6 +78,7 @@ class Daemon:
         self._loading: set[str] = set()
 
     def _notify(self) -> None:
+        self.transcribing()   # a file queued while every worker is busy: prepare it
         with self._wake:
             # a notify between a worker's claim and its wait is not lost
             self._wake_generation += 1
@@ -106,6 +112,7 @@ class Daemon:
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
         self._load_models()
+        self.prefetcher.start()
         self.watcher.start()
         for worker, slot in self.devices.workers:
             self._spawn(self._worker, f"worker-{worker}", worker, slot)
@@ -154,6 +161,7 @@ class Daemon:
         log.info("stopping: no new jobs; waiting up to %.0fs for %d running job(s)%s",
                  grace, running, f"; {hint}" if hint and running else "")
         self._stopping.set()
+        self.prefetcher.stop()
         self.watcher.stop()
         self._notify()
         # Plain sleeps, polling a flag: stop_now() is called from a signal handler in this
@@ -206,6 +214,19 @@ class Daemon:
             except Exception:   # never let a bug kill the worker thread
                 log.exception("worker %s: unexpected error around job %d", worker, job.id)
 
+    def transcribing(self) -> None:
+        """A worker started transcribing (or a file was queued): with no worker left free,
+        prepare the next file."""
+        if self._running and len(self._running) >= self.devices.claimable():
+            self.prefetcher.poke()
+
+    def _vad_ahead(self, audio_seconds: float) -> bool:
+        """VAD a prefetched file ahead unless it may be batched (the batched pipeline has
+        VAD settings of its own)."""
+        return self.cfg.vad and not any(
+            s.batch_size and audio_seconds >= self.cfg.batch_min_audio_seconds
+            for s in self.devices.slots)
+
     def _idle_wait(self) -> float:
         wakeup = self.store.next_wakeup()
         if wakeup is None:
@@ -222,10 +243,14 @@ class Daemon:
         # GPU figures belong in the summary only when this job uses the GPU: on a CPU job they
         # would show someone else's load (a Plex transcode).
         sampler = ResourceSampler(self.gpu_probe if slot.manager.device == "cuda" else None)
+
+        def summary() -> dict:   # what the job's row keeps besides its outcome
+            return {**sampler.summary(), "stage_spans": running.stage_spans}
         try:
             with sampler:
                 # The job's own earlier subtitles are no reason to skip it (`retry --path`).
-                result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs)
+                result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs,
+                                         prefetched=self.prefetcher.take(job))
                 self._succeeded(running, result)
         except Cancelled:
             if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
@@ -246,18 +271,18 @@ class Daemon:
         # action correct even if that ever changed: Python unbinds `as` names after the block.
         except SkipJob as skip:
             running.settle(functools.partial(self._skipped, job, skip, stage_seconds,
-                                             sampler.summary()))
+                                             summary()))
         except StageError as err:
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
-                                             sampler.summary()))
+                                             summary()))
         # a bug or something unforeseen: recorded, counted, the daemon goes on
         except Exception as e:
             log.exception("job %d (%s): unexpected error in %s", job.id, path, running.stage)
             err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", running.stage)
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
-                                             sampler.summary()))
+                                             summary()))
         else:
-            self.store.update(job.id, **sampler.summary())
+            self.store.update(job.id, **summary())
         finally:
             self._running.pop(worker, None)
 

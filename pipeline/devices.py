@@ -321,6 +321,10 @@ class DevicePool:
                           else "no device to run on"]
             return main, loaded, ready, errors[0] if errors and not ready else None
 
+    def claimable(self) -> int:
+        """How many workers may take a job now."""
+        return sum(s.active for s in self.slots if s.running)
+
     def all_waiting(self) -> bool:
         """No slot can run: every queued job waits for GPU memory."""
         return not any(s.running for s in self.slots)

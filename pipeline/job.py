@@ -9,7 +9,8 @@ import json
 from typing import Any, Mapping
 
 # Stored as JSON text; empty → these values (a dict, a list, None).
-_JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None}
+_JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None,
+                                  "stage_spans": {}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Job:
     strikes: int = 0                        # of them, in a row at one point
     crash_point: str | None = None          # where the last one was: 'transcribe@60'
     crash_seq: int | None = None            # which death of the daemon that was
+    # schema 3: when each stage ran, {stage: [start, end]} in unix time
+    stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

@@ -47,6 +47,12 @@ class JobHooks:
         self.stage = stage
         return fn(*args)
 
+    def done_before(self, stage: str, result, start: float, end: float):
+        """`stage` ran before the job was claimed (the prefetch), from `start` to `end` (unix
+        time): its result."""
+        self.stage = stage
+        return result
+
     def probed(self, probe: stages.ProbeResult) -> None: ...
     def decoded(self, audio_seconds: float) -> None: ...
     def transcribed(self, transcript: Transcript) -> None: ...
@@ -86,19 +92,25 @@ class Runner:
         return None
 
     def run(self, path: Path, root: Path, hooks: JobHooks, *, own_outputs=(),
-            checked_before_reading: bool = True) -> RunResult:
+            checked_before_reading: bool = True, prefetched=None) -> RunResult:
         """Raises `SkipJob`, `StageError` or `stages.Cancelled`. `checked_before_reading`: the
-        caller (intake) already asked the policy's BEFORE_READING rules."""
+        caller (intake) already asked the policy's BEFORE_READING rules. `prefetched`: this
+        file's probe, audio and VAD done ahead (`prefetch.Prefetched`)."""
         facts = skip_policy.Facts(path, root, self.target_language, self.output_dir,
                                   own_outputs=tuple(own_outputs))
         if not checked_before_reading:
             skip_policy.check(skip_policy.BEFORE_READING, self.cfg, facts)
-        probe = hooks.timed("probe", stages.probe, path)
+        ahead = prefetched.spans if prefetched else {}
+        probe = (hooks.done_before("probe", prefetched.probe, *ahead["probe"]) if prefetched
+                 else hooks.timed("probe", stages.probe, path))
         hooks.probed(probe)
         skip_policy.check(skip_policy.PROBED, self.cfg, dataclasses.replace(facts, probe=probe))
-        audio = hooks.timed("decode", stages.decode, path)
+        audio = (hooks.done_before("decode", prefetched.audio, *ahead["decode"]) if prefetched
+                 else hooks.timed("decode", stages.decode, path))
         hooks.decoded(len(audio) / stages.SAMPLE_RATE)
-        transcript, findings = hooks.timed("transcribe", self._transcribe, audio, hooks)
+        chunks = prefetched.speech_chunks if prefetched else None
+        prefetched = None   # its audio is freed with `audio` below
+        transcript, findings = hooks.timed("transcribe", self._transcribe, audio, hooks, chunks)
         del audio
         hooks.transcribed(transcript)
         skip_policy.check(skip_policy.TRANSCRIBED, self.cfg,
@@ -110,7 +122,8 @@ class Runner:
         outputs = hooks.timed("write", stages.write, transcript, targets)
         return RunResult(transcript, outputs, findings)
 
-    def _transcribe(self, audio, hooks: JobHooks) -> tuple[Transcript, tuple[str, ...]]:
+    def _transcribe(self, audio, hooks: JobHooks,
+                    chunks: list | None = None) -> tuple[Transcript, tuple[str, ...]]:
         try:
             use = self.model.use()
             model = use.__enter__()   # entered here so a load failure is the job's reason code
@@ -130,7 +143,7 @@ class Runner:
                     model, audio, self.options, batched_pipeline=batched,
                     model_name=self.model.name, safer=safer,
                     on_progress=lambda p: hooks.progressed(p, int(safer)),
-                    should_stop=hooks.should_stop)
+                    should_stop=hooks.should_stop, chunks=chunks)
 
             transcript = run(False)
             findings = check_transcript(transcript)

@@ -37,6 +37,7 @@ class Running(JobHooks):
     progress: float = 0.0
     audio_seconds: float | None = None
     stage_seconds: dict = dataclasses.field(default_factory=dict)
+    stage_spans: dict = dataclasses.field(default_factory=dict)   # stage -> [start, end], unix
     cancel: bool = False
     # Whoever settles the job first (the worker finishing it, or shutdown giving up on it and
     # re-queueing it) writes its final state; the other one then leaves it alone.
@@ -64,13 +65,27 @@ class Running(JobHooks):
         self.stage = stage
         store, reporter = self.daemon.store, self.daemon.reporter
         store.set_stage(self.job.id, stage, self.stage_seconds)
-        t0 = time.perf_counter()
+        if stage == "transcribe":
+            self.daemon.transcribing()
+        t0, wall = time.perf_counter(), time.time()
         try:
             return fn(*args)
         finally:
             dt = time.perf_counter() - t0
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
+            self.stage_spans[stage] = [wall, wall + dt]
             reporter.stage_observed(stage, dt)
+
+    def done_before(self, stage: str, result, start: float, end: float):
+        """A stage the prefetch ran before the claim: recorded as if timed here."""
+        if self.settled:
+            raise Cancelled()
+        self.stage = stage
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (end - start)
+        self.stage_spans[stage] = [start, end]
+        self.daemon.store.set_stage(self.job.id, stage, self.stage_seconds)
+        self.daemon.reporter.stage_observed(stage, end - start)
+        return result
 
     def probed(self, probe) -> None:
         self.daemon.store.update(self.job.id, audio_seconds=probe.duration)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .contract import FAILURE_REASONS
-from .durations import summary
+from .durations import job_stats
 from .job import Job
 from .store_schema import COUNTS as _COUNTS
 from .store_schema import MIGRATIONS as _MIGRATIONS
@@ -31,7 +31,7 @@ SUSPECT_STRIKES = 2
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "skipped")
-_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect")
+_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans")
 _row_to_job = Job.from_row
 
 
@@ -126,12 +126,9 @@ class JobStore:
         """Same content, new mtime (a `touch`): remember it so the cheap check matches next time."""
         self._exec("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, job_id))
 
-    def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
-                   now: float | None = None, *, suspects: bool = True) -> Job | None:
-        """Atomically take the oldest runnable queued job: status → running, attempts + 1.
-
-        `suspects=False` leaves jobs the daemon died during (strikes) in the queue."""
-        now = time.time() if now is None else now
+    @staticmethod
+    def _runnable(available_roots, now: float, suspects: bool) -> tuple[str, list] | None:
+        """The WHERE … ORDER BY … LIMIT 1 of the next job to run, or None (no root there)."""
         roots = list(available_roots) if available_roots is not None else None
         where = "status = 'queued' AND not_before <= ?" + ("" if suspects else " AND strikes = 0")
         params: list = [now]
@@ -140,19 +137,37 @@ class JobStore:
                 return None
             where += f" AND root IN ({','.join('?' * len(roots))})"
             params += roots
+        return f"{where} ORDER BY strikes >= {SUSPECT_STRIKES}, id LIMIT 1", params
+
+    def peek_next(self, available_roots: Iterable[str] | None = None, *,
+                  suspects: bool = True) -> Job | None:
+        """The job claim_next would take now, left queued (the daemon's prefetch reads it)."""
+        query = self._runnable(available_roots, time.time(), suspects)
+        row = query and self._exec(f"SELECT * FROM jobs WHERE {query[0]}", query[1]).fetchone()
+        return _row_to_job(row) if row else None
+
+    def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
+                   now: float | None = None, *, suspects: bool = True) -> Job | None:
+        """Atomically take the oldest runnable queued job: status → running, attempts + 1.
+
+        `suspects=False` leaves jobs the daemon died during (strikes) in the queue."""
+        now = time.time() if now is None else now
+        query = self._runnable(available_roots, now, suspects)
+        if query is None:
+            return None
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                row = self._con.execute(
-                    f"SELECT id FROM jobs WHERE {where} ORDER BY strikes >= {SUSPECT_STRIKES}, id "
-                    "LIMIT 1", params).fetchone()
+                row = self._con.execute(f"SELECT id FROM jobs WHERE {query[0]}",
+                                        query[1]).fetchone()
                 if row is None:
                     self._con.execute("COMMIT")
                     return None
                 self._con.execute(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, "
                     "worker = ?, current_stage = NULL, checkpoint = 0, error_stage = NULL, "
-                    "reason = NULL, error_message = NULL WHERE id = ?", (now, worker, row["id"]))
+                    "reason = NULL, error_message = NULL, stage_spans = '{}' WHERE id = ?",
+                    (now, worker, row["id"]))
                 job = self._con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 self._con.execute("COMMIT")
             except BaseException:
@@ -358,30 +373,7 @@ class JobStore:
 
     def stats(self) -> dict:
         """Counts by status, processing time avg/p50/p95, audio hours, mean real-time factor."""
-        counts = self.counts()
-        rows = self._exec(
-            "SELECT finished_at - started_at AS processing, finished_at - detected_at AS total, "
-            "audio_seconds FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
-        ).fetchall()
-        processing = sorted(r["processing"] for r in rows if r["processing"] is not None)
-        total = sorted(r["total"] for r in rows if r["total"] is not None)
-        audio = sum(r["audio_seconds"] or 0.0 for r in rows)
-        factors = [r["processing"] / r["audio_seconds"] for r in rows
-                   if r["audio_seconds"] and r["processing"] is not None]
-        reasons = {r["reason"]: r["n"] for r in self._exec(
-            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'failed' GROUP BY reason")}
-        skip_reasons = {r["reason"]: r["n"] for r in self._exec(
-            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'skipped' GROUP BY reason")}
-        return {
-            "counts": counts,
-            "total_jobs": sum(counts.values()),
-            "failure_reasons": reasons,
-            "skip_reasons": skip_reasons,
-            "processing_seconds": summary(processing),
-            "job_seconds": summary(total),
-            "audio_hours": audio / 3600.0,
-            "mean_realtime_factor": (sum(factors) / len(factors)) if factors else None,
-        }
+        return job_stats(self.counts(), self._exec)
 
 
 def crash_point(stage: str | None, checkpoint: float) -> str:

@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1, as the first release created it. A new store is created like this too and then
 # migrated, so every store reaches the current version by the same path.
@@ -68,6 +68,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
     ),
+    # When each stage ran ({stage: [start, end]}, unix times): a prefetched file's probe and
+    # decode run before its job is claimed, while the previous job is transcribed.
+    3: ("ALTER TABLE jobs ADD COLUMN stage_spans TEXT NOT NULL DEFAULT '{}'",),
 }
 
 # Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,

@@ -151,7 +151,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     con.executescript(_SCHEMA_V1)
     con.close()
     store = JobStore(tmp_path / "j.db")
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq"} <= columns
     assert store.get(1).outputs == ["/w/done.en.srt"] and store.get(1).crashes == 0
@@ -163,7 +163,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     assert store.claim_next("0").path == "/w/killed.mp3"
     store.close()
     JobStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
-    assert JobStore(tmp_path / "j.db").schema_version() == 2
+    assert JobStore(tmp_path / "j.db").schema_version() == 3
 
 
 def test_backoff_and_paused_roots(tmp_path):
