@@ -98,7 +98,7 @@ class Running(JobHooks):
         model = self.slot.manager
         self.daemon.store.update(self.job.id, language=transcript.language,
                                  language_probability=transcript.language_probability,
-                                 model=model.name, device=model.device,
+                                 model=model.name, device=model.where,
                                  compute_type=model.compute_type,
                                  suspect=list(transcript.suspect) or None)
 

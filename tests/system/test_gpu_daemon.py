@@ -92,7 +92,10 @@ def test_the_plan_spreads_workers_over_the_gpus_that_have_room(tmp_path, daemon_
         return d.finished_count() == 3
     wait_for(finished, 120, 0.1, "three jobs")
     assert {j["status"] for j in d.jobs()} == {"succeeded"}
-    assert {j["device"] for j in d.jobs()} == {"cuda"}
+    # Each job's row says which GPU ran it: its worker's.
+    gpu_of = {w: f"cuda:{g['index']}" for g in doc["gpus"] for w in g["workers"]}
+    assert all(j["device"] == gpu_of[j["worker"]] for j in d.jobs())
+    assert {j["device"] for j in d.jobs()} <= {"cuda:0", "cuda:1"}
     assert seen_gpus and seen_gpus <= {0, 1}
 
     # GPU 2's memory frees up (the game ended): it is looked at again and gets workers.

@@ -44,3 +44,28 @@ def test_the_next_file_is_decoded_while_the_current_one_is_transcribed(daemon_fa
     assert {"probe", "decode", "transcribe", "write"} <= set(ahead)
     assert "prefetched " in d.log()
     assert d.stop() == 0
+
+
+def test_a_kill_during_a_prefetch_loses_and_duplicates_nothing(daemon_factory, media, tmp_path):
+    long = gen.speech_wav(tmp_path / "src" / "long.wav", [media / "jfk.flac"] * 8)   # ~90 s
+    short = gen.speech_wav(tmp_path / "src" / "short.wav", [media / "jfk.flac"])
+    d = daemon_factory({"log_level": "debug"}).start()
+    shutil.copy(long, d.watch / "a.wav")
+    wait_for(lambda: len(d.jobs()) == 1, 30, what="the first job queued")
+    shutil.copy(short, d.watch / "b.wav")
+    # The second file prepared ahead while the first is transcribed: then kill -9.
+    wait_for(lambda: "prefetched " in d.log() and "b.wav" in d.log().split("prefetched ")[-1],
+             60, 0.1, "the second file prefetched")
+    first, second = d.jobs()
+    assert (first["status"], second["status"]) == ("running", "queued")
+    d.kill()
+    assert [j["status"] for j in d.jobs()] == ["running", "queued"]   # as the kill left them
+    d.start()
+    d.wait_jobs(2, 180)
+    first, second = d.jobs()
+    assert first["status"] == second["status"] == "succeeded"
+    assert second["attempts"] == 1 and second["crashes"] == 0       # never claimed before
+    assert first["crashes"] == 1                                     # interrupted, run again
+    srts = sorted(p.name for p in d.watch.iterdir() if p.suffix == ".srt")
+    assert srts == ["a.en.srt", "b.en.srt"]
+    assert d.stop() == 0
