@@ -1,7 +1,7 @@
 """scribewatch exporter: the pipeline's events, the daemon's state, GPU and host on /metrics.
 
     reporter, gpu = PrometheusReporter(), GpuSampler()
-    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
+    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample, gpu_inventory=gpu.inventory)
     exp = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
                    tls_cert_file=…, tls_key_file=…, basic_auth_users=cfg.basic_auth_users,
                    job_control=daemon, grafana_url=cfg.grafana_url,

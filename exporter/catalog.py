@@ -29,6 +29,13 @@ from ..pipeline.contract import (
     SOURCES,
     STAGES,
 )
+from .buckets import (
+    CONFIDENCE_BUCKETS,
+    LONG_BUCKETS,
+    NOTIFY_BUCKETS,
+    RTF_BUCKETS,
+    STAGE_BUCKETS,
+)
 
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter
@@ -61,28 +68,6 @@ THROTTLE_REASONS: dict[str, int] = {
     "display_clock_setting": 0x100,
 }
 
-# Buckets, chosen for this workload (upper bounds, seconds unless noted):
-# * stages run from a few milliseconds (probing a file's header, writing an .srt) to an hour
-#   (transcribing a feature film on a CPU), so the ladder starts at 5 ms and is roughly
-#   1-2.5-5 per decade up to 1 h: enough resolution at both ends for p50/p95/p99.
-STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
-                 600, 1200, 1800, 3600)
-# * a whole job (detected → written) and the wait in the queue go from sub-second (a short clip
-#   on an idle GPU) to hours (a film on a CPU behind a backlog of films); 8 h is the top bound.
-LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
-# * the real-time factor (processing seconds per audio second) is ~0.01-0.05 for large models on
-#   a GPU, ~0.05-0.3 for small models on a CPU, and above 1 (slower than real time) for large
-#   models on a CPU; 1 is a bucket edge so "faster than real time" is exact.
-RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
-# * a media-server refresh or webhook on a LAN answers in milliseconds; a slow one up to the
-#   client's 10 s timeout (pipeline/notify/http.py), which is the last bucket edge.
-NOTIFY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-# * a language decision's probability: forced, tagged and English-only decisions are 1; a vote
-#   on one language is above 0.9; a mixed file splits near 0.5; 0.6 is the default threshold
-#   (`language_min_confidence`), so it is an edge.
-CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1)
-
-
 def _one_of(values) -> str:
     return "|".join(re.escape(v) for v in values)
 
@@ -111,7 +96,7 @@ LABEL_PATTERNS: dict[str, str] = {
     "faster_whisper": r"[A-Za-z0-9.+_-]{1,40}",
     "ctranslate2": r"[A-Za-z0-9.+_-]{1,40}",
     "python": r"[0-9]+\.[0-9]+\.[0-9]+[a-z0-9]*",
-    "gpu": r"[0-9]{1,2}",
+    "gpu": r"([0-9]{1,2})?",   # empty on a CPU worker's scribewatch_worker_info
     "uuid": r"(GPU|MIG)-[0-9a-fA-F-]{8,64}",
     "name": r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}",
 }
@@ -235,6 +220,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("scribewatch_notification_queue_items", "gauge",
            "Refresh folders and webhook bodies waiting to be sent.", PIPELINE,
            "max_over_time(scribewatch_notification_queue_items[1h])"),
+    Family("scribewatch_gpu_oom_total", "counter",
+           "CUDA out-of-memory errors during a model load or a job, by GPU index: the job was "
+           "queued again (never failed) and that GPU's batch or workers shrunk.", PIPELINE,
+           "sum by (gpu) (increase(scribewatch_gpu_oom_total[1h])) > 0",
+           labels=("gpu",)),
     Family("scribewatch_model_load_seconds", "gauge",
            "How long the last successful model load took.", PIPELINE,
            "max_over_time(scribewatch_model_load_seconds[1d])"),
@@ -263,6 +253,21 @@ FAMILIES: tuple[Family, ...] = (
            STATE,
            "max by (instance) (scribewatch_job_progress_ratio)",
            labels=("worker",)),
+    Family("scribewatch_worker_info", "gauge",
+           "Where each worker runs (value 1): `device` cpu or cuda:N, `gpu` its GPU index "
+           "(empty on CPU), to join with scribewatch_job_progress_ratio and scribewatch_gpu_*.",
+           STATE,
+           "scribewatch_job_progress_ratio * on (instance, worker) group_left (gpu) "
+           "scribewatch_worker_info",
+           labels=("worker", "device", "gpu")),
+    Family("scribewatch_gpu_workers_active", "gauge",
+           "Workers that may take a job on each GPU now: the plan's count, fewer after CUDA ran "
+           "out of memory, 0 while the GPU waits for memory.", STATE,
+           "scribewatch_gpu_workers_active == 0", labels=("gpu",)),
+    Family("scribewatch_jobs_waiting_for_vram", "gauge",
+           "Queued jobs held back for lack of GPU memory (sent back by an out-of-memory error, "
+           "or every queued job while no GPU has room and gpu_fallback_to_cpu is off).", STATE,
+           "max_over_time(scribewatch_jobs_waiting_for_vram[30m]) > 0"),
     Family("scribewatch_last_success_timestamp_seconds", "gauge",
            "Unix time the last job succeeded (0 if none ever did).", STATE,
            "time() - (scribewatch_last_success_timestamp_seconds > 0)"),

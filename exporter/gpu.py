@@ -14,6 +14,7 @@ import os
 import threading
 import time
 
+from ..pipeline.contract import GpuMemory
 from . import catalog
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ class GpuReading:
     utilization_ratio: float | None      # None: this GPU does not support the query
     memory_used_bytes: int | None
     memory_total_bytes: int | None
+    memory_free_bytes: int | None        # what a new allocation can have now
     process_memory_bytes: int | None     # this process's memory on the GPU
     temperature_celsius: float | None
     power_watts: float | None
     sm_clock_hertz: float | None
     throttle_reasons: int | None         # NVML clock event reason bit mask
+    compute_capability: tuple[int, int] | None = None
 
 
 def _text(value) -> str:
@@ -150,13 +153,22 @@ class Nvml:
             utilization_ratio=None if util is None else util.gpu / 100.0,
             memory_used_bytes=None if mem is None else mem.used,
             memory_total_bytes=None if mem is None else mem.total,
+            memory_free_bytes=None if mem is None else mem.free,
             process_memory_bytes=None if procs is None else sum(
                 p.usedGpuMemory or 0 for p in procs if p.pid == self._pid),
             temperature_celsius=opt(nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
             power_watts=None if power_mw is None else power_mw / 1000.0,
             sm_clock_hertz=None if clock_mhz is None else clock_mhz * 1e6,
             throttle_reasons=opt(reasons_fn, h),
+            compute_capability=self._capability(h),
         )
+
+    def _capability(self, handle) -> tuple[int, int] | None:
+        fn = getattr(self._nvml, "nvmlDeviceGetCudaComputeCapability", None)
+        try:
+            return None if fn is None else tuple(fn(handle))
+        except Exception:   # older driver or library: the planner does without
+            return None
 
 
 _VALUES = (  # family name, GpuReading field
@@ -228,3 +240,13 @@ class GpuSampler:
             return None
         return (max((r.utilization_ratio or 0.0) for r in readings),
                 sum((r.process_memory_bytes or 0) for r in readings))
+
+    def inventory(self) -> list[GpuMemory] | None:
+        """The GPUs and their free memory now (`pipeline.contract.GpuInventory`): what the
+        daemon plans its GPU workers with. None without NVML."""
+        readings = self._session.read()
+        if not readings:
+            return None
+        return [GpuMemory(r.index, r.uuid, r.name, r.memory_total_bytes or 0,
+                          r.memory_free_bytes or 0, r.compute_capability)
+                for r in readings if r.memory_total_bytes]

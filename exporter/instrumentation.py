@@ -78,6 +78,7 @@ class PrometheusReporter:
         self._confidence = m["scribewatch_language_decision_confidence_ratio"]
         self._written = {k: m["scribewatch_subtitles_written_total"].labels(k)
                          for k in OUTPUT_KINDS}
+        self._gpu_oom = m["scribewatch_gpu_oom_total"]
         self._load_seconds = m["scribewatch_model_load_seconds"]
         self._model_info = m["scribewatch_model_info"]
         self._model_labels: tuple[str, str, str] | None = None
@@ -211,6 +212,12 @@ class PrometheusReporter:
             raise ValueError(f"unknown output kind {kind!r}") from None
         child.inc()
 
+    @_records
+    def gpu_out_of_memory(self, gpu: int) -> None:
+        if not isinstance(gpu, int) or not 0 <= gpu < 100:   # a bounded label: an index
+            raise ValueError(f"bad GPU index {gpu!r}")
+        self._gpu_oom.labels(str(gpu)).inc()
+
     # -- helpers --------------------------------------------------------------------------
     @staticmethod
     def _child(children: dict, metric, stage: str | None, reason: str | None, *rest: str):
@@ -245,6 +252,8 @@ class StateCollector:
         "scribewatch_last_success_timestamp_seconds", "scribewatch_model_loaded",
         "scribewatch_watcher_up", "scribewatch_watch_dirs_unavailable", "scribewatch_ready",
         "scribewatch_start_time_seconds", "scribewatch_build_info",
+        "scribewatch_worker_info", "scribewatch_gpu_workers_active",
+        "scribewatch_jobs_waiting_for_vram",
     )
 
     def __init__(self, status_source: StatusSource):
@@ -276,4 +285,15 @@ class StateCollector:
         f["scribewatch_ready"].add_metric([], int(snap.ready))
         f["scribewatch_start_time_seconds"].add_metric([], snap.started_at)
         f["scribewatch_build_info"].add_metric([snap.version, *self._library_versions], 1)
+        f["scribewatch_jobs_waiting_for_vram"].add_metric([], snap.waiting_for_vram)
+        plan = snap.plan
+        if plan is not None:
+            for slot in plan.gpus:
+                f["scribewatch_gpu_workers_active"].add_metric([str(slot.index)],
+                                                               slot.active_workers)
+                for worker in slot.workers:
+                    f["scribewatch_worker_info"].add_metric(
+                        [worker, f"cuda:{slot.index}", str(slot.index)], 1)
+            for worker in plan.cpu_workers:
+                f["scribewatch_worker_info"].add_metric([worker, "cpu", ""], 1)
         return list(f.values())

@@ -26,6 +26,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 # The listen address and the TLS pair are parsed by the functions config uses at start.
 from ..pipeline.contract import (
     OUTCOMES,
+    DevicePlanView,
     JobControl,
     StatusSnapshot,
     StatusSource,
@@ -67,7 +68,7 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "workers": snap.workers,
         "queue_jobs": snap.queue_jobs,
         "running": [
-            {"id": j.job_id, "worker": j.worker, "stage": j.stage,
+            {"id": j.job_id, "worker": j.worker, "gpu": j.gpu, "stage": j.stage,
              "progress": round(j.progress, 4),
              "elapsed_seconds": round(max(0.0, now - j.started_at), 1),
              "audio_seconds": j.audio_seconds, "path": j.path, "watch_dir": j.watch_dir}
@@ -93,6 +94,8 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
             "realtime_factor": (None if snap.today.realtime_factor is None
                                 else round(snap.today.realtime_factor, 4)),
         },
+        "devices": _plan_document(snap.plan),
+        "waiting_for_vram": snap.waiting_for_vram,
         "counts": {**{o: 0 for o in OUTCOMES}, **snap.counts},
         "last_success_at": snap.last_success_at,
         # Files already in the folders when the daemon started are found by this scan: until
@@ -102,6 +105,21 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
                          "seconds": (None if snap.startup_scan_seconds is None
                                      else round(snap.startup_scan_seconds, 2)),
                          "files": snap.startup_scan_files},
+    }
+
+
+def _plan_document(plan: DevicePlanView | None) -> dict | None:
+    """What the daemon runs where, and why (the GPU plan's reasons, then what changed)."""
+    if plan is None:
+        return None
+    return {
+        "mode": plan.mode,
+        "reasons": list(plan.reasons),
+        "gpus": [{"index": g.index, "uuid": g.uuid, "name": g.name, "workers": list(g.workers),
+                  "active_workers": g.active_workers, "batch_size": g.batch_size,
+                  "state": g.state, "wait_reason": g.wait_reason} for g in plan.gpus],
+        "cpu": ({"workers": list(plan.cpu_workers), "batch_size": plan.cpu_batch_size,
+                 "running": plan.cpu_running} if plan.cpu_workers else None),
     }
 
 

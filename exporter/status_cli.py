@@ -92,15 +92,23 @@ def format_status(status: dict, now: float | None = None) -> str:
     elif scan:
         watcher += ", startup scan running"
     lines.append(f"watcher   {watcher}")
-    lines.append(f"queue     {status.get('queue_jobs', 0)} job(s) waiting")
+    for gpu in (status.get("devices") or {}).get("gpus", []):
+        batch = f"batch {gpu['batch_size']}" if gpu["batch_size"] else "no batching"
+        state = (f"waiting for memory: {gpu['wait_reason']}" if gpu["state"] != "active"
+                 else f"{gpu['active_workers']} of {len(gpu['workers'])} worker(s), {batch}")
+        lines.append(f"GPU {gpu['index']:<5} {gpu['name']}: {state}")
+    lines.append(f"queue     {status.get('queue_jobs', 0)} job(s) waiting"
+                 + (f", {status['waiting_for_vram']} for GPU memory"
+                    if status.get("waiting_for_vram") else ""))
     running = status.get("running", [])
     if not running:
         lines.append(f"running   nothing ({status.get('workers', '?')} worker(s) idle)")
     for i, job in enumerate(running):
         audio = job.get("audio_seconds")
         of_audio = f" of {_duration(audio)} audio" if audio else ""
+        on_gpu = f" (GPU {job['gpu']})" if job.get("gpu") is not None else ""
         lines.append(f"{'running' if i == 0 else '':9} job {job['id']} on worker "
-                     f"{job['worker']}: {job['progress'] * 100:.0f}%{of_audio}, "
+                     f"{job['worker']}{on_gpu}: {job['progress'] * 100:.0f}%{of_audio}, "
                      f"{_duration(job['elapsed_seconds'])} so far")
         if job.get("path"):
             lines.append(f"{'':9} {_where(job['path'], job.get('watch_dir'))}")

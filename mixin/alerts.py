@@ -257,6 +257,8 @@ def gpu(cfg: Config) -> dict:
     n = Names(cfg)
     warm, hot = num(cfg.t("gpu_temperature_warning")), num(cfg.t("gpu_temperature_critical"))
     memory = cfg.t("gpu_memory_used")
+    saturation, sat_window = cfg.t("gpu_saturation"), cfg.t("gpu_saturation_window")
+    vram_wait = cfg.t("vram_wait")
     history = cfg.speed_history_window
     temperature = """GPU {{ $labels.gpu }} ({{ $labels.name }}) on {{ $labels.instance }}
                   has been above [[t]] °C for [[for]]: {{ $value | humanize }} °C."""
@@ -283,6 +285,33 @@ def gpu(cfg: Config) -> dict:
                "model load or a long\nfile's transcription fails with CUDA out-of-memory. 15 m "
                "ignores a game's loading spike.",
                percent=num(memory * 100)),
+        _alert("ScribewatchGpuSaturated",
+               lines(f"avg_over_time(scribewatch_gpu_utilization_ratio[{sat_window}])"
+                     f" > {num(saturation)}",
+                     "and on (job, instance)",
+                     "scribewatch_queue_jobs > 0"),
+               "warning", "A GPU of a scribewatch host is saturated while files wait.",
+               """GPU {{ $labels.gpu }} ({{ $labels.name }}) on {{ $labels.instance }}
+               has been {{ $value | humanizePercentage }} busy on average over the last
+               [[window]] while files were queued, for [[for]]: it is the limit on
+               throughput (threshold [[percent]] %).""",
+               "30m",
+               f"Mean utilisation above {num(saturation * 100)} % over "
+               f"{in_words(sat_window)} AND files queued, for 30 m: a backlog the GPU\ncannot "
+               "clear faster (all processes count: a transcode beside us shows here too). "
+               "Idle-busy\n(no queue) is not saturation, and a single long file's 10 minutes "
+               "are not a trend.",
+               window=in_words(sat_window), percent=num(saturation * 100)),
+        _alert("ScribewatchJobWaitingForVram", "scribewatch_jobs_waiting_for_vram > 0",
+               "warning", "scribewatch jobs are waiting for GPU memory.",
+               """{{ $value | humanize }} job(s) on scribewatch {{ $labels.instance }} have
+               been held back for lack of GPU memory for more than [[for]]
+               (reason waiting_for_vram; /api/status says which GPU and why).""",
+               vram_wait,
+               "The daemon waits instead of failing when another program (a transcode, a game) "
+               "holds\nthe GPU's memory, or after CUDA ran out of memory with nothing left to "
+               f"shrink. A game\nevening is normal; {in_words(vram_wait)} without progress "
+               "means the memory is not coming back by\nitself."),
         _alert("ScribewatchNvmlDown",
                lines("scribewatch_nvml_up == 0",
                      "and on (job, instance)",

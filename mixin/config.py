@@ -57,6 +57,9 @@ class Config:
         gpu_temperature_critical=90,
         gpu_memory_used=0.95,            # used / total above
         gpu_memory_used_notice=0.8,      # a panel's yellow step only (no alert)
+        gpu_saturation=0.95,             # mean utilisation over the window above ...
+        gpu_saturation_window="15m",     # ... while files are queued: the GPU is the limit
+        vram_wait="30m",                 # a job waiting for GPU memory this long
         filesystem_free_warning=0.10,    # free / size below ...
         filesystem_free_warning_gib=10,  # ... and free below this many GiB
         filesystem_free_critical=0.03,

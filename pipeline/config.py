@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -23,6 +22,7 @@ from .settings import (
     auth_check,
     code_check,
     codes_check,
+    coerce,
     folder_languages_check,
     language_check,
     listen_check,
@@ -125,13 +125,30 @@ class Config:
         minimum=1)
     beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
     vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
-    batch_size: int = setting(
-        0, "Batched inference for long files (e.g. 8); 0, the default, decodes sequentially. "
-        "Faster, but with small models it drops phrases (docs/performance.md).", minimum=0)
+    batch_size: int | None = setting(
+        None, "Batched inference for long files (e.g. 8); 0 decodes sequentially. `auto`: "
+        "sequential on CPU (with small models batching drops phrases), chosen from free GPU "
+        "memory on a GPU, at most 16 (docs/performance.md).", minimum=0)
     batch_min_audio_seconds: float = setting(
         120.0, "Use batched inference for files at least this long.", minimum=0)
-    workers: int = setting(
-        1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1)
+    workers: int | None = setting(
+        None, "Jobs transcribed at once. `auto`: 1 on CPU; on a GPU as many per GPU as its "
+        "free memory holds, at most 4 (docs/performance.md). A number: that many on CPU, or "
+        "per GPU.", minimum=1)
+    devices: tuple[str, ...] = setting(
+        [], "GPU indexes (NVML's order, as nvidia-smi lists them) to use, e.g. [0, 1]: one "
+        "model per GPU, jobs spread across them. Empty: every GPU found.",
+        check=lambda v: None if all(d.isdigit() for d in v) else "expected GPU indexes (0, 1, …)")
+    gpu_fallback_to_cpu: bool = setting(
+        False, "When no GPU has memory for a worker (a game or a transcode holds it), transcribe "
+        "on the CPU instead of waiting for GPU memory.")
+    vram_retry_seconds: float = setting(
+        30.0, "How often a GPU left out for lack of memory is looked at again (free memory "
+        "read from NVML); its jobs wait meanwhile (`waiting_for_vram`).", minimum=0.1)
+    prefetch_max_audio_seconds: float = setting(
+        1800.0, "While a file is transcribed, the next queued one is probed, decoded and "
+        "VAD-ed ahead in memory if it is at most this long (decoded audio takes 64 KB per "
+        "second: 30 min = 115 MB). 0 turns prefetching off.", minimum=0)
     db: str = setting(
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
         "refused). One daemon per store.")
@@ -224,7 +241,7 @@ class Config:
 
 # A field's type says how its values are read (annotations are strings here: `annotations`).
 _KINDS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "dict": "dict",
-          "tuple[str, ...]": "list", "str | None": "optpath"}
+          "tuple[str, ...]": "list", "str | None": "optpath", "int | None": "autoint"}
 
 
 def _schema() -> tuple[Setting, ...]:
@@ -238,66 +255,6 @@ BY_KEY = {s.key: s for s in SCHEMA}
 
 # Environment names that are not settings (the config file's own location).
 NON_SETTING_ENV = {"SCRIBEWATCH_CONFIG"}
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _coerce(setting: Setting, value: Any, source: str) -> Any:
-    """Turn a raw value (YAML, env string, CLI string) into the setting's type, or raise."""
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"{source}: invalid value {value!r} for '{setting.key}': {why}")
-
-    kind = setting.kind
-    if value is None:
-        if kind == "optpath":
-            return None
-        raise bad("a value is required")
-    if kind == "bool":
-        if isinstance(value, bool):
-            out = value
-        elif isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            out = value.lower() in _TRUE
-        else:
-            raise bad("expected true or false")
-    elif kind in ("int", "float"):
-        if isinstance(value, bool):
-            raise bad("expected a number")
-        try:
-            out = int(value) if kind == "int" else float(value)
-            if kind == "int" and isinstance(value, float) and value != int(value):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise bad(f"expected {'a whole number' if kind == 'int' else 'a number'}") from None
-        if setting.minimum is not None and out < setting.minimum:
-            raise bad(f"must be >= {setting.minimum:g}")
-    elif kind == "list":
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, (str, int, float)) for v in value):
-            raise bad("expected a list of strings")
-        out = tuple(str(v) for v in value)
-    elif kind == "dict":
-        if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip() else {}
-        if not isinstance(value, dict):
-            raise bad("expected a mapping")
-        out = {str(k): v for k, v in value.items()}
-    else:  # str, optpath
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise bad("expected a string")
-        out = str(value)
-        if kind == "optpath" and out in ("", "null", "none"):
-            return None
-    if setting.choices and out not in setting.choices:
-        raise bad(f"expected one of {', '.join(setting.choices)}")
-    if setting.check is not None:
-        problem = setting.check(out)
-        if problem:
-            raise bad(problem)
-    return out
-
 
 def env_name(key: str) -> str:
     return "SCRIBEWATCH_" + key.upper()
@@ -313,7 +270,7 @@ def load(config_file: str | os.PathLike | None = None,
     """Resolve settings from every source. `flags` holds only the keys given on the command line."""
     environ = os.environ if environ is None else environ
     values = {s.key: s.default for s in SCHEMA}
-    values = {k: _coerce(BY_KEY[k], v, "default") for k, v in values.items()}
+    values = {k: coerce(BY_KEY[k], v, "default") for k, v in values.items()}
 
     if config_file is not None:
         path = Path(config_file)
@@ -329,12 +286,12 @@ def load(config_file: str | os.PathLike | None = None,
             if key not in BY_KEY:
                 raise ConfigError(f"{path}: unknown key '{key}'"
                                   + _did_you_mean(str(key)))
-            values[key] = _coerce(BY_KEY[key], value, str(path))
+            values[key] = coerce(BY_KEY[key], value, str(path))
 
     for decl in SCHEMA:
         name = env_name(decl.key)
         if name in environ:
-            values[decl.key] = _coerce(decl, environ[name], f"environment {name}")
+            values[decl.key] = coerce(decl, environ[name], f"environment {name}")
         if decl.secret and name + "_FILE" in environ:   # Docker/systemd secrets
             values[decl.key] = _read_secret(decl, environ[name + "_FILE"], name + "_FILE")
     secret_files = {env_name(s.key) + "_FILE" for s in SCHEMA if s.secret}
@@ -345,7 +302,7 @@ def load(config_file: str | os.PathLike | None = None,
                               + _did_you_mean(name[len("SCRIBEWATCH_"):].lower()))
 
     for key, value in (flags or {}).items():
-        values[key] = _coerce(BY_KEY[key], value, f"flag {flag_name(key)}")
+        values[key] = coerce(BY_KEY[key], value, f"flag {flag_name(key)}")
 
     _cross_check(values)
     return Config(**values)
@@ -356,7 +313,7 @@ def _read_secret(setting: Setting, path: str, source: str) -> str:
         value = Path(path).read_text().strip()
     except OSError as e:
         raise ConfigError(f"environment {source}: cannot read {path}: {e.strerror}") from None
-    return _coerce(setting, value, f"environment {source} (file {path})")
+    return coerce(setting, value, f"environment {source} (file {path})")
 
 
 def _did_you_mean(key: str) -> str:

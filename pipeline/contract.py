@@ -25,6 +25,14 @@ import concurrent.futures
 import dataclasses
 from typing import Protocol
 
+# The GPU views (what NVML sees, what the daemon plans), shared through this module.
+from .gpu_views import (  # noqa: F401
+    DevicePlanView,
+    GpuInventory,
+    GpuMemory,
+    GpuSlotView,
+)
+
 # Whisper's codes and `unknown`: the bounded values of a `language` label (pure data).
 from .languages import LANGUAGE_LABELS  # noqa: F401
 
@@ -96,6 +104,11 @@ SKIPS: tuple[Reason, ...] = (
     Reason("language_mismatch", None, False, "the model transcribes English only (`*.en`) and "
            "the audio track's tag (or a forced language) says another language"),
 )
+
+# Why a job waits without failing: the GPU has no room for it now (free VRAM short before a
+# load, or CUDA ran out of memory mid-job). It stays queued and is retried; never a failure.
+WAITING_FOR_VRAM = "waiting_for_vram"
+WAIT_REASONS: tuple[str, ...] = (WAITING_FOR_VRAM,)
 
 # reason -> (stage it is reported under, transient?)
 FAILURE_REASONS: dict[str, tuple[str, bool]] = {r.code: (r.stage, r.retried) for r in FAILURES}
@@ -172,6 +185,9 @@ class Reporter(Protocol):
 
     def subtitles_written(self, kind: str) -> None:
         """A job wrote its subtitles of `kind` (OUTPUT_KINDS), whatever the number of formats."""
+    def gpu_out_of_memory(self, gpu: int) -> None:
+        """CUDA ran out of memory on GPU `gpu` (its NVML index) during a job: the job was
+        queued again and the GPU's plan shrunk."""
 
 
 class NullReporter:
@@ -190,6 +206,7 @@ class NullReporter:
     def notification_queue(self, length): pass
     def language_decided(self, language, source, probability): pass
     def subtitles_written(self, kind): pass
+    def gpu_out_of_memory(self, gpu): pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +221,7 @@ class RunningJob:
     path: str | None = None
     watch_dir: str | None = None
     stage: str | None = None   # probe / decode / transcribe / write: the one running now
+    gpu: int | None = None     # the GPU (NVML index) its worker runs on; None: CPU
 
 
 # For people (the status page, /api/status), behind the same auth as /metrics: paths and error
@@ -271,6 +289,9 @@ class StatusSnapshot:
     queue_next: tuple[QueuedJob, ...] = ()      # the next jobs a worker will claim, in order
     recent_failures: tuple[FailedJob, ...] = ()  # failed jobs (still failed), newest first
     today: DayFigures | None = None
+    plan: DevicePlanView | None = None          # None: not planned (a daemon built without)
+    waiting_for_vram: int = 0                   # queued jobs held back for lack of GPU memory
+
     @property
     def ready(self) -> bool:
         return self.model_ready and self.watcher_up and self.store_writable

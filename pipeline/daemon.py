@@ -15,21 +15,23 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__
 from .api_jobs import ApiJobs
 from .config import Config
-from .contract import NullReporter, Reporter, StatusSnapshot
-from .errors import SkipJob, StageError
+from .contract import WAITING_FOR_VRAM, GpuInventory, NullReporter, Reporter, StatusSnapshot
+from .devices import DevicePool, Slot
+from .errors import GpuOutOfMemory, SkipJob, StageError
 from .intake import Intake
 from .job import Job
 from .model import ModelManager
 from .output import remove_stale_temps
+from .prefetch import Prefetcher
 from .resources import GpuProbe, ResourceSampler
-from .runner import Runner, RunResult, model_from_config, options_from_config
+from .runner import RunResult
 from .running import Running
 from .stages import Cancelled
-from .status import StoreStatus
+from .status import StoreStatus, daemon_snapshot
 from .store import SUSPECT_STRIKES, JobStore
+from .tracks import chosen_index
 from .watcher import FileFilter, Watcher
 
 log = logging.getLogger(__name__)
@@ -42,20 +44,29 @@ SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 class Daemon:
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
                  gpu_probe: GpuProbe | None = None, model: ModelManager | None = None,
-                 on_finished: Callable[[Job], None] | None = None):
+                 on_finished: Callable[[Job], None] | None = None,
+                 gpu_inventory: GpuInventory | None = None):
         self.cfg = cfg
         self.on_finished = on_finished   # each job a worker ended, as stored (pipeline/notify)
         self.reporter: Reporter = reporter or NullReporter()
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
         self.store = JobStore(cfg.db)
-        self.model = model or model_from_config(cfg, workers=cfg.workers + cfg.api_workers)
         self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
                            else None)
-        self.runner = Runner(cfg, self.model, options_from_config(cfg), self.output_dir)
-        # The HTTP API's requests (contract.ApiQueue): every worker takes them first.
+        # Which workers run where (the GPU plan): one model and runner per device.
+        self.devices = DevicePool(cfg, self.output_dir, inventory=gpu_inventory, model=model)
+        self.model = self.devices.primary.manager
+        self.runner = self.devices.primary.runner
+        # The HTTP API's requests (contract.ApiQueue): the first device's workers (and the
+        # `api_workers`, which have replicas of their own there) take them first.
         self.api = ApiJobs(self.model, self.runner.options, notify=self._notify,
                            max_wait_seconds=cfg.api_max_wait_seconds)
+        self.prefetcher = Prefetcher(
+            lambda: self.store.peek_next(self.watcher.available_roots,
+                                         suspects=self._up_long_enough()),
+            max_audio_seconds=cfg.prefetch_max_audio_seconds, vad_wanted=self._vad_ahead,
+            choose_track=self._track_ahead)
         self.intake = Intake(self.store, settings=cfg,
                              target_language=self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify)
@@ -73,9 +84,11 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._store_writable = True
         self.status = StoreStatus(self.store)
-        self._last_model_attempt = 0.0
+        self._last_model_attempt: dict[str, float] = {}
+        self._loading: set[str] = set()
 
     def _notify(self) -> None:
+        self.transcribing()   # a file queued while every worker is busy: prepare it
         with self._wake:
             # a notify between a worker's claim and its wait is not lost
             self._wake_generation += 1
@@ -85,7 +98,9 @@ class Daemon:
     def start(self) -> None:
         self._started_monotonic = time.monotonic()
         # The exporter may have been attached after __init__.
-        self.model.reporter = self.intake.reporter = self.api.reporter = self.reporter
+        self.intake.reporter = self.api.reporter = self.reporter
+        for slot in self.devices.slots:
+            slot.manager.reporter = self.reporter
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
             if job.strikes == 1:
@@ -107,12 +122,13 @@ class Daemon:
         folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
-        self._spawn(self._load_model, "model-load")
+        self._load_models()
+        self.prefetcher.start()
         self.watcher.start()
-        for i in range(self.cfg.workers):
-            self._spawn(self._worker, f"worker-{i}", str(i))
+        for worker, slot in self.devices.workers:
+            self._spawn(self._worker, f"worker-{worker}", worker, slot)
         for i in range(self.cfg.api_workers):   # never claim a folder job
-            self._spawn(self._worker, f"api-worker-{i}", f"api{i}", False)
+            self._spawn(self._worker, f"api-worker-{i}", f"api{i}", self.devices.primary, False)
         self._spawn(self._housekeeping, "housekeeping")
 
     def _spawn(self, target, name, *args) -> None:
@@ -120,12 +136,33 @@ class Daemon:
         t.start()
         self._threads.append(t)
 
-    def _load_model(self) -> bool:
-        self._last_model_attempt = time.monotonic()
+    def _load_models(self) -> None:
+        """Load, on a thread each, the models of the devices that may run and have none yet:
+        at start, after a load failed (every MODEL_RETRY_SECONDS) and when a device comes
+        into use (a GPU that had no memory, the CPU fallback)."""
+        now = time.monotonic()
+        for slot in self.devices.slots:
+            m = slot.manager
+            if (not slot.running or slot.key in self._loading or m.loaded
+                    or (m.loaded_once and not m.error)
+                    or (m.error and now - self._last_model_attempt.get(slot.key, 0.0)
+                        < MODEL_RETRY_SECONDS)):
+                continue
+            self._loading.add(slot.key)
+            self._last_model_attempt[slot.key] = now
+            self._spawn(self._load_model, f"model-load-{slot.key}", slot)
+
+    def _load_model(self, slot: Slot) -> bool:
         try:
-            self.model.load()
+            slot.manager.load()
+        except GpuOutOfMemory as e:
+            self.reporter.gpu_out_of_memory(slot.index)
+            self.devices.out_of_memory(slot, str(e))
+            return False
         except Exception:
             return False   # logged and reported by the manager; housekeeping retries
+        finally:
+            self._loading.discard(slot.key)
         self._notify()
         return True
 
@@ -138,6 +175,7 @@ class Daemon:
                  grace, running, f"; {hint}" if hint and running else "")
         self._stopping.set()
         self.api.close()
+        self.prefetcher.stop()
         self.watcher.stop()
         self._notify()
         # Plain sleeps, polling a flag: stop_now() is called from a signal handler in this
@@ -173,14 +211,15 @@ class Daemon:
         progress point, so "died again at the same point" alone cannot tell the two apart."""
         return time.monotonic() - self._started_monotonic >= SUSPECT_UPTIME_SECONDS
 
-    def _worker(self, worker: str, folder: bool = True) -> None:
+    def _worker(self, worker: str, slot: Slot, folder: bool = True) -> None:
         while not self._stopping.is_set():
             generation = self._wake_generation
             job = None
             # An API request first: a client waits for it, a queued file waits anyway.
-            if self.model.ready and self.api.run_next():
+            if (slot is self.devices.primary and slot.manager.ready
+                    and self.api.run_next()):
                 continue
-            if self.model.ready and folder:
+            if folder and self.devices.may_claim(worker, slot):
                 job = self.store.claim_next(worker, self.watcher.available_roots,
                                             suspects=self._up_long_enough())
             if job is None:
@@ -189,48 +228,81 @@ class Daemon:
                     self._wake.wait_for(lambda: self._wake_generation != generation, timeout)
                 continue
             try:
-                self._run(job, worker)
+                self._run(job, worker, slot)
             except Exception:   # never let a bug kill the worker thread
                 log.exception("worker %s: unexpected error around job %d", worker, job.id)
+
+    def transcribing(self) -> None:
+        """A worker started transcribing (or a file was queued): with no worker left free,
+        prepare the next file."""
+        if self._running and len(self._running) >= self.devices.claimable():
+            self.prefetcher.poke()
+
+    def _track_ahead(self, probe) -> int | None:
+        """The audio track a worker will decode (the same choice as the runner's)."""
+        return chosen_index(probe.audio_tracks, tuple(self.cfg.preferred_audio_languages))
+
+    def _vad_ahead(self, audio_seconds: float) -> bool:
+        """VAD a prefetched file ahead unless it may be batched (the batched pipeline has
+        VAD settings of its own)."""
+        return self.cfg.vad and not any(
+            s.batch_size and audio_seconds >= self.cfg.batch_min_audio_seconds
+            for s in self.devices.slots)
 
     def _idle_wait(self) -> float:
         wakeup = self.store.next_wakeup()
         return 1.0 if wakeup is None else max(0.05, min(1.0, wakeup - time.time()))
 
-    def _run(self, job: Job, worker: str) -> None:
+    def _run(self, job: Job, worker: str, slot: Slot) -> None:
         path = Path(job.path)
-        running = Running(job, worker, self)
+        running = Running(job, worker, self, slot)
         self._running[worker] = running
         self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
         log.info("started %s (job %d, attempt %d)", path, job.id, job.attempts)
         stage_seconds = running.stage_seconds
         # GPU figures belong in the summary only when this job uses the GPU: on a CPU job they
         # would show someone else's load (a Plex transcode).
-        sampler = ResourceSampler(self.gpu_probe if self.model.device == "cuda" else None)
+        sampler = ResourceSampler(self.gpu_probe if slot.manager.device == "cuda" else None)
+
+        def summary() -> dict:   # what the job's row keeps besides its outcome
+            return {**sampler.summary(), "stage_spans": running.stage_spans}
         try:
             with sampler:
                 # The job's own earlier subtitles are no reason to skip it (`retry --path`).
-                result = self.runner.run(path, Path(job.root), running, own_outputs=job.outputs)
+                result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs,
+                                         prefetched=self.prefetcher.take(job))
                 self._succeeded(running, result)
         except Cancelled:
             if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
                 log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
+        except GpuOutOfMemory as oom:
+            # Not the file's fault: back to the queue (the attempt refunded, no failure, no
+            # retry counted) while the device shrinks what it runs, or waits for memory.
+            message = f"CUDA out of memory on GPU {slot.index}: {oom}"
+            if running.settle(functools.partial(
+                    self.store.requeue, job.id, refund_attempt=True, reason=WAITING_FOR_VRAM,
+                    stage=running.stage, message=message)):
+                log.warning("job %d (%s): %s: queued again [%s]", job.id, path, message,
+                            WAITING_FOR_VRAM)
+                self.reporter.gpu_out_of_memory(slot.index)
+                self.devices.out_of_memory(slot, str(oom))
+                self._notify()
         # settle() runs the action at once, but binding the exception now (partial) keeps the
         # action correct even if that ever changed: Python unbinds `as` names after the block.
         except SkipJob as skip:
             running.settle(functools.partial(self._skipped, job, skip, stage_seconds,
-                                             sampler.summary()))
+                                             summary()))
         except StageError as err:
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
-                                             sampler.summary()))
+                                             summary()))
         # a bug or something unforeseen: recorded, counted, the daemon goes on
         except Exception as e:
             log.exception("job %d (%s): unexpected error in %s", job.id, path, running.stage)
             err = StageError("internal_error", f"{path}: {type(e).__name__}: {e}", running.stage)
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
-                                             sampler.summary()))
+                                             summary()))
         else:
-            self.store.update(job.id, **sampler.summary())
+            self.store.update(job.id, **summary())
         finally:
             self._running.pop(worker, None)
 
@@ -297,31 +369,14 @@ class Daemon:
     def _housekeeping(self) -> None:
         while not self._stopping.wait(HOUSEKEEPING_SECONDS):
             self._store_writable = self.store.check_writable()
-            self.model.unload_if_idle()
-            if (self.model.error and not self.model.loaded
-                    and time.monotonic() - self._last_model_attempt > MODEL_RETRY_SECONDS):
-                self._load_model()
+            for slot in self.devices.slots:
+                slot.manager.unload_if_idle()
+            self.devices.tick()
+            self._load_models()
 
     # -- status (StatusSource) and control (JobControl) ------------------------------------
     def snapshot(self, details: bool = False) -> StatusSnapshot:
-        figures = self.status.figures(details)
-        output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
-        return StatusSnapshot(
-            version=__version__, started_at=self.started_at, model_name=self.model.name,
-            device=self.model.device, compute_type=self.model.compute_type,
-            model_loaded=self.model.loaded, model_ready=self.model.ready,
-            model_error=self.model.error, watcher_up=self.watcher.alive(),
-            watch_dirs_unavailable=self.watcher.unavailable_count,
-            store_writable=self._store_writable, queue_jobs=figures.queue,
-            running=tuple(r.view() for r in list(self._running.values())),
-            workers=self.cfg.workers, counts=figures.counts,
-            last_success_at=figures.last_success,
-            dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
-                  "store": [str(Path(self.cfg.db).resolve().parent)]},
-            startup_scan_seconds=self.watcher.scan_seconds,
-            startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
-            recent_failures=figures.recent_failures, today=figures.today,
-            api_waiting=self.api.waiting, api_running=self.api.running)
+        return daemon_snapshot(self, details)
 
     def retry_failed_job(self, job_id: int) -> str:
         """The status page's retry button: `scribewatch retry --job ID` in this process."""

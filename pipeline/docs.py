@@ -14,6 +14,7 @@ import yaml
 
 from . import config
 from .contract import API_REJECTIONS, FAILURE_LABELS, FAILURES, SKIPS, STAGES
+from .settings import AUTO
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
@@ -26,7 +27,9 @@ REGIONS = {
 }
 
 
-def _yaml_value(value) -> str:
+def _yaml_value(value, kind: str = "") -> str:
+    if value is None and kind == "autoint":   # left to the daemon
+        return AUTO
     return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
 
 
@@ -34,7 +37,7 @@ def reference_markdown() -> str:
     """The README's config reference table, generated so it cannot drift."""
     rows = ["| key | env | default | meaning |", "| --- | --- | --- | --- |"]
     for s in config.SCHEMA:
-        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default)
+        default = "(see below)" if s.key == "include_extensions" else _yaml_value(s.default, s.kind)
         choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
         rows.append(f"| `{s.key}` | `{config.env_name(s.key)}` | `{default}` | {s.help}{choices} |")
     return "\n".join(rows) + "\n"
@@ -48,7 +51,7 @@ def example_yaml() -> str:
              "# Copy to scribewatch.yaml (read from the working folder) or pass --config FILE.", ""]
     for s in config.SCHEMA:
         lines.append(f"# {s.help}" + (f" One of: {', '.join(s.choices)}." if s.choices else ""))
-        lines.append(f"{s.key}: {_yaml_value(s.default)}")
+        lines.append(f"{s.key}: {_yaml_value(s.default, s.kind)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -31,3 +31,18 @@ class SkipJob(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class GpuOutOfMemory(Exception):
+    """CUDA ran out of memory during a job. Not the file's fault: the daemon shrinks what it
+    runs on that GPU and queues the job again (`waiting_for_vram`), never failing it."""
+
+
+# CTranslate2's CUDA_CHECK throws std::runtime_error("CUDA failed with error " +
+# cudaGetErrorString(code)) (include/ctranslate2/cuda/utils.h): "CUDA failed with error out of
+# memory"; its cuBLAS check says "cuBLAS failed with status CUBLAS_STATUS_ALLOC_FAILED".
+_CUDA_OOM_MARKERS = ("CUDA failed with error out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def is_cuda_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, RuntimeError) and any(m in str(error) for m in _CUDA_OOM_MARKERS)

@@ -9,7 +9,8 @@ import json
 from typing import Any, Mapping
 
 # Stored as JSON text; empty → these values (a dict, a list, None).
-_JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None}
+_JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None,
+                                  "stage_spans": {}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Job:
     crash_seq: int | None = None            # which death of the daemon that was
     # Schema version 3: forced, tag, model, vote or default (language_chain.py).
     language_source: str | None = None
+    # Schema version 4: when each stage ran, {stage: [start, end]} in unix time
+    stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

@@ -28,6 +28,7 @@ import threading
 import time
 
 from .contract import NullReporter, Reporter
+from .errors import GpuOutOfMemory, is_cuda_out_of_memory
 from .packaged_models import locate
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ class ModelManager:
     def __init__(self, model: str, *, models_dir: str | None = None, device: str = "auto",
                  compute_type: str = "auto", cpu_threads: int = 0, idle_unload_minutes: float = 0,
                  workers: int = 1, nice: int = 0, idle_class: bool = False,
-                 reporter: Reporter | None = None, warmup: bool | None = None):
+                 reporter: Reporter | None = None, warmup: bool | None = None,
+                 device_index: int = 0):
         self.source, self.name = resolve_model(model, models_dir)
         self.device, self.compute_type = resolve_device(device, compute_type)
+        self.device_index = device_index   # the CUDA device (one manager per GPU)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
         self.workers = workers
         self.nice = nice
@@ -99,6 +102,11 @@ class ModelManager:
         self.warmups = 0                            # warm-ups run, one per load
 
     @property
+    def where(self) -> str:
+        """`cpu` or `cuda:N`, for logs."""
+        return f"cuda:{self.device_index}" if self.device == "cuda" else self.device
+
+    @property
     def loaded(self) -> bool:
         return self._model is not None
 
@@ -118,6 +126,7 @@ class ModelManager:
 
             def build():
                 model = WhisperModel(self.source, device=self.device,
+                                     device_index=self.device_index,
                                      compute_type=self.compute_type,
                                      cpu_threads=self.cpu_threads,
                                      # one CTranslate2 replica per worker, or they queue
@@ -130,8 +139,14 @@ class ModelManager:
             try:
                 self._model = _on_builder_thread(build, self.nice, self.idle_class)
             except Exception as e:
+                if is_cuda_out_of_memory(e):
+                    # Not broken: the GPU is full now. The daemon shrinks or waits; no error
+                    # that would keep the workers off this model until the next load retry.
+                    log.warning("model %s: no GPU memory to load on %s: %s", self.name,
+                                self.where, e)
+                    raise GpuOutOfMemory(str(e)) from None
                 self.error = f"{type(e).__name__}: {e}"
-                log.error("model %s failed to load on %s/%s: %s", self.name, self.device,
+                log.error("model %s failed to load on %s/%s: %s", self.name, self.where,
                           self.compute_type, self.error)
                 self.reporter.model_load_failed()
                 raise
@@ -144,7 +159,7 @@ class ModelManager:
             self.error = None
             self.loaded_once = True
             self._last_used = time.monotonic()
-            log.info("model %s loaded on %s/%s in %.2fs", self.name, self.device,
+            log.info("model %s loaded on %s/%s in %.2fs", self.name, self.where,
                      self.compute_type, self.load_seconds)
             self.reporter.model_loaded(self.name, self.device, self.compute_type, self.load_seconds)
             return self._model
@@ -169,6 +184,18 @@ class ModelManager:
             if self._batched is None or self._batched.model is not model:
                 self._batched = BatchedInferencePipeline(model=model)
             return self._batched
+
+    def unload_if_unused(self) -> bool:
+        """Free the model now unless a job holds it (its GPU memory is wanted elsewhere)."""
+        with self._lock:
+            if self._model is None or self._users:
+                return False
+            self._model = None
+            self._batched = None
+        gc.collect()
+        log.info("model %s unloaded from %s to free its memory", self.name, self.where)
+        self.reporter.model_unloaded()
+        return True
 
     def unload_if_idle(self) -> bool:
         if not self.idle_unload_seconds:

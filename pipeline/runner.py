@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from . import language_chain, skip_policy, stages
-from .errors import StageError
+from .errors import GpuOutOfMemory, StageError
 from .guards import check_transcript
 from .language import vote_language
 from .language_chain import ChainSettings, LanguageChoice
@@ -50,6 +50,12 @@ class JobHooks:
     def timed(self, stage: str, fn, *args):
         self.stage = stage
         return fn(*args)
+
+    def done_before(self, stage: str, result, start: float, end: float):
+        """`stage` ran before the job was claimed (the prefetch), from `start` to `end` (unix
+        time): its result."""
+        self.stage = stage
+        return result
 
     def probed(self, probe: stages.ProbeResult) -> None: ...
     def decoded(self, audio_seconds: float) -> None: ...
@@ -94,14 +100,17 @@ class Runner:
         return language_chain.target_before_reading(self.chain, path)
 
     def run(self, path: Path, root: Path, hooks: JobHooks, *, own_outputs=(),
-            checked_before_reading: bool = True) -> RunResult:
+            checked_before_reading: bool = True, prefetched=None) -> RunResult:
         """Raises `SkipJob`, `StageError` or `stages.Cancelled`. `checked_before_reading`: the
-        caller (intake) already asked the policy's BEFORE_READING rules."""
+        caller (intake) already asked the policy's BEFORE_READING rules. `prefetched`: this
+        file's probe, audio and VAD done ahead (`prefetch.Prefetched`)."""
         facts = skip_policy.Facts(path, root, self.target_language(path), self.output_dir,
                                   own_outputs=tuple(own_outputs))
         if not checked_before_reading:
             skip_policy.check(skip_policy.BEFORE_READING, self.cfg, facts)
-        probe = hooks.timed("probe", stages.probe, path)
+        ahead = prefetched.spans if prefetched else {}
+        probe = (hooks.done_before("probe", prefetched.probe, *ahead["probe"]) if prefetched
+                 else hooks.timed("probe", stages.probe, path))
         hooks.probed(probe)
         facts = dataclasses.replace(facts, probe=probe)
         skip_policy.check(skip_policy.PROBED, self.cfg, facts)
@@ -109,10 +118,17 @@ class Runner:
         choice, asked = language_chain.decide_before_audio(self.chain, path, track)
         if choice is not None:   # known without listening: skip before decoding
             facts = self._decided(choice, facts, hooks)
-        audio = hooks.timed("decode", stages.decode, path, track.index if track else None)
+        index = track.index if track else None
+        chunks = None
+        if prefetched and prefetched.track_index == index:   # the same track was read ahead
+            audio = hooks.done_before("decode", prefetched.audio, *ahead["decode"])
+            chunks = prefetched.speech_chunks
+        else:
+            audio = hooks.timed("decode", stages.decode, path, index)
+        prefetched = None   # its audio is freed with `audio`
         hooks.decoded(len(audio) / stages.SAMPLE_RATE)
         transcript, findings, choice, facts = hooks.timed(
-            "transcribe", self._transcribe, audio, hooks, choice, asked, facts)
+            "transcribe", self._transcribe, audio, hooks, choice, asked, facts, chunks)
         hooks.transcribed(transcript)
         skip_policy.check(skip_policy.TRANSCRIBED, self.cfg,
                           dataclasses.replace(facts, transcript=transcript))
@@ -178,6 +194,8 @@ class Runner:
         try:
             use = self.model.use()
             model = use.__enter__()   # entered here so a load failure is the job's reason code
+        except GpuOutOfMemory:
+            raise   # the daemon shrinks or waits; not the file's failure
         except Exception as e:
             raise StageError("model_load_failed",
                              f"model {self.model.name} failed to load: {e}") from None
@@ -186,9 +204,10 @@ class Runner:
             yield model
 
     def _transcribe(self, audio, hooks: JobHooks, choice: LanguageChoice | None, asked,
-                    facts: skip_policy.Facts):
+                    facts: skip_policy.Facts, chunks: list | None = None):
         """(transcript, the guard's findings, the language choice, facts). The vote runs here
-        when the settings and tags did not decide: it needs the model."""
+        when the settings and tags did not decide: it needs the model. `chunks`: the speech
+        the prefetch found (VAD) for this audio."""
         with self._model() as model:
             if choice is None:
                 choice = language_chain.decide_by_vote(
@@ -208,7 +227,7 @@ class Runner:
                     model, audio, options, batched_pipeline=batched,
                     model_name=self.model.name, safer=safer,
                     on_progress=lambda p: hooks.progressed(p, int(safer)),
-                    should_stop=hooks.should_stop)
+                    should_stop=hooks.should_stop, chunks=chunks)
                 return dataclasses.replace(
                     transcript, language="en" if only_english else choice.language,
                     language_probability=choice.probability)

@@ -17,6 +17,7 @@ from .stages import Cancelled
 
 if TYPE_CHECKING:
     from .daemon import Daemon
+    from .devices import Slot
 
 # Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
 # timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
@@ -34,9 +35,11 @@ class Running(JobHooks):
     job: Job
     worker: str
     daemon: "Daemon"
+    slot: "Slot"
     progress: float = 0.0
     audio_seconds: float | None = None
     stage_seconds: dict = dataclasses.field(default_factory=dict)
+    stage_spans: dict = dataclasses.field(default_factory=dict)   # stage -> [start, end], unix
     cancel: bool = False
     # Whoever settles the job first (the worker finishing it, or shutdown giving up on it and
     # re-queueing it) writes its final state; the other one then leaves it alone.
@@ -55,7 +58,7 @@ class Running(JobHooks):
     def view(self) -> RunningJob:
         return RunningJob(self.job.id, self.worker, self.job.started_at, self.progress,
                           self.audio_seconds, path=self.job.path, watch_dir=self.job.root,
-                          stage=self.stage)
+                          stage=self.stage, gpu=self.slot.index)
 
     # -- hooks -----------------------------------------------------------------------------
     def timed(self, stage: str, fn, *args):
@@ -64,13 +67,27 @@ class Running(JobHooks):
         self.stage = stage
         store, reporter = self.daemon.store, self.daemon.reporter
         store.set_stage(self.job.id, stage, self.stage_seconds)
-        t0 = time.perf_counter()
+        if stage == "transcribe":
+            self.daemon.transcribing()
+        t0, wall = time.perf_counter(), time.time()
         try:
             return fn(*args)
         finally:
             dt = time.perf_counter() - t0
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
+            self.stage_spans[stage] = [wall, wall + dt]
             reporter.stage_observed(stage, dt)
+
+    def done_before(self, stage: str, result, start: float, end: float):
+        """A stage the prefetch ran before the claim: recorded as if timed here."""
+        if self.settled:
+            raise Cancelled()
+        self.stage = stage
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (end - start)
+        self.stage_spans[stage] = [start, end]
+        self.daemon.store.set_stage(self.job.id, stage, self.stage_seconds)
+        self.daemon.reporter.stage_observed(stage, end - start)
+        return result
 
     def probed(self, probe) -> None:
         self.daemon.store.update(self.job.id, audio_seconds=probe.duration)
@@ -80,8 +97,8 @@ class Running(JobHooks):
         self.daemon.store.update(self.job.id, audio_seconds=audio_seconds)
 
     def transcribed(self, transcript) -> None:
-        model = self.daemon.model
-        self.daemon.store.update(self.job.id, model=model.name, device=model.device,
+        model = self.slot.manager
+        self.daemon.store.update(self.job.id, model=model.name, device=model.where,
                                  compute_type=model.compute_type,
                                  suspect=list(transcript.suspect) or None)
 

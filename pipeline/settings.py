@@ -1,11 +1,13 @@
-"""How a setting is declared (`setting(...)`, read into `Setting`) and the value checks the
-declarations in `config.py` name. Kept apart so that `config.py` is the list of settings and how
-they are loaded, and nothing else."""
+"""How a setting is declared (`setting(...)`, read into `Setting`), the value checks the
+declarations in `config.py` name, and how a raw value is read as its kind (`coerce`). Kept apart
+so that `config.py` is the list of settings and where they are read from, and nothing else."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
+
+import yaml
 
 # The web settings are parsed by the same functions the exporter uses when it is built.
 from .contract import parse_listen, validate_tokens, validate_users
@@ -109,3 +111,70 @@ def folder_languages_check(folders: dict) -> str | None:
         if not isinstance(code, str) or code_check(code):
             return f"folder {folder!r}: expected a language code such as 'ja', not {code!r}"
     return None
+
+
+# -- reading a raw value (YAML, an environment string, a CLI string) as the setting's kind ------
+AUTO = "auto"   # an `autoint` setting's word for None: the daemon chooses
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def coerce(setting: Setting, value: Any, source: str) -> Any:
+    """Turn a raw value (YAML, env string, CLI string) into the setting's type, or raise."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{source}: invalid value {value!r} for '{setting.key}': {why}")
+
+    kind = setting.kind
+    if kind == "autoint":
+        if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
+            return None
+        kind = "int"
+    if value is None:
+        if kind == "optpath":
+            return None
+        raise bad("a value is required")
+    if kind == "bool":
+        if isinstance(value, bool):
+            out = value
+        elif isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            out = value.lower() in _TRUE
+        else:
+            raise bad("expected true or false")
+    elif kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise bad("expected a number")
+        try:
+            out = int(value) if kind == "int" else float(value)
+            if kind == "int" and isinstance(value, float) and value != int(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise bad(f"expected {'a whole number' if kind == 'int' else 'a number'}"
+                      + (" or auto" if setting.kind == "autoint" else "")) from None
+        if setting.minimum is not None and out < setting.minimum:
+            raise bad(f"must be >= {setting.minimum:g}")
+    elif kind == "list":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (str, int, float)) for v in value):
+            raise bad("expected a list of strings")
+        out = tuple(str(v) for v in value)
+    elif kind == "dict":
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise bad("expected a mapping")
+        out = {str(k): v for k, v in value.items()}
+    else:  # str, optpath
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad("expected a string")
+        out = str(value)
+        if kind == "optpath" and out in ("", "null", "none"):
+            return None
+    if setting.choices and out not in setting.choices:
+        raise bad(f"expected one of {', '.join(setting.choices)}")
+    if setting.check is not None:
+        problem = setting.check(out)
+        if problem:
+            raise bad(problem)
+    return out

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import StageError
+from .errors import GpuOutOfMemory, StageError, is_cuda_out_of_memory
 
 # Re-exported: the stage table is read as stages.probe … stages.write.
 from .media import (  # noqa: F401
@@ -53,13 +53,34 @@ class TranscribeOptions:
         return dataclasses.replace(self, vad=True, batch_size=0, beam_size=max(self.beam_size, 5))
 
 
+def speech_chunks(audio: np.ndarray) -> list[dict]:
+    """Silero VAD's speech chunks, exactly as faster-whisper's `transcribe(vad_filter=True)`
+    computes them (default VadOptions): computed ahead by the prefetch."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return get_speech_timestamps(audio, VadOptions())
+
+
+def _on_speech(model, audio: np.ndarray, chunks: list[dict], kwargs: dict):
+    """model.transcribe on the speech chunks found beforehand, timestamps mapped back to the
+    file: what faster-whisper does inside `transcribe(vad_filter=True)`, without the VAD."""
+    from faster_whisper.transcribe import restore_speech_timestamps
+    from faster_whisper.vad import collect_chunks
+
+    pieces, _ = collect_chunks(audio, chunks)
+    segments, info = model.transcribe(np.concatenate(pieces), **{**kwargs, "vad_filter": False})
+    return restore_speech_timestamps(segments, chunks, SAMPLE_RATE), info
+
+
 def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pipeline=None,
                model_name: str = "", on_progress: Callable[[float], None] | None = None,
-               should_stop: Callable[[], bool] | None = None, safer: bool = False) -> Transcript:
+               should_stop: Callable[[], bool] | None = None, safer: bool = False,
+               chunks: list[dict] | None = None) -> Transcript:
     """Run Whisper with the hallucination-resistant defaults and collect word timings.
 
     Long files go through `BatchedInferencePipeline` (faster on the same cores); its segments are
     ~30 s long, which is why cues are built from word timestamps, never from segments.
+    `chunks`: the VAD's speech chunks when computed beforehand (`speech_chunks`).
     """
     duration = len(audio) / SAMPLE_RATE
     kwargs = dict(language=opts.language, beam_size=opts.beam_size, word_timestamps=True,
@@ -80,6 +101,8 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
         if use_batched:
             segments, info = batched_pipeline.transcribe(audio, batch_size=opts.batch_size,
                                                          **kwargs)
+        elif chunks and kwargs["vad_filter"]:   # VAD done ahead (the prefetch)
+            segments, info = _on_speech(model, audio, chunks, kwargs)
         else:
             segments, info = model.transcribe(audio, **kwargs)
         out: list[Segment] = []
@@ -94,11 +117,13 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
                                float(seg.compression_ratio)))
             if on_progress is not None and duration > 0:
                 on_progress(min(1.0, seg.end / duration))
-    except (Cancelled, StageError):
+    except (Cancelled, StageError, GpuOutOfMemory):
         raise
     except MemoryError as e:
         raise StageError("transcribe_error", f"out of memory during transcription: {e}") from None
     except RuntimeError as e:   # CTranslate2 reports CUDA OOM and device errors this way
+        if is_cuda_out_of_memory(e):
+            raise GpuOutOfMemory(str(e)) from None
         raise StageError("transcribe_error", f"transcription failed: {e}") from None
     if on_progress is not None:
         on_progress(1.0)

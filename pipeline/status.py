@@ -1,6 +1,6 @@
-"""The job store's part of the daemon's status (`Daemon.snapshot`): figures read from the store,
-kept for a second — concurrent scrapes and every open status page ask at once, and the store
-need not be asked each time.
+"""The daemon's status (`Daemon.snapshot`, `daemon_snapshot`) and the job store's part of it:
+figures read from the store, kept for a second — concurrent scrapes and every open status page
+ask at once, and the store need not be asked each time.
 """
 
 from __future__ import annotations
@@ -8,9 +8,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .contract import DayFigures, FailedJob, QueuedJob
+from .. import __version__
+from .contract import WAITING_FOR_VRAM, DayFigures, FailedJob, QueuedJob, StatusSnapshot
 from .store import FINAL, JobStore
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
 
 CACHE_SECONDS = 1.0
 DETAIL_ROWS = 10          # queued files and failures the status page lists
@@ -21,6 +27,7 @@ class StoreFigures:
     queue: int
     counts: dict                                  # final outcome -> jobs ever
     last_success: float | None
+    vram: int = 0                                 # queued jobs sent back to wait for GPU memory
     # snapshot(details=True) only: the status page's lists (they sort the queue: not per scrape)
     queue_next: tuple[QueuedJob, ...] = ()
     recent_failures: tuple[FailedJob, ...] = ()
@@ -53,7 +60,7 @@ class StoreStatus:
         store = self._store
         counts = store.counts()
         base = StoreFigures(counts["queued"], {k: counts[k] for k in FINAL},
-                            store.last_success_at())
+                            store.last_success_at(), store.queued_with_reason(WAITING_FOR_VRAM))
         if not details:
             return base
         return dataclasses.replace(
@@ -66,3 +73,30 @@ def local_midnight(now: float | None = None) -> float:
     """Unix time of the last midnight in the host's time zone ("today" on the status page)."""
     t = time.localtime(now)
     return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def daemon_snapshot(self: Daemon, details: bool = False) -> StatusSnapshot:
+    """The daemon's `StatusSource.snapshot()`: its state now, the store's figures cached."""
+    figures = self.status.figures(details)
+    output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
+    model, loaded, ready, error = self.devices.model_state()
+    return StatusSnapshot(
+        version=__version__, started_at=self.started_at, model_name=model.name,
+        device=model.device, compute_type=model.compute_type,
+        model_loaded=loaded, model_ready=ready,
+        model_error=error, watcher_up=self.watcher.alive(),
+        watch_dirs_unavailable=self.watcher.unavailable_count,
+        store_writable=self._store_writable, queue_jobs=figures.queue,
+        running=tuple(r.view() for r in list(self._running.values())),
+        workers=len(self.devices.workers), counts=figures.counts,
+        last_success_at=figures.last_success,
+        dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
+              "store": [str(Path(self.cfg.db).resolve().parent)]},
+        startup_scan_seconds=self.watcher.scan_seconds,
+        startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
+        recent_failures=figures.recent_failures, today=figures.today,
+        api_waiting=self.api.waiting, api_running=self.api.running,
+        plan=self.devices.view(),
+        # Nothing can run for lack of GPU memory: every queued job waits for it.
+        waiting_for_vram=(figures.queue if self.devices.all_waiting() else figures.vram),
+    )

@@ -26,7 +26,7 @@ from .store_views import StoreViews
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "skipped")
-_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect")
+_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans")
 _row_to_job = Job.from_row
 
 
@@ -139,12 +139,9 @@ class JobStore(StoreViews):
         """Same content, new mtime (a `touch`): remember it so the cheap check matches next time."""
         self._exec("UPDATE jobs SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, job_id))
 
-    def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
-                   now: float | None = None, *, suspects: bool = True) -> Job | None:
-        """Atomically take the oldest runnable queued job: status → running, attempts + 1.
-
-        `suspects=False` leaves jobs the daemon died during (strikes) in the queue."""
-        now = time.time() if now is None else now
+    @staticmethod
+    def _runnable(available_roots, now: float, suspects: bool) -> tuple[str, list] | None:
+        """The WHERE … ORDER BY … LIMIT 1 of the next job to run, or None (no root there)."""
         roots = list(available_roots) if available_roots is not None else None
         where = "status = 'queued' AND not_before <= ?" + ("" if suspects else " AND strikes = 0")
         params: list = [now]
@@ -153,19 +150,37 @@ class JobStore(StoreViews):
                 return None
             where += f" AND root IN ({','.join('?' * len(roots))})"
             params += roots
+        return f"{where} ORDER BY strikes >= {SUSPECT_STRIKES}, id LIMIT 1", params
+
+    def peek_next(self, available_roots: Iterable[str] | None = None, *,
+                  suspects: bool = True) -> Job | None:
+        """The job claim_next would take now, left queued (the daemon's prefetch reads it)."""
+        query = self._runnable(available_roots, time.time(), suspects)
+        row = query and self._exec(f"SELECT * FROM jobs WHERE {query[0]}", query[1]).fetchone()
+        return _row_to_job(row) if row else None
+
+    def claim_next(self, worker: str, available_roots: Iterable[str] | None = None,
+                   now: float | None = None, *, suspects: bool = True) -> Job | None:
+        """Atomically take the oldest runnable queued job: status → running, attempts + 1.
+
+        `suspects=False` leaves jobs the daemon died during (strikes) in the queue."""
+        now = time.time() if now is None else now
+        query = self._runnable(available_roots, now, suspects)
+        if query is None:
+            return None
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                row = self._con.execute(
-                    f"SELECT id FROM jobs WHERE {where} ORDER BY strikes >= {SUSPECT_STRIKES}, id "
-                    "LIMIT 1", params).fetchone()
+                row = self._con.execute(f"SELECT id FROM jobs WHERE {query[0]}",
+                                        query[1]).fetchone()
                 if row is None:
                     self._con.execute("COMMIT")
                     return None
                 self._con.execute(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, "
                     "worker = ?, current_stage = NULL, checkpoint = 0, error_stage = NULL, "
-                    "reason = NULL, error_message = NULL WHERE id = ?", (now, worker, row["id"]))
+                    "reason = NULL, error_message = NULL, stage_spans = '{}' WHERE id = ?",
+                    (now, worker, row["id"]))
                 job = self._con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 self._con.execute("COMMIT")
             except BaseException:
@@ -347,6 +362,11 @@ class JobStore(StoreViews):
         for status, n in self._read("SELECT status, n FROM job_counts"):
             out[status] = n
         return out
+
+    def queued_with_reason(self, reason: str) -> int:
+        """Queued jobs sent back with this reason (`waiting_for_vram`), not yet taken again."""
+        return self._read("SELECT count(*) FROM jobs WHERE status = 'queued' AND reason = ?",
+                          (reason,))[0][0]
 
     def last_success_at(self) -> float | None:
         return self._read(

@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
@@ -78,6 +78,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         "ALTER TABLE jobs ADD COLUMN language_source TEXT",
     ),
+    # When each stage ran ({stage: [start, end]}, unix times): a prefetched file's probe and
+    # decode run before its job is claimed, while the previous job is transcribed.
+    4: ("ALTER TABLE jobs ADD COLUMN stage_spans TEXT NOT NULL DEFAULT '{}'",),
 }
 
 # Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,

@@ -56,3 +56,10 @@ def choose_audio_track(tracks: tuple[AudioTrack, ...],
             if code and track.language == code:
                 return track
     return next((t for t in main if t.default), main[0])
+
+
+def chosen_index(tracks: tuple[AudioTrack, ...], preferred: tuple[str, ...] = ()) -> int | None:
+    """The container index of `choose_audio_track`'s track (None: no audio track known): what
+    the runner decodes, and so what the prefetch decodes ahead."""
+    track = choose_audio_track(tracks, preferred)
+    return track.index if track else None

@@ -90,7 +90,8 @@ def cmd_run(args) -> int:
     reporter, gpu = PrometheusReporter(), GpuSampler()
     # Media-server refreshes and webhooks after each job: a thread of their own (None: none set)
     notifier = notifier_from_config(cfg, reporter)
-    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample,
+    # The GPU plan reads free memory through the exporter's NVML session (contract: GpuInventory).
+    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample, gpu_inventory=gpu.inventory,
                     on_finished=notifier.submit if notifier else None)
     try:
         exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,

@@ -44,12 +44,22 @@ def gpu(cfg: Config, sel: Selectors, n: Names) -> list[dict]:
                    "(decode) or the disk is the bottleneck.",
                    [target(sel("scribewatch_gpu_utilization_ratio"), GPU_LEGEND)],
                    w=10, unit="percentunit", min=0, max=1),
+        timeseries("Job progress per worker, by GPU", "Progress of each worker's job "
+                   "(`scribewatch_job_progress_ratio`) with the GPU the worker runs on "
+                   "(`scribewatch_worker_info`), beside the GPU's utilisation: busy workers on "
+                   "an idle GPU wait for decode or the disk; an idle worker on a busy GPU is "
+                   "held back for memory.",
+                   [target(f"{sel('scribewatch_job_progress_ratio')} * on (job, instance, "
+                           f"worker) group_left (gpu, device) "
+                           f"{sel('scribewatch_worker_info')}",
+                           "{{instance}} {{device}} worker {{worker}}")],
+                   w=10, unit="percentunit", min=0, max=1),
         timeseries("GPU memory", "Memory in use by all processes "
                    "(`scribewatch_gpu_memory_used_bytes`) against installed "
                    "(`scribewatch_gpu_memory_total_bytes`, dashed).",
                    [target(sel("scribewatch_gpu_memory_used_bytes"), GPU_LEGEND + " used"),
                     target(sel("scribewatch_gpu_memory_total_bytes"), GPU_LEGEND + " total")],
-                   w=10, unit="bytes", min=0, overrides=DASHED_TOTAL),
+                   w=8, unit="bytes", min=0, overrides=DASHED_TOTAL),
         bargauge("GPU memory used", "Used ÷ installed per GPU (recording rule "
                  f"`{n.gpu_memory_used}`). Near full: a larger model or batch will fail to load "
                  "(CUDA out of memory). Red at the GPU memory alert's threshold.",
@@ -62,6 +72,22 @@ def gpu(cfg: Config, sel: Selectors, n: Names) -> list[dict]:
                    "a container without the host PID namespace (NVML reports host PIDs).",
                    [target(sel("scribewatch_gpu_process_memory_bytes"), GPU_LEGEND)],
                    w=8, unit="bytes", min=0),
+        timeseries("GPU workers active", "Workers that may take a job on each GPU "
+                   "(`scribewatch_gpu_workers_active`): the plan's count, fewer after CUDA ran "
+                   "out of memory, 0 while the GPU waits for memory.",
+                   [target(sel("scribewatch_gpu_workers_active"), "{{instance}} GPU {{gpu}}")],
+                   w=8, unit="short", min=0, decimals=0, stepped=True),
+        timeseries("Jobs waiting for GPU memory", "Queued jobs held back for lack of GPU "
+                   "memory (`scribewatch_jobs_waiting_for_vram`). /api/status says which GPU "
+                   "and why.",
+                   [target(sel("scribewatch_jobs_waiting_for_vram"), "{{instance}}")],
+                   w=8, unit="short", min=0, decimals=0, stepped=True),
+        timeseries("GPU out-of-memory errors", "CUDA out-of-memory errors per GPU "
+                   f"(`increase(scribewatch_gpu_oom_total[{sel.rate}])`): each sent a job back "
+                   "to the queue and shrank that GPU's batch or workers.",
+                   [target(f"increase({sel('scribewatch_gpu_oom_total')}[{sel.rate}])",
+                           "{{instance}} GPU {{gpu}}")],
+                   w=8, unit="short", min=0),
         timeseries("GPU temperature", "Core temperature (`scribewatch_gpu_temperature_celsius`). "
                    "The orange and red lines are the temperature alert's warning and critical "
                    "thresholds; sustained heat brings thermal throttling.",

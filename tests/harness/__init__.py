@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_MEDIA = REPO.parent / "shared" / "media"
 # A pynvml stand-in: NVML is the one boundary that may be faked.
 FAKE_NVML_DIR = Path(__file__).resolve().parent / "fake_nvml"
+# CUDA faked at the model boundary (a "cuda" model is the real model on the CPU; out-of-memory
+# injected on demand): fake_cuda/sitecustomize.py.
+FAKE_CUDA_DIR = Path(__file__).resolve().parent / "fake_cuda"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, "

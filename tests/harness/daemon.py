@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import FAKE_NVML_DIR, REPO, free_port, model_dir, wait_for
+from tests.harness import FAKE_CUDA_DIR, FAKE_NVML_DIR, REPO, free_port, model_dir, wait_for
 
 
 class DaemonDied(AssertionError, RuntimeError):
@@ -62,7 +62,7 @@ class Daemon:
 
     def __init__(self, tmp: Path, overrides: dict | None = None, *, watch: list | None = None,
                  env: dict | None = None, fake_nvml: bool = False, preexec=None,
-                 fresh: bool = False):
+                 fresh: bool = False, fake_cuda: bool = False):
         self.tmp = Path(tmp)
         if fresh and self.tmp.exists():
             shutil.rmtree(self.tmp)
@@ -83,7 +83,11 @@ class Daemon:
         self.config_path.write_text(yaml.safe_dump(self.config))
         self.env = dict(os.environ)
         self.env["PYTHONUNBUFFERED"] = "1"
-        path = [str(FAKE_NVML_DIR)] if fake_nvml else []
+        # A fake CUDA comes with a fake NVML: the daemon plans its GPUs from what NVML says.
+        path = [str(FAKE_NVML_DIR)] if fake_nvml or fake_cuda else []
+        if fake_cuda:
+            path.append(str(FAKE_CUDA_DIR))
+            self.env["FAKE_CUDA"] = "1"
         self.env["PYTHONPATH"] = os.pathsep.join(
             [*path, str(REPO), self.env.get("PYTHONPATH", "")])
         self.env.update(env or {})

@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from scribewatch.pipeline.contract import RunningJob, StatusSnapshot
+from scribewatch.pipeline.contract import DevicePlanView, RunningJob, StatusSnapshot
 
 
 def snapshot(**changes) -> StatusSnapshot:
@@ -20,7 +20,9 @@ def snapshot(**changes) -> StatusSnapshot:
         running=(RunningJob(job_id=12, worker="0", started_at=now - 90, progress=0.375,
                             audio_seconds=1800.0, path="/media/Films/Heat (1995)/Heat.mkv",
                             watch_dir="/media"),),
-        workers=1, counts={"succeeded": 10, "failed": 2}, last_success_at=now - 300, dirs={})
+        workers=1, counts={"succeeded": 10, "failed": 2}, last_success_at=now - 300, dirs={},
+        plan=DevicePlanView("cpu", ("device: cpu: CPU, 1 worker(s), no batching",),
+                            cpu_workers=("0",), cpu_running=True))
     return StatusSnapshot(**{**base, **changes})
 
 

@@ -1,6 +1,7 @@
 """Every panel query of every dashboard returns data from a real stack.
 
-A real daemon (with the fake NVML, so the GPU families exist) transcribes real files — good ones,
+A real daemon (with the fake NVML and CUDA faked at the model boundary, so the GPU families
+and the daemon's GPU plan exist) transcribes real files — good ones,
 broken ones and one that is skipped — while a real Prometheus scrapes it every second and
 evaluates the project's recording and alerting rules. Then every target expression of every
 dashboard, with Grafana's variables substituted as Grafana does when the job and the instance
@@ -58,7 +59,14 @@ def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
     require_binary("prometheus")
     from tests.harness import stack
 
-    d = daemon_factory({"max_attempts": 1}, fake_nvml=True, env={"FAKE_NVML_GPUS": "2"})
+    # Two fake GPUs that the daemon plans its workers on (CUDA faked at the model boundary:
+    # the models run on the CPU), and one CUDA out-of-memory error injected into the first
+    # job, so the GPU plan's and the out-of-memory panels have series too.
+    oom = tmp_path / "oom"
+    oom.write_text("1")
+    d = daemon_factory({"max_attempts": 1, "device": "cuda", "model": "tiny.en"},
+                       fake_cuda=True, env={"FAKE_NVML_GPUS": "2", "FAKE_CUDA_DEVICES": "2",
+                                            "FAKE_CUDA_OOM": str(oom)})
     d.start()
     address = f"127.0.0.1:{d.port}"
     with stack.start_prometheus(tmp_path / "prom", targets=[address]) as prom:

@@ -222,7 +222,15 @@ def test_metrics_tell_what_happened(daemon_factory, media, tmp_path):
         scrape.value("scribewatch_host_memory_total_bytes")
     assert scrape.value("process_resident_memory_bytes") > 50e6       # the model is in there
     if scrape.value("scribewatch_nvml_up") == 0:
-        assert not any(n.startswith("scribewatch_gpu_") for n in scrape.families)
+        # NVML's families are absent; the daemon's own GPU families (its plan, out-of-memory
+        # counts) have no series on a CPU box.
+        nvml = {f.name for f in catalog.FAMILIES if f.source == catalog.GPU} - {
+            "scribewatch_nvml_up"}
+        assert not nvml & set(scrape.families)
+        assert not any(scrape.families[n].samples for n in scrape.families
+                       if n.startswith("scribewatch_gpu_"))
+    assert scrape.value("scribewatch_worker_info", worker="0", device="cpu", gpu="") == 1
+    assert scrape.value("scribewatch_jobs_waiting_for_vram") == 0
 
     # The same through OpenMetrics and gzip, and /api/status agrees with the store.
     status, body = d.get("/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
@@ -276,7 +284,8 @@ def test_gpu_families_from_the_fake_nvml_in_the_daemon(daemon_factory, media, tm
     for _ in range(5):
         broken = Scrape(d.metrics())
         assert broken.value("scribewatch_nvml_up") == 0
-        assert not any(n.startswith("scribewatch_gpu_") for n in broken.families)
+        assert not any(broken.families[n].samples for n in broken.families
+                       if n.startswith("scribewatch_gpu_"))
     assert sum("GPU metrics unavailable" in line for line in d.log().splitlines()) == 1, d.log()
     assert d.get("/readyz")[0] == 200
     assert d.stop() == 0

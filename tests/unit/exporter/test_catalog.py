@@ -31,6 +31,7 @@ UNITLESS = {
     "scribewatch_nvml_up", "scribewatch_gpu_throttle_reason_active",
     "scribewatch_realtime_factor", "process_open_fds", "process_max_fds",
     "scribewatch_notification_queue_items",
+    "scribewatch_gpu_workers_active", "scribewatch_jobs_waiting_for_vram",   # counts
 }
 NON_BASE_UNITS = re.compile(
     r"_(milli|micro|nano)?(ms|us|ns|millis|milliseconds|minutes|hours|days|percent|pct|"

@@ -25,6 +25,8 @@ from scribewatch.pipeline.contract import (
     OUTCOMES,
     SKIP_REASONS,
     STAGES,
+    DevicePlanView,
+    GpuSlotView,
     RunningJob,
     StatusSnapshot,
 )
@@ -340,9 +342,12 @@ def test_the_exporter_never_imports_whisper():
 @pytest.fixture
 def full_registry(tmp_path, fake_nvml):
     """Every collector of the daemon (fake GPUs, real host), after one job of each outcome."""
+    plan = DevicePlanView("cuda", ("GPU 0: 2 worker(s), batch 16",), gpus=(GpuSlotView(
+        0, "GPU-5a7c3e1d-8f2b-4c69-9e0a-1d2b3c4d5e6f", "NVIDIA GeForce RTX 3060", ("0", "1"), 2,
+        16, "active"),), cpu_workers=("2",))
     exporter = Exporter(Source(snapshot(tmp_path, running=(
-        RunningJob(1, "0", time.time() - 3, 0.5, 11.0),), last_success_at=NOW)),
-        listen="127.0.0.1:0")
+        RunningJob(1, "0", time.time() - 3, 0.5, 11.0, gpu=0),), last_success_at=NOW,
+        plan=plan, waiting_for_vram=1)), listen="127.0.0.1:0")
     r = exporter.reporter
     r.job_started(2.0)
     r.stage_observed("probe", 0.01)
@@ -353,6 +358,7 @@ def full_registry(tmp_path, fake_nvml):
     r.model_loaded("tiny.en", "cpu", "int8", 0.8)
     r.language_decided("de", "tag", 1.0)
     r.subtitles_written("translation")
+    r.gpu_out_of_memory(0)
     return exporter.registry
 
 

@@ -337,3 +337,24 @@ def test_bcrypt_success_is_cached_briefly(monkeypatch):
     assert checker.check(header) and len(calls) == 3, "the cache expires"
     # bcrypt>=5 raises for passwords beyond 72 bytes; they are simply wrong here.
     assert not checker.check(basic("p", "x" * 100)["Authorization"])
+
+
+def test_format_status_shows_the_gpus_and_jobs_waiting_for_their_memory():
+    text = format_status({
+        "version": "0.1.0", "uptime_seconds": 60, "ready": True, "not_ready_reasons": [],
+        "model": "tiny.en", "device": "cuda", "compute_type": "float16", "model_loaded": True,
+        "watcher_up": True, "workers": 5, "queue_jobs": 3, "waiting_for_vram": 1,
+        "running": [{"id": 7, "worker": "1", "gpu": 1, "progress": 0.5, "elapsed_seconds": 5,
+                     "audio_seconds": 60}],
+        "devices": {"mode": "cuda", "reasons": [], "cpu": None, "gpus": [
+            {"index": 0, "name": "NVIDIA GeForce RTX 3060", "workers": ["0", "2", "3", "4"],
+             "active_workers": 3, "batch_size": 8, "state": "active", "wait_reason": None},
+            {"index": 1, "name": "NVIDIA GeForce GTX 1660 SUPER", "workers": ["1"],
+             "active_workers": 0, "batch_size": 0, "state": "waiting_for_vram",
+             "wait_reason": "CUDA out of memory"}]},
+        "counts": {}, "last_success_at": None,
+    }, now=NOW)
+    assert "GPU 0     NVIDIA GeForce RTX 3060: 3 of 4 worker(s), batch 8" in text
+    assert "GPU 1     NVIDIA GeForce GTX 1660 SUPER: waiting for memory: CUDA out of memory" in text
+    assert "3 job(s) waiting, 1 for GPU memory" in text
+    assert "job 7 on worker 1 (GPU 1): 50%" in text

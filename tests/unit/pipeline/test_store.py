@@ -152,10 +152,10 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     con.executescript(_SCHEMA_V1)
     con.close()
     store = JobStore(tmp_path / "j.db")
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq",
-            "language_source"} <= columns
+            "language_source", "stage_spans"} <= columns
     assert store.get(1).outputs == ["/w/done.en.srt"] and store.get(1).crashes == 0
     assert store.get(1).language_source is None      # decided before there was a chain
     # The job the old version was running when it died: requeued, not branded, even though
@@ -166,7 +166,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     assert store.claim_next("0").path == "/w/killed.mp3"
     store.close()
     JobStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
-    assert JobStore(tmp_path / "j.db").schema_version() == 3
+    assert JobStore(tmp_path / "j.db").schema_version() == 4
 
 
 def test_a_version_2_store_gains_the_language_source(tmp_path):
@@ -182,7 +182,7 @@ def test_a_version_2_store_gains_the_language_source(tmp_path):
     con.commit()
     con.close()
     store = JobStore(tmp_path / "j.db")
-    assert store.schema_version() == 3
+    assert store.schema_version() == SCHEMA_VERSION
     store.update(1, language="de", language_source="tag", language_probability=1.0)
     job = store.get(1)
     assert (job.language, job.language_source, job.language_probability) == ("de", "tag", 1.0)
