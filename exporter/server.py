@@ -98,9 +98,9 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "waiting_for_vram": snap.waiting_for_vram,
         "counts": {**{o: 0 for o in OUTCOMES}, **snap.counts},
         "last_success_at": snap.last_success_at,
+        "api": {"waiting": snap.api_waiting, "running": snap.api_running},   # HTTP API requests
         # Files already in the folders when the daemon started are found by this scan: until
         # it is done, the queue may still grow without anything new arriving.
-        "api": {"waiting": snap.api_waiting, "running": snap.api_running},
         "startup_scan": {"done": snap.startup_scan_seconds is not None,
                          "seconds": (None if snap.startup_scan_seconds is None
                                      else round(snap.startup_scan_seconds, 2)),
