@@ -205,6 +205,12 @@ class PrometheusReporter:
         self._confidence.observe(min(1.0, max(0.0, probability)))
 
     @_records
+    def languages_expected(self, pairs) -> None:
+        for language, source in pairs:
+            if language in LANGUAGE_LABELS and source in LANGUAGE_SOURCES:
+                self._languages.labels(language, source)   # at 0 until the first decision
+
+    @_records
     def subtitles_written(self, kind: str) -> None:
         try:
             child = self._written[kind]

@@ -185,6 +185,9 @@ class Reporter(Protocol):
 
     def subtitles_written(self, kind: str) -> None:
         """A job wrote its subtitles of `kind` (OUTPUT_KINDS), whatever the number of formats."""
+
+    def languages_expected(self, pairs: tuple[tuple[str, str], ...]) -> None:
+        """The (language, source) pairs the settings will surely decide (at start)."""
     def gpu_out_of_memory(self, gpu: int) -> None:
         """CUDA ran out of memory on GPU `gpu` (its NVML index) during a job: the job was
         queued again and the GPU's plan shrunk."""
@@ -206,6 +209,7 @@ class NullReporter:
     def notification_queue(self, length): pass
     def language_decided(self, language, source, probability): pass
     def subtitles_written(self, kind): pass
+    def languages_expected(self, pairs): pass
     def gpu_out_of_memory(self, gpu): pass
 
 

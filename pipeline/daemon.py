@@ -101,6 +101,7 @@ class Daemon:
         self.intake.reporter = self.api.reporter = self.reporter
         for slot in self.devices.slots:
             slot.manager.reporter = self.reporter
+        self.reporter.languages_expected(self.runner.chain.certain_decisions())
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
             if job.strikes == 1:

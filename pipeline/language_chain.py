@@ -51,6 +51,19 @@ class ChainSettings:
                    uncertain_action=cfg.language_uncertain_action,
                    default_language=to_iso639_1(cfg.default_language) or "en")
 
+    def certain_decisions(self) -> tuple[tuple[str, str], ...]:
+        """The (language, source) pairs these settings will surely decide: their series exist
+        from the start, so `increase()` sees their first decisions too (a series created by its
+        first increment would hide it)."""
+        pairs = {(code, "forced") for _folder, code in self.folder_languages}
+        if self.language:
+            pairs.add((self.language, "forced"))
+        if self.english_only:
+            pairs.add(("en", "model"))
+        if self.uncertain_action == "default":
+            pairs.add((self.default_language, "default"))
+        return tuple(sorted(pairs))
+
 
 @dataclasses.dataclass(frozen=True)
 class Step:

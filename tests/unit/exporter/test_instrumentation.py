@@ -386,6 +386,12 @@ def test_language_decisions_are_counted_with_bounded_labels():
             r.language_decided(*bad, 1.0)
     with pytest.raises(ValueError):
         r.subtitles_written("karaoke")
+    # Pairs the settings make certain exist at 0 before their first decision (so increase()
+    # counts it); unknown ones are ignored, never a label.
+    r.languages_expected((("ja", "forced"), ("/media/x", "forced")))
+    assert get("scribewatch_language_decisions_total", {"language": "ja", "source": "forced"}) == 0
+    assert get("scribewatch_language_decisions_total",
+               {"language": "/media/x", "source": "forced"}) is None
 
 
 def test_registry_matches_the_catalog(full_registry):

@@ -152,3 +152,12 @@ def test_an_english_only_model_in_a_folder_of_another_name_is_still_the_model(mo
     choice = decide_by_vote(AUTO, media / "jfk.flac", (), lambda: vote_language(tiny, audio))
     assert (choice.language, choice.source, choice.probability, choice.skip) == (
         "en", "model", 1.0, None)
+
+
+def test_the_settings_name_the_decisions_they_will_surely_make():
+    from scribewatch.pipeline.language_chain import ChainSettings
+
+    chain = ChainSettings(language=None, folder_languages=(("/media/anime", "ja"),),
+                          english_only=True, uncertain_action="default", default_language="de")
+    assert chain.certain_decisions() == (("de", "default"), ("en", "model"), ("ja", "forced"))
+    assert ChainSettings().certain_decisions() == ()          # auto, multilingual, skip
