@@ -77,6 +77,11 @@ ROWS = (
                    f"{m['daemon_audio_seconds_per_wall_second']:.1f} vs "
                    f"{m['bare_audio_seconds_per_wall_second']:.1f} audio s per s)"),
         lambda m, t: m["ratio"] >= t["ratio_min"], "ratio"),
+    Row("throughput", lambda t: (f"daemon ÷ the same script with its model built on a thread "
+                                 f"≥ {t.get('bare_thread_ratio_min', 1.0)}"),
+        lambda m: f"**{m['daemon_vs_bare_thread_ratio']:.2f}×**",
+        lambda m, t: m["daemon_vs_bare_thread_ratio"] >= t.get("bare_thread_ratio_min", 1.0),
+        "bare_thread_ratio"),
     Row("throughput", lambda t: f"files < 120 s never below {t['short_file_ratio_min']}",
         lambda m: (f"**{m['short_file_ratio']:.2f}×** (rounds "
                    f"{' / '.join(f'{r:.2f}' for r in m['short_file_ratio_per_round'])})"),
