@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1, as the first release created it. A new store is created like this too and then
 # migrated, so every store reaches the current version by the same path.
@@ -67,6 +67,21 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # claim_next puts suspects last; strikes in the index keeps the claim a covering search.
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
+    ),
+    # Libraries and leases (the PostgreSQL store has the same columns): a file is keyed by
+    # (library, rel_path), so nodes mounting one NAS at different paths share its job; a claim
+    # is a lease (node, token, expiry) that a heartbeat renews and a result must still hold.
+    3: (
+        "ALTER TABLE jobs ADD COLUMN library TEXT",
+        "ALTER TABLE jobs ADD COLUMN rel_path TEXT",
+        "ALTER TABLE jobs ADD COLUMN node TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_token TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_expires_at REAL",
+        "ALTER TABLE jobs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
+        # Before libraries the watch root was the key's first half; below it, the path.
+        "UPDATE jobs SET library = root, rel_path = CASE WHEN substr(path, 1, length(root) + 1) "
+        "= root || '/' THEN substr(path, length(root) + 2) ELSE path END",
+        "CREATE INDEX jobs_key ON jobs(library, rel_path, id)",
     ),
 }
 

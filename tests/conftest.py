@@ -11,6 +11,7 @@ import pytest
 from tests import harness
 from tests.harness import SHARED_MEDIA
 from tests.harness.daemon import Daemon
+from tests.harness.postgres import PostgresServer, require_postgres
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,21 @@ def media() -> Path:
 @pytest.fixture(scope="session")
 def model_dir() -> str:
     return harness.model_dir()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL 15 server for the session (skipped without one, failed under CI)."""
+    require_postgres()
+    server = PostgresServer.start_new()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture
