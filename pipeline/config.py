@@ -17,7 +17,15 @@ from typing import Any, Callable
 import yaml
 
 # The web settings are parsed by the same functions the exporter uses when it is built.
-from .contract import parse_listen, tls_pair, validate_users
+from .config_checks import (
+    _auth_check,
+    _language_check,
+    _libraries_check,
+    _listen_check,
+    _nice_check,
+    _store_url_check,
+)
+from .contract import tls_pair
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -53,33 +61,6 @@ def setting(default: Any, help: str, *, choices: tuple = (), minimum: float | No
     gets no default of its own (a Config is only ever made by `load`)."""
     return dataclasses.field(metadata={"setting": Setting(
         "", "", default, help, choices=choices, minimum=minimum, check=check)})
-
-
-def _listen_check(value: str) -> str | None:
-    try:
-        _host, port = parse_listen(value)
-    except ValueError as e:
-        return str(e).removeprefix(f"listen {value!r}: ")
-    # Port 0 (any free one) suits tests of the server, not a daemon Prometheus must find.
-    return None if port else "expected HOST:PORT, e.g. 0.0.0.0:9847 or [::]:9847"
-
-
-def _nice_check(value: int) -> str | None:
-    return None if value <= 19 else "expected 0-19 (a nice increment)"
-
-
-def _language_check(value: str) -> str | None:
-    if value == "auto" or (len(value) == 2 and value.isalpha() and value.islower()):
-        return None
-    return "expected 'auto' or an ISO 639-1 code such as 'en'"
-
-
-def _auth_check(users: dict) -> str | None:
-    try:
-        validate_users(users)
-    except ValueError as e:
-        return str(e).removeprefix("basic_auth_users: ")
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +125,28 @@ class Config:
         1, "Jobs transcribed at once (one per GPU or per few cores).", minimum=1)
     db: str = setting(
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
-        "refused). One daemon per store.")
+        "refused). One daemon per store. Used when `store_url` is not set.")
+    store_url: str | None = setting(
+        None, "The job store: `sqlite:///relative/path`, `sqlite:////absolute/path` or "
+        "`postgresql://user:password@host:5432/db` — a queue several machines share (README, "
+        "\"Several machines\"). Unset: SQLite at `db`.", check=_store_url_check)
+    node_name: str | None = setting(
+        None, "This machine's name in a shared store (each job records the node that ran it). "
+        "Unset: the host name. Unique per running daemon.")
+    libraries: dict = setting(
+        {}, "Named watch roots, name: folder (`movies: /mnt/nas/movies`). Jobs are keyed by "
+        "library and the path below it, so machines mounting one NAS at different paths share "
+        "one job per file. Watched besides `watch_dirs`.", check=_libraries_check)
+    lease_seconds: float = setting(
+        60.0, "How long a claimed job stays this node's without a heartbeat. Longer: a dead "
+        "node's job waits longer for another; shorter: a stalled node (swap, a long pause) "
+        "loses jobs it was still doing.", minimum=1)
+    heartbeat_seconds: float = setting(
+        10.0, "How often leases are renewed; well under `lease_seconds` (a third or less), so "
+        "one missed renewal loses nothing.", minimum=0.1)
+    takeover_delay_seconds: float = setting(
+        0.0, "Extra wait after a lease expires before another node takes the job over: a margin "
+        "for a node that is only slow (a loaded store, a network blip).", minimum=0)
     listen: str = setting(
         "0.0.0.0:9847", "HTTP address for /metrics, /healthz, /readyz.", check=_listen_check)
     model_idle_unload_minutes: float = setting(
@@ -315,8 +317,13 @@ def _cross_check(values: dict) -> None:
     if values["output_mode"] == "output_dir" and not values["output_dir"]:
         raise ConfigError("invalid value 'output_dir' for 'output_mode': "
                           "set 'output_dir' to the folder subtitles should go to")
-    if not values["watch_dirs"]:
-        raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
+    if not values["watch_dirs"] and not values["libraries"]:
+        raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder (or "
+                          "'libraries')")
+    if values["heartbeat_seconds"] * 2 > values["lease_seconds"]:
+        raise ConfigError(f"invalid value {values['heartbeat_seconds']!r} for "
+                          "'heartbeat_seconds': at most half of 'lease_seconds' "
+                          f"({values['lease_seconds']:g}), so one late renewal loses no lease")
     try:
         tls_pair(values["tls_cert_file"], values["tls_key_file"])
     except ValueError as e:

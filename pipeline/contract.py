@@ -122,6 +122,12 @@ class Reporter(Protocol):
     def suspect_transcript(self) -> None:
         """The hallucination guard flagged a result (it is re-run once with safer settings)."""
 
+    def lease_renewal_failed(self) -> None:
+        """A heartbeat could not renew a running job's lease (store unreachable, or lost)."""
+
+    def job_taken_over(self) -> None:
+        """This node took over a job whose lease another node (or a dead self) let expire."""
+
 
 class NullReporter:
     """A Reporter that records nothing (one-shot CLI, unit tests of the pipeline)."""
@@ -134,6 +140,8 @@ class NullReporter:
     def model_unloaded(self): pass
     def model_load_failed(self): pass
     def suspect_transcript(self): pass
+    def lease_renewal_failed(self): pass
+    def job_taken_over(self): pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,10 +179,16 @@ class StatusSnapshot:
     dirs: dict                             # role (`watch`, `output`, `store`) -> list of folders
     startup_scan_seconds: float | None = None   # None while the startup scan runs
     startup_scan_files: int | None = None       # media files it found (done or not yet queued)
+    node: str = ""                         # this daemon's node name in the store
+    store_kind: str = "sqlite"             # sqlite | postgresql
+    store_up: bool = True                  # the store answered its last health check
+    store_error: str | None = None         # why not
+    leases_held: int = 0                   # running jobs whose lease this node holds
+    oldest_queued_at: float | None = None  # the queue's oldest job (shared: cluster-wide)
 
     @property
     def ready(self) -> bool:
-        return self.model_ready and self.watcher_up and self.store_writable
+        return self.model_ready and self.watcher_up and self.store_writable and self.store_up
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
@@ -185,7 +199,9 @@ class StatusSnapshot:
                 f"watcher down ({self.watch_dirs_unavailable} watch folder(s) unavailable)"
                 if self.watch_dirs_unavailable else "watcher down"
             )
-        if not self.store_writable:
+        if not self.store_up:
+            reasons.append(f"job store unreachable: {self.store_error or 'no answer'}")
+        elif not self.store_writable:
             reasons.append("job store not writable")
         return reasons
 

@@ -6,26 +6,30 @@ answers `snapshot()` for whoever observes it (the exporter). It knows nothing ab
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
 
 from .. import __version__
 from .config import Config
-from .contract import NullReporter, Reporter, RunningJob, StatusSnapshot
+from .contract import NullReporter, Reporter, StatusSnapshot
 from .errors import SkipJob, StageError
 from .intake import Intake
 from .job import Job
+from .leases import LeaseKeeping
+from .libraries import Libraries
 from .model import ModelManager
 from .output import remove_stale_temps
 from .resources import GpuProbe, ResourceSampler
-from .runner import JobHooks, Runner, RunResult, model_from_config, options_from_config
+from .runner import Runner, RunResult, model_from_config, options_from_config
+from .running import LeaseLost, Running
 from .stages import Cancelled
-from .store import SUSPECT_STRIKES, JobStore
+from .store_api import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
+from .store_sql import SUSPECT_STRIKES
 from .watcher import FileFilter, Watcher
 
 log = logging.getLogger(__name__)
@@ -35,120 +39,43 @@ MODEL_RETRY_SECONDS = 60.0
 # scrapes are frequent and concurrent; the store need not be asked each time
 SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 SNAPSHOT_CACHE_SECONDS = 1.0
-# Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
-# timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
-# time, which is what tells it apart from a kill from outside. Whisper works in 30 s windows, so
-# finer is pointless; at most ~100 per pass keeps a long film's writes negligible.
-CHECKPOINT_MIN_AUDIO_SECONDS = 30.0
-CHECKPOINTS_PER_PASS = 100
 
 
-@dataclasses.dataclass(eq=False)
-class _Running(JobHooks):
-    """A job a worker is running: its mutable state, and what the daemon does around each stage
-    (the runner's hooks). Its identity is the claimed `Job`; `view()` is the one place the
-    observers' `RunningJob` is made from it."""
-    job: Job
-    worker: str
-    daemon: "Daemon"
-    progress: float = 0.0
-    audio_seconds: float | None = None
-    stage_seconds: dict = dataclasses.field(default_factory=dict)
-    cancel: bool = False
-    # Whoever settles the job first (the worker finishing it, or shutdown giving up on it and
-    # re-queueing it) writes its final state; the other one then leaves it alone.
-    settled: bool = False
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    recorded: float = 0.0     # the last checkpoint written to the store
-
-    def settle(self, action) -> bool:
-        with self.lock:
-            if self.settled:
-                return False
-            self.settled = True
-            action()
-            return True
-
-    def view(self) -> RunningJob:
-        return RunningJob(self.job.id, self.worker, self.job.started_at, self.progress,
-                          self.audio_seconds, path=self.job.path, watch_dir=self.job.root)
-
-    # -- hooks -----------------------------------------------------------------------------
-    def timed(self, stage: str, fn, *args):
-        if self.settled:
-            raise Cancelled()   # shutdown already gave up on this job
-        self.stage = stage
-        store, reporter = self.daemon.store, self.daemon.reporter
-        store.set_stage(self.job.id, stage, self.stage_seconds)
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            dt = time.perf_counter() - t0
-            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
-            reporter.stage_observed(stage, dt)
-
-    def probed(self, probe) -> None:
-        self.daemon.store.update(self.job.id, audio_seconds=probe.duration)
-
-    def decoded(self, audio_seconds: float) -> None:
-        self.audio_seconds = audio_seconds
-        self.daemon.store.update(self.job.id, audio_seconds=audio_seconds)
-
-    def transcribed(self, transcript) -> None:
-        model = self.daemon.model
-        self.daemon.store.update(self.job.id, language=transcript.language,
-                                 language_probability=transcript.language_probability,
-                                 model=model.name, device=model.device,
-                                 compute_type=model.compute_type,
-                                 suspect=list(transcript.suspect) or None)
-
-    def progressed(self, ratio: float, passes_before: int) -> None:
-        self.progress = ratio
-        duration = self.audio_seconds or 0.0
-        step = max(CHECKPOINT_MIN_AUDIO_SECONDS, duration / CHECKPOINTS_PER_PASS)
-        # Seconds of audio transcribed in this stage (a re-run counts on from the first).
-        line = (passes_before * duration + ratio * duration) // step * step
-        if line > self.recorded:
-            self.recorded = line
-            self.daemon.store.set_checkpoint(self.job.id, line)
-
-    def rerun(self, findings) -> None:
-        self.daemon.reporter.suspect_transcript()
-        self.progress = 0.0
-
-    def should_stop(self) -> bool:
-        return self.cancel
-
-
-class Daemon:
+class Daemon(LeaseKeeping):
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
                  gpu_probe: GpuProbe | None = None, model: ModelManager | None = None):
         self.cfg = cfg
         self.reporter: Reporter = reporter or NullReporter()
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
-        self.store = JobStore(cfg.db)
+        self.node = cfg.node_name or socket.gethostname()
+        self.store_url = cfg.store_url or cfg.db
+        self.store_kind = "postgresql" if is_postgres_url(self.store_url) else "sqlite"
+        self.store = open_store(self.store_url, LeaseSettings(
+            self.node, cfg.lease_seconds, cfg.takeover_delay_seconds))
+        self.libraries = Libraries.from_config(cfg)
         self.model = model or model_from_config(cfg, workers=cfg.workers)
         self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
                            else None)
         self.runner = Runner(cfg, self.model, options_from_config(cfg), self.output_dir)
         self.intake = Intake(self.store, settings=cfg,
                              target_language=lambda: self.runner.target_language,
-                             output_dir=self.output_dir, on_queued=self._notify)
+                             output_dir=self.output_dir, on_queued=self._notify,
+                             libraries=self.libraries)
         self.watcher = Watcher(
-            cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
+            self.libraries.roots, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
             rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.store.batch)
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._wake = threading.Condition()
         self._wake_generation = 0
         self._stopping = threading.Event()
         self._stop_now = False
         self._threads: list[threading.Thread] = []
         self._store_writable = True
+        self._store_error: str | None = None   # why the store is unreachable, or None
         self._snapshot_cache: tuple[float, dict] | None = None
         self._snapshot_lock = threading.Lock()
         self._last_model_attempt = 0.0
@@ -164,6 +91,7 @@ class Daemon:
         self._started_monotonic = time.monotonic()
         # The exporter may have been attached after __init__.
         self.model.reporter = self.intake.reporter = self.reporter
+        # Our own jobs left running by a death of this node: at once, not after their leases.
         requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
         for job in requeued:
             if job.strikes == 1:
@@ -181,7 +109,7 @@ class Daemon:
                       "[%s/crashed_repeatedly]", job.path, job.crash_point, job.strikes,
                       job.error_stage)
             self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
-        folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
+        folders = self.libraries.roots + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
         self._spawn(self._load_model, "model-load")
@@ -189,6 +117,7 @@ class Daemon:
         for i in range(self.cfg.workers):
             self._spawn(self._worker, f"worker-{i}", str(i))
         self._spawn(self._housekeeping, "housekeeping")
+        self._spawn(self._heartbeat, "heartbeat")
 
     def _spawn(self, target, name, *args) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -227,7 +156,8 @@ class Daemon:
                 time.sleep(0.1)
         for r in list(self._running.values()):
             # Still inside a long native call: put it back ourselves; the process exits next.
-            if r.settle(lambda: self.store.requeue(r.job.id, refund_attempt=True)):
+            if r.settle(lambda: self._store_call(self.store.requeue, r.job.id, token=r.token,
+                                                 refund_attempt=True, patient=False)):
                 log.warning("job %d %s: queued again", r.job.id,
                             "stopped at once" if self._stop_now
                             else "did not finish within the grace period")
@@ -251,9 +181,13 @@ class Daemon:
         while not self._stopping.is_set():
             generation = self._wake_generation
             job = None
-            if self.model.ready:
-                job = self.store.claim_next(worker, self.watcher.available_roots,
-                                            suspects=self._up_long_enough())
+            if self.model.ready and self._store_error is None:
+                try:
+                    job = self.store.claim_next(
+                        worker, self.libraries.names_of(self.watcher.available_roots),
+                        suspects=self._up_long_enough())
+                except StoreUnavailable as e:
+                    self._store_down(e)   # no claims until housekeeping reaches it again
             if job is None:
                 timeout = self._idle_wait()
                 with self._wake:
@@ -265,17 +199,22 @@ class Daemon:
                 log.exception("worker %s: unexpected error around job %d", worker, job.id)
 
     def _idle_wait(self) -> float:
-        wakeup = self.store.next_wakeup()
+        try:
+            wakeup = self.store.next_wakeup()
+        except StoreUnavailable:
+            return 1.0
         if wakeup is None:
             return 1.0
         return max(0.05, min(1.0, wakeup - time.time()))
 
     def _run(self, job: Job, worker: str) -> None:
+        job = self.libraries.localize(job)   # another node may have queued it at its own path
         path = Path(job.path)
-        running = _Running(job, worker, self)
+        running = Running(job, worker, self)
         self._running[worker] = running
         self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
-        log.info("started %s (job %d, attempt %d)", path, job.id, job.attempts)
+        log.info("started %s (job %d, attempt %d%s)", path, job.id, job.attempts,
+                 f", taken over {job.takeovers}x" if job.takeovers else "")
         stage_seconds = running.stage_seconds
         # GPU figures belong in the summary only when this job uses the GPU: on a CPU job they
         # would show someone else's load (a Plex transcode).
@@ -285,8 +224,12 @@ class Daemon:
                 # The job's own earlier subtitles are no reason to skip it (`retry --path`).
                 result = self.runner.run(path, Path(job.root), running, own_outputs=job.outputs)
                 self._succeeded(running, result)
+        except LeaseLost:
+            running.settle(lambda: None)   # the job is another node's now: nothing to write
         except Cancelled:
-            if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
+            if running.settle(lambda: self._store_call(self.store.requeue, job.id,
+                                                       token=running.token,
+                                                       refund_attempt=True)):
                 log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
         # settle() runs the action at once, but binding the exception now (partial) keeps the
         # action correct even if that ever changed: Python unbinds `as` names after the block.
@@ -303,25 +246,28 @@ class Daemon:
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
                                              sampler.summary()))
         else:
-            self.store.update(job.id, **sampler.summary())
+            self._store_call(self.store.update, job.id, running.token, **sampler.summary())
         finally:
             self._running.pop(worker, None)
 
     def _skipped(self, job: Job, skip: SkipJob, stage_seconds: dict, resources: dict) -> None:
-        self.store.finish(job.id, "skipped", reason=skip.reason, message=skip.message,
-                          stage_seconds=stage_seconds, **resources)
+        if not self._store_call(self.store.finish, job.id, "skipped", reason=skip.reason,
+                                message=skip.message, token=job.lease_token,
+                                stage_seconds=stage_seconds, **resources):
+            return
         log.info("skipped %s: %s [%s]", job.path, skip.message, skip.reason)
         self.reporter.job_finished("skipped", reason=skip.reason, audio_seconds=0.0)
 
-    def _succeeded(self, running: _Running, result: RunResult) -> None:
+    def _succeeded(self, running: Running, result: RunResult) -> None:
         job, transcript, outputs = running.job, result.transcript, result.outputs
         finished = time.time()
         processing = finished - job.started_at
 
         def succeeded():
-            self.store.finish(job.id, "succeeded", outputs=outputs,
-                              stage_seconds=running.stage_seconds,
-                              audio_seconds=transcript.duration)
+            if not self._store_call(self.store.finish, job.id, "succeeded", outputs=outputs,
+                                    token=running.token, stage_seconds=running.stage_seconds,
+                                    audio_seconds=transcript.duration):
+                return
             self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
@@ -334,27 +280,40 @@ class Daemon:
         path, root = job.path, job.root
         if err.reason in ("vanished", "unreadable") and not Watcher._root_ok(root):
             # The whole watch folder is gone: a dropped mount, not a deleted file. Wait for it.
-            self.store.requeue(job.id, refund_attempt=True, reason=err.reason,
-                               stage=err.stage, message="paused: watch folder unavailable")
+            self._store_call(self.store.requeue, job.id, refund_attempt=True, reason=err.reason,
+                             stage=err.stage, message="paused: watch folder unavailable",
+                             token=job.lease_token)
             log.warning("paused %s: watch folder %s is unavailable", path, root)
             return
         if err.transient and job.attempts < self.cfg.max_attempts:
             delay = self.cfg.retry_backoff_seconds * 2 ** (job.attempts - 1)
-            self.store.requeue(job.id, not_before=time.time() + delay, reason=err.reason,
-                               stage=err.stage, message=err.message)
+            self._store_call(self.store.requeue, job.id, not_before=time.time() + delay,
+                             reason=err.reason, stage=err.stage, message=err.message,
+                             token=job.lease_token)
             log.warning("retrying %s in %.1fs (attempt %d of %d): %s [%s/%s]", path, delay,
                         job.attempts, self.cfg.max_attempts, err.message, err.stage, err.reason)
             self.reporter.job_retried(err.stage, err.reason)
             return
-        self.store.finish(job.id, "failed", reason=err.reason, stage=err.stage,
-                          message=err.message, stage_seconds=stage_seconds, **resources)
+        if not self._store_call(self.store.finish, job.id, "failed", reason=err.reason,
+                                stage=err.stage, message=err.message, token=job.lease_token,
+                                stage_seconds=stage_seconds, **resources):
+            return
         log.error("failed %s: %s [%s/%s]", path, err.message, err.stage, err.reason)
         self.reporter.job_finished("failed", reason=err.reason, stage=err.stage)
 
     # -- housekeeping ----------------------------------------------------------------------
     def _housekeeping(self) -> None:
         while not self._stopping.wait(HOUSEKEEPING_SECONDS):
-            self._store_writable = self.store.check_writable()
+            try:
+                self._store_writable = self.store.check_writable()
+                self._take_over_expired()
+                if self._store_error is not None:
+                    log.warning("job store %s is reachable again: claiming jobs again",
+                                self.store_kind)
+                    self._store_error = None
+                    self._notify()
+            except StoreUnavailable as e:
+                self._store_down(e)
             self.model.unload_if_idle()
             if (self.model.error and not self.model.loaded
                     and time.monotonic() - self._last_model_attempt > MODEL_RETRY_SECONDS):
@@ -369,16 +328,24 @@ class Daemon:
             return self._refresh_store_figures(now)
 
     def _refresh_store_figures(self, now: float) -> dict:
-        counts = self.store.counts()
-        figures = {"queue": counts["queued"], "counts": {k: counts[k] for k in
-                                                         ("succeeded", "failed", "skipped")},
-                   "last_success": self.store.last_success_at()}
+        try:
+            counts = self.store.counts()
+            figures = {"queue": counts["queued"], "counts": {k: counts[k] for k in
+                                                             ("succeeded", "failed", "skipped")},
+                       "last_success": self.store.last_success_at(),
+                       "oldest_queued": self.store.oldest_queued_at()}
+        except StoreUnavailable as e:
+            self._store_down(e)
+            # The last figures known (or none): the store's own series say it is down.
+            old = self._snapshot_cache[1] if self._snapshot_cache else None
+            return old or {"queue": 0, "counts": {}, "last_success": None,
+                           "oldest_queued": None}
         self._snapshot_cache = (now, figures)
         return figures
 
     def snapshot(self) -> StatusSnapshot:
         figures = self._store_figures()
-        output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
+        output_dirs = [str(self.output_dir)] if self.output_dir else self.libraries.roots
         return StatusSnapshot(
             version=__version__, started_at=self.started_at, model_name=self.model.name,
             device=self.model.device, compute_type=self.model.compute_type,
@@ -389,8 +356,13 @@ class Daemon:
             running=tuple(r.view() for r in list(self._running.values())),
             workers=self.cfg.workers, counts=figures["counts"],
             last_success_at=figures["last_success"],
-            dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
-                  "store": [str(Path(self.cfg.db).resolve().parent)]},
+            dirs={"watch": self.libraries.roots, "output": output_dirs,
+                  "store": ([] if self.store_kind == "postgresql"
+                            else [str(Path(self.cfg.db).resolve().parent)])},
             startup_scan_seconds=self.watcher.scan_seconds,
             startup_scan_files=self.watcher.scan_files,
+            node=self.node, store_kind=self.store_kind, store_up=self._store_error is None,
+            store_error=self._store_error,
+            leases_held=sum(1 for r in list(self._running.values()) if not r.lost),
+            oldest_queued_at=figures["oldest_queued"],
         )

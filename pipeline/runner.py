@@ -60,6 +60,9 @@ class JobHooks:
     def should_stop(self) -> bool:
         return False
 
+    def before_commit(self) -> None:
+        """Before each output is renamed into place; raising leaves the target untouched."""
+
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
@@ -107,7 +110,7 @@ class Runner:
             raise StageError("vanished", f"{path}: the file was removed during the job", "write")
         targets = output_paths(path, root, transcript.language, self.cfg.output_formats,
                                self.output_dir)
-        outputs = hooks.timed("write", stages.write, transcript, targets)
+        outputs = hooks.timed("write", stages.write, transcript, targets, hooks.before_commit)
         return RunResult(transcript, outputs, findings)
 
     def _transcribe(self, audio, hooks: JobHooks) -> tuple[Transcript, tuple[str, ...]]:

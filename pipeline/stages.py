@@ -107,8 +107,9 @@ def line_length(language: str) -> int:
     return 16 if language in _DENSE_SCRIPTS else 42
 
 
-def write(transcript: Transcript, targets: dict[str, Path]) -> list[str]:
-    """Render every format and write each atomically. Returns the written paths."""
+def write(transcript: Transcript, targets: dict[str, Path], before_commit=None) -> list[str]:
+    """Render every format and write each atomically. Returns the written paths.
+    `before_commit()`, asked before each rename, may raise to write nothing more."""
     from .subtitles import RENDERERS, build_cues
 
     cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
@@ -117,7 +118,7 @@ def write(transcript: Transcript, targets: dict[str, Path]) -> list[str]:
     try:
         for fmt, target in targets.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, RENDERERS[fmt](transcript, cues))
+            write_atomic(target, RENDERERS[fmt](transcript, cues), before_commit)
             written.append(str(target))
     except OSError as e:
         reason = write_error_reason(e)

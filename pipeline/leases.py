@@ -1,0 +1,83 @@
+"""The daemon's side of a shared store: heartbeats that renew the leases of running jobs,
+taking over jobs whose lease ran out, and settling a job while the store comes and goes.
+
+A mixin of `Daemon` (it uses the daemon's store, config, reporter, running jobs and flags).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .store_api import StoreUnavailable
+
+log = logging.getLogger("scribewatch.pipeline.daemon")
+
+STORE_RETRY_SECONDS = 1.0   # a result waiting for the store to come back asks again this often
+
+
+class LeaseKeeping:
+    def _store_down(self, e: Exception) -> None:
+        if self._store_error is None:
+            log.error("job store %s unreachable: %s; no new jobs until it is back (running jobs "
+                      "go on under their leases)", self.store_kind, e)
+        self._store_error = str(e) or type(e).__name__
+        self._snapshot_cache = None
+
+    def _store_call(self, method, *args, patient: bool = True, **kwargs) -> bool:
+        """A write that settles a job (a result, a requeue). With the store away it is tried
+        again until the store returns, unless shutting down at once (then the next start, or
+        another node after the lease, settles the job). False: the lease token is no longer
+        this job's (another node took it over), so nothing was written."""
+        while True:
+            try:
+                if method(*args, **kwargs) is False:
+                    log.warning("job %d: not recorded: its lease is another node's now", args[0])
+                    return False
+                return True
+            except StoreUnavailable as e:
+                self._store_down(e)
+                if not patient or self._stop_now:
+                    log.warning("job %d: result not recorded (store unreachable); it will be "
+                                "run again", args[0])
+                    return False
+                time.sleep(STORE_RETRY_SECONDS)
+
+    def _heartbeat(self) -> None:
+        """Renew the lease of every running job. A lease renewed by no one runs out and another
+        node takes the job over; so a job whose renewals keep failing longer than a lease is
+        given up here too (the other node may already be running it)."""
+        while not self._stopping.wait(self.cfg.heartbeat_seconds):
+            for r in list(self._running.values()):
+                if r.settled or r.lost:
+                    continue
+                try:
+                    held = self.store.renew(r.job.id, r.token)
+                except StoreUnavailable as e:
+                    self._store_down(e)
+                    self.reporter.lease_renewal_failed()
+                    if r.lease_left() <= 0:
+                        r.lose("renewals failed for a whole lease: the store is unreachable")
+                    continue
+                if held:
+                    r.renewed_at = time.monotonic()
+                else:
+                    self.reporter.lease_renewal_failed()
+                    r.lose("the store gave the job to another node")
+
+    def _take_over_expired(self) -> None:
+        requeued, failed = self.store.take_over_expired(self.cfg.max_attempts)
+        for job in requeued:
+            self.reporter.job_taken_over()
+            log.warning("job %d (%s): the lease of node %s ran out in %s: taken over, queued "
+                        "again (death %d of the job, %d in a row at that point)", job.id,
+                        job.rel_path, job.node, job.crash_point, job.crashes, job.strikes)
+        for job in failed:
+            self.reporter.job_taken_over()
+            log.error("failed %s: nodes died at the same point (%s) %d times in a row "
+                      "[%s/crashed_repeatedly]", job.rel_path, job.crash_point, job.strikes,
+                      job.error_stage)
+            self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
+        if requeued:
+            self._notify()
+
