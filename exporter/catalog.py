@@ -154,6 +154,14 @@ FAMILIES: tuple[Family, ...] = (
            "Transcripts the hallucination guard flagged (each is re-run once with safer "
            "settings).", PIPELINE,
            "increase(scribewatch_suspect_transcripts_total[1d])"),
+    Family("scribewatch_job_takeovers_total", "counter",
+           "Jobs this node found with an expired lease (their node killed, paused or cut off) "
+           "and put back in the shared queue to be attempted again.", PIPELINE,
+           "sum by (cluster) (increase(scribewatch_job_takeovers_total[1h]))"),
+    Family("scribewatch_lease_renewals_failed_total", "counter",
+           "Heartbeats that could not renew a running job's lease (store unreachable, or the "
+           "job already another node's).", PIPELINE,
+           "rate(scribewatch_lease_renewals_failed_total[5m]) > 0"),
     Family("scribewatch_model_load_seconds", "gauge",
            "How long the last successful model load took.", PIPELINE,
            "max_over_time(scribewatch_model_load_seconds[1d])"),
@@ -163,8 +171,21 @@ FAMILIES: tuple[Family, ...] = (
            labels=("model", "device", "compute_type")),
     # -- daemon state, read at scrape time ------------------------------------------------
     Family("scribewatch_queue_jobs", "gauge",
-           "Jobs waiting in the queue.", STATE,
-           "max_over_time(scribewatch_queue_jobs[1h])"),
+           "Jobs waiting in the queue. With a shared store, a cluster-wide figure every node "
+           "exports alike: aggregate with max, never sum.", STATE,
+           "max by (cluster) (max_over_time(scribewatch_queue_jobs[1h]))"),
+    Family("scribewatch_oldest_queued_job_age_seconds", "gauge",
+           "Age of the oldest job waiting in the queue (0 when empty). With a shared store, a "
+           "cluster-wide figure every node exports alike: aggregate with max, never sum.",
+           STATE,
+           "max by (cluster) (scribewatch_oldest_queued_job_age_seconds)"),
+    Family("scribewatch_leases_held", "gauge",
+           "Running jobs whose lease this node holds (renewed by its heartbeat).", STATE,
+           "sum by (cluster) (scribewatch_leases_held)"),
+    Family("scribewatch_store_up", "gauge",
+           "1 while the job store answers (SQLite file or PostgreSQL server); 0 stops claims "
+           "and makes /readyz 503.", STATE,
+           "scribewatch_store_up == 0"),
     Family("scribewatch_jobs_running", "gauge",
            "Jobs being processed now.", STATE,
            "scribewatch_jobs_running"),

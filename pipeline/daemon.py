@@ -67,7 +67,7 @@ class Daemon(LeaseKeeping):
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
-            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.store.batch)
+            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self._scan_batch)
         self._running: dict[str, Running] = {}
         self._wake = threading.Condition()
         self._wake_generation = 0
@@ -308,10 +308,7 @@ class Daemon(LeaseKeeping):
                 self._store_writable = self.store.check_writable()
                 self._take_over_expired()
                 if self._store_error is not None:
-                    log.warning("job store %s is reachable again: claiming jobs again",
-                                self.store_kind)
-                    self._store_error = None
-                    self._notify()
+                    self._store_back()
             except StoreUnavailable as e:
                 self._store_down(e)
             self.model.unload_if_idle()

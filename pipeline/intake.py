@@ -19,7 +19,7 @@ from .errors import SkipJob
 from .fingerprint import content_hash
 from .job import Job
 from .libraries import Libraries
-from .store_api import JobStore
+from .store_api import JobStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,22 @@ class Intake:
         self.output_dir = output_dir
         self.on_queued = on_queued
         self.reporter: Reporter = reporter or NullReporter()
+        # Files that finished arriving while the store was unreachable: taken once it is back.
+        self._deferred: dict[str, str] = {}
+
+    def retry_deferred(self) -> int:
+        """Take the files deferred while the store was away (the daemon calls this when it is
+        back). Returns how many were retried."""
+        deferred, self._deferred = self._deferred, {}
+        for path, root in deferred.items():
+            self.take(path, root)
+        return len(deferred)
 
     def is_known(self, path: str, st: os.stat_result) -> bool:
-        latest = self.store.latest_stat_for_key(*self.libraries.key(path))
+        try:
+            latest = self.store.latest_stat_for_key(*self.libraries.key(path))
+        except StoreUnavailable:
+            return False   # tracked, then deferred by take() until the store is back
         if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
             return False
         if latest["status"] == "failed" and latest["reason"] == "unreadable":
@@ -52,6 +65,13 @@ class Intake:
 
     def take(self, path: str, root: str) -> None:
         """A finished file: queue it, skip it with a reason, or recognise it as already done."""
+        try:
+            self._take(path, root)
+        except StoreUnavailable as e:
+            self._deferred[path] = root
+            log.debug("%s: deferred until the job store is back (%s)", path, e)
+
+    def _take(self, path: str, root: str) -> None:
         try:
             st = os.stat(path)
         except FileNotFoundError:

@@ -6,6 +6,7 @@ A mixin of `Daemon` (it uses the daemon's store, config, reporter, running jobs 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -23,6 +24,33 @@ class LeaseKeeping:
                       "go on under their leases)", self.store_kind, e)
         self._store_error = str(e) or type(e).__name__
         self._snapshot_cache = None
+
+    def _store_back(self) -> None:
+        log.warning("job store %s is reachable again: claiming jobs again", self.store_kind)
+        self._store_error = None
+        # What arrived meanwhile: the files intake deferred, and a rescan for any scan batch
+        # whose commit was lost with the connection.
+        retried = self.intake.retry_deferred()
+        for root in self.watcher.available_roots:
+            self.watcher.scan_later(root, root)
+        if retried:
+            log.info("took %d file(s) that arrived while the store was away", retried)
+        self._notify()
+
+    @contextlib.contextmanager
+    def _scan_batch(self):
+        """The watcher's scan batch: one transaction, or none while the store is away (intake
+        defers the files then; the rescan when it is back finds a batch lost at commit)."""
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(self.store.batch())
+        except StoreUnavailable as e:
+            self._store_down(e)
+        try:
+            with stack:
+                yield
+        except StoreUnavailable as e:
+            self._store_down(e)
 
     def _store_call(self, method, *args, patient: bool = True, **kwargs) -> bool:
         """A write that settles a job (a result, a requeue). With the store away it is tried
