@@ -64,7 +64,8 @@ EXCLUSIONS = {
                     ("scribewatch-overview", "Failures in time range, by reason"),
                     ("scribewatch-overview", "Skipped in time range, by reason"),
                     ("scribewatch-pipeline", "Model load failures in time range"),
-                    ("scribewatch-pipeline", "Suspect transcripts in time range")}},
+                    ("scribewatch-pipeline", "Suspect transcripts in time range"),
+                    ("scribewatch-cluster", "Takeovers in time range")}},
     "target-counter-agg-rule": {
         "reason": "shows the counters' values themselves: jobs finished since the daemon started",
         "entries": {("scribewatch-overview", "Files since start")}},
