@@ -66,9 +66,10 @@ def _github_anchors(markdown: str) -> set[str]:
 
 
 # -- the real binaries ---------------------------------------------------------------------------
-def test_promtool_check_config():
+@pytest.mark.parametrize("name", ["prometheus.yml", "prometheus-cluster.yml"])
+def test_promtool_check_config(name):
     promtool = require_binary("promtool")
-    out = _run(promtool, "check", "config", str(PROM / "prometheus.yml"))
+    out = _run(promtool, "check", "config", str(PROM / name))
     assert "SUCCESS: 2 rule files found" in out, out
 
 
