@@ -41,6 +41,10 @@ SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 SNAPSHOT_CACHE_SECONDS = 1.0
 
 
+class NodeNameInUse(RuntimeError):
+    """Another live daemon uses this node name on the shared store."""
+
+
 class Daemon(LeaseKeeping):
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
                  gpu_probe: GpuProbe | None = None, model: ModelManager | None = None):
@@ -54,6 +58,10 @@ class Daemon(LeaseKeeping):
         self.store = open_store(self.store_url, LeaseSettings(
             self.node, cfg.lease_seconds, cfg.takeover_delay_seconds))
         self.libraries = Libraries.from_config(cfg)
+        if hasattr(self.store, "hold_node_name") and not self.store.hold_node_name():
+            self.store.close()
+            raise NodeNameInUse(f"another scribewatch daemon runs as node {self.node!r} on this "
+                                "store: give each daemon its own node_name")
         self.model = model or model_from_config(cfg, workers=cfg.workers)
         self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
                            else None)

@@ -34,6 +34,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 # longer than a lease: the caller treats the timeout like an unreachable store.
 STATEMENT_TIMEOUT_MS = 15000
 _LOCK_KEY = 0x5C81BE   # pg_advisory_xact_lock: one node creates or migrates the schema at a time
+_NODE_LOCK_SPACE = 0x5C82   # pg_try_advisory_lock(space, hashtext(node)): one daemon per name
 
 # version -> statements; version 1 is the whole of SQLite's version 3 in PostgreSQL's types.
 PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -98,6 +99,7 @@ class PostgresStore(SqlStore):
         self.lease = lease or LeaseSettings()
         self._lock = threading.RLock()
         self._con: psycopg.Connection | None = None
+        self._name_con: psycopg.Connection | None = None
         self._depth = 0
         with self._transaction():
             self._exec("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
@@ -156,10 +158,26 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
-            if self._con is not None:
-                with contextlib.suppress(Exception):
-                    self._con.close()
-            self._con = None
+            for con in (self._con, self._name_con):
+                if con is not None:
+                    with contextlib.suppress(Exception):
+                        con.close()
+            self._con = self._name_con = None
+
+    def hold_node_name(self) -> bool:
+        """Take this node's name for the life of the process: a session advisory lock on a
+        connection of its own. A second daemon under the same name would take the first one's
+        running jobs for its own dead ones; it is refused instead. False: the name is taken.
+        (A restart of PostgreSQL drops the lock; it is not taken again until the next start.)"""
+        try:
+            self._name_con = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                application_name=f"scribewatch@{self.lease.node} (name)")
+            return bool(self._name_con.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                (_NODE_LOCK_SPACE, self.lease.node)).fetchone()[0])
+        except psycopg.Error as e:
+            raise StoreUnavailable(f"{describe(self.url)}: {_first_line(e)}") from None
 
     # -- what differs from SQLite ----------------------------------------------------------
     def _recover_scope(self) -> tuple[str, tuple]:

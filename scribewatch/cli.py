@@ -89,7 +89,7 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     from .exporter import Exporter, GpuSampler, PrometheusReporter
-    from .pipeline.daemon import Daemon
+    from .pipeline.daemon import Daemon, NodeNameInUse
     from .pipeline.instance_lock import StoreInUse
     from .pipeline.store_api import StoreUnavailable
 
@@ -105,6 +105,9 @@ def cmd_run(args) -> int:
         daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample)
     except StoreUnavailable as e:
         log.error("job store unreachable at start: %s", e)
+        return EXIT_FAILURE
+    except NodeNameInUse as e:
+        log.error("%s", e)
         return EXIT_FAILURE
     try:
         exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,

@@ -193,3 +193,18 @@ def test_migrate_moves_a_sqlite_history_into_postgres(tmp_path, postgres_url):
     assert rows[-1]["outputs"] == ["/w/a.en.srt"]
     again = cli("migrate", "--from", f"sqlite:///{db}", "--to", postgres_url)
     assert again.returncode == 2 and "holds jobs already" in again.stderr
+
+
+def test_a_second_daemon_under_a_node_name_in_use_is_refused(nodes, tmp_path, postgres_server,
+                                                           postgres_url):
+    a, _ = nodes
+    a.start()
+    twin = cluster(tmp_path / "twin", postgres_server, postgres_url, tmp_path / "library",
+                   model_dir(), names=("a",))[0]
+    twin.start(wait_ready=False)
+    try:
+        assert twin.proc.wait(60) == 1
+    finally:
+        twin.stop()
+    assert "another scribewatch daemon runs as node 'a'" in twin.log()
+    assert a.ready()
