@@ -150,6 +150,9 @@ class PostgresStore(SqlStore):
 
     def _exec(self, sql: str, params: Iterable = ()):
         with self._lock:
+            if self._depth and self._con is None:
+                # The connection broke inside a transaction: never go on outside it.
+                raise StoreUnavailable(f"{describe(self.url)}: connection lost in a transaction")
             con = self._connection()
             try:
                 return con.execute(sql.replace("?", "%s"), tuple(params))

@@ -209,3 +209,25 @@ def test_history_stats_retry_and_redo(make_store):
     assert {j.id for j in queued} == {ok, store.latest_for_path("/w/c.mp3").id}
     assert [j.id for j in active] == [bad]
     assert [j.id for j in store.all_jobs(after_id=0, limit=2)] == [ok, bad]
+
+
+def test_postgres_away_is_store_unavailable_and_the_store_reconnects_when_back():
+    from scribewatch.pipeline.store_api import StoreUnavailable
+    from tests.harness.postgres import PostgresServer, require_postgres
+
+    require_postgres()
+    with PostgresServer.start_new() as server:   # its own server: this test stops it
+        store = open_store(server.create_database("away"), LeaseSettings("n1", 30, 0))
+        jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+        job = store.claim_next("0")
+        server.stop()
+        with pytest.raises(StoreUnavailable):
+            store.renew(jid, job.lease_token)
+        with pytest.raises(StoreUnavailable):
+            store.claim_next("0")
+        assert not store.check_writable()
+        server.start()
+        assert store.renew(jid, job.lease_token)          # the lease survived the outage
+        assert store.finish(jid, "succeeded", token=job.lease_token)
+        assert store.counts()["succeeded"] == 1
+        store.close()
