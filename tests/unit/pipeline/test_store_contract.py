@@ -231,3 +231,41 @@ def test_postgres_away_is_store_unavailable_and_the_store_reconnects_when_back()
         assert store.finish(jid, "succeeded", token=job.lease_token)
         assert store.counts()["succeeded"] == 1
         store.close()
+
+
+def test_counts_follow_every_transition_from_every_node(make_store):
+    a, b = make_store("a"), make_store("b")
+    ids = [a.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}") for i in range(6)]
+    b.record_skipped("/w/s.mp3", "/w", 1, 1, "fs", "subtitle_exists", "s.srt exists")
+    jobs = [a.claim_next("0"), b.claim_next("0"), b.claim_next("1")]
+    a.finish(ids[0], "succeeded", token=jobs[0].lease_token)
+    b.finish(ids[1], "failed", token=jobs[1].lease_token, reason="not_media", stage="probe")
+    b.requeue(ids[2], token=jobs[2].lease_token)
+    expected = {"queued": 4, "running": 0, "succeeded": 1, "failed": 1, "skipped": 1}
+    for _ in range(70):   # past the PostgreSQL store's folding of its count rows, twice
+        assert a.counts() == expected and b.counts() == expected
+    assert a.retry_failed() == [ids[1]]
+    assert b.counts()["queued"] == 5 and a.counts()["failed"] == 0
+
+
+def test_a_postgres_store_of_schema_version_1_is_migrated_with_its_counts(postgres_url):
+    import psycopg
+
+    from scribewatch.pipeline.store_pg import PG_MIGRATIONS, PG_SCHEMA_VERSION
+
+    with psycopg.connect(postgres_url, autocommit=True) as con:   # as the first release left it
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        for statement in PG_MIGRATIONS[1]:
+            con.execute(statement)
+        con.execute("INSERT INTO jobs (path, root, library, rel_path, status, detected_at) "
+                    "VALUES ('/w/a', '/w', '/w', 'a', 'queued', 1), "
+                    "('/w/b', '/w', '/w', 'b', 'succeeded', 1)")
+    store = open_store(postgres_url, LeaseSettings("n1", 30, 0))
+    assert store.schema_version() == PG_SCHEMA_VERSION == 2
+    assert store.counts() == {"queued": 1, "running": 0, "succeeded": 1, "failed": 0,
+                              "skipped": 0}
+    store.close()
+    again = open_store(postgres_url, LeaseSettings("n1", 30, 0))   # nothing applied twice
+    assert again.counts()["queued"] == 1
+    again.close()
