@@ -73,8 +73,12 @@ def start_nodes(work: Path, server, url, library: Path, names, threads: int) -> 
                          {"model": common.model_dir(), "cpu_threads": threads,
                           "lease_seconds": LEASE, "heartbeat_seconds": HEARTBEAT},
                          fresh=True) for n in names]
-    for node in nodes:
-        node.start()
+    try:
+        for node in nodes:
+            node.start()
+    except BaseException:
+        stop_all(nodes)   # never leave a started node behind
+        raise
     return nodes
 
 
@@ -91,8 +95,8 @@ def throughput_run(work, server, corpus, tally, two: bool) -> dict:
     library.mkdir(parents=True)
     names = ("a", "b") if two else ("solo",)
     nodes = start_nodes(work, server, url, library, names, 1 if two else 2)
-    quiet = common.wait_quiet(max_wait=30)
     try:
+        quiet = common.wait_quiet(max_wait=30)
         with common.CpuWindow(nodes[0].pid) as cpu:
             t0 = time.time()
             for f in corpus:

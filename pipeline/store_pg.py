@@ -90,6 +90,8 @@ PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs FOR EACH ROW "
         "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION scribewatch_count_jobs()",
         "INSERT INTO job_count_deltas SELECT status, COUNT(*) FROM jobs GROUP BY status",
+        # The oldest queued job, read at each status refresh.
+        "CREATE INDEX jobs_queued_since ON jobs (detected_at) WHERE status = 'queued'",
     ),
 }
 COMPACT_EVERY = 30   # counts() calls between two foldings of the count deltas
