@@ -56,6 +56,13 @@ class SqliteStore(SqlStore):
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+        # Status and /metrics read through their own connection: in WAL mode a reader neither
+        # waits for nor blocks the writer, so a scrape never queues behind a worker's commit
+        # or the WAL checkpoint (an fsync) that a commit may run while holding `_lock`.
+        self._reader = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None, timeout=30)
+        self._reader.execute("PRAGMA query_only=1")
+        self._read_lock = threading.Lock()
 
     def _migrate(self) -> None:
         """Bring the store to SCHEMA_VERSION, inside the caller's transaction. A store from a
@@ -71,6 +78,8 @@ class SqliteStore(SqlStore):
     def close(self) -> None:
         with self._lock:
             self._con.close()
+        with self._read_lock:
+            self._reader.close()
 
     # -- the engine ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -95,6 +104,11 @@ class SqliteStore(SqlStore):
         with self._lock:
             return self._con.execute(sql, tuple(params))
 
+    def _read(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        """A read for status figures, on the reader connection (committed data only)."""
+        with self._read_lock:
+            return self._reader.execute(sql, tuple(params)).fetchall()
+
     def check_writable(self) -> bool:
         try:
             self._meta_set("heartbeat", str(time.time()))
@@ -104,9 +118,17 @@ class SqliteStore(SqlStore):
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ACTIVE + FINAL}
-        for status, n in self._exec("SELECT status, n FROM job_counts"):
+        for status, n in self._read("SELECT status, n FROM job_counts"):
             out[status] = n
         return out
+
+    # The status figures (scrapes, /readyz) on the reader connection.
+    def last_success_at(self) -> float | None:
+        return self._read(
+            "SELECT MAX(finished_at) FROM jobs WHERE status = 'succeeded'")[0][0]
+
+    def oldest_queued_at(self) -> float | None:
+        return self._read("SELECT MIN(detected_at) FROM jobs WHERE status = 'queued'")[0][0]
 
     def import_job(self, job: Job) -> bool:
         raise NotImplementedError("migrate into a PostgreSQL store")

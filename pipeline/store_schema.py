@@ -82,6 +82,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE jobs SET library = root, rel_path = CASE WHEN substr(path, 1, length(root) + 1) "
         "= root || '/' THEN substr(path, length(root) + 2) ELSE path END",
         "CREATE INDEX jobs_key ON jobs(library, rel_path, id)",
+        # The oldest queued job, read at each status refresh.
+        "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
     ),
 }
 

@@ -60,10 +60,23 @@ def test_dockerfile(name):
     assert not missing, f"{name}: not copied into the build: {sorted(missing)}"
 
 
-def test_cuda_base_matches_ctranslate2():
-    """CTranslate2 4.x wheels are built for CUDA 12 and cuDNN 9."""
+# The python3 each Ubuntu LTS base installs (Dockerfile.cuda uses the distribution's Python).
+UBUNTU_PYTHON = {"20.04": (3, 8), "22.04": (3, 10), "24.04": (3, 12)}
+
+
+def test_cuda_base_matches_ctranslate2_and_requires_python():
+    """CTranslate2 4.x wheels are built for CUDA 12 and cuDNN 9, with PTX that needs CUDA 12.8
+    on Hopper/Blackwell; the base's own python3 must meet requires-python, or pip refuses the
+    wheel (a 22.04 base with Python 3.10 did)."""
     base = [a.split()[0] for w, a in _instructions(REPO / "Dockerfile.cuda")
             if w == "FROM" and a.startswith("nvidia/cuda:")]
     assert base, "Dockerfile.cuda: no nvidia/cuda base"
     tag = base[-1].split(":", 1)[1]
-    assert tag.startswith("12.") and "cudnn9" in tag and "runtime" in tag, tag
+    cuda = tuple(int(x) for x in tag.split("-")[0].split(".")[:2])
+    assert cuda[0] == 12 and cuda >= (12, 8), tag
+    assert "-cudnn-" in tag or "cudnn9" in tag, tag
+    assert "runtime" in tag, tag
+    ubuntu = tag.rsplit("ubuntu", 1)[1]
+    floor = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    wanted = tuple(int(x) for x in floor.removeprefix(">=").split("."))
+    assert UBUNTU_PYTHON[ubuntu] >= wanted, f"ubuntu {ubuntu} has Python {UBUNTU_PYTHON[ubuntu]}"

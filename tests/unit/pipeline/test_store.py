@@ -1,6 +1,7 @@
 """The job store as a queue: atomic claims, attempts, crash recovery, backoff, stats."""
 
 import sqlite3
+import threading
 import time
 
 from scribewatch.pipeline.store import SCHEMA_VERSION, JobStore
@@ -287,3 +288,34 @@ def test_job_has_a_typed_field_for_every_column_in_table_order(tmp_path):
     assert list(job.as_dict()) == columns
     assert (job.stage_seconds, job.outputs, job.suspect, job.checkpoint, job.crash_point) == \
         ({}, [], None, 0, None)
+
+
+def test_status_reads_do_not_wait_for_a_writer(tmp_path):
+    # A scrape reads counts and the last success while a worker holds the store in a write
+    # transaction (or a commit runs a WAL checkpoint): it must answer from committed data at
+    # once, not queue behind the writer.
+    s = JobStore(tmp_path / "j.db")
+    done = s.enqueue("/m/a.wav", "/m", 1, 1, "fa")
+    s.finish(done, "succeeded")
+    inside, release = threading.Event(), threading.Event()
+
+    def writer():
+        with s.batch():
+            s.enqueue("/m/b.wav", "/m", 1, 1, "fb")
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert inside.wait(5)
+        t0 = time.monotonic()
+        counts, last = s.counts(), s.last_success_at()
+        waited = time.monotonic() - t0
+    finally:
+        release.set()
+        t.join()
+    assert waited < 1.0, f"status read waited {waited:.2f} s for the writer"
+    assert counts["succeeded"] == 1 and counts["queued"] == 0   # the open batch is not visible
+    assert last is not None
+    assert s.counts()["queued"] == 1                           # and is, once committed
