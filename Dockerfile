@@ -40,7 +40,8 @@ RUN (getent group "${GID}" || groupadd --gid "${GID}" scribewatch) \
     && chown -R "${UID}:${GID}" /data /models
 
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+# With the `postgres` extra (psycopg 3): a node can join a shared PostgreSQL job store.
+RUN pip install "$(ls /wheels/*.whl)[postgres]" && rm -rf /wheels
 
 # Job store (SQLite) and model cache: named volumes in compose.
 VOLUME ["/data", "/models"]

@@ -9,7 +9,6 @@ fixed by docs/architecture.md: dashboards and alerts depend on them.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -18,13 +17,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..pipeline.contract import (
     FAILURE_LABELS,
     FAILURE_REASONS,
-    LANGUAGE_LABELS,
-    LANGUAGE_SOURCES,
     NOTIFY_RESULTS,
     NOTIFY_TARGETS,
     OUTCOMES,
     OUTPUT_KINDS,
-    RETRY_RESULTS,
     SKIP_REASONS,
     SOURCES,
     STAGES,
@@ -36,6 +32,16 @@ from .buckets import (
     RTF_BUCKETS,
     STAGE_BUCKETS,
 )
+from .labels import (  # noqa: F401  (the label domains are the catalog's names too)
+    API_CODES,
+    API_ENDPOINTS,
+    GPU_LABELS,
+    LABEL_PATTERNS,
+    RETRY_REQUEST_RESULTS,
+    ROLES,
+    THROTTLE_REASONS,
+    _one_of,
+)
 
 # Where a family comes from (and the section it is documented in).
 PIPELINE = "pipeline"   # client objects updated by PrometheusReporter
@@ -43,64 +49,6 @@ STATE = "state"         # StateCollector, from StatusSource.snapshot() at scrape
 GPU = "gpu"             # GpuCollector, from NVML once a second (exporter.sampling)
 HOST = "host"           # HostCollector, from psutil once a second (exporter.sampling)
 PROCESS = "process"     # client_python's ProcessCollector, once a second (names are the library's)
-
-ROLES = ("watch", "output", "store")
-# What a retry request from the status page came to: the daemon's answers, or refused as
-# possibly cross-site (exporter.status_page) before it reached the daemon.
-RETRY_REQUEST_RESULTS = (*RETRY_RESULTS, "refused")
-# The HTTP API's endpoints (`endpoint` label) and the statuses it answers with (`code`; any
-# other is counted as "other"). 499: the client hung up before its answer.
-API_ENDPOINTS = ("asr", "detect_language", "transcriptions", "translations")
-API_CODES = ("200", "400", "401", "411", "413", "422", "499", "500", "503", "507")
-GPU_LABELS = ("gpu", "uuid", "name")
-
-# NVML clock event ("throttle") reason bits (nvmlClocksEventReason*). A fixed, bounded set:
-# one series per bit, so a new reason in a future driver never adds an unknown label value.
-THROTTLE_REASONS: dict[str, int] = {
-    "gpu_idle": 0x1,
-    "applications_clocks_setting": 0x2,
-    "sw_power_cap": 0x4,
-    "hw_slowdown": 0x8,
-    "sync_boost": 0x10,
-    "sw_thermal_slowdown": 0x20,
-    "hw_thermal_slowdown": 0x40,
-    "hw_power_brake_slowdown": 0x80,
-    "display_clock_setting": 0x100,
-}
-
-def _one_of(values) -> str:
-    return "|".join(re.escape(v) for v in values)
-
-
-# Every label a family may carry, with the pattern its values must match: the bounded domain
-# that keeps paths, file names and free text out of labels (the tests check scrapes against it).
-LABEL_PATTERNS: dict[str, str] = {
-    "stage": _one_of(STAGES),
-    "target": _one_of(NOTIFY_TARGETS),
-    "result": _one_of([*NOTIFY_RESULTS, *RETRY_REQUEST_RESULTS]),
-    "outcome": _one_of(OUTCOMES),
-    "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
-    "worker": r"[0-9]{1,3}",
-    # `source`: a job's origin (folder|api) on the outcome metrics, and where a language
-    # decision came from on scribewatch_language_decisions_total. Two fixed sets, one name.
-    "source": _one_of([*SOURCES, *LANGUAGE_SOURCES]),
-    "endpoint": _one_of(API_ENDPOINTS),
-    "code": _one_of([*API_CODES, "other"]),
-    "language": _one_of(sorted(LANGUAGE_LABELS)),
-    "kind": _one_of(OUTPUT_KINDS),
-    "role": _one_of(ROLES),
-    "model": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-    "device": r"[a-z]+(:[0-9]+)?",
-    "compute_type": r"[a-z0-9_]{1,32}",
-    "version": r"[A-Za-z0-9.+_-]{1,40}",
-    "faster_whisper": r"[A-Za-z0-9.+_-]{1,40}",
-    "ctranslate2": r"[A-Za-z0-9.+_-]{1,40}",
-    "python": r"[0-9]+\.[0-9]+\.[0-9]+[a-z0-9]*",
-    "gpu": r"([0-9]{1,2})?",   # empty on a CPU worker's scribewatch_worker_info
-    "uuid": r"(GPU|MIG)-[0-9a-fA-F-]{8,64}",
-    "name": r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Family:
@@ -225,6 +173,14 @@ FAMILIES: tuple[Family, ...] = (
            "queued again (never failed) and that GPU's batch or workers shrunk.", PIPELINE,
            "sum by (gpu) (increase(scribewatch_gpu_oom_total[1h])) > 0",
            labels=("gpu",)),
+    Family("scribewatch_job_takeovers_total", "counter",
+           "Jobs this node found with an expired lease (their node killed, paused or cut off) "
+           "and put back in the shared queue to be attempted again.", PIPELINE,
+           "sum by (cluster) (increase(scribewatch_job_takeovers_total[1h]))"),
+    Family("scribewatch_lease_renewals_failed_total", "counter",
+           "Heartbeats that could not renew a running job's lease (store unreachable, or the "
+           "job already another node's).", PIPELINE,
+           "rate(scribewatch_lease_renewals_failed_total[5m]) > 0"),
     Family("scribewatch_model_load_seconds", "gauge",
            "How long the last successful model load took.", PIPELINE,
            "max_over_time(scribewatch_model_load_seconds[1d])"),
@@ -240,8 +196,21 @@ FAMILIES: tuple[Family, ...] = (
            labels=("result",), known=_pairs(RETRY_REQUEST_RESULTS)),
     # -- daemon state, read at scrape time ------------------------------------------------
     Family("scribewatch_queue_jobs", "gauge",
-           "Jobs waiting in the queue.", STATE,
-           "max_over_time(scribewatch_queue_jobs[1h])"),
+           "Jobs waiting in the queue. With a shared store, a cluster-wide figure every node "
+           "exports alike: aggregate with max, never sum.", STATE,
+           "max by (cluster) (max_over_time(scribewatch_queue_jobs[1h]))"),
+    Family("scribewatch_oldest_queued_job_age_seconds", "gauge",
+           "Age of the oldest job waiting in the queue (0 when empty). With a shared store, a "
+           "cluster-wide figure every node exports alike: aggregate with max, never sum.",
+           STATE,
+           "max by (cluster) (scribewatch_oldest_queued_job_age_seconds)"),
+    Family("scribewatch_leases_held", "gauge",
+           "Running jobs whose lease this node holds (renewed by its heartbeat).", STATE,
+           "sum by (cluster) (scribewatch_leases_held)"),
+    Family("scribewatch_store_up", "gauge",
+           "1 while the job store answers (SQLite file or PostgreSQL server); 0 stops claims "
+           "and makes /readyz 503.", STATE,
+           "scribewatch_store_up == 0"),
     Family("scribewatch_jobs_running", "gauge",
            "Jobs being processed now.", STATE,
            "scribewatch_jobs_running"),

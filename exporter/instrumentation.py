@@ -79,6 +79,8 @@ class PrometheusReporter:
         self._written = {k: m["scribewatch_subtitles_written_total"].labels(k)
                          for k in OUTPUT_KINDS}
         self._gpu_oom = m["scribewatch_gpu_oom_total"]
+        self._takeovers = m["scribewatch_job_takeovers_total"]
+        self._renewals_failed = m["scribewatch_lease_renewals_failed_total"]
         self._load_seconds = m["scribewatch_model_load_seconds"]
         self._model_info = m["scribewatch_model_info"]
         self._model_labels: tuple[str, str, str] | None = None
@@ -224,6 +226,14 @@ class PrometheusReporter:
             raise ValueError(f"bad GPU index {gpu!r}")
         self._gpu_oom.labels(str(gpu)).inc()
 
+    @_records
+    def lease_renewal_failed(self) -> None:
+        self._renewals_failed.inc()
+
+    @_records
+    def job_taken_over(self) -> None:
+        self._takeovers.inc()
+
     # -- helpers --------------------------------------------------------------------------
     @staticmethod
     def _child(children: dict, metric, stage: str | None, reason: str | None, *rest: str):
@@ -253,7 +263,8 @@ class StateCollector:
     """Gauges of the daemon's current state, from one `snapshot()` per scrape."""
 
     _NAMES = (
-        "scribewatch_queue_jobs", "scribewatch_jobs_running",
+        "scribewatch_queue_jobs", "scribewatch_oldest_queued_job_age_seconds",
+        "scribewatch_leases_held", "scribewatch_store_up", "scribewatch_jobs_running",
         "scribewatch_oldest_running_job_age_seconds", "scribewatch_job_progress_ratio",
         "scribewatch_last_success_timestamp_seconds", "scribewatch_model_loaded",
         "scribewatch_watcher_up", "scribewatch_watch_dirs_unavailable", "scribewatch_ready",
@@ -276,6 +287,10 @@ class StateCollector:
         now = time.time()
         f = {n: catalog.family(n).new() for n in self._NAMES}
         f["scribewatch_queue_jobs"].add_metric([], snap.queue_jobs)
+        f["scribewatch_oldest_queued_job_age_seconds"].add_metric(
+            [], max(0.0, now - snap.oldest_queued_at) if snap.oldest_queued_at else 0.0)
+        f["scribewatch_leases_held"].add_metric([], snap.leases_held)
+        f["scribewatch_store_up"].add_metric([], int(snap.store_up))
         f["scribewatch_jobs_running"].add_metric([], len(snap.running))
         oldest = min((j.started_at for j in snap.running), default=now)
         f["scribewatch_oldest_running_job_age_seconds"].add_metric([], max(0.0, now - oldest))

@@ -66,6 +66,9 @@ def status_document(snap: StatusSnapshot, now: float) -> dict:
         "watcher_up": snap.watcher_up,
         "watch_dirs_unavailable": snap.watch_dirs_unavailable,
         "workers": snap.workers,
+        "node": snap.node,
+        "store": {"kind": snap.store_kind, "up": snap.store_up, "error": snap.store_error},
+        "leases_held": snap.leases_held,
         "queue_jobs": snap.queue_jobs,
         "running": [
             {"id": j.job_id, "worker": j.worker, "gpu": j.gpu, "stage": j.stage,

@@ -79,6 +79,11 @@ def format_status(status: dict, now: float | None = None) -> str:
     lines = [f"scribewatch {status.get('version', '?')} — {ready}, "
              f"up {_duration(status.get('uptime_seconds', 0))}"]
     lines += [f"  ! {reason}" for reason in status.get("not_ready_reasons", [])]
+    store = status.get("store") or {}
+    if store.get("kind") == "postgresql":   # several machines: which node this is
+        lines.append(f"node      {status.get('node')} on a shared store "
+                     f"({'up' if store.get('up') else 'UNREACHABLE'}), "
+                     f"{status.get('leases_held', 0)} lease(s) held")
     loaded = "loaded" if status.get("model_loaded") else "not loaded"
     lines.append(f"model     {status.get('model')} on {status.get('device')} "
                  f"({status.get('compute_type')}), {loaded}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .cluster import cluster
 from .config import Config
 from .render import num
 from .rules import Names, lines
@@ -373,7 +374,8 @@ def host(cfg: Config) -> dict:
 
 
 def alert_groups(cfg: Config) -> list[dict]:
-    return with_runbooks(cfg, [availability(cfg), jobs(cfg), gpu(cfg), host(cfg)])
+    return with_runbooks(cfg, [availability(cfg), jobs(cfg), gpu(cfg), host(cfg),
+                               cluster(cfg, _alert)])
 
 
 def header(cfg: Config) -> str:

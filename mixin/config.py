@@ -64,6 +64,10 @@ class Config:
         filesystem_free_warning_gib=10,  # ... and free below this many GiB
         filesystem_free_critical=0.03,
         filesystem_free_critical_gib=1,
+        store_unreachable_for="2m",      # scribewatch_store_up == 0 this long
+        lease_renewals_failing_for="10m", # renewals failing in every 5 m window this long
+        takeovers_window="1h",           # takeovers in a cluster within this window ...
+        takeovers_repeated=3,            # ... at least this many
     ))
 
     # -- dashboards -------------------------------------------------------------------------------
@@ -75,6 +79,11 @@ class Config:
     dashboard_timezone: str = "browser"
     # The metric the job / instance variables list the daemons from.
     instance_metric: str = "scribewatch_build_info"
+
+    # The label that names a cluster (one shared job store): set on the scrape targets
+    # (prometheus/prometheus.yml). Cluster-wide gauges (the queue) are exported by every node
+    # alike, so the cluster rules take their max by it, never a sum.
+    cluster_label: str = "cluster"
 
     def t(self, key: str):
         """One threshold: `cfg.t("restarts")`."""

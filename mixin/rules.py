@@ -22,6 +22,9 @@ Conventions
   - ratios divide by `(denominator > 0)`: no finished jobs -> no series, not 0/0 = NaN;
   - quantiles are kept only where the histogram had observations in the window
     (`and on (...) rate(_count) > 0`): histogram_quantile over all-zero buckets is NaN.
+* Several nodes on one shared job store form a cluster (the `cluster` target label). The
+  queue is the store's, so every node exports the same `scribewatch_queue_jobs`: the
+  `cluster:` rules take the max by (job, cluster) of it, and sum the per-node counters.
 * histogram_quantile always gets `le` in its `by` clause (plus job/instance[/stage]): summing
   the buckets of several daemons into one quantile would be meaningless."""
 
@@ -55,6 +58,11 @@ class Names:
                                       for q in ("p50", "p95")}
         self.filesystem_free = "instance_role:scribewatch_filesystem_free:ratio"
         self.gpu_memory_used = "instance_gpu:scribewatch_gpu_memory_used:ratio"
+        self.cluster_queue = "cluster:scribewatch_queue_jobs:max"
+        self.cluster_oldest_queued = "cluster:scribewatch_oldest_queued_job_age_seconds:max"
+        self.cluster_audio_rate = f"cluster:scribewatch_audio_seconds:rate{w}"
+        self.cluster_takeovers = (f"cluster:scribewatch_job_takeovers:"
+                                  f"increase{cfg.t('takeovers_window')}")
 
 
 def _quantile(record: str, q: str, histogram: str, extra: str, window: str,
@@ -136,5 +144,18 @@ def recording_groups(cfg: Config) -> list[dict]:
              "sum by (job, instance, gpu, name) (scribewatch_gpu_memory_used_bytes)",
              "/",
              "(sum by (job, instance, gpu, name) (scribewatch_gpu_memory_total_bytes) > 0)")},
+    ]
+    c = f"job, {cfg.cluster_label}"
+    rules += [
+        {"_comment": "--- clusters (nodes sharing one job store) " + "-" * 48 + "\nThe queue "
+                     "is the store's: every node exports it alike, so max, never sum.",
+         "record": n.cluster_queue, "expr": f"max by ({c}) (scribewatch_queue_jobs)"},
+        {"record": n.cluster_oldest_queued,
+         "expr": f"max by ({c}) (scribewatch_oldest_queued_job_age_seconds)"},
+        {"record": n.cluster_audio_rate,
+         "expr": f"sum by ({c}) (rate(scribewatch_audio_seconds_total[{w}]))"},
+        {"record": n.cluster_takeovers,
+         "expr": f"sum by ({c}) (increase(scribewatch_job_takeovers_total"
+                 f"[{cfg.t('takeovers_window')}]))"},
     ]
     return [{"name": "scribewatch-recording", "rules": rules}]

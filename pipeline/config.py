@@ -25,10 +25,12 @@ from .settings import (
     coerce,
     folder_languages_check,
     language_check,
+    libraries_check,
     listen_check,
     nice_check,
     path_map_check,
     setting,
+    store_url_check,
     tokens_check,
     url_check,
     urls_check,
@@ -151,7 +153,28 @@ class Config:
         "second: 30 min = 115 MB). 0 turns prefetching off.", minimum=0)
     db: str = setting(
         "./scribewatch.db", "SQLite job store path, on a local disk (a network filesystem is "
-        "refused). One daemon per store.")
+        "refused). One daemon per store. Used when `store_url` is not set.")
+    store_url: str | None = setting(
+        None, "The job store: `sqlite:///relative/path`, `sqlite:////absolute/path` or "
+        "`postgresql://user:password@host:5432/db` — a queue several machines share (README, "
+        "\"Several machines\"). Unset: SQLite at `db`.", check=store_url_check)
+    node_name: str | None = setting(
+        None, "This machine's name in a shared store (each job records the node that ran it). "
+        "Unset: the host name. Unique per running daemon.")
+    libraries: dict = setting(
+        {}, "Named watch roots, name: folder (`movies: /mnt/nas/movies`). Jobs are keyed by "
+        "library and the path below it, so machines mounting one NAS at different paths share "
+        "one job per file. Watched besides `watch_dirs`.", check=libraries_check)
+    lease_seconds: float = setting(
+        60.0, "How long a claimed job stays this node's without a heartbeat. Longer: a dead "
+        "node's job waits longer for another; shorter: a stalled node (swap, a long pause) "
+        "loses jobs it was still doing.", minimum=1)
+    heartbeat_seconds: float = setting(
+        10.0, "How often leases are renewed; well under `lease_seconds` (a third or less), so "
+        "one missed renewal loses nothing.", minimum=0.1)
+    takeover_delay_seconds: float = setting(
+        0.0, "Extra wait after a lease expires before another node takes the job over: a margin "
+        "for a node that is only slow (a loaded store, a network blip).", minimum=0)
     listen: str = setting(
         "0.0.0.0:9847", "HTTP address for the status page (/), /metrics, /healthz, /readyz and "
         "the transcription API.", check=listen_check)
@@ -334,11 +357,16 @@ def _cross_check(values: dict) -> None:
     if not (values["write_original_language"] or values["translate_to_english"]):
         raise ConfigError("invalid value false for 'write_original_language': with "
                           "'translate_to_english' off too there would be nothing to write")
-    if not values["watch_dirs"]:
-        raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder")
+    if not values["watch_dirs"] and not values["libraries"]:
+        raise ConfigError("invalid value [] for 'watch_dirs': give at least one folder (or "
+                          "'libraries')")
     for server in ("jellyfin", "emby", "plex"):
         if bool(values[f"{server}_url"]) != bool(values[f"{server}_token"]):
             raise ConfigError(f"{server}_url and {server}_token go together: set both or neither")
+    if values["heartbeat_seconds"] * 2 > values["lease_seconds"]:
+        raise ConfigError(f"invalid value {values['heartbeat_seconds']!r} for "
+                          "'heartbeat_seconds': at most half of 'lease_seconds' "
+                          f"({values['lease_seconds']:g}), so one late renewal loses no lease")
     try:
         tls_pair(values["tls_cert_file"], values["tls_key_file"])
     except ValueError as e:

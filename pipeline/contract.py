@@ -21,7 +21,6 @@ The pipeline never imports the exporter, and the exporter imports nothing else o
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 from typing import Protocol
 
@@ -188,9 +187,16 @@ class Reporter(Protocol):
 
     def languages_expected(self, pairs: tuple[tuple[str, str], ...]) -> None:
         """The (language, source) pairs the settings will surely decide (at start)."""
+
     def gpu_out_of_memory(self, gpu: int) -> None:
         """CUDA ran out of memory on GPU `gpu` (its NVML index) during a job: the job was
         queued again and the GPU's plan shrunk."""
+
+    def lease_renewal_failed(self) -> None:
+        """A heartbeat could not renew a running job's lease (store unreachable, or lost)."""
+
+    def job_taken_over(self) -> None:
+        """This node took over a job whose lease another node (or a dead self) let expire."""
 
 
 class NullReporter:
@@ -211,6 +217,8 @@ class NullReporter:
     def subtitles_written(self, kind): pass
     def languages_expected(self, pairs): pass
     def gpu_out_of_memory(self, gpu): pass
+    def lease_renewal_failed(self): pass
+    def job_taken_over(self): pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,10 +303,16 @@ class StatusSnapshot:
     today: DayFigures | None = None
     plan: DevicePlanView | None = None          # None: not planned (a daemon built without)
     waiting_for_vram: int = 0                   # queued jobs held back for lack of GPU memory
+    node: str = ""                         # this daemon's node name in the store
+    store_kind: str = "sqlite"             # sqlite | postgresql
+    store_up: bool = True                  # the store answered its last health check
+    store_error: str | None = None         # why not
+    leases_held: int = 0                   # running jobs whose lease this node holds
+    oldest_queued_at: float | None = None  # the queue's oldest job (shared: cluster-wide)
 
     @property
     def ready(self) -> bool:
-        return self.model_ready and self.watcher_up and self.store_writable
+        return self.model_ready and self.watcher_up and self.store_writable and self.store_up
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
@@ -309,7 +323,9 @@ class StatusSnapshot:
                 f"watcher down ({self.watch_dirs_unavailable} watch folder(s) unavailable)"
                 if self.watch_dirs_unavailable else "watcher down"
             )
-        if not self.store_writable:
+        if not self.store_up:
+            reasons.append(f"job store unreachable: {self.store_error or 'no answer'}")
+        elif not self.store_writable:
             reasons.append("job store not writable")
         return reasons
 
@@ -328,71 +344,15 @@ class JobControl(Protocol):
         RETRY_RESULTS — `not_failed` when the job exists but is not failed now."""
 
 
-# -- the HTTP transcription API: the exporter submits, the daemon's workers run ---------------
-# The answer formats: whisper-asr-webservice's `output` (Bazarr) and OpenAI's `response_format`.
-API_OUTPUTS = ("srt", "vtt", "txt", "json", "tsv", "text", "verbose_json")
-API_TASKS = ("transcribe", "translate", "detect_language")
-
-# Requests refused before any job runs; the HTTP status is the `code` label, these the log's and
-# the error body's name for it. Jobs that run and fail carry a FAILURES code instead.
-API_REJECTIONS: tuple[Reason, ...] = (
-    Reason("bad_request", None, False, "a missing upload field or a bad parameter (400)"),
-    Reason("unauthorized", None, False, "no valid basic-auth user or bearer token (401)"),
-    Reason("length_required", None, False, "an upload without Content-Length (411)"),
-    Reason("upload_too_large", None, False, "Content-Length over `api_max_upload_bytes`, "
-           "refused before the body is read (413)"),
-    Reason("busy", None, False, "no worker took the request within `api_max_wait_seconds` "
-           "(503, with Retry-After)"),
+# The HTTP transcription API's requests and answers (`api_contract.py`, which uses `Reason`:
+# hence imported last).
+from .api_contract import (  # noqa: E402, F401
+    API_OUTPUTS,
+    API_REJECTIONS,
+    API_TASKS,
+    ApiFailed,
+    ApiQueue,
+    ApiRequest,
+    ApiResult,
+    ApiTicket,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class ApiRequest:
-    """One upload to transcribe. The server spooled the body to `path`; the audio is the
-    `length` bytes at `offset` (a multipart part): raw s16le 16 kHz mono PCM when `raw_pcm`
-    (whisper-asr-webservice's encode=false, what Bazarr sends), else any media file."""
-    path: str
-    offset: int
-    length: int
-    raw_pcm: bool
-    task: str = "transcribe"               # one of API_TASKS
-    output: str = "srt"                    # one of API_OUTPUTS
-    language: str | None = None            # Whisper code; None: detect
-    word_timestamps: bool = False          # words in the json / verbose_json answer
-    vad_filter: bool | None = None         # None: the daemon's `vad` setting
-    prompt: str | None = None
-    temperature: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ApiResult:
-    body: bytes
-    content_type: str
-    language: str                           # Whisper code
-    audio_seconds: float
-
-
-class ApiFailed(Exception):
-    """The request ran (or was refused) and has no answer: `status` for HTTP, `reason` from
-    FAILURES, SKIPS or API_REJECTIONS, `message` one line for people."""
-
-    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
-        self.retry_after = retry_after
-
-
-class ApiTicket(Protocol):
-    """A submitted request: `future` (concurrent.futures) ends with an ApiResult or ApiFailed;
-    `cancel()` withdraws it (the client hung up): before it starts, or at the next segment."""
-    future: "concurrent.futures.Future[ApiResult]"
-
-    def cancel(self) -> None: ...
-
-
-class ApiQueue(Protocol):
-    max_wait_seconds: float
-
-    def submit(self, request: ApiRequest) -> ApiTicket:
-        """Queue `request` ahead of the folder backlog. When no worker takes it within
-        `max_wait_seconds`, its future fails with ApiFailed(503, "busy")."""

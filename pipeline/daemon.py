@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -22,16 +23,17 @@ from .devices import DevicePool, Slot
 from .errors import GpuOutOfMemory, SkipJob, StageError
 from .intake import Intake
 from .job import Job
+from .leases import LeaseKeeping
+from .libraries import Libraries
 from .model import ModelManager
 from .output import remove_stale_temps
-from .prefetch import Prefetcher
+from .prefetch import Prefetcher, Prefetching
 from .resources import GpuProbe, ResourceSampler
 from .runner import RunResult
-from .running import Running
+from .running import LeaseLost, Running
 from .stages import Cancelled
 from .status import StoreStatus, daemon_snapshot
-from .store import SUSPECT_STRIKES, JobStore
-from .tracks import chosen_index
+from .store_api import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
 from .watcher import FileFilter, Watcher
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,11 @@ MODEL_RETRY_SECONDS = 60.0
 SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 
 
-class Daemon:
+class NodeNameInUse(RuntimeError):
+    """Another live daemon uses this node name on the shared store."""
+
+
+class Daemon(LeaseKeeping, Prefetching):
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
                  gpu_probe: GpuProbe | None = None, model: ModelManager | None = None,
                  on_finished: Callable[[Job], None] | None = None,
@@ -51,7 +57,16 @@ class Daemon:
         self.reporter: Reporter = reporter or NullReporter()
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
-        self.store = JobStore(cfg.db)
+        self.node = cfg.node_name or socket.gethostname()
+        self.store_url = cfg.store_url or cfg.db
+        self.store_kind = "postgresql" if is_postgres_url(self.store_url) else "sqlite"
+        self.store = open_store(self.store_url, LeaseSettings(
+            self.node, cfg.lease_seconds, cfg.takeover_delay_seconds))
+        self.libraries = Libraries.from_config(cfg)
+        if hasattr(self.store, "hold_node_name") and not self.store.hold_node_name():
+            self.store.close()
+            raise NodeNameInUse(f"another scribewatch daemon runs as node {self.node!r} on this "
+                                "store: give each daemon its own node_name")
         self.output_dir = (Path(cfg.output_dir).resolve() if cfg.output_mode == "output_dir"
                            else None)
         # Which workers run where (the GPU plan): one model and runner per device.
@@ -63,19 +78,19 @@ class Daemon:
         self.api = ApiJobs(self.model, self.runner.options, notify=self._notify,
                            max_wait_seconds=cfg.api_max_wait_seconds)
         self.prefetcher = Prefetcher(
-            lambda: self.store.peek_next(self.watcher.available_roots,
-                                         suspects=self._up_long_enough()),
+            self._peek_next,
             max_audio_seconds=cfg.prefetch_max_audio_seconds, vad_wanted=self._vad_ahead,
             choose_track=self._track_ahead)
         self.intake = Intake(self.store, settings=cfg,
                              target_language=self.runner.target_language,
-                             output_dir=self.output_dir, on_queued=self._notify)
+                             output_dir=self.output_dir, on_queued=self._notify,
+                             libraries=self.libraries)
         self.watcher = Watcher(
-            cfg.watch_dirs, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
+            self.libraries.roots, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
-            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.store.batch)
+            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self._scan_batch)
         self._running: dict[str, Running] = {}
         self._wake = threading.Condition()
         self._wake_generation = 0
@@ -83,7 +98,8 @@ class Daemon:
         self._stop_now = False
         self._threads: list[threading.Thread] = []
         self._store_writable = True
-        self.status = StoreStatus(self.store)
+        self.status = StoreStatus(self.store, on_unavailable=self._store_down)
+        self._store_error: str | None = None   # why the store is unreachable, or None
         self._last_model_attempt: dict[str, float] = {}
         self._loading: set[str] = set()
 
@@ -102,25 +118,8 @@ class Daemon:
         for slot in self.devices.slots:
             slot.manager.reporter = self.reporter
         self.reporter.languages_expected(self.runner.chain.certain_decisions())
-        requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
-        for job in requeued:
-            if job.strikes == 1:
-                log.warning("job %d (%s) was interrupted by a restart in %s while progressing "
-                            "(the daemon's death %d during it): queued again", job.id,
-                            job.path, job.crash_point, job.crashes)
-            else:
-                log.warning("job %d (%s): the daemon died again at the same point (%s) with no "
-                            "progress since its previous death (%d of %d in a row): queued "
-                            "again%s", job.id, job.path, job.crash_point,
-                            job.strikes, self.cfg.max_attempts,
-                            ", behind the other jobs" if job.strikes >= SUSPECT_STRIKES else "")
-        for job in failed:
-            log.error("failed %s: the daemon died at the same point (%s) %d times in a row "
-                      "[%s/crashed_repeatedly]", job.path, job.crash_point, job.strikes,
-                      job.error_stage)
-            self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
-            self._announce(job.id)
-        folders = list(self.cfg.watch_dirs) + ([str(self.output_dir)] if self.output_dir else [])
+        self._recover_after_death()
+        folders = self.libraries.roots + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
         self._load_models()
@@ -131,6 +130,7 @@ class Daemon:
         for i in range(self.cfg.api_workers):   # never claim a folder job
             self._spawn(self._worker, f"api-worker-{i}", f"api{i}", self.devices.primary, False)
         self._spawn(self._housekeeping, "housekeeping")
+        self._spawn(self._heartbeat, "heartbeat")
 
     def _spawn(self, target, name, *args) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -192,7 +192,8 @@ class Daemon:
                 time.sleep(0.1)
         for r in list(self._running.values()):
             # Still inside a long native call: put it back ourselves; the process exits next.
-            if r.settle(lambda: self.store.requeue(r.job.id, refund_attempt=True)):
+            if r.settle(lambda: self._store_call(self.store.requeue, r.job.id, token=r.token,
+                                                 refund_attempt=True, patient=False)):
                 log.warning("job %d %s: queued again", r.job.id,
                             "stopped at once" if self._stop_now
                             else "did not finish within the grace period")
@@ -220,9 +221,14 @@ class Daemon:
             if (slot is self.devices.primary and slot.manager.ready
                     and self.api.run_next()):
                 continue
-            if folder and self.devices.may_claim(worker, slot):
-                job = self.store.claim_next(worker, self.watcher.available_roots,
-                                            suspects=self._up_long_enough())
+            if (folder and self._store_error is None
+                    and self.devices.may_claim(worker, slot)):
+                try:
+                    job = self.store.claim_next(
+                        worker, self.libraries.names_of(self.watcher.available_roots),
+                        suspects=self._up_long_enough())
+                except StoreUnavailable as e:
+                    self._store_down(e)   # no claims until housekeeping reaches it again
             if job is None:
                 timeout = self._idle_wait()
                 with self._wake:
@@ -233,33 +239,21 @@ class Daemon:
             except Exception:   # never let a bug kill the worker thread
                 log.exception("worker %s: unexpected error around job %d", worker, job.id)
 
-    def transcribing(self) -> None:
-        """A worker started transcribing (or a file was queued): with no worker left free,
-        prepare the next file."""
-        if self._running and len(self._running) >= self.devices.claimable():
-            self.prefetcher.poke()
-
-    def _track_ahead(self, probe) -> int | None:
-        """The audio track a worker will decode (the same choice as the runner's)."""
-        return chosen_index(probe.audio_tracks, tuple(self.cfg.preferred_audio_languages))
-
-    def _vad_ahead(self, audio_seconds: float) -> bool:
-        """VAD a prefetched file ahead unless it may be batched (the batched pipeline has
-        VAD settings of its own)."""
-        return self.cfg.vad and not any(
-            s.batch_size and audio_seconds >= self.cfg.batch_min_audio_seconds
-            for s in self.devices.slots)
-
     def _idle_wait(self) -> float:
-        wakeup = self.store.next_wakeup()
+        try:
+            wakeup = self.store.next_wakeup()
+        except StoreUnavailable:
+            return 1.0
         return 1.0 if wakeup is None else max(0.05, min(1.0, wakeup - time.time()))
 
     def _run(self, job: Job, worker: str, slot: Slot) -> None:
+        job = self.libraries.localize(job)   # another node may have queued it at its own path
         path = Path(job.path)
         running = Running(job, worker, self, slot)
         self._running[worker] = running
         self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
-        log.info("started %s (job %d, attempt %d)", path, job.id, job.attempts)
+        log.info("started %s (job %d, attempt %d%s)", path, job.id, job.attempts,
+                 f", taken over {job.takeovers}x" if job.takeovers else "")
         stage_seconds = running.stage_seconds
         # GPU figures belong in the summary only when this job uses the GPU: on a CPU job they
         # would show someone else's load (a Plex transcode).
@@ -273,8 +267,12 @@ class Daemon:
                 result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs,
                                          prefetched=self.prefetcher.take(job))
                 self._succeeded(running, result)
+        except LeaseLost:
+            running.settle(lambda: None)   # the job is another node's now: nothing to write
         except Cancelled:
-            if running.settle(lambda: self.store.requeue(job.id, refund_attempt=True)):
+            if running.settle(lambda: self._store_call(self.store.requeue, job.id,
+                                                       token=running.token,
+                                                       refund_attempt=True)):
                 log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
         except GpuOutOfMemory as oom:
             # Not the file's fault: back to the queue (the attempt refunded, no failure, no
@@ -303,13 +301,15 @@ class Daemon:
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
                                              summary()))
         else:
-            self.store.update(job.id, **summary())
+            self._store_call(self.store.update, job.id, running.token, **summary())
         finally:
             self._running.pop(worker, None)
 
     def _skipped(self, job: Job, skip: SkipJob, stage_seconds: dict, resources: dict) -> None:
-        self.store.finish(job.id, "skipped", reason=skip.reason, message=skip.message,
-                          stage_seconds=stage_seconds, **resources)
+        if not self._store_call(self.store.finish, job.id, "skipped", reason=skip.reason,
+                                message=skip.message, token=job.lease_token,
+                                stage_seconds=stage_seconds, **resources):
+            return
         log.info("skipped %s: %s [%s]", job.path, skip.message, skip.reason)
         self.reporter.job_finished("skipped", reason=skip.reason, audio_seconds=0.0)
         self._announce(job.id)
@@ -321,9 +321,10 @@ class Daemon:
         processing = finished - job.started_at
 
         def succeeded():
-            self.store.finish(job.id, "succeeded", outputs=outputs,
-                              stage_seconds=running.stage_seconds,
-                              audio_seconds=transcript.duration)
+            if not self._store_call(self.store.finish, job.id, "succeeded", outputs=outputs,
+                                    token=running.token, stage_seconds=running.stage_seconds,
+                                    audio_seconds=transcript.duration):
+                return
             self.reporter.job_finished("succeeded", job_seconds=finished - job.detected_at,
                                        audio_seconds=transcript.duration,
                                        processing_seconds=processing)
@@ -341,20 +342,24 @@ class Daemon:
         path, root = job.path, job.root
         if err.reason in ("vanished", "unreadable") and not Watcher._root_ok(root):
             # The whole watch folder is gone: a dropped mount, not a deleted file. Wait for it.
-            self.store.requeue(job.id, refund_attempt=True, reason=err.reason,
-                               stage=err.stage, message="paused: watch folder unavailable")
+            self._store_call(self.store.requeue, job.id, refund_attempt=True, reason=err.reason,
+                             stage=err.stage, message="paused: watch folder unavailable",
+                             token=job.lease_token)
             log.warning("paused %s: watch folder %s is unavailable", path, root)
             return
         if err.transient and job.attempts < self.cfg.max_attempts:
             delay = self.cfg.retry_backoff_seconds * 2 ** (job.attempts - 1)
-            self.store.requeue(job.id, not_before=time.time() + delay, reason=err.reason,
-                               stage=err.stage, message=err.message)
+            self._store_call(self.store.requeue, job.id, not_before=time.time() + delay,
+                             reason=err.reason, stage=err.stage, message=err.message,
+                             token=job.lease_token)
             log.warning("retrying %s in %.1fs (attempt %d of %d): %s [%s/%s]", path, delay,
                         job.attempts, self.cfg.max_attempts, err.message, err.stage, err.reason)
             self.reporter.job_retried(err.stage, err.reason)
             return
-        self.store.finish(job.id, "failed", reason=err.reason, stage=err.stage,
-                          message=err.message, stage_seconds=stage_seconds, **resources)
+        if not self._store_call(self.store.finish, job.id, "failed", reason=err.reason,
+                                stage=err.stage, message=err.message, token=job.lease_token,
+                                stage_seconds=stage_seconds, **resources):
+            return
         log.error("failed %s: %s [%s/%s]", path, err.message, err.stage, err.reason)
         self.reporter.job_finished("failed", reason=err.reason, stage=err.stage)
         self._announce(job.id)
@@ -369,7 +374,13 @@ class Daemon:
     # -- housekeeping ----------------------------------------------------------------------
     def _housekeeping(self) -> None:
         while not self._stopping.wait(HOUSEKEEPING_SECONDS):
-            self._store_writable = self.store.check_writable()
+            try:
+                self._store_writable = self.store.check_writable()
+                self._take_over_expired()
+                if self._store_error is not None:
+                    self._store_back()
+            except StoreUnavailable as e:
+                self._store_down(e)
             for slot in self.devices.slots:
                 slot.manager.unload_if_idle()
             self.devices.tick()

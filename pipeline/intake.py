@@ -18,7 +18,8 @@ from .contract import NullReporter, Reporter
 from .errors import SkipJob
 from .fingerprint import content_hash
 from .job import Job
-from .store import JobStore
+from .libraries import Libraries
+from .store_api import JobStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,31 @@ log = logging.getLogger(__name__)
 class Intake:
     def __init__(self, store: JobStore, *, settings, target_language: Callable[[Path], str | None],
                  output_dir: Path | None, on_queued: Callable[[], None],
-                 reporter: Reporter | None = None):
+                 reporter: Reporter | None = None, libraries: Libraries | None = None):
         self.store = store
+        # A file's key in the store; without libraries, its watch root and the path below.
+        self.libraries = libraries or Libraries({})
         self.settings = settings   # the Config: the skip rules read their settings from it
         self.target_language = target_language
         self.output_dir = output_dir
         self.on_queued = on_queued
         self.reporter: Reporter = reporter or NullReporter()
+        # Files that finished arriving while the store was unreachable: taken once it is back.
+        self._deferred: dict[str, str] = {}
+
+    def retry_deferred(self) -> int:
+        """Take the files deferred while the store was away (the daemon calls this when it is
+        back). Returns how many were retried."""
+        deferred, self._deferred = self._deferred, {}
+        for path, root in deferred.items():
+            self.take(path, root)
+        return len(deferred)
 
     def is_known(self, path: str, st: os.stat_result) -> bool:
-        latest = self.store.latest_stat(path)
+        try:
+            latest = self.store.latest_stat_for_key(*self.libraries.key(path))
+        except StoreUnavailable:
+            return False   # tracked, then deferred by take() until the store is back
         if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
             return False
         if latest["status"] == "failed" and latest["reason"] == "unreadable":
@@ -50,16 +66,24 @@ class Intake:
     def take(self, path: str, root: str) -> None:
         """A finished file: queue it, skip it with a reason, or recognise it as already done."""
         try:
+            self._take(path, root)
+        except StoreUnavailable as e:
+            self._deferred[path] = root
+            log.debug("%s: deferred until the job store is back (%s)", path, e)
+
+    def _take(self, path: str, root: str) -> None:
+        try:
             st = os.stat(path)
         except FileNotFoundError:
             return   # gone before it became a job: nothing to do
         except OSError:
             st = None   # not even its size can be read: the probe stage records why
         size, mtime_ns = (st.st_size, st.st_mtime_ns) if st else (None, None)
-        latest = self.store.latest_for_path(path)
+        library, rel_path = key = self.libraries.key(path, root)
+        latest = self.store.latest_for_key(*key)
         # A file never seen before whose subtitle is already there is not read at all: a first
         # start over a subtitled library then costs a stat per file, not a disk read per file.
-        if latest is None and self._subtitle_exists(path, root, size, mtime_ns, "", None):
+        if latest is None and self._subtitle_exists(path, root, size, mtime_ns, "", None, key):
             return
         try:
             fingerprint = content_hash(path, st.st_size) if st else ""
@@ -72,14 +96,16 @@ class Intake:
                 self.store.update_stat(latest.id, size, mtime_ns)   # touched only
                 return
         if latest is not None and self._subtitle_exists(path, root, size, mtime_ns, fingerprint,
-                                                        latest):
+                                                        latest, key):
             return
-        job_id = self.store.enqueue(path, root, size, mtime_ns, fingerprint)
+        # Another node may have queued it meanwhile: the store answers with that job.
+        job_id = self.store.enqueue(path, root, size, mtime_ns, fingerprint, library=library,
+                                    rel_path=rel_path)
         log.info("queued %s (job %d)", path, job_id)
         self.on_queued()
 
     def _subtitle_exists(self, path: str, root: str, size, mtime_ns, fingerprint: str,
-                         latest: Job | None) -> bool:
+                         latest: Job | None, key: tuple[str, str]) -> bool:
         """Skip (recorded and counted) a file the skip policy rules out before reading it."""
         facts = skip_policy.Facts(Path(path), Path(root), self.target_language(Path(path)),
                                   self.output_dir,
@@ -87,7 +113,8 @@ class Intake:
         try:
             skip_policy.check(skip_policy.BEFORE_READING, self.settings, facts)
         except SkipJob as s:
-            self.store.record_skipped(path, root, size, mtime_ns, fingerprint, s.reason, s.message)
+            self.store.record_skipped(path, root, size, mtime_ns, fingerprint, s.reason, s.message,
+                                      library=key[0], rel_path=key[1])
             # debug: a first scan of a subtitled library would log one line per file
             log.debug("skipped %s: %s [%s]", path, s.message.removeprefix(f"{path}: "), s.reason)
             self.reporter.job_finished("skipped", reason=s.reason)

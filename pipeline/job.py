@@ -58,10 +58,18 @@ class Job:
     language_source: str | None = None
     # Schema version 4: when each stage ran, {stage: [start, end]} in unix time
     stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    # Libraries and leases (schema version 3; see pipeline/store_api.py).
+    library: str | None = None              # the named watch root (or the root's path)
+    rel_path: str | None = None             # the file below it: (library, rel_path) is the key
+    node: str | None = None                 # the node that claimed it last
+    lease_token: str | None = None          # that claim's token: fencing for its writes
+    lease_expires_at: float | None = None   # on the store's clock; renewed by a heartbeat
+    takeovers: int = 0                      # times another node took it over (lease expired)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":
-        """From a `sqlite3.Row` of `SELECT *`. Columns a newer release added are left out."""
+        """From a row of `SELECT *` (sqlite3.Row, or the PostgreSQL store's rows). Columns a
+        newer release added are left out."""
         values = {}
         for name in _FIELDS:
             value = row[name]

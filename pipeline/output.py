@@ -80,8 +80,9 @@ def _subtitle_index(folder: Path) -> dict:
     return index
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder: all or nothing on disk."""
+def write_atomic(path: Path, text: str, before_replace=None) -> None:
+    """Temp file in the same folder, fsync, rename, fsync the folder: all or nothing on disk.
+    `before_replace()` may raise to leave the target as it is (a lost lease)."""
     tmp = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -89,6 +90,8 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         try:

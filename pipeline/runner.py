@@ -73,6 +73,9 @@ class JobHooks:
     def should_stop(self) -> bool:
         return False
 
+    def before_commit(self) -> None:
+        """Before each output is renamed into place; raising leaves the target untouched."""
+
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
@@ -146,7 +149,8 @@ class Runner:
     def _write(self, transcript: Transcript, path: Path, root: Path, hooks) -> list[str]:
         targets = output_paths(path, root, transcript.language, self.cfg.output_formats,
                                self.output_dir)
-        return hooks.timed("write", functools.partial(stages.write, max_cps=self.cfg.max_cps),
+        return hooks.timed("write", functools.partial(stages.write, max_cps=self.cfg.max_cps,
+                                                      before_commit=hooks.before_commit),
                            transcript, targets)
 
     def _decided(self, choice: LanguageChoice, facts: skip_policy.Facts,

@@ -1,11 +1,14 @@
-"""A job a worker is running: its state, and what the daemon does around each stage (the
-runner's `JobHooks`): the store's stage, progress checkpoints and language, the reporter's stage
-timings. `view()` makes the observers' `RunningJob` from it.
+"""A job a worker is running (`Running`): its state, its lease, and what the daemon does around
+each stage (the runner's `JobHooks`): the store's stage, progress checkpoints and language, the
+reporter's stage timings. Every store write about it carries its lease token, so once another
+node has taken the job over, this one's writes change nothing. `view()` makes the observers'
+`RunningJob` from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -14,10 +17,13 @@ from .contract import RunningJob
 from .job import Job
 from .runner import JobHooks
 from .stages import Cancelled
+from .store_api import StoreUnavailable
 
 if TYPE_CHECKING:
     from .daemon import Daemon
     from .devices import Slot
+
+log = logging.getLogger(__name__)
 
 # Transcription progress is checkpointed in the store at fixed positions in the audio, not on a
 # timer: a file that kills the daemon at one spot then dies at the same recorded checkpoint every
@@ -27,11 +33,14 @@ CHECKPOINT_MIN_AUDIO_SECONDS = 30.0
 CHECKPOINTS_PER_PASS = 100
 
 
+class LeaseLost(Cancelled):
+    """Another node has this job now (our lease ran out): drop the work, write nothing."""
+
+
 @dataclasses.dataclass(eq=False)
 class Running(JobHooks):
-    """A job a worker is running: its mutable state, and what the daemon does around each stage
-    (the runner's hooks). Its identity is the claimed `Job`; `view()` is the one place the
-    observers' `RunningJob` is made from it."""
+    """Its identity is the claimed `Job` (with the node's local path); `view()` is the one
+    place the observers' `RunningJob` is made from it."""
     job: Job
     worker: str
     daemon: "Daemon"
@@ -46,6 +55,13 @@ class Running(JobHooks):
     settled: bool = False
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     recorded: float = 0.0     # the last checkpoint written to the store
+    # The lease: when it was last renewed (monotonic), and whether it is known to be lost.
+    renewed_at: float = dataclasses.field(default_factory=time.monotonic)
+    lost: bool = False
+
+    @property
+    def token(self) -> str | None:
+        return self.job.lease_token
 
     def settle(self, action) -> bool:
         with self.lock:
@@ -60,13 +76,31 @@ class Running(JobHooks):
                           self.audio_seconds, path=self.job.path, watch_dir=self.job.root,
                           stage=self.stage, gpu=self.slot.index)
 
+    # -- the lease -------------------------------------------------------------------------
+    def lease_left(self) -> float:
+        """Seconds of lease left by this node's own count (the store is not asked)."""
+        return self.daemon.cfg.lease_seconds - (time.monotonic() - self.renewed_at)
+
+    def lose(self, why: str) -> None:
+        if not self.lost:
+            self.lost = True
+            self.cancel = True
+            log.warning("job %d (%s): lease lost (%s); another node may take it over, this "
+                        "node writes nothing for it", self.job.id, self.job.path, why)
+
+    def _write(self, method, *args, **kwargs) -> None:
+        """A progress write: fenced by the token; the job goes on when the store is away."""
+        try:
+            method(self.job.id, *args, token=self.token, **kwargs)
+        except StoreUnavailable as e:
+            log.debug("job %d: progress not recorded: %s", self.job.id, e)
+
     # -- hooks -----------------------------------------------------------------------------
     def timed(self, stage: str, fn, *args):
-        if self.settled:
-            raise Cancelled()   # shutdown already gave up on this job
+        if self.settled or self.lost:
+            raise LeaseLost() if self.lost else Cancelled()
         self.stage = stage
-        store, reporter = self.daemon.store, self.daemon.reporter
-        store.set_stage(self.job.id, stage, self.stage_seconds)
+        self._write(self.daemon.store.set_stage, stage, self.stage_seconds)
         if stage == "transcribe":
             self.daemon.transcribing()
         t0, wall = time.perf_counter(), time.time()
@@ -76,36 +110,34 @@ class Running(JobHooks):
             dt = time.perf_counter() - t0
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
             self.stage_spans[stage] = [wall, wall + dt]
-            reporter.stage_observed(stage, dt)
+            self.daemon.reporter.stage_observed(stage, dt)
 
     def done_before(self, stage: str, result, start: float, end: float):
         """A stage the prefetch ran before the claim: recorded as if timed here."""
-        if self.settled:
-            raise Cancelled()
+        if self.settled or self.lost:
+            raise LeaseLost() if self.lost else Cancelled()
         self.stage = stage
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (end - start)
         self.stage_spans[stage] = [start, end]
-        self.daemon.store.set_stage(self.job.id, stage, self.stage_seconds)
+        self._write(self.daemon.store.set_stage, stage, self.stage_seconds)
         self.daemon.reporter.stage_observed(stage, end - start)
         return result
 
     def probed(self, probe) -> None:
-        self.daemon.store.update(self.job.id, audio_seconds=probe.duration)
+        self._write(self.daemon.store.update, audio_seconds=probe.duration)
 
     def decoded(self, audio_seconds: float) -> None:
         self.audio_seconds = audio_seconds
-        self.daemon.store.update(self.job.id, audio_seconds=audio_seconds)
+        self._write(self.daemon.store.update, audio_seconds=audio_seconds)
 
     def transcribed(self, transcript) -> None:
         model = self.slot.manager
-        self.daemon.store.update(self.job.id, model=model.name, device=model.where,
-                                 compute_type=model.compute_type,
-                                 suspect=list(transcript.suspect) or None)
+        self._write(self.daemon.store.update, model=model.name, device=model.where,
+                    compute_type=model.compute_type, suspect=list(transcript.suspect) or None)
 
     def language_decided(self, choice) -> None:
-        self.daemon.store.update(self.job.id, language=choice.language,
-                                 language_source=choice.source,
-                                 language_probability=choice.probability)
+        self._write(self.daemon.store.update, language=choice.language,
+                    language_source=choice.source, language_probability=choice.probability)
         self.daemon.reporter.language_decided(choice.language, choice.source, choice.probability)
 
     def progressed(self, ratio: float, passes_before: int) -> None:
@@ -116,7 +148,7 @@ class Running(JobHooks):
         line = (passes_before * duration + ratio * duration) // step * step
         if line > self.recorded:
             self.recorded = line
-            self.daemon.store.set_checkpoint(self.job.id, line)
+            self._write(self.daemon.store.set_checkpoint, line)
 
     def rerun(self, findings) -> None:
         self.daemon.reporter.suspect_transcript()
@@ -124,3 +156,17 @@ class Running(JobHooks):
 
     def should_stop(self) -> bool:
         return self.cancel
+
+    def before_commit(self) -> None:
+        """Just before an output is renamed into place: is the job still ours? A node that
+        lost its lease (paused, cut off) must not replace what the new owner wrote. With the
+        store away, our own count of the lease decides, with a heartbeat's margin."""
+        if self.lost:
+            raise LeaseLost()
+        try:
+            held = self.daemon.store.holds(self.job.id, self.token)
+        except StoreUnavailable:
+            held = self.lease_left() > self.daemon.cfg.heartbeat_seconds
+        if not held:
+            self.lose("checked before writing the subtitle")
+            raise LeaseLost()

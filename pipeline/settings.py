@@ -5,6 +5,7 @@ so that `config.py` is the list of settings and where they are read from, and no
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable
 
 import yaml
@@ -178,3 +179,21 @@ def coerce(setting: Setting, value: Any, source: str) -> Any:
         if problem:
             raise bad(problem)
     return out
+
+
+def store_url_check(value: str) -> str | None:
+    if value.startswith(("sqlite://", "postgresql://", "postgres://")):
+        return None
+    return "expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+LIBRARY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def libraries_check(libraries: dict) -> str | None:
+    for name, folder in libraries.items():
+        if not LIBRARY_NAME.match(name):
+            return f"bad library name {name!r} (letters, digits, '_', '.', '-')"
+        if not isinstance(folder, str) or not folder:
+            return f"library {name!r}: expected a folder path"
+    return None

@@ -140,9 +140,11 @@ def line_length(language: str) -> int:
     return 16 if language in _DENSE_SCRIPTS else 42
 
 
-def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.0) -> list[str]:
+def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.0,
+          before_commit=None) -> list[str]:
     """Render every format and write each atomically, cues at most `max_cps` characters per
-    second. Returns the written paths."""
+    second. Returns the written paths. `before_commit()`, asked before each rename, may raise
+    to write nothing more."""
     from .subtitles import RENDERERS, build_cues
 
     cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
@@ -152,7 +154,7 @@ def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.
     try:
         for fmt, target in targets.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, RENDERERS[fmt](transcript, cues))
+            write_atomic(target, RENDERERS[fmt](transcript, cues), before_commit)
             written.append(str(target))
     except OSError as e:
         reason = write_error_reason(e)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from .contract import WAITING_FOR_VRAM, DayFigures, FailedJob, QueuedJob, StatusSnapshot
 from .store import FINAL, JobStore
+from .store_api import StoreUnavailable
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -28,6 +29,7 @@ class StoreFigures:
     counts: dict                                  # final outcome -> jobs ever
     last_success: float | None
     vram: int = 0                                 # queued jobs sent back to wait for GPU memory
+    oldest_queued: float | None = None            # detection time of the oldest queued job
     # snapshot(details=True) only: the status page's lists (they sort the queue: not per scrape)
     queue_next: tuple[QueuedJob, ...] = ()
     recent_failures: tuple[FailedJob, ...] = ()
@@ -36,8 +38,11 @@ class StoreFigures:
 
 class StoreStatus:
     def __init__(self, store: JobStore, cache_seconds: float = CACHE_SECONDS,
-                 clock=time.monotonic):
+                 clock=time.monotonic, on_unavailable=lambda error: None):
         self._store, self._cache_seconds, self._clock = store, cache_seconds, clock
+        # A shared store that is away: the daemon is told (readyz, no claims) and the last
+        # figures known are shown meanwhile (the store's own series say it is down).
+        self._on_unavailable = on_unavailable
         self._lock = threading.Lock()
         self._cache: dict[bool, tuple[float, StoreFigures]] = {}
 
@@ -47,7 +52,11 @@ class StoreStatus:
             cached = self._cache.get(details)
             if cached and now - cached[0] < self._cache_seconds:
                 return cached[1]
-            figures = self._read(details)
+            try:
+                figures = self._read(details)
+            except StoreUnavailable as e:
+                self._on_unavailable(e)
+                return cached[1] if cached else StoreFigures(0, {k: 0 for k in FINAL}, None)
             self._cache[details] = (now, figures)
             return figures
 
@@ -60,7 +69,8 @@ class StoreStatus:
         store = self._store
         counts = store.counts()
         base = StoreFigures(counts["queued"], {k: counts[k] for k in FINAL},
-                            store.last_success_at(), store.queued_with_reason(WAITING_FOR_VRAM))
+                            store.last_success_at(), store.queued_with_reason(WAITING_FOR_VRAM),
+                            store.oldest_queued_at())
         if not details:
             return base
         return dataclasses.replace(
@@ -78,7 +88,7 @@ def local_midnight(now: float | None = None) -> float:
 def daemon_snapshot(self: Daemon, details: bool = False) -> StatusSnapshot:
     """The daemon's `StatusSource.snapshot()`: its state now, the store's figures cached."""
     figures = self.status.figures(details)
-    output_dirs = [str(self.output_dir)] if self.output_dir else list(self.cfg.watch_dirs)
+    output_dirs = [str(self.output_dir)] if self.output_dir else self.libraries.roots
     model, loaded, ready, error = self.devices.model_state()
     return StatusSnapshot(
         version=__version__, started_at=self.started_at, model_name=model.name,
@@ -90,8 +100,9 @@ def daemon_snapshot(self: Daemon, details: bool = False) -> StatusSnapshot:
         running=tuple(r.view() for r in list(self._running.values())),
         workers=len(self.devices.workers), counts=figures.counts,
         last_success_at=figures.last_success,
-        dirs={"watch": list(self.cfg.watch_dirs), "output": output_dirs,
-              "store": [str(Path(self.cfg.db).resolve().parent)]},
+        dirs={"watch": self.libraries.roots, "output": output_dirs,
+              "store": ([] if self.store_kind == "postgresql"
+                        else [str(Path(self.cfg.db).resolve().parent)])},
         startup_scan_seconds=self.watcher.scan_seconds,
         startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
         recent_failures=figures.recent_failures, today=figures.today,
@@ -99,4 +110,8 @@ def daemon_snapshot(self: Daemon, details: bool = False) -> StatusSnapshot:
         plan=self.devices.view(),
         # Nothing can run for lack of GPU memory: every queued job waits for it.
         waiting_for_vram=(figures.queue if self.devices.all_waiting() else figures.vram),
+        node=self.node, store_kind=self.store_kind, store_up=self._store_error is None,
+        store_error=self._store_error,
+        leases_held=sum(1 for r in list(self._running.values()) if not r.lost),
+        oldest_queued_at=figures.oldest_queued,
     )

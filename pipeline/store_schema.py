@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
@@ -81,6 +81,23 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # When each stage ran ({stage: [start, end]}, unix times): a prefetched file's probe and
     # decode run before its job is claimed, while the previous job is transcribed.
     4: ("ALTER TABLE jobs ADD COLUMN stage_spans TEXT NOT NULL DEFAULT '{}'",),
+    # Libraries and leases (the PostgreSQL store has the same columns): a file is keyed by
+    # (library, rel_path), so nodes mounting one NAS at different paths share its job; a claim
+    # is a lease (node, token, expiry) that a heartbeat renews and a result must still hold.
+    5: (
+        "ALTER TABLE jobs ADD COLUMN library TEXT",
+        "ALTER TABLE jobs ADD COLUMN rel_path TEXT",
+        "ALTER TABLE jobs ADD COLUMN node TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_token TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_expires_at REAL",
+        "ALTER TABLE jobs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
+        # Before libraries the watch root was the key's first half; below it, the path.
+        "UPDATE jobs SET library = root, rel_path = CASE WHEN substr(path, 1, length(root) + 1) "
+        "= root || '/' THEN substr(path, length(root) + 2) ELSE path END",
+        "CREATE INDEX jobs_key ON jobs(library, rel_path, id)",
+        # The oldest queued job, read at each status refresh.
+        "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
+    ),
 }
 
 # Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,

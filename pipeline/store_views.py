@@ -1,6 +1,6 @@
-"""What people read from the job store: `history --stats`, and the status page's lists (the next
-queued files, the recent failures, today's figures). A mixin of `JobStore`: the queue and its
-writes stay in `store.py`.
+"""What people read from the job store: `history --stats`, and the status page's lists (the
+next queued files, the recent failures, today's figures). A mixin of both stores
+(`store_sql.SqlStore`): the queue and its writes stay there.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from .store_schema import SUSPECT_STRIKES
 
 
 class StoreViews:
-    """Read-only reports. The status page's go through JobStore's reader connection (`_read`:
-    committed data, never waiting for a worker's commit); `stats` through its `_exec`."""
+    """Read-only reports, through the store's `_read` (SQLite: its reader connection, committed
+    data, never waiting for a worker's commit)."""
 
     def next_queued(self, limit: int = 10, now: float | None = None) -> list[QueuedJob]:
         """The queued jobs in the order the workers will claim them: runnable ones first (a
@@ -60,20 +60,16 @@ class StoreViews:
             "SELECT finished_at - started_at AS processing, finished_at - detected_at AS total, "
             "audio_seconds FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL"
         ).fetchall()
-        processing = sorted(r["processing"] for r in rows if r["processing"] is not None)
-        total = sorted(r["total"] for r in rows if r["total"] is not None)
-        audio = sum(r["audio_seconds"] or 0.0 for r in rows)
-        factors = [r["processing"] / r["audio_seconds"] for r in rows
-                   if r["audio_seconds"] and r["processing"] is not None]
-        reasons = {r["reason"]: r["n"] for r in self._exec(
-            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'failed' GROUP BY reason")}
-        skip_reasons = {r["reason"]: r["n"] for r in self._exec(
-            "SELECT reason, COUNT(*) AS n FROM jobs WHERE status = 'skipped' GROUP BY reason")}
+        processing = sorted(r[0] for r in rows if r[0] is not None)
+        total = sorted(r[1] for r in rows if r[1] is not None)
+        audio = sum(r[2] or 0.0 for r in rows)
+        factors = [r[0] / r[2] for r in rows if r[2] and r[0] is not None]
+        by_reason = "SELECT reason, COUNT(*) FROM jobs WHERE status = ? GROUP BY reason"
         return {
             "counts": counts,
             "total_jobs": sum(counts.values()),
-            "failure_reasons": reasons,
-            "skip_reasons": skip_reasons,
+            "failure_reasons": {r[0]: r[1] for r in self._exec(by_reason, ("failed",))},
+            "skip_reasons": {r[0]: r[1] for r in self._exec(by_reason, ("skipped",))},
             "processing_seconds": summary(processing),
             "job_seconds": summary(total),
             "audio_hours": audio / 3600.0,

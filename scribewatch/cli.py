@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .commands_check import cmd_check, cmd_status
-from .commands_store import cmd_history, cmd_retry
+from .commands_store import cmd_history, cmd_migrate, cmd_retry
 
 # `_load` and `_setup_logging`: the names cmd_run and cmd_transcribe call them by.
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_flags
@@ -25,6 +26,7 @@ from .common import load_config as _load
 from .common import setup_logging as _setup_logging
 from .pipeline import config as config_mod
 from .pipeline import store as store_mod
+from .pipeline.store_api import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,15 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 def _claim_store(cfg: config_mod.Config):
     """The store's filesystem check and the single-instance lock, before the store is opened
-    (opening it re-queues 'running' jobs: those of a daemon already running on it)."""
+    (opening it re-queues 'running' jobs: those of a daemon already running on it). A shared
+    PostgreSQL store takes neither: several nodes use it at once, each under its own name."""
     from .pipeline.instance_lock import InstanceLock, network_filesystem
+    from .pipeline.store_api import is_postgres_url
+
+    if cfg.store_url and is_postgres_url(cfg.store_url):
+        return _NoLock()
+    if cfg.store_url:
+        cfg = dataclasses.replace(cfg, db=sqlite_path(cfg.store_url))
 
     found = network_filesystem(cfg.db)
     if found is not None:
@@ -55,6 +64,13 @@ def _claim_store(cfg: config_mod.Config):
 
 
 NOTIFY_GRACE_SECONDS = 5.0
+
+
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
 SECOND_SIGNAL_HINT = "press Ctrl-C again to stop now; the running job is queued again"
 
 
@@ -76,9 +92,10 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     from .exporter import Exporter, GpuSampler, PrometheusReporter
-    from .pipeline.daemon import Daemon
+    from .pipeline.daemon import Daemon, NodeNameInUse
     from .pipeline.instance_lock import StoreInUse
     from .pipeline.notify import notifier_from_config
+    from .pipeline.store_api import StoreUnavailable
 
     try:
         instance = _claim_store(cfg)
@@ -90,9 +107,17 @@ def cmd_run(args) -> int:
     reporter, gpu = PrometheusReporter(), GpuSampler()
     # Media-server refreshes and webhooks after each job: a thread of their own (None: none set)
     notifier = notifier_from_config(cfg, reporter)
-    # The GPU plan reads free memory through the exporter's NVML session (contract: GpuInventory).
-    daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample, gpu_inventory=gpu.inventory,
-                    on_finished=notifier.submit if notifier else None)
+    try:
+        # The GPU plan reads free memory through the exporter's NVML session (GpuInventory).
+        daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample,
+                        gpu_inventory=gpu.inventory,
+                        on_finished=notifier.submit if notifier else None)
+    except StoreUnavailable as e:
+        log.error("job store unreachable at start: %s", e)
+        return EXIT_FAILURE
+    except NodeNameInUse as e:
+        log.error("%s", e)
+        return EXIT_FAILURE
     try:
         exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
                             tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
@@ -114,8 +139,8 @@ def cmd_run(args) -> int:
         notifier.start()
     daemon.start()
     started.append(daemon)
-    log.info("scribewatch %s watching %s; metrics on %s", __version__,
-             ", ".join(cfg.watch_dirs), exporter.url)
+    log.info("scribewatch %s (node %s, %s store) watching %s; metrics on %s", __version__,
+             daemon.node, daemon.store_kind, ", ".join(daemon.libraries.roots), exporter.url)
     stop.wait()
     daemon.stop(hint=SECOND_SIGNAL_HINT)
     if notifier:
@@ -232,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="jobs from the store")
     p.add_argument("--config", metavar="FILE")
-    p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
+    p.add_argument("--db", "--store", dest="db", metavar="PATH|URL",
+                   help="job store: a SQLite path or a store URL (default: from the config)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "skipped"))
     p.add_argument("--stats", action="store_true",
@@ -244,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retry", help="queue failed jobs again once their cause is fixed, "
                                      "or redo finished files")
     p.add_argument("--config", metavar="FILE")
-    p.add_argument("--db", metavar="PATH", help="job store (default: from the config)")
+    p.add_argument("--db", "--store", dest="db", metavar="PATH|URL",
+                   help="job store: a SQLite path or a store URL (default: from the config)")
     p.add_argument("--job", type=int, action="append", metavar="ID",
                    help="a failed job; repeatable")
     p.add_argument("--reason", metavar="CODE", help="every failed job with this reason code")
@@ -257,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=store_mod.FINAL,
                    help="with --under: which outcome to redo (default: succeeded)")
     p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("migrate", help="copy every job from one store to another "
+                                       "(SQLite to a shared PostgreSQL)")
+    p.add_argument("--from", dest="source", required=True, metavar="URL",
+                   help="sqlite:///PATH (or a plain path)")
+    p.add_argument("--to", dest="target", required=True, metavar="URL",
+                   help="postgresql://USER:PASSWORD@HOST:PORT/DATABASE (an empty store)")
+    p.set_defaults(func=cmd_migrate)
 
     p = with_config(sub.add_parser("check", help="validate config, folders, model and GPU"))
     p.set_defaults(func=cmd_check)

@@ -18,7 +18,12 @@ def cmd_check(args) -> int:
     cfg = load_config(args)
     setup_logging("warning")
     print("# resolved configuration")
-    print(yaml.safe_dump(cfg.as_dict(), sort_keys=False).rstrip())
+    from .pipeline.store_api import describe, is_postgres_url, sqlite_path
+
+    shown = cfg.as_dict()
+    if shown.get("store_url"):
+        shown["store_url"] = describe(shown["store_url"])   # never print the password
+    print(yaml.safe_dump(shown, sort_keys=False).rstrip())
     print("# checks")
     problems = 0
 
@@ -32,13 +37,21 @@ def cmd_check(args) -> int:
     if cfg.output_mode == "output_dir":
         report(os.path.isdir(cfg.output_dir) and os.access(cfg.output_dir, os.W_OK),
                f"output folder {cfg.output_dir} writable")
-    db_dir = Path(cfg.db).resolve().parent
-    report(db_dir.is_dir() and os.access(db_dir, os.W_OK), f"job store folder {db_dir} writable")
-    from .pipeline.instance_lock import network_filesystem
+    for name, d in cfg.libraries.items():
+        report(os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK),
+               f"library {name}: folder {d} readable")
+    if cfg.store_url and is_postgres_url(cfg.store_url):
+        _check_shared_store(cfg, report)
+    else:
+        db = sqlite_path(cfg.store_url) if cfg.store_url else cfg.db
+        db_dir = Path(db).resolve().parent
+        report(db_dir.is_dir() and os.access(db_dir, os.W_OK),
+               f"job store folder {db_dir} writable")
+        from .pipeline.instance_lock import network_filesystem
 
-    found = network_filesystem(db_dir)
-    report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
-           "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
+        found = network_filesystem(db_dir)
+        report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
+               "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
     from .pipeline.runner import model_from_config
 
     manager = model_from_config(cfg)
@@ -82,3 +95,25 @@ def cmd_status(args) -> int:
         return EXIT_FAILURE
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return EXIT_OK
+
+
+def _check_shared_store(cfg, report) -> None:
+    """A PostgreSQL store: reachable, its schema created or migrated, writable."""
+    from .pipeline.store_api import StoreUnavailable, describe, open_store
+
+    where = describe(cfg.store_url)
+    try:
+        store = open_store(cfg.store_url)
+    except StoreUnavailable as e:
+        report(False, f"job store {where}: {e}")
+        return
+    except ImportError:
+        report(False, f"job store {where}: psycopg not installed "
+                      "(pip install 'scribewatch[postgres]')")
+        return
+    try:
+        counts = store.counts()
+        report(store.check_writable(), f"job store {where} reachable and writable (schema "
+                                       f"{store.schema_version()}, {counts['queued']} queued)")
+    finally:
+        store.close()

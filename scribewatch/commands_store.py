@@ -13,13 +13,23 @@ from .pipeline import store as store_mod
 
 
 # -- history -----------------------------------------------------------------------------------
-def _store_for(args):
-    from .pipeline.store import JobStore
+def _open(url: str, what: str = "db"):
+    """A store the user named: a SQLite file must exist already (a typo would create one)."""
+    from .pipeline.store_api import StoreUnavailable, is_postgres_url, open_store, sqlite_path
 
-    db = args.db or load_config(args).db
-    if not Path(db).exists():
-        raise config_mod.ConfigError(f"invalid value {db!r} for 'db': no job store there")
-    return JobStore(db)
+    if not is_postgres_url(url) and not Path(sqlite_path(url)).exists():
+        raise config_mod.ConfigError(f"invalid value {url!r} for '{what}': no job store there")
+    try:
+        return open_store(url)
+    except StoreUnavailable as e:
+        raise config_mod.ConfigError(f"invalid value for '{what}': {e}") from None
+
+
+def _store_for(args):
+    if args.db:
+        return _open(args.db)
+    cfg = load_config(args)
+    return _open(cfg.store_url, "store_url") if cfg.store_url else _open(cfg.db)
 
 
 def _fmt_seconds(v) -> str:
@@ -65,12 +75,12 @@ def cmd_history(args) -> int:
             print(f"{key:22} {value}")
         return EXIT_OK
     print(f"{'id':>5}  {'status':9}  {'reason':19}  {'tries':>5}  {'audio':>8}  {'lang':7}  "
-          f"{'source':7}  {'prob':>4}  path")
+          f"{'source':7}  {'prob':>4}  {'node':12}  path")
     for j in jobs:
         prob = "-" if j.language_probability is None else f"{j.language_probability:.2f}"
         print(f"{j.id:>5}  {j.status:9}  {(j.reason or '-'):19}  {j.attempts:>5}  "
               f"{_fmt_seconds(j.audio_seconds):>8}  {(j.language or '-'):7}  "
-              f"{(j.language_source or '-'):7}  {prob:>4}  {j.path}")
+              f"{(j.language_source or '-'):7}  {prob:>4}  {(j.node or '-')[:12]:12}  {j.path}")
     return EXIT_OK
 
 
@@ -111,3 +121,25 @@ def cmd_retry(args) -> int:
         print(f"no job for {name} in the store (the daemon has not seen it)", file=sys.stderr)
     print(f"{len(queued)} job(s) queued again")
     return EXIT_FAILURE if missing else EXIT_OK
+
+
+# -- migrate -----------------------------------------------------------------------------------
+def cmd_migrate(args) -> int:
+    """Every job of one store into another, ids kept: the history moves with the library when
+    one machine becomes several. The target must hold no jobs yet; the source is only read."""
+    from .pipeline.store_api import describe
+
+    source, target = _open(args.source, "--from"), _open(args.target, "--to")
+    if not hasattr(target, "after_import"):
+        raise config_mod.ConfigError("--to: migrate into a postgresql:// store")
+    if sum(target.counts().values()):
+        raise config_mod.ConfigError(f"--to {describe(args.target)}: the store holds jobs "
+                                     "already; migrate into an empty one")
+    moved, last = 0, 0
+    while page := source.all_jobs(after_id=last, limit=1000):
+        with target.batch():
+            moved += sum(target.import_job(job) for job in page)
+        last = page[-1].id
+    target.after_import()
+    print(f"{moved} job(s) copied from {describe(args.source)} to {describe(args.target)}")
+    return EXIT_OK

@@ -11,6 +11,7 @@ import pytest
 from tests import harness
 from tests.harness import SHARED_MEDIA
 from tests.harness.daemon import Daemon
+from tests.harness.postgres import PostgresServer, require_postgres
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,18 @@ def base_model_dir(tmp_path_factory) -> str:
 
     folder, _ = resolve_model("base", str(tmp_path_factory.mktemp("models")))
     return folder
+def postgres_server():
+    """One real PostgreSQL 15 server for the session (skipped without one, failed under CI)."""
+    require_postgres()
+    server = PostgresServer.start_new()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from . import gpu_host, overview, pipeline
+from . import cluster, gpu_host, overview, pipeline
 
 DASHBOARDS = {
     "overview.json": overview.build,
     "pipeline.json": pipeline.build,
     "gpu-host.json": gpu_host.build,
+    "cluster.json": cluster.build,
 }

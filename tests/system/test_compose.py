@@ -114,7 +114,7 @@ def test_grafana_password_is_required_and_not_inline(tmp_path):
 def test_every_compose_variable_is_documented_in_env_example():
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(),
                                 re.M))
-    for name in ("compose.yaml", "compose.gpu.yaml"):
+    for name in ("compose.yaml", "compose.gpu.yaml", "compose.cluster.yaml"):
         for var in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / name).read_text()):
             assert var in documented, f"{name}: ${{{var}}} is not in .env.example"
 
@@ -307,3 +307,54 @@ def test_grafana_refuses_the_example_password(tmp_path, password, starts):
     else:
         assert result.returncode == 1
         assert "change-me" in result.stderr and ".env" in result.stderr
+
+
+# -- the cluster override: PostgreSQL and a second node ------------------------------------------
+@pytest.fixture
+def cluster_config(tmp_path) -> dict:
+    return yaml.safe_load(compose_config(tmp_path, "compose.yaml", "compose.cluster.yaml",
+                                         env={"POSTGRES_PASSWORD": "pg-test-only"}).stdout)
+
+
+def test_cluster_override_adds_postgres_and_a_second_node(cluster_config):
+    s = cluster_config["services"]
+    assert set(s) == SERVICES | {"postgres", "scribewatch-b"}
+    pg = s["postgres"]
+    repo, _, tag = pg["image"].rpartition(":")
+    assert repo == "postgres" and re.match(r"15\.\d+", tag), pg["image"]
+    assert _named(pg)["/var/lib/postgresql/data"] in cluster_config["volumes"]
+    assert "pg_isready" in pg["healthcheck"]["test"]
+    nodes = [s["scribewatch"], s["scribewatch-b"]]
+    urls = {n["environment"]["SCRIBEWATCH_STORE_URL"] for n in nodes}
+    assert urls == {"postgresql://scribewatch:pg-test-only@postgres:5432/scribewatch"}
+    assert {n["environment"]["SCRIBEWATCH_NODE_NAME"] for n in nodes} == {"node-a", "node-b"}
+    for node in nodes:
+        assert node["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert node["environment"]["SCRIBEWATCH_LIBRARIES"] == "{media: /media}"
+        assert [b[1] for b in _binds(node)] == ["/media"]
+    assert s["scribewatch-b"]["image"] == s["scribewatch"]["image"]
+    # The nodes' settings as the daemon reads them from that environment.
+    from scribewatch.pipeline import config as config_mod
+    cfg = config_mod.load(None, {k: str(v) for k, v in nodes[1]["environment"].items()
+                                 if k.startswith("SCRIBEWATCH_")})
+    assert cfg.libraries == {"media": "/media"} and cfg.watch_dirs == ()
+    assert cfg.heartbeat_seconds * 2 <= cfg.lease_seconds
+
+
+def test_cluster_override_needs_a_postgres_password(tmp_path):
+    result = compose_config(tmp_path, "compose.yaml", "compose.cluster.yaml",
+                            env={"POSTGRES_PASSWORD": None}, check=False)
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
+    assert "pg-test-only" not in (REPO / "compose.cluster.yaml").read_text()
+
+
+def test_cluster_prometheus_scrapes_both_nodes_as_one_cluster(cluster_config):
+    prom_service = cluster_config["services"]["prometheus"]
+    prom_path = _host_path(prom_service, _flag(prom_service, "--config.file"))
+    prom = yaml.safe_load(prom_path.read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "scribewatch"]
+    (static,) = job["static_configs"]
+    assert sorted(static["targets"]) == ["scribewatch-b:9847", "scribewatch:9847"]
+    assert static["labels"]["cluster"]
+    base = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    assert prom["rule_files"] == base["rule_files"] and prom["alerting"] == base["alerting"]

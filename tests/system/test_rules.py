@@ -66,9 +66,10 @@ def _github_anchors(markdown: str) -> set[str]:
 
 
 # -- the real binaries ---------------------------------------------------------------------------
-def test_promtool_check_config():
+@pytest.mark.parametrize("name", ["prometheus.yml", "prometheus-cluster.yml"])
+def test_promtool_check_config(name):
     promtool = require_binary("promtool")
-    out = _run(promtool, "check", "config", str(PROM / "prometheus.yml"))
+    out = _run(promtool, "check", "config", str(PROM / name))
     assert "SUCCESS: 2 rule files found" in out, out
 
 
@@ -153,7 +154,8 @@ def test_every_alert_has_severity_summary_description_and_runbook():
         # expression's value says nothing (watcher_up = 0 -> the number of folders lost)
         assert "$value" in description or "| value" in description, \
             f"{name}: the description must carry the value"
-        if "absent(" not in rule["expr"]:      # an absent() alert has no instance to name
+        # an absent() alert has no instance to name, nor has one on a cluster-wide rule
+        if "absent(" not in rule["expr"] and not rule["expr"].startswith("cluster:"):
             assert "$labels.instance" in description, f"{name}: name the instance"
         url = annotations.get("runbook_url", "")
         assert url.startswith(RUNBOOK_BASE), (name, url)
@@ -249,18 +251,21 @@ def test_recording_rules_are_exactly_those_of_the_architecture_doc():
 def test_recording_rule_names_follow_level_metric_operations():
     for rule in _recording_rules():
         level, metric, ops = rule["record"].split(":")
-        assert level.startswith("instance"), rule["record"]
+        assert level.startswith("instance") or level == "cluster", rule["record"]
         assert metric.startswith("scribewatch_"), rule["record"]
         assert ops, rule["record"]
 
 
 def test_aggregations_keep_job_and_instance():
-    """One Prometheus, many daemons: every `by (...)` and `on (...)` in the rules keeps both."""
+    """One Prometheus, many daemons: every `by (...)` and `on (...)` in the rules keeps both;
+    the `cluster:` rules (several nodes on one shared store) keep job and cluster instead."""
     for rule in _recording_rules() + _alert_rules():
         expr = rule["expr"]
+        keep = ["job", "cluster"] if rule.get("record", "").startswith("cluster:") \
+            else ["job", "instance"]
         for kind, labels in re.findall(r"\b(by|on)\s*\(([^)]*)\)", expr):
             names = [x.strip() for x in labels.split(",")]
-            assert names[:2] == ["job", "instance"], (rule.get("record") or rule["alert"], expr)
+            assert names[:2] == keep, (rule.get("record") or rule["alert"], expr)
         if re.search(r"\b(sum|max|min|avg|count)\s*\(", expr):
             pytest.fail(f"aggregation without `by`: {expr}")
 

@@ -28,7 +28,8 @@ UNIT_SUFFIXES = ("_seconds", "_bytes", "_ratio", "_celsius", "_watts", "_hertz",
 UNITLESS = {
     "scribewatch_queue_jobs", "scribewatch_jobs_running", "scribewatch_watch_dirs_unavailable",
     "scribewatch_model_loaded", "scribewatch_watcher_up", "scribewatch_ready",
-    "scribewatch_nvml_up", "scribewatch_gpu_throttle_reason_active",
+    "scribewatch_nvml_up", "scribewatch_gpu_throttle_reason_active", "scribewatch_leases_held",
+    "scribewatch_store_up",
     "scribewatch_realtime_factor", "process_open_fds", "process_max_fds",
     "scribewatch_notification_queue_items",
     "scribewatch_gpu_workers_active", "scribewatch_jobs_waiting_for_vram",   # counts

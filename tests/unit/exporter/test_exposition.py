@@ -149,7 +149,7 @@ def test_every_reporter_event_moves_the_version_on():
         lambda: r.job_finished("failed", reason="not_media"),
         lambda: r.job_retried("transcribe", "transcribe_error"),
         lambda: r.model_loaded("tiny.en", "cpu", "int8", 0.5), r.model_load_failed,
-        r.suspect_transcript,
+        r.suspect_transcript, r.job_taken_over, r.lease_renewal_failed,
     ]
     seen = [r.version]
     for event in events:

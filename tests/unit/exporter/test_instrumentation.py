@@ -98,7 +98,8 @@ def test_every_known_label_value_is_exported_at_zero_before_any_event(reporter):
         assert value(fams, "scribewatch_stage_duration_seconds_bucket",
                      stage=stage, le="+Inf") == 0
     for name in ("scribewatch_audio_seconds_total", "scribewatch_model_load_failures_total",
-                 "scribewatch_suspect_transcripts_total", "scribewatch_model_load_seconds"):
+                 "scribewatch_suspect_transcripts_total", "scribewatch_model_load_seconds",
+                 "scribewatch_job_takeovers_total", "scribewatch_lease_renewals_failed_total"):
         assert value(fams, name) == 0
     for name in ("scribewatch_job_duration_seconds", "scribewatch_queue_wait_seconds",
                  "scribewatch_realtime_factor"):
@@ -122,6 +123,9 @@ def test_reporter_counts_what_happened(reporter):
     r.job_retried("write", "disk_full")
     r.model_load_failed()
     r.suspect_transcript()
+    r.job_taken_over()
+    r.lease_renewal_failed()
+    r.lease_renewal_failed()
     r.model_loaded("tiny.en", "cpu", "int8", 1.75)
 
     fams = scrape(registry)
@@ -156,6 +160,8 @@ def test_reporter_counts_what_happened(reporter):
     assert value(fams, "scribewatch_realtime_factor_bucket", le="0.3") == 1
     assert value(fams, "scribewatch_model_load_failures_total") == 1
     assert value(fams, "scribewatch_suspect_transcripts_total") == 1
+    assert value(fams, "scribewatch_job_takeovers_total") == 1
+    assert value(fams, "scribewatch_lease_renewals_failed_total") == 2
     assert value(fams, "scribewatch_model_load_seconds") == 1.75
     assert value(fams, "scribewatch_model_info",
                  model="tiny.en", device="cpu", compute_type="int8") == 1

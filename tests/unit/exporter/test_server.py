@@ -300,6 +300,21 @@ def test_format_status_is_readable():
     assert "          Films/Heat.mkv  (in /media)" in lines   # the file, under its job
     assert "10 succeeded, 2 failed, 0 skipped" in text
     assert "(5m 00s ago)" in text
+    assert "node " not in text   # one machine: no node line
+
+
+def test_format_status_names_the_node_of_a_shared_store():
+    text = format_status({
+        "version": "0.1.0", "uptime_seconds": 60, "ready": False,
+        "not_ready_reasons": ["job store unreachable: connection refused"],
+        "model": "tiny.en", "device": "cpu", "compute_type": "int8", "model_loaded": True,
+        "watcher_up": True, "watch_dirs_unavailable": 0, "workers": 1, "queue_jobs": 0,
+        "running": [], "counts": {}, "last_success_at": None,
+        "node": "gpu-box", "store": {"kind": "postgresql", "up": False, "error": "refused"},
+        "leases_held": 1,
+    }, now=NOW)
+    assert "node      gpu-box on a shared store (UNREACHABLE), 1 lease(s) held" in text
+    assert "job store unreachable: connection refused" in text
 
 
 @pytest.mark.parametrize("users, message", [

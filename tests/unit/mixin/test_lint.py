@@ -66,7 +66,8 @@ EXCLUSIONS = {
                     ("scribewatch-pipeline", "Model load failures in time range"),
                     ("scribewatch-pipeline", "Suspect transcripts in time range"),
                     ("scribewatch-pipeline", "Languages decided in time range"),
-                    ("scribewatch-pipeline", "Where the languages came from")}},
+                    ("scribewatch-pipeline", "Where the languages came from"),
+                    ("scribewatch-cluster", "Takeovers in time range")}},
     "target-counter-agg-rule": {
         "reason": "shows the counters' values themselves: jobs finished since the daemon started",
         "entries": {("scribewatch-overview", "Files since start")}},

@@ -65,3 +65,28 @@ def test_a_subtitle_added_in_the_same_timestamp_tick_is_not_missed(tmp_path, lis
     (tmp_path / "Movie.en.srt").write_text("x")
     os.utime(tmp_path, ns=(tick, tick))                # same tick: the mtime did not move
     assert find_sidecar(tmp_path / "Movie.mkv", "en", [tmp_path]) == tmp_path / "Movie.en.srt"
+
+
+def test_a_write_refused_before_the_rename_leaves_the_old_subtitle_and_no_temp(tmp_path):
+    """A node that lost its lease: the check before the rename raises, nothing changes."""
+    from scribewatch.pipeline.output import write_atomic
+
+    target = tmp_path / "film.en.srt"
+    target.write_text("the other node's subtitle\n")
+
+    class LeaseLost(Exception):
+        pass
+
+    def lost():
+        raise LeaseLost()
+
+    try:
+        write_atomic(target, "a stale result\n", before_replace=lost)
+    except LeaseLost:
+        pass
+    else:
+        raise AssertionError("the refusal must reach the caller")
+    assert target.read_text() == "the other node's subtitle\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.en.srt"]
+    write_atomic(target, "ours\n", before_replace=lambda: None)
+    assert target.read_text() == "ours\n"

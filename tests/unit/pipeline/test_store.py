@@ -152,12 +152,15 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     con.executescript(_SCHEMA_V1)
     con.close()
     store = JobStore(tmp_path / "j.db")
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq",
             "language_source", "stage_spans"} <= columns
+    assert {"library", "rel_path", "node", "lease_token", "lease_expires_at"} <= columns
     assert store.get(1).outputs == ["/w/done.en.srt"] and store.get(1).crashes == 0
     assert store.get(1).language_source is None      # decided before there was a chain
+    # Version 5 keys the old rows by their watch root and the path below it.
+    assert (store.get(1).library, store.get(1).rel_path) == ("/w", "done.mp3")
     # The job the old version was running when it died: requeued, not branded, even though
     # the old version had counted 3 attempts for it.
     requeued, failed = store.recover_after_crash(max_attempts=3)
@@ -166,7 +169,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     assert store.claim_next("0").path == "/w/killed.mp3"
     store.close()
     JobStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
-    assert JobStore(tmp_path / "j.db").schema_version() == 4
+    assert JobStore(tmp_path / "j.db").schema_version() == 5
 
 
 def test_a_version_2_store_gains_the_language_source(tmp_path):
@@ -197,8 +200,8 @@ def test_backoff_and_paused_roots(tmp_path):
     assert store.claim_next("0") is None                        # backing off
     assert store.claim_next("0", now=time.time() + 61).id == jid
     store.requeue(jid, refund_attempt=True)
-    assert store.claim_next("0", available_roots=["/other"]) is None   # its mount is gone
-    assert store.claim_next("0", available_roots=["/w"]).attempts == 2
+    assert store.claim_next("0", available_libraries=["/other"]) is None   # its mount is gone
+    assert store.claim_next("0", available_libraries=["/w"]).attempts == 2
 
 
 def test_survives_reopen_and_reports_stats(tmp_path):
