@@ -38,6 +38,7 @@ DASHBOARDS = (
     ("scribewatch-overview", "Overview"),
     ("scribewatch-pipeline", "Pipeline"),
     ("scribewatch-gpu-host", "GPU & host"),
+    ("scribewatch-cluster", "Cluster"),
 )
 
 

@@ -61,6 +61,7 @@ class SqliteStore(SqlStore):
         # or the WAL checkpoint (an fsync) that a commit may run while holding `_lock`.
         self._reader = sqlite3.connect(self.path, check_same_thread=False,
                                        isolation_level=None, timeout=30)
+        self._reader.row_factory = sqlite3.Row
         self._reader.execute("PRAGMA query_only=1")
         self._read_lock = threading.Lock()
 

@@ -42,6 +42,9 @@ def base_model_dir(tmp_path_factory) -> str:
 
     folder, _ = resolve_model("base", str(tmp_path_factory.mktemp("models")))
     return folder
+
+
+@pytest.fixture(scope="session")
 def postgres_server():
     """One real PostgreSQL 15 server for the session (skipped without one, failed under CI)."""
     require_postgres()

@@ -136,7 +136,8 @@ def test_the_page_follows_jobs_refuses_cross_site_posts_and_retries(daemon_facto
         wait_for(lambda: text(page, "#ready") == "Ready", 30, 0.1, "Ready on the page")
         assert page.eval_on_selector_all("#links a", "as => as.map(a => a.href)") == [
             d.url + "/metrics", GRAFANA + "/d/scribewatch-overview",
-            GRAFANA + "/d/scribewatch-pipeline", GRAFANA + "/d/scribewatch-gpu-host"]
+            GRAFANA + "/d/scribewatch-pipeline", GRAFANA + "/d/scribewatch-gpu-host",
+            GRAFANA + "/d/scribewatch-cluster"]
         assert urllib.request.urlopen(d.url + "/readyz").status == 200   # probes stay open
         assert d.get("/")[0] == 401 and d.get("/api/status")[0] == 401   # the page needs auth
 

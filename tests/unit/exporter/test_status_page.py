@@ -105,7 +105,8 @@ def test_api_status_carries_what_the_page_lists(serve):
     assert doc["links"] == {"metrics": "metrics", "grafana": [
         {"title": "Overview", "url": "http://grafana.lan:3000/d/scribewatch-overview"},
         {"title": "Pipeline", "url": "http://grafana.lan:3000/d/scribewatch-pipeline"},
-        {"title": "GPU & host", "url": "http://grafana.lan:3000/d/scribewatch-gpu-host"}]}
+        {"title": "GPU & host", "url": "http://grafana.lan:3000/d/scribewatch-gpu-host"},
+        {"title": "Cluster", "url": "http://grafana.lan:3000/d/scribewatch-cluster"}]}
     # Scrapes never ask for them (they would sort the queue each time).
     calls = len(source.details)
     request(exp.url + "/metrics")
