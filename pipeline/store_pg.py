@@ -24,7 +24,7 @@ from typing import Iterable
 import psycopg
 
 from .store_api import ACTIVE, FINAL, LeaseSettings, StoreUnavailable, describe
-from .store_sql import SqlStore, job_key
+from .store_sql import _JSON_COLUMNS, SqlStore, job_key
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class PostgresStore(SqlStore):
         row = job.as_dict()
         if row["status"] == "running":
             row.update(status="queued", lease_token=None, lease_expires_at=None)
-        for col in ("stage_seconds", "outputs", "suspect"):
+        for col in _JSON_COLUMNS:
             if row[col] is not None:
                 row[col] = json.dumps(row[col])
         cols = list(row)

@@ -52,7 +52,17 @@ def test_dockerfile(name):
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     tool = project["tool"]["setuptools"]
     folders = tool.get("package-dir", {})   # scribewatch.pipeline is built from pipeline/
-    needed = {"pyproject.toml", *(folders.get(p, p) for p in tool["packages"])}
+
+    def folder(package: str) -> str:
+        """Where setuptools builds `package` from: its package-dir, else its parent's + name
+        (scribewatch.pipeline.notify comes from pipeline/notify, inside pipeline/)."""
+        if package in folders:
+            return folders[package]
+        parent, _, name = package.rpartition(".")
+        return folder(parent) + "/" + name if parent in folders else package
+
+    # A sub-package is copied with its top folder.
+    needed = {"pyproject.toml", *(folder(p).split("/")[0] for p in tool["packages"])}
     readme = project["project"].get("readme")
     if isinstance(readme, str):
         needed.add(readme)

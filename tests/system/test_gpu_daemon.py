@@ -163,7 +163,7 @@ def answering(d) -> bool:
 
 def no_failure_recorded(d) -> None:
     jobs_total = samples(d, "scribewatch_jobs_total")
-    assert jobs_total[(("outcome", "failed"),)] == 0
+    assert jobs_total[(("outcome", "failed"), ("source", "folder"))] == 0
     assert not any(samples(d, "scribewatch_job_failures_total").values())
     assert not any(samples(d, "scribewatch_job_retries_total").values())
 
