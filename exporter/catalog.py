@@ -17,8 +17,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..pipeline.contract import (
     FAILURE_LABELS,
     FAILURE_REASONS,
-    NOTIFY_RESULTS,
-    NOTIFY_TARGETS,
     OUTCOMES,
     OUTPUT_KINDS,
     SKIP_REASONS,
@@ -106,7 +104,8 @@ FAMILIES: tuple[Family, ...] = (
            "Failed jobs, by the stage that failed, the reason code and the source.", PIPELINE,
            "sum by (stage, reason) (increase(scribewatch_job_failures_total[1h])) > 0",
            labels=("stage", "reason", "source"),
-           known=tuple((*k, s) for s in SOURCES for k in FAILURE_LABELS)),
+           # the folder's failures from the start; the API's appear with their first request
+           known=tuple((*k, "folder") for k in FAILURE_LABELS)),
     Family("scribewatch_job_retries_total", "counter",
            "Transient failures that sent a job back to the queue for another attempt.", PIPELINE,
            "sum by (reason) (increase(scribewatch_job_retries_total[1h]))",
@@ -125,7 +124,7 @@ FAMILIES: tuple[Family, ...] = (
            "included).", PIPELINE,
            "histogram_quantile(0.95, sum by (le, endpoint) "
            "(rate(scribewatch_api_request_duration_seconds_bucket[30m])))",
-           labels=("endpoint",), buckets=STAGE_BUCKETS, known=_pairs(API_ENDPOINTS)),
+           labels=("endpoint",), buckets=STAGE_BUCKETS),   # an endpoint's, once it is used
     # Languages: Whisper's codes and `unknown` (101 values) by 5 sources; only the pairs that
     # occur are created (a library has a handful of languages).
     Family("scribewatch_language_decisions_total", "counter",
@@ -158,13 +157,12 @@ FAMILIES: tuple[Family, ...] = (
            "Media-server refreshes and webhooks after jobs, by target and result (sent; failed: "
            "given up after its retries; dropped: the queue was full).", PIPELINE,
            'sum by (target) (increase(scribewatch_notifications_total{result!="sent"}[1h])) > 0',
-           labels=("target", "result"),
-           known=tuple((t, r) for t in NOTIFY_TARGETS for r in NOTIFY_RESULTS)),
+           labels=("target", "result")),   # the configured targets' (notification_targets)
     Family("scribewatch_notification_request_duration_seconds", "histogram",
            "Time one HTTP request to a notification target took (each retry counts).", PIPELINE,
            "histogram_quantile(0.95, sum by (le, target) "
            "(rate(scribewatch_notification_request_duration_seconds_bucket[1h])))",
-           labels=("target",), buckets=NOTIFY_BUCKETS, known=_pairs(NOTIFY_TARGETS)),
+           labels=("target",), buckets=NOTIFY_BUCKETS),   # the configured targets' only
     Family("scribewatch_notification_queue_items", "gauge",
            "Refresh folders and webhook bodies waiting to be sent.", PIPELINE,
            "max_over_time(scribewatch_notification_queue_items[1h])"),

@@ -70,8 +70,8 @@ class PrometheusReporter:
         self._skipped = {r: m["scribewatch_files_skipped_total"].labels(r) for r in SKIP_REASONS}
         self._audio = m["scribewatch_audio_seconds_total"]
         self._api_requests = m["scribewatch_api_requests_total"]
-        self._api_duration = {e: m["scribewatch_api_request_duration_seconds"].labels(e)
-                              for e in catalog.API_ENDPOINTS}
+        # An endpoint's histogram appears with its first request (20 lines each, idle otherwise).
+        self._api_duration = m["scribewatch_api_request_duration_seconds"]
         self._load_failures = m["scribewatch_model_load_failures_total"]
         self._suspects = m["scribewatch_suspect_transcripts_total"]
         self._languages = m["scribewatch_language_decisions_total"]
@@ -86,10 +86,10 @@ class PrometheusReporter:
         self._model_labels: tuple[str, str, str] | None = None
         self._retry_requests = {r: m["scribewatch_retry_requests_total"].labels(r)
                                 for r in catalog.RETRY_REQUEST_RESULTS}
-        self._notifications = {(t, r): m["scribewatch_notifications_total"].labels(t, r)
-                               for t in NOTIFY_TARGETS for r in NOTIFY_RESULTS}
-        self._notify_seconds = {t: m["scribewatch_notification_request_duration_seconds"]
-                                .labels(t) for t in NOTIFY_TARGETS}
+        # Series of the configured targets only (`notification_targets`, at start): an
+        # unconfigured one would add 14 lines to every scrape and never move.
+        self._notify_total = m["scribewatch_notifications_total"]
+        self._notify_hist = m["scribewatch_notification_request_duration_seconds"]
         self._notify_queue = m["scribewatch_notification_queue_items"]
 
     # -- Reporter -------------------------------------------------------------------------
@@ -139,11 +139,11 @@ class PrometheusReporter:
     @_records
     def api_request(self, endpoint: str, code: int, seconds: float) -> None:
         """One API request answered (not part of the pipeline's Reporter: the server calls it)."""
-        if endpoint not in self._api_duration:
+        if endpoint not in catalog.API_ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}")
         label = str(code) if str(code) in catalog.API_CODES else "other"
         self._api_requests.labels(endpoint, label).inc()
-        self._api_duration[endpoint].observe(max(0.0, seconds))
+        self._api_duration.labels(endpoint).observe(max(0.0, seconds))
 
     @_records
     def model_loaded(self, name: str, device: str, compute_type: str, seconds: float) -> None:
@@ -180,20 +180,29 @@ class PrometheusReporter:
         child.inc()
 
     @_records
+    def notification_targets(self, targets) -> None:
+        for target in targets:
+            self._check_target(target)
+            for result in NOTIFY_RESULTS:
+                self._notify_total.labels(target, result)   # at 0 until the first one
+            self._notify_hist.labels(target)
+
+    @_records
     def notification_finished(self, target: str, result: str) -> None:
-        try:
-            child = self._notifications[target, result]
-        except KeyError:
-            raise ValueError(f"unknown notification target/result {target!r}/{result!r}") from None
-        child.inc()
+        self._check_target(target)
+        if result not in NOTIFY_RESULTS:
+            raise ValueError(f"unknown notification result {result!r}")
+        self._notify_total.labels(target, result).inc()
 
     @_records
     def notification_request(self, target: str, seconds: float) -> None:
-        try:
-            child = self._notify_seconds[target]
-        except KeyError:
-            raise ValueError(f"unknown notification target {target!r}") from None
-        child.observe(seconds)
+        self._check_target(target)
+        self._notify_hist.labels(target).observe(seconds)
+
+    @staticmethod
+    def _check_target(target: str) -> None:
+        if target not in NOTIFY_TARGETS:
+            raise ValueError(f"unknown notification target {target!r}")
 
     @_records
     def notification_queue(self, length: int) -> None:

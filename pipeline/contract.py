@@ -169,6 +169,9 @@ class Reporter(Protocol):
     def suspect_transcript(self) -> None:
         """The hallucination guard flagged a result (it is re-run once with safer settings)."""
 
+    def notification_targets(self, targets: tuple[str, ...]) -> None:
+        """The configured notification targets (NOTIFY_TARGETS), at start."""
+
     def notification_finished(self, target: str, result: str) -> None:
         """A media-server refresh or webhook (target in NOTIFY_TARGETS) ended: NOTIFY_RESULTS."""
 
@@ -210,6 +213,7 @@ class NullReporter:
     def model_unloaded(self): pass
     def model_load_failed(self): pass
     def suspect_transcript(self): pass
+    def notification_targets(self, targets): pass
     def notification_finished(self, target, result): pass
     def notification_request(self, target, seconds): pass
     def notification_queue(self, length): pass

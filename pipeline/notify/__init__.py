@@ -39,6 +39,8 @@ def notifier_from_config(cfg, reporter: Reporter | None = None) -> Sender | None
     targets = targets_from_config(cfg)
     if not targets:
         return None
+    if reporter is not None:
+        reporter.notification_targets(tuple(sorted({t.name for t in targets})))
     return Sender(targets, reporter=reporter, batch_seconds=cfg.notify_batch_seconds,
                   max_pending=cfg.notify_queue_size, max_attempts=cfg.notify_max_attempts,
                   backoff_seconds=cfg.notify_retry_backoff_seconds)

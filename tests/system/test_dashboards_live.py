@@ -26,6 +26,7 @@ import pytest
 from tests.harness import require_binary, wait_for
 from tests.harness.dashboards import DASHBOARD_FILES
 from tests.harness.dashboards import targets as _targets
+from tests.harness.http_recorder import HttpRecorder
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +56,22 @@ def substitute(expr: str, job_regex: str, instance_regex: str, window: str) -> s
     return expr.replace("$instance", instance_regex).replace("$job", job_regex)
 
 
-def test_every_panel_query_returns_data(daemon_factory, media, tmp_path):
+def test_every_panel_query_returns_data(daemon_factory, media, tmp_path, request):
     require_binary("prometheus")
     from tests.harness import stack
 
     # Two fake GPUs that the daemon plans its workers on (CUDA faked at the model boundary:
     # the models run on the CPU), and one CUDA out-of-memory error injected into the first
     # job, so the GPU plan's and the out-of-memory panels have series too.
+    # A webhook after each job: the notification panels show the configured target only.
     oom = tmp_path / "oom"
     oom.write_text("1")
-    d = daemon_factory({"max_attempts": 1, "device": "cuda", "model": "tiny.en"},
+    hook = HttpRecorder()
+    hook.answer("POST", "/done", 200)
+    hook.__enter__()
+    request.addfinalizer(lambda: hook.__exit__(None, None, None))
+    d = daemon_factory({"max_attempts": 1, "device": "cuda", "model": "tiny.en",
+                        "on_finished": [hook.url + "/done"], "notify_batch_seconds": 1},
                        fake_cuda=True, env={"FAKE_NVML_GPUS": "2", "FAKE_CUDA_DEVICES": "2",
                                             "FAKE_CUDA_OOM": str(oom)})
     d.start()

@@ -100,8 +100,10 @@ def test_known_label_values_come_from_pipeline_errors():
     known = {f.name: set(f.known) for f in catalog.FAMILIES}
     assert known["scribewatch_stage_duration_seconds"] == {(s,) for s in STAGES}
     assert known["scribewatch_jobs_total"] == {(o, s) for o in OUTCOMES for s in SOURCES}
-    assert known["scribewatch_job_failures_total"] == {(*k, s) for k in FAILURE_LABELS
-                                                       for s in SOURCES}
+    # the folder's failures from the start; an API failure's series comes with the first one
+    assert known["scribewatch_job_failures_total"] == {(*k, "folder") for k in FAILURE_LABELS}
+    assert not known["scribewatch_api_request_duration_seconds"]
+    assert not known["scribewatch_notifications_total"]
     assert known["scribewatch_api_requests_total"] == {(e, "200") for e in catalog.API_ENDPOINTS}
     assert known["scribewatch_files_skipped_total"] == {(r,) for r in SKIP_REASONS}
     assert known["scribewatch_job_retries_total"] <= set(FAILURE_LABELS)

@@ -211,11 +211,17 @@ def test_label_values_outside_the_codes_are_refused_and_nothing_is_counted(repor
 
 def test_notifications_are_counted_by_target_and_result(reporter):
     r, registry = reporter
+    assert not scrape(registry)["scribewatch_notifications_total"].samples   # nothing configured
+    r.notification_targets(("plex", "webhook"))
     before = scrape(registry)
-    for target in ("jellyfin", "emby", "plex", "webhook"):      # every series exists at 0
+    for target in ("plex", "webhook"):                  # the configured targets' series at 0
         for result in ("sent", "failed", "dropped"):
             assert value(before, "scribewatch_notifications_total", target=target,
                          result=result) == 0
+    assert {s.labels["target"] for s in before["scribewatch_notifications_total"].samples} == {
+        "plex", "webhook"}
+    with pytest.raises(ValueError):
+        r.notification_targets(("kodi",))
     r.notification_finished("plex", "sent")
     r.notification_finished("plex", "sent")
     r.notification_finished("webhook", "dropped")
@@ -365,6 +371,8 @@ def full_registry(tmp_path, fake_nvml):
     r.language_decided("de", "tag", 1.0)
     r.subtitles_written("translation")
     r.gpu_out_of_memory(0)
+    r.api_request("asr", 200, 1.5)
+    r.notification_targets(("jellyfin",))
     return exporter.registry
 
 
