@@ -215,29 +215,37 @@ class Daemon(LeaseKeeping, Prefetching):
 
     def _worker(self, worker: str, slot: Slot, folder: bool = True) -> None:
         while not self._stopping.is_set():
-            generation = self._wake_generation
-            job = None
-            # An API request first: a client waits for it, a queued file waits anyway.
-            if (slot is self.devices.primary and slot.manager.ready
-                    and self.api.run_next()):
-                continue
-            if (folder and self._store_error is None
-                    and self.devices.may_claim(worker, slot)):
-                try:
-                    job = self.store.claim_next(
-                        worker, self.libraries.names_of(self.watcher.available_roots),
-                        suspects=self._up_long_enough())
-                except StoreUnavailable as e:
-                    self._store_down(e)   # no claims until housekeeping reaches it again
-            if job is None:
-                timeout = self._idle_wait()
-                with self._wake:
-                    self._wake.wait_for(lambda: self._wake_generation != generation, timeout)
-                continue
             try:
-                self._run(job, worker, slot)
-            except Exception:   # never let a bug kill the worker thread
-                log.exception("worker %s: unexpected error around job %d", worker, job.id)
+                self._work_once(worker, slot, folder)
+            except Exception:   # a dead worker thread would leave the daemon up but idle
+                log.exception("worker %s: unexpected error; going on in 1 s", worker)
+                self._stopping.wait(1.0)
+
+    def _work_once(self, worker: str, slot: Slot, folder: bool) -> None:
+        """One turn of a worker: an API request, or a claimed job, or a wait for work."""
+        generation = self._wake_generation
+        job = None
+        # An API request first: a client waits for it, a queued file waits anyway.
+        if (slot is self.devices.primary and slot.manager.ready
+                and self.api.run_next()):
+            return
+        if (folder and self._store_error is None
+                and self.devices.may_claim(worker, slot)):
+            try:
+                job = self.store.claim_next(
+                    worker, self.libraries.names_of(self.watcher.available_roots),
+                    suspects=self._up_long_enough())
+            except StoreUnavailable as e:
+                self._store_down(e)   # no claims until housekeeping reaches it again
+        if job is None:
+            timeout = self._idle_wait()
+            with self._wake:
+                self._wake.wait_for(lambda: self._wake_generation != generation, timeout)
+            return
+        try:
+            self._run(job, worker, slot)
+        except Exception:   # never let a bug kill the worker thread
+            log.exception("worker %s: unexpected error around job %d", worker, job.id)
 
     def _idle_wait(self) -> float:
         try:
@@ -381,6 +389,8 @@ class Daemon(LeaseKeeping, Prefetching):
                     self._store_back()
             except StoreUnavailable as e:
                 self._store_down(e)
+            except Exception:   # the leases, unloads and retries must go on after a bug
+                log.exception("housekeeping: unexpected error")
             for slot in self.devices.slots:
                 slot.manager.unload_if_idle()
             self.devices.tick()

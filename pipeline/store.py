@@ -27,6 +27,24 @@ __all__ = ["ACTIVE", "FINAL", "SCHEMA_VERSION", "SUSPECT_STRIKES", "JobStore", "
            "crash_point"]
 
 
+class _Result:
+    """A statement's rows and row count, read in full (what SqlStore uses of a cursor)."""
+
+    __slots__ = ("rows", "rowcount")
+
+    def __init__(self, rows: list[sqlite3.Row], rowcount: int):
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> sqlite3.Row | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[sqlite3.Row]:
+        return self.rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+
 class SqliteStore(SqlStore):
     def __init__(self, path: str | os.PathLike, lease: LeaseSettings | None = None):
         self.lease = lease or LeaseSettings()
@@ -96,14 +114,24 @@ class SqliteStore(SqlStore):
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                # A failed COMMIT too: left open, the transaction would swallow every later
+                # write as a "nested" one and never commit it.
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
 
-    def _exec(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, params: Iterable = ()) -> _Result:
+        # Stepped to the end under the lock: a cursor read later, outside it, would leave its
+        # statement in progress on the shared connection, and another thread's COMMIT then
+        # fails ("SQL statements in progress") — a scrape's status read once killed a worker.
         with self._lock:
-            return self._con.execute(sql, tuple(params))
+            cursor = self._con.execute(sql, tuple(params))
+            try:
+                return _Result(cursor.fetchall(), cursor.rowcount)
+            finally:
+                cursor.close()
 
     def _read(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
         """A read for status figures, on the reader connection (committed data only)."""

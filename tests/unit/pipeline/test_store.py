@@ -341,3 +341,45 @@ def test_status_reads_do_not_wait_for_a_writer(tmp_path):
     assert counts["succeeded"] == 1 and counts["queued"] == 0   # the open batch is not visible
     assert last is not None
     assert s.counts()["queued"] == 1                           # and is, once committed
+
+
+def test_a_result_read_after_the_call_never_holds_up_a_commit(tmp_path):
+    """An INSERT … RETURNING's row read after the store call returned (outside its lock: how
+    an intake thread recorded a skipped file) left the statement in progress on the shared
+    connection; a worker's claim at that moment failed at COMMIT with "SQL statements in
+    progress", and its thread died."""
+    store = JobStore(tmp_path / "j.db")
+    store.enqueue("/w/a.mp3", "/w", 1, 1, "a")
+    pending = store._exec("INSERT INTO meta VALUES ('k1', '1'), ('k2', '2') RETURNING key")
+    assert pending.fetchone()[0] == "k1"          # one row of two read, the other later
+    job = store.claim_next("0")
+    assert job is not None and store.get(job.id).status == "running"
+    assert [r[0] for r in pending.fetchall()] == ["k1", "k2"]
+
+
+def test_status_reads_beside_claims_in_other_threads(tmp_path):
+    store = JobStore(tmp_path / "j.db")
+    errors, done = [], threading.Event()
+
+    def read_stats():
+        while not done.is_set():
+            try:
+                store.stats()
+            except Exception as e:          # any error fails the test
+                errors.append(e)
+                return
+
+    reader = threading.Thread(target=read_stats)
+    reader.start()
+    try:
+        for i in range(200):
+            jid = store.enqueue(f"/w/{i}.mp3", "/w", 1, 1, str(i))
+            job = store.claim_next("0")
+            assert job.id == jid
+            assert store.finish(jid, "failed", reason="not_media", stage="probe",
+                                message="not media", token=job.lease_token)
+    finally:
+        done.set()
+        reader.join()
+    assert not errors
+    assert store.counts()["failed"] == 200
