@@ -15,7 +15,10 @@ _SECTIONS = (
     (catalog.PIPELINE, "Pipeline events",
      "Counted as they happen (`PrometheusReporter`). Every known label value is exported at 0 "
      "from the first scrape, so `rate()`, `increase()` and `absent()` work before the first "
-     "job."),
+     "job. Three kinds of series wait until they can move, to keep each scrape small: an "
+     "API endpoint's latency histogram (its first request), the API source's failures (its "
+     "first failure), and notification series (only the configured targets', from the "
+     "start)."),
     (catalog.STATE, "Daemon state",
      "Read from the daemon when Prometheus scrapes, never stale."),
     (catalog.GPU, "GPU (NVML)",

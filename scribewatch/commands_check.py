@@ -23,6 +23,13 @@ def cmd_check(args) -> int:
     shown = cfg.as_dict()
     if shown.get("store_url"):
         shown["store_url"] = describe(shown["store_url"])   # never print the password
+    from .pipeline.notify.http import shown_url
+
+    for key in ("jellyfin_url", "emby_url", "plex_url"):
+        if shown.get(key):
+            shown[key] = shown_url(shown[key])
+    # a webhook URL's path is often its secret (Slack, Discord, Home Assistant)
+    shown["on_finished"] = [shown_url(u, secret_path=True) for u in shown.get("on_finished") or ()]
     print(yaml.safe_dump(shown, sort_keys=False).rstrip())
     print("# checks")
     problems = 0

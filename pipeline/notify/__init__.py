@@ -57,8 +57,8 @@ def check_targets(cfg) -> list[tuple[bool, str]]:
     for target in targets_from_config(cfg):
         check = getattr(target, "check", None)
         if check is None:
-            results.append((True, f"{target.name} {target.url}: not called (it would be an "
-                                  "event)"))
+            results.append((True, f"{target.name} {target.shown}: not called (it would be "
+                                  "an event)"))
             continue
         try:
             results.append((True, check(folders)))

@@ -66,6 +66,7 @@ class WebhookTarget:
 
     def __init__(self, url: str, path_map: PathMap, *, secret: str | None = None):
         self.url, self.path_map, self.secret = url, path_map, secret
+        self.shown = http.shown_url(url, secret_path=True)   # its path may be the secret
 
     def items(self, job: Job) -> list[bytes]:
         return [json.dumps(payload(job, self.path_map), separators=(",", ":")).encode()]
@@ -80,4 +81,4 @@ class WebhookTarget:
                    "X-Scribewatch-Delivery": delivery}
         if self.secret:
             headers[SIGNATURE_HEADER] = signature(self.secret, body)
-        http.request("POST", self.url, body=body, headers=headers)
+        http.request("POST", self.url, body=body, headers=headers, secret_path=True)

@@ -136,7 +136,9 @@ def test_check_says_which_server_takes_its_token_and_sees_the_folders(tmp_path, 
         env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
                "SCRIBEWATCH_JELLYFIN_URL": server.url, "SCRIBEWATCH_JELLYFIN_TOKEN": "wrong",
                "SCRIBEWATCH_PLEX_URL": server.url, "SCRIBEWATCH_PLEX_TOKEN": "t",
-               "SCRIBEWATCH_PATH_MAP": f'{{"{tmp_path / "inbox"}": "/srv/inbox"}}'}
+               "SCRIBEWATCH_PATH_MAP": f'{{"{tmp_path / "inbox"}": "/srv/inbox"}}',
+               # a Discord-style webhook: its path is the credential
+               "SCRIBEWATCH_ON_FINISHED": "https://discord.example/api/webhooks/42/t0ken-SECRET"}
         result = subprocess.run(
             [sys.executable, "-m", "scribewatch", "check", "--model", model_dir,
              "--watch", str(tmp_path / "inbox")],
@@ -145,6 +147,8 @@ def test_check_says_which_server_takes_its_token_and_sees_the_folders(tmp_path, 
     assert f"FAIL jellyfin: GET {server.url}/System/Info: HTTP 401" in result.stdout
     assert "ok   plex answers with 1 library folder(s)" in result.stdout
     assert "jellyfin_token: <set>" in result.stdout and "wrong" not in result.stdout
+    assert "ok   webhook https://discord.example/…: not called" in result.stdout
+    assert "t0ken-SECRET" not in result.stdout and "/42/" not in result.stdout
     assert not [r for r in server.requests if r.path.endswith("/refresh")]
 
 

@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 
 from scribewatch.pipeline.notify import PathMap
-from scribewatch.pipeline.notify.http import DeliveryError
+from scribewatch.pipeline.notify.http import DeliveryError, shown_url
 from scribewatch.pipeline.notify.jellyfin import JellyfinTarget
 from scribewatch.pipeline.notify.plex import PlexTarget, parse_sections
 from scribewatch.pipeline.notify.webhook import WebhookTarget
@@ -317,6 +317,28 @@ def test_webhook_for_a_failed_job_and_without_a_secret(server):
     assert (body["status"], body["reason"], body["stage"], body["outputs"]) == \
         ("failed", "decode_error", "decode", [])
     assert body["language"] is None
+
+
+def test_a_webhook_error_never_shows_the_secret_in_its_url(server):
+    """Slack, Discord and Home Assistant put the credential in the webhook URL's path."""
+    server.answer("POST", "/api/webhooks/1234/t0ken-SECRET", 404)
+    target = WebhookTarget(server.url + "/api/webhooks/1234/t0ken-SECRET?wait=true", PathMap())
+    with pytest.raises(DeliveryError) as e:
+        _send_all(target, finished_job("/in/x.mkv"))
+    assert "SECRET" not in str(e.value) and "1234" not in str(e.value)
+    assert str(e.value).startswith(f"POST {server.url}/…: HTTP 404")
+    assert target.shown == f"{server.url}/…"
+
+
+@pytest.mark.parametrize(("url", "secret_path", "shown"), [
+    ("https://user:pw@jf.example:8920/jellyfin?api_key=k#x", False,
+     "https://jf.example:8920/jellyfin"),
+    ("https://hooks.slack.com/services/T0/B0/XXXX", True, "https://hooks.slack.com/…"),
+    ("http://[::1]:9000/", True, "http://[::1]:9000"),
+    ("http://ha.local:8123/api/webhook/id", False, "http://ha.local:8123/api/webhook/id"),
+])
+def test_shown_urls_carry_no_credentials(url, secret_path, shown):
+    assert shown_url(url, secret_path=secret_path) == shown
 
 
 def test_a_tampered_body_fails_the_signature():
