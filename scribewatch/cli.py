@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -139,6 +140,10 @@ def cmd_run(args) -> int:
         notifier.start()
     daemon.start()
     started.append(daemon)
+    # What exists now lives as long as the process (modules, settings, the server, the model):
+    # about 45,000 objects that each full collection walked again, holding the GIL some 10 ms
+    # while every /metrics answer waited (docs/performance.md, "Scrape").
+    gc.freeze()
     log.info("scribewatch %s (node %s, %s store) watching %s; metrics on %s", __version__,
              daemon.node, daemon.store_kind, ", ".join(daemon.libraries.roots), exporter.url)
     stop.wait()
