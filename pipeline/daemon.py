@@ -384,6 +384,7 @@ class Daemon(LeaseKeeping, Prefetching):
         while not self._stopping.wait(HOUSEKEEPING_SECONDS):
             try:
                 self._store_writable = self.store.check_writable()
+                self._keep_node_name()
                 self._take_over_expired()
                 if self._store_error is not None:
                     self._store_back()

@@ -25,6 +25,15 @@ class LeaseKeeping:
                       "go on under their leases)", self.store_kind, e)
         self._store_error = str(e) or type(e).__name__
 
+    def _keep_node_name(self) -> None:
+        """The shared store's lock on this node's name, taken again after a PostgreSQL restart.
+        Taken by another daemon meanwhile: no claims (as if the store were away) until it is
+        this node's again — two daemons under one name would take each other's jobs."""
+        keep = getattr(self.store, "keep_node_name", None)
+        if keep is not None and not keep():
+            raise StoreUnavailable(f"another daemon took node name {self.node!r} while the "
+                                   "store was away: give each daemon its own node_name")
+
     def _store_back(self) -> None:
         log.warning("job store %s is reachable again: claiming jobs again", self.store_kind)
         self._store_error = None

@@ -196,19 +196,39 @@ class PostgresStore(SqlStore):
             self._con = self._name_con = None
 
     def hold_node_name(self) -> bool:
-        """Take this node's name for the life of the process: a session advisory lock on a
-        connection of its own. A second daemon under the same name would take the first one's
-        running jobs for its own dead ones; it is refused instead. False: the name is taken.
-        (A restart of PostgreSQL drops the lock; it is not taken again until the next start.)"""
+        """Take this node's name: a session advisory lock on a connection of its own. A second
+        daemon under the same name would take the first one's running jobs for its own dead
+        ones; it is refused instead. False: the name is taken."""
         try:
-            self._name_con = psycopg.connect(
+            con = psycopg.connect(
                 self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 application_name=f"scribewatch@{self.lease.node} (name)")
-            return bool(self._name_con.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                (_NODE_LOCK_SPACE, self.lease.node)).fetchone()[0])
+            held = bool(con.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                    (_NODE_LOCK_SPACE, self.lease.node)).fetchone()[0])
         except psycopg.Error as e:
             raise StoreUnavailable(f"{describe(self.url)}: {_first_line(e)}") from None
+        if not held:
+            con.close()
+            return False
+        old, self._name_con = self._name_con, con
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        return True
+
+    def keep_node_name(self) -> bool:
+        """Still this node's name? A PostgreSQL restart or a broken connection ends the session
+        that held the lock: it is taken again (housekeeping asks every few seconds). False:
+        another daemon took the name meanwhile. Raises StoreUnavailable while the server is
+        away."""
+        con = self._name_con
+        if con is not None and not con.closed:
+            try:
+                con.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                pass
+        return self.hold_node_name()
 
     # -- what differs from SQLite ----------------------------------------------------------
     def _recover_scope(self) -> tuple[str, tuple]:

@@ -138,7 +138,8 @@ def test_a_paused_node_past_its_lease_cannot_overwrite_the_result(nodes, tmp_pat
     assert a.alive() and b.alive()
 
 
-def test_postgres_stopped_and_restarted_during_work(nodes, tmp_path, postgres_server):
+def test_postgres_stopped_and_restarted_during_work(nodes, tmp_path, postgres_server,
+                                                   postgres_url):
     a, b = nodes
     for node in nodes:   # leases longer than the outage: nobody's job is taken over
         node.config.update(lease_seconds=20, heartbeat_seconds=1)
@@ -167,6 +168,16 @@ def test_postgres_stopped_and_restarted_during_work(nodes, tmp_path, postgres_se
     assert len(a.jobs()) == 12 and all(j["status"] == "succeeded" for j in jobs)
     assert all(j["takeovers"] == 0 for j in jobs)
     assert "unreachable" in a.log() and "reachable again" in a.log()
+    # The restart ended the session that held node a's name; a took it again when the store
+    # came back, so a second daemon under that name is still refused.
+    twin = cluster(tmp_path / "twin", postgres_server, postgres_url, library,
+                   model_dir(), names=("a",))[0]
+    twin.start(wait_ready=False)
+    try:
+        assert twin.proc.wait(60) == 1
+    finally:
+        twin.stop()
+    assert "another scribewatch daemon runs as node 'a'" in twin.log()
 
 
 def test_migrate_moves_a_sqlite_history_into_postgres(tmp_path, postgres_url):

@@ -269,3 +269,31 @@ def test_a_postgres_store_of_schema_version_1_is_migrated_with_its_counts(postgr
     again = open_store(postgres_url, LeaseSettings("n1", 30, 0))   # nothing applied twice
     assert again.counts()["queued"] == 1
     again.close()
+
+
+def test_the_node_name_is_taken_again_when_its_session_ends(postgres_url):
+    """A PostgreSQL restart ends every session, and with it the lock on a node's name: the
+    daemon takes it again at its next housekeeping, unless another daemon took it first."""
+    import psycopg
+
+    def end_name_sessions():   # what a restart does to them
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'scribewatch@n1 (name)'").fetchall()
+        assert ended == [(True,)]
+
+    a = open_store(postgres_url, LeaseSettings("n1", 30, 0))
+    b = open_store(postgres_url, LeaseSettings("n1", 30, 0))
+    try:
+        assert a.hold_node_name() and a.keep_node_name()
+        assert not b.hold_node_name()
+        end_name_sessions()
+        assert a.keep_node_name()                     # taken again
+        assert not b.hold_node_name()
+        end_name_sessions()
+        assert b.hold_node_name()                     # the other daemon was first this time
+        assert not a.keep_node_name() and not a.keep_node_name()
+    finally:
+        a.close()
+        b.close()
