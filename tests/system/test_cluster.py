@@ -52,6 +52,18 @@ def nodes(tmp_path, postgres_server, postgres_url):
             node.stop(signal.SIGKILL)
 
 
+def assert_twin_of_a_refused(tmp_path, postgres_server, postgres_url, library) -> None:
+    """A second daemon started under node a's name exits at once, saying why."""
+    twin = cluster(tmp_path / "twin", postgres_server, postgres_url, library, model_dir(),
+                   names=("a",))[0]
+    twin.start(wait_ready=False)
+    try:
+        assert twin.proc.wait(60) == 1
+    finally:
+        twin.stop()
+    assert "another scribewatch daemon runs as node 'a'" in twin.log()
+
+
 def subtitles(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.srt"))
 
@@ -170,14 +182,7 @@ def test_postgres_stopped_and_restarted_during_work(nodes, tmp_path, postgres_se
     assert "unreachable" in a.log() and "reachable again" in a.log()
     # The restart ended the session that held node a's name; a took it again when the store
     # came back, so a second daemon under that name is still refused.
-    twin = cluster(tmp_path / "twin", postgres_server, postgres_url, library,
-                   model_dir(), names=("a",))[0]
-    twin.start(wait_ready=False)
-    try:
-        assert twin.proc.wait(60) == 1
-    finally:
-        twin.stop()
-    assert "another scribewatch daemon runs as node 'a'" in twin.log()
+    assert_twin_of_a_refused(tmp_path, postgres_server, postgres_url, library)
 
 
 def test_migrate_moves_a_sqlite_history_into_postgres(tmp_path, postgres_url):
@@ -210,12 +215,5 @@ def test_a_second_daemon_under_a_node_name_in_use_is_refused(nodes, tmp_path, po
                                                            postgres_url):
     a, _ = nodes
     a.start()
-    twin = cluster(tmp_path / "twin", postgres_server, postgres_url, tmp_path / "library",
-                   model_dir(), names=("a",))[0]
-    twin.start(wait_ready=False)
-    try:
-        assert twin.proc.wait(60) == 1
-    finally:
-        twin.stop()
-    assert "another scribewatch daemon runs as node 'a'" in twin.log()
+    assert_twin_of_a_refused(tmp_path, postgres_server, postgres_url, tmp_path / "library")
     assert a.ready()
