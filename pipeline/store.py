@@ -125,7 +125,8 @@ class SqliteStore(SqlStore):
     def _exec(self, sql: str, params: Iterable = ()) -> _Result:
         # Stepped to the end under the lock: a cursor read later, outside it, would leave its
         # statement in progress on the shared connection, and another thread's COMMIT then
-        # fails ("SQL statements in progress") — a scrape's status read once killed a worker.
+        # fails ("SQL statements in progress"): an intake thread's INSERT … RETURNING, read
+        # after the lock, once killed a worker that way.
         with self._lock:
             cursor = self._con.execute(sql, tuple(params))
             try:
