@@ -1,17 +1,18 @@
 """The HTTP API's answer bodies, from a transcript: whisper-asr-webservice's `output` formats
 (what Bazarr asks for) and OpenAI's `response_format`s.
 
-Subtitles are cut by the same cue builder as the folder path (`subtitles.build_cues`, from word
-timestamps), so an API subtitle is as readable as a file's, never Whisper's 30-second segments.
+Subtitles are cut by the same cue builder as the folder path (`stages.cues`: word timestamps,
+timed on the VAD's speech regions), so an API subtitle is as readable and as well timed as a
+file's, never Whisper's 30-second segments.
 """
 
 from __future__ import annotations
 
 import json
 
+from . import stages
 from .languages import whisper_name
-from .stages import line_length
-from .subtitles import Cue, build_cues, render_srt, render_txt, render_vtt
+from .subtitles import Cue, render_srt, render_txt, render_vtt
 from .transcript import Transcript
 
 TEXT = "text/plain; charset=utf-8"
@@ -19,8 +20,7 @@ JSON = "application/json"
 
 
 def cues_of(transcript: Transcript) -> list[Cue]:
-    return build_cues(transcript.words, max_line_chars=line_length(transcript.language),
-                      language=transcript.language)
+    return stages.cues(transcript)
 
 
 def _r(value: float, digits: int = 3) -> float:

@@ -10,11 +10,11 @@ so the model does not wait for the disk, FFmpeg or the VAD between two files.
   ~460 MB). Only files whose probed duration is at most `prefetch_max_audio_seconds` are
   decoded ahead (30 min = ~115 MB by default, beside the current file's own audio); a longer
   one is decoded by its worker as before. 0 turns prefetching off.
-* VAD: Silero's speech chunks are computed here too (the same `get_speech_timestamps` call with
-  the same default options faster-whisper makes inside `transcribe`), and the transcription
-  then runs on the collected speech with the timestamps restored the way faster-whisper does
-  (stages.transcribe) — the same transcript. Files that will be batched are not VAD-ed here:
-  the batched pipeline uses its own VAD settings.
+* VAD: Silero runs here too (`speech.detect`: faster-whisper's default speech chunks, the very
+  ones it computes inside `transcribe`, and the precise speech regions cues are timed on), and
+  the transcription then runs on the collected speech with the timestamps restored the way
+  faster-whisper does (stages.transcribe) — the same transcript. Files that will be batched
+  are VAD-ed here too, for their regions: the batched pipeline still runs its own VAD.
 * It runs only when every worker that may take a job is busy (the daemon pokes it when one
   starts transcribing): an idle worker would take the file itself.
 """
@@ -33,6 +33,7 @@ import numpy as np
 
 from . import stages
 from .job import Job
+from .speech import Speech, detect
 from .tracks import chosen_index
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Prefetched:
     mtime_ns: int
     probe: stages.ProbeResult
     audio: np.ndarray
-    speech_chunks: list | None                     # None: VAD left to the transcription
+    speech: Speech | None                          # None: VAD left to the transcription
     spans: dict                                    # stage -> (start, end), unix time
     track_index: int | None = None                 # the audio stream decoded (None: default)
 
@@ -139,7 +140,7 @@ class Prefetcher:
             track = self._choose_track(probe)
             audio = stages.decode(path, track)
             duration = len(audio) / stages.SAMPLE_RATE
-            chunks = stages.speech_chunks(audio) if self._vad_wanted(duration) else None
+            speech = detect(audio) if self._vad_wanted(duration) else None
         except Exception as e:   # the worker reads it again and reports it properly
             log.debug("prefetch of %s: %s: %s", path, type(e).__name__, e)
             return None
@@ -148,7 +149,7 @@ class Prefetcher:
             return None
         self.prefetched += 1
         log.debug("prefetched %s (%.1fs of audio) in %.2fs", path, duration, t2 - t0)
-        return Prefetched(job.id, job.path, before[0], before[1], probe, audio, chunks,
+        return Prefetched(job.id, job.path, before[0], before[1], probe, audio, speech,
                           {"probe": (t0, t1), "decode": (t1, t2)}, track)
 
 
@@ -175,8 +176,6 @@ class Prefetching:
         return chosen_index(probe.audio_tracks, tuple(self.cfg.preferred_audio_languages))
 
     def _vad_ahead(self, audio_seconds: float) -> bool:
-        """VAD a prefetched file ahead unless it may be batched (the batched pipeline has
-        VAD settings of its own)."""
-        return self.cfg.vad and not any(
-            s.batch_size and audio_seconds >= self.cfg.batch_min_audio_seconds
-            for s in self.devices.slots)
+        """VAD a prefetched file ahead whenever the VAD is on: a file that will be batched needs
+        its speech regions for the cues too (the batched pipeline's own VAD is internal)."""
+        return self.cfg.vad

@@ -122,16 +122,16 @@ class Runner:
         if choice is not None:   # known without listening: skip before decoding
             facts = self._decided(choice, facts, hooks)
         index = track.index if track else None
-        chunks = None
+        speech = None
         if prefetched and prefetched.track_index == index:   # the same track was read ahead
             audio = hooks.done_before("decode", prefetched.audio, *ahead["decode"])
-            chunks = prefetched.speech_chunks
+            speech = prefetched.speech
         else:
             audio = hooks.timed("decode", stages.decode, path, index)
         prefetched = None   # its audio is freed with `audio`
         hooks.decoded(len(audio) / stages.SAMPLE_RATE)
         transcript, findings, choice, facts = hooks.timed(
-            "transcribe", self._transcribe, audio, hooks, choice, asked, facts, chunks)
+            "transcribe", self._transcribe, audio, hooks, choice, asked, facts, speech)
         hooks.transcribed(transcript)
         skip_policy.check(skip_policy.TRANSCRIBED, self.cfg,
                           dataclasses.replace(facts, transcript=transcript))
@@ -142,7 +142,8 @@ class Runner:
             return RunResult(transcript, [], findings, choice, written)
         translation = []
         if self._wants_translation(choice, facts):
-            english = hooks.timed("transcribe", self._translate, audio, hooks, choice)
+            english = hooks.timed("transcribe", self._translate, audio, hooks, choice,
+                                  transcript.speech)
             translation = self._write(english, path, root, hooks)
         return RunResult(transcript, written, findings, choice, translation)
 
@@ -183,13 +184,16 @@ class Runner:
             return False
         return True
 
-    def _translate(self, audio, hooks: JobHooks, choice: LanguageChoice) -> Transcript:
-        """Whisper's translate task: English text for speech in `choice.language`."""
+    def _translate(self, audio, hooks: JobHooks, choice: LanguageChoice,
+                   speech=None) -> Transcript:
+        """Whisper's translate task: English text for speech in `choice.language` (`speech`:
+        the VAD's findings on this audio, from the transcription)."""
         options = dataclasses.replace(self.options, language=choice.language, task="translate")
         with self._model() as model:
             transcript = stages.transcribe(
                 model, audio, options, model_name=self.model.name,
-                on_progress=lambda p: hooks.progressed(p, 2), should_stop=hooks.should_stop)
+                on_progress=lambda p: hooks.progressed(p, 2), should_stop=hooks.should_stop,
+                speech=speech)
         return dataclasses.replace(transcript, language="en",
                                    language_probability=choice.probability)
 
@@ -208,10 +212,10 @@ class Runner:
             yield model
 
     def _transcribe(self, audio, hooks: JobHooks, choice: LanguageChoice | None, asked,
-                    facts: skip_policy.Facts, chunks: list | None = None):
+                    facts: skip_policy.Facts, speech=None):
         """(transcript, the guard's findings, the language choice, facts). The vote runs here
-        when the settings and tags did not decide: it needs the model. `chunks`: the speech
-        the prefetch found (VAD) for this audio."""
+        when the settings and tags did not decide: it needs the model. `speech`: what the
+        prefetch's VAD found in this audio (`speech.Speech`)."""
         with self._model() as model:
             if choice is None:
                 choice = language_chain.decide_by_vote(
@@ -231,12 +235,13 @@ class Runner:
                     model, audio, options, batched_pipeline=batched,
                     model_name=self.model.name, safer=safer,
                     on_progress=lambda p: hooks.progressed(p, int(safer)),
-                    should_stop=hooks.should_stop, chunks=chunks)
+                    should_stop=hooks.should_stop, speech=speech)
                 return dataclasses.replace(
                     transcript, language="en" if only_english else choice.language,
                     language_probability=choice.probability)
 
             transcript = run(False)
+            speech = transcript.speech   # the re-run hears the same audio: no second VAD
             findings = check_transcript(transcript)
             if not findings:
                 return transcript, (), choice, facts

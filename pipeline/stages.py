@@ -28,6 +28,7 @@ from .media import (  # noqa: F401
     probe,
 )
 from .output import write_atomic, write_error_reason
+from .speech import Speech, detect
 from .transcript import Segment, Transcript, Word
 
 
@@ -53,17 +54,10 @@ class TranscribeOptions:
         return dataclasses.replace(self, vad=True, batch_size=0, beam_size=max(self.beam_size, 5))
 
 
-def speech_chunks(audio: np.ndarray) -> list[dict]:
-    """Silero VAD's speech chunks, exactly as faster-whisper's `transcribe(vad_filter=True)`
-    computes them (default VadOptions): computed ahead by the prefetch."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    return get_speech_timestamps(audio, VadOptions())
-
-
 def _on_speech(model, audio: np.ndarray, chunks: list[dict], kwargs: dict):
-    """model.transcribe on the speech chunks found beforehand, timestamps mapped back to the
-    file: what faster-whisper does inside `transcribe(vad_filter=True)`, without the VAD."""
+    """model.transcribe on the speech chunks found beforehand (`speech.detect`), timestamps
+    mapped back to the file: what faster-whisper does inside `transcribe(vad_filter=True)`,
+    without running the VAD a second time."""
     from faster_whisper.transcribe import restore_speech_timestamps
     from faster_whisper.vad import collect_chunks
 
@@ -75,12 +69,16 @@ def _on_speech(model, audio: np.ndarray, chunks: list[dict], kwargs: dict):
 def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pipeline=None,
                model_name: str = "", on_progress: Callable[[float], None] | None = None,
                should_stop: Callable[[], bool] | None = None, safer: bool = False,
-               chunks: list[dict] | None = None) -> Transcript:
+               speech: Speech | None = None) -> Transcript:
     """Run Whisper with the hallucination-resistant defaults and collect word timings.
 
     Long files go through `BatchedInferencePipeline` (faster on the same cores); its segments are
     ~30 s long, which is why cues are built from word timestamps, never from segments.
-    `chunks`: the VAD's speech chunks when computed beforehand (`speech_chunks`).
+    With the VAD on, Silero runs once (`speech.detect`, or `speech` when computed beforehand
+    by the prefetch or an earlier run on the same audio): its chunks are what Whisper hears on
+    the sequential path, its regions go with the transcript to time the cues. The batched
+    pipeline still VADs with settings of its own (30-s chunks, 160-ms pauses) that cannot be
+    handed to it without changing how it batches.
     """
     duration = len(audio) / SAMPLE_RATE
     kwargs = dict(language=opts.language, beam_size=opts.beam_size, word_timestamps=True,
@@ -97,13 +95,15 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
                       hallucination_silence_threshold=2.0)
     use_batched = (batched_pipeline is not None and opts.batch_size > 0
                    and duration >= opts.batch_min_audio_seconds and not safer)
+    if kwargs["vad_filter"] and speech is None:
+        speech = detect(audio)
     try:
         if use_batched:
             segments, info = batched_pipeline.transcribe(audio, batch_size=opts.batch_size,
                                                          **kwargs)
-        elif chunks and kwargs["vad_filter"]:   # VAD done ahead (the prefetch)
-            segments, info = _on_speech(model, audio, chunks, kwargs)
-        else:
+        elif speech is not None and speech.chunks and kwargs["vad_filter"]:
+            segments, info = _on_speech(model, audio, speech.whisper_chunks(), kwargs)
+        else:   # VAD off, or no speech at all (faster-whisper then says so itself)
             segments, info = model.transcribe(audio, **kwargs)
         out: list[Segment] = []
         for seg in segments:   # a generator: the work happens while we iterate
@@ -128,7 +128,8 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
     if on_progress is not None:
         on_progress(1.0)
     return Transcript(language=info.language, language_probability=float(info.language_probability),
-                      duration=duration, segments=tuple(out), model=model_name)
+                      duration=duration, segments=tuple(out), model=model_name,
+                      speech=speech if kwargs["vad_filter"] else None)
 
 
 # -- write -------------------------------------------------------------------------------------
@@ -140,21 +141,29 @@ def line_length(language: str) -> int:
     return 16 if language in _DENSE_SCRIPTS else 42
 
 
+def cues(transcript: Transcript, max_cps: float = 20.0) -> list:
+    """The transcript's subtitle cues, timed on its speech regions when the VAD found them."""
+    from .subtitles import build_cues
+
+    return build_cues(transcript.words, max_line_chars=line_length(transcript.language),
+                      language=transcript.language,   # its line-break rules (English default)
+                      max_cps=max_cps,
+                      speech=transcript.speech.regions if transcript.speech else None)
+
+
 def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.0,
           before_commit=None) -> list[str]:
     """Render every format and write each atomically, cues at most `max_cps` characters per
     second. Returns the written paths. `before_commit()`, asked before each rename, may raise
     to write nothing more."""
-    from .subtitles import RENDERERS, build_cues
+    from .subtitles import RENDERERS
 
-    cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
-                      language=transcript.language,   # its line-break rules (English default)
-                      max_cps=max_cps)
+    timed = cues(transcript, max_cps)
     written = []
     try:
         for fmt, target in targets.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, RENDERERS[fmt](transcript, cues), before_commit)
+            write_atomic(target, RENDERERS[fmt](transcript, timed), before_commit)
             written.append(str(target))
     except OSError as e:
         reason = write_error_reason(e)

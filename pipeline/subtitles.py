@@ -13,6 +13,13 @@ into the silence that follows when its words alone are too quick; when that sile
 short, the cut joins it with a neighbour instead, even across a short pause. A line never ends
 on an article, preposition or conjunction when another break will do (`linebreaks.py`).
 
+Timing follows the speech, not Whisper alone: a word's timestamps are off by up to half a
+second where speech resumes after a pause (tiny.en on clean speech: −0.6 s to +0.25 s), so
+given the VAD's speech regions (`speech.py`) a word that begins a stretch of speech starts where
+that stretch starts, and one that ends it ends no earlier than the stretch ends. Consecutive
+cues are at least two frames apart, and a gap under half a second is closed to exactly two
+frames ("chaining", Netflix's timing guidelines: 12 frames at 24 fps).
+
 All timing work is done in integer milliseconds: that is the resolution of SRT and VTT, and it
 makes "never overlapping" and "end > start" exact instead of subject to float rounding.
 """
@@ -26,6 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from .linebreaks import ends_on_function_word
+from .speech import SpeechRegion
 from .transcript import Transcript, Word
 
 
@@ -65,6 +73,19 @@ PAUSE_SPAN_COST = 30.0
 # (per second), so when speech is too dense for any readable cut, the least bad one wins.
 UNREADABLE_COST = 100.0
 UNREADABLE_COST_PER_SECOND = 100.0
+
+# -- timing to the speech and between cues (ms) ---------------------------------------------
+# Two frames: the least gap between two subtitles (Netflix, "regardless of frame rate"; the eye
+# sees two cues touching as one that flickers). 84 ms is two frames at 23.976 fps and more at
+# 24 and 25.
+MIN_GAP_MS = 84
+# A gap under this between two cues is closed to MIN_GAP_MS by keeping the first on screen
+# longer (Netflix chains gaps of 12 frames or fewer, half a second at 24 fps): the text stays
+# readable longer instead of blinking off and on.
+CHAIN_GAP_MS = 500
+# How far after a word placed in a silence the speech it belongs to may begin: Whisper puts the
+# first word of a sentence up to ~0.6 s early.
+SNAP_MS = 1000
 
 # -- line balancing (in characters of imbalance) --------------------------------------------
 # How much imbalance a line break after punctuation is worth: readers parse lines as units,
@@ -137,6 +158,58 @@ def _hard_wrap(token: _Token, max_line_chars: int) -> list[_Token]:
         pieces.append(_Token(chunk, start, end, glued=token.glued if index == 0 else True,
                              piece=index > 0))
     return pieces
+
+
+def _midpoint(token: _Token) -> float:
+    return (token.start + token.end) / 2
+
+
+def _own_region(token: _Token, regions: Sequence[SpeechRegion],
+                previous_mid: float) -> SpeechRegion | None:
+    """The stretch of speech a word was spoken in: the region it overlaps most; for a word
+    Whisper put in a silence, the region just before it when that one is not the previous
+    word's (a late word), else the next one within SNAP_MS (an early word)."""
+    best, overlap = None, 0
+    for region in regions:
+        if region.start >= token.end:
+            break
+        shared = min(region.end, token.end) - max(region.start, token.start)
+        if shared > overlap:
+            best, overlap = region, shared
+    if best is not None:
+        return best
+    before = [r for r in regions if r.end <= token.start]
+    if before and before[-1].start > previous_mid:
+        return before[-1]
+    after = next((r for r in regions if r.start >= token.start), None)
+    if after is not None and after.start - token.end <= SNAP_MS:
+        return after
+    return None
+
+
+def _snap_to_speech(tokens: Sequence[_Token], regions: Sequence[SpeechRegion]) -> list[_Token]:
+    """Each word that begins a stretch of speech (its region starts after the previous word's
+    middle) starts where the stretch starts; each word that ends one (its region ends before the
+    next word's middle) ends where the stretch ends. A word Whisper put in a silence is moved
+    into its stretch first. Words inside a stretch keep Whisper's times: a cue cut there,
+    mid-speech, starts on its word."""
+    regions = sorted(regions, key=lambda r: r.start)
+    snapped: list[_Token] = []
+    for index, token in enumerate(tokens):
+        previous_mid = _midpoint(tokens[index - 1]) if index else -math.inf
+        next_mid = _midpoint(tokens[index + 1]) if index + 1 < len(tokens) else math.inf
+        region = _own_region(token, regions, previous_mid)
+        start, end = token.start, token.end
+        if region is not None:
+            if end <= region.start or start >= region.end:     # in a silence: into its stretch
+                start = min(max(start, region.start), region.end)
+                end = min(max(end, region.start), region.end)
+            if region.start > previous_mid:
+                start = region.start
+            if region.end < next_mid:
+                end = region.end
+        snapped.append(dataclasses.replace(token, start=start, end=max(end, start)))
+    return snapped
 
 
 def _line_width(tokens: Sequence[_Token]) -> int:
@@ -265,7 +338,7 @@ def _unreadable_cost(tokens: Sequence[_Token], start: int, end: int, chars: int,
                      limits: _Limits) -> float:
     """Cost of a cue from `start` (ms) that cannot get the time its text needs before the next
     cue, tokens[end], starts."""
-    following = tokens[end].start if end < len(tokens) else math.inf
+    following = tokens[end].start - MIN_GAP_MS if end < len(tokens) else math.inf
     room = min(following - start, limits.max_ms)
     lacking = _needed_ms(chars, limits) - max(room, 0)
     if lacking <= 0:
@@ -293,10 +366,14 @@ def _break_cost(tokens: Sequence[_Token], end: int, last_end: int, fill: float,
 def build_cues(words: Sequence[Word], *, max_line_chars: int = 42, max_lines: int = 2,
                max_seconds: float = 7.0, pause_seconds: float = 0.6,
                min_seconds: float = 0.8, max_cps: float = 20.0,
-               language: str | None = "en") -> list[Cue]:
-    """Readable cues from word timestamps: in time order, never overlapping, within limits.
+               language: str | None = "en",
+               speech: Sequence[SpeechRegion] | None = None) -> list[Cue]:
+    """Readable cues from word timestamps: in time order, at least MIN_GAP_MS apart, within
+    limits.
 
     `language` (ISO 639-1) picks the words a line should not end on; English by default.
+    `speech`: the VAD's speech regions of the same audio; cues start and end on them where
+    speech begins and ends (None: Whisper's word times alone).
     """
     if max_line_chars < 1 or max_lines < 1 or max_seconds <= 0 or pause_seconds < 0:
         raise ValueError("cue limits must be positive")
@@ -307,21 +384,28 @@ def build_cues(words: Sequence[Word], *, max_line_chars: int = 42, max_lines: in
     limits = _Limits(max_line_chars, max_lines, round(max_seconds * 1000),
                      round(min_seconds * 1000), round(pause_seconds * 1000), max_cps, language)
     tokens = _tokens(words, max_line_chars)
+    if speech is not None:
+        tokens = _snap_to_speech(tokens, speech)
     spans = _cut(tokens, limits)
     starts = [tokens[first].start for first, _ in spans]
     cues: list[Cue] = []
-    previous_end = 0
+    previous_end = -MIN_GAP_MS
     for index, (first, end) in enumerate(spans):
         # A start only moves when words are out of order or the previous cue, made of
         # zero-length words, had to be given its 1 ms.
-        start = max(starts[index], previous_end)
-        following = starts[index + 1] if index + 1 < len(starts) else math.inf
+        start = max(starts[index], previous_end + MIN_GAP_MS, 0)
+        # The next cue's start less the two-frame gap: the furthest this one may last.
+        following = (starts[index + 1] - MIN_GAP_MS if index + 1 < len(starts) else math.inf)
         lines = _layout(tokens[first:end], max_line_chars, language)
         # On screen while the words are spoken, and on into the silence after them as long as
-        # reading the text takes; never into the next cue, never past max_seconds.
+        # reading the text takes; never past max_seconds, never within two frames of the next
+        # cue. The gap wins over the speech's end: when the next cue starts right on it, this
+        # one ends MIN_GAP_MS (< 0.1 s) before. A short gap left is closed (chaining).
         needed = _needed_ms(len(" ".join(lines)), limits)
         spoken = max(t.end for t in tokens[first:end])
         stop = min(max(spoken, start + needed), start + limits.max_ms, following)
+        if following - stop <= CHAIN_GAP_MS - MIN_GAP_MS and following <= start + limits.max_ms:
+            stop = following
         stop = int(max(stop, start + 1))
         cues.append(Cue(start / 1000, stop / 1000, lines))
         previous_end = stop
@@ -386,6 +470,10 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
                       for w in s.words],
         } for s in transcript.segments],
         "cues": [{"start": c.start, "end": c.end, "lines": list(c.lines)} for c in cues],
+        # Where the VAD heard speech (what the cues are timed on); null when it did not run.
+        "speech": (None if transcript.speech is None else
+                   [{"start": r.start / 1000, "end": r.end / 1000}
+                    for r in transcript.speech.regions]),
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 

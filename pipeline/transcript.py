@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .speech import Speech
+
 
 @dataclasses.dataclass(frozen=True)
 class Word:
@@ -32,6 +34,8 @@ class Transcript:
     segments: tuple[Segment, ...]
     model: str = ""               # short model name, for the JSON output
     suspect: tuple[str, ...] = () # what the hallucination guard flagged (empty when clean)
+    # Where the VAD heard speech (cues start and end on it); None when the VAD did not run.
+    speech: Speech | None = None
 
     @property
     def words(self) -> list[Word]:

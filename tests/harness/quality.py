@@ -3,7 +3,7 @@
 Only the tests and the benchmarks judge output this way, so these live in the harness rather
 than in the product (`scribewatch.pipeline` writes subtitles; it never reads them back).
 
-    from tests.harness.quality import parse_srt, check_readability, word_error_rate
+    from tests.harness.quality import parse_srt, check_readability, word_error_rate, cue_timing
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from scribewatch.pipeline.subtitles import Cue, _timestamp
 # -- checks -----------------------------------------------------------------------------------
 # Half a millisecond: SRT's resolution, so a limit met exactly is not reported.
 _SLACK = 0.0005
+# The least gap between two cues: two frames at 24 fps (Netflix's minimum "regardless of frame
+# rate"), less SRT's half millisecond.
+_MIN_GAP = 2 / 24 - _SLACK
 # Two lines are unbalanced when the shorter is under this share of the longer, unless the
 # break is at punctuation (a sentence or clause ends there: readers take that as a unit).
 _BALANCE_SHARE = 1 / 3
@@ -68,6 +71,9 @@ def check_readability(cues: Sequence[Cue], max_line_chars: int = 42, max_lines: 
             elif cue.start < previous.end:
                 problems.append(f"{where}: overlaps cue {number - 1} by "
                                 f"{previous.end - cue.start:.3f} s")
+            elif cue.start - previous.end < _MIN_GAP:
+                problems.append(f"{where}: {(cue.start - previous.end) * 1000:.0f} ms after "
+                                f"cue {number - 1} (min 2 frames, 83 ms)")
         previous = cue
     return problems
 
@@ -102,6 +108,24 @@ def check_srt_text(text: str, **limits) -> list[str]:
     if text.strip() and not text.replace("\r\n", "\n").endswith("\n\n"):
         problems.append("the file does not end with a blank line after its last cue")
     return problems
+
+
+# -- timing against known speech ---------------------------------------------------------------
+def cue_timing(cues: Sequence[Cue], spans: Sequence[tuple[float, float]]
+               ) -> list[tuple[float | None, float | None]]:
+    """(start error, end error) in seconds of each sentence, from its (onset, offset) on the
+    cues' clock: its first cue's start − onset and its last cue's end − offset (None: no cue).
+
+    A cue belongs to the sentence whose speech it starts in or just before: from halfway through
+    the silence before the sentence to the sentence's offset (sentences apart by silences).
+    """
+    errors = []
+    for index, (onset, offset) in enumerate(spans):
+        since = (spans[index - 1][1] + onset) / 2 if index else -float("inf")
+        own = [c for c in cues if since <= c.start < offset]
+        errors.append((round(own[0].start - onset, 3), round(own[-1].end - offset, 3))
+                      if own else (None, None))
+    return errors
 
 
 # -- parsing ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from scribewatch.pipeline import config, stages
 from scribewatch.pipeline.prefetch import Prefetcher
 from scribewatch.pipeline.runner import JobHooks, Runner, model_from_config, options_from_config
+from scribewatch.pipeline.speech import detect
 from scribewatch.pipeline.store import JobStore
 from tests.harness import JFK_TEXT, wait_for
 from tests.harness import media as gen
@@ -32,7 +33,8 @@ def test_vad_done_ahead_gives_the_same_transcript(runner, media):
     jfk = gen.load_speech(media / "jfk.flac")
     quiet = np.zeros(4 * stages.SAMPLE_RATE, np.float32)
     audio = np.concatenate([quiet, jfk, quiet, quiet, jfk])
-    chunks = stages.speech_chunks(audio)
+    speech = detect(audio)
+    chunks = speech.whisper_chunks()
     assert len(chunks) >= 2 and chunks[0]["start"] >= 3 * stages.SAMPLE_RATE
     # Temperature 0 only: faster-whisper's fallback temperatures sample at random, so two runs
     # of the very same call may differ; without them the comparison is exact.
@@ -46,10 +48,11 @@ def test_vad_done_ahead_gives_the_same_transcript(runner, media):
         ahead = [(s.start, s.end, s.text, [(w.start, w.end, w.word) for w in s.words])
                  for s in segments]
         # And through the stage, as the daemon calls it.
-        transcript = stages.transcribe(model, audio, runner.options, chunks=chunks)
+        transcript = stages.transcribe(model, audio, runner.options, speech=speech)
     assert ahead == plain
     assert plain[0][0] > 3.5                  # in the file's time, not the cut audio's
     assert transcript.words[0].start > 3.5 and "country" in transcript.text
+    assert transcript.speech is speech               # carried on to time the cues
 
 
 def _job(store: JobStore, path):
@@ -71,7 +74,7 @@ def test_the_next_file_is_prepared_ahead_and_the_job_stays_queued(tmp_path, medi
         got = prefetcher.take(claimed)
         assert got is not None and got.job_id == job.id
         assert abs(len(got.audio) / stages.SAMPLE_RATE - got.probe.duration) < 0.1
-        assert got.speech_chunks and got.spans["probe"][0] <= got.spans["decode"][1]
+        assert got.speech and got.speech.regions and got.spans["probe"][0] <= got.spans["decode"][1]
         assert prefetcher.take(claimed) is None              # handed out once, memory freed
     finally:
         prefetcher.stop()

@@ -9,6 +9,7 @@ import pytest
 
 from scribewatch.pipeline.guards import check_transcript
 from scribewatch.pipeline.subtitles import (
+    MIN_GAP_MS,
     RENDERERS,
     Cue,
     build_cues,
@@ -171,7 +172,9 @@ def test_cues_never_overlap_even_when_words_do():
     cues = build_cues(words)
     assert_well_formed(cues, words)
     assert cue_texts(cues)[0] == "The meeting is over."
-    assert cues[0].end == cues[1].start == words[4].start
+    # The next cue starts on its word; this one ends two frames before it (MIN_GAP_MS).
+    assert cues[1].start == words[4].start
+    assert round((cues[1].start - cues[0].end) * 1000) == MIN_GAP_MS
 
 
 def test_words_out_of_order_still_give_ordered_cues():
@@ -204,8 +207,10 @@ def test_fast_speech_stays_on_screen_into_the_silence_for_reading():
     cues = build_cues(words)
     assert_well_formed(cues, words)
     assert cue_texts(cues) == ["This sentence is spoken far too quickly.", "Then a calm one."]
-    assert (cues[0].start, cues[0].end) == (0.0, 2.0)     # 40 / 20 per second: no longer
-    assert reading_speed(cues[0]) == pytest.approx(20.0)
+    # 40 / 20 per second needs 2.0 s; the 0.2 s left before the next cue is under half a second,
+    # so the cue is chained to it: on until two frames before the next one.
+    assert (cues[0].start, cues[0].end) == (0.0, 2.2 - MIN_GAP_MS / 1000)
+    assert reading_speed(cues[0]) <= 20.0
 
 
 def test_too_little_silence_moves_the_cut_instead_of_rushing_the_reader():
