@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # Failures of the upload itself: the client sent something we cannot use; a 5xx makes Bazarr
 # and the OpenAI SDK send the same bytes again for nothing.
 _CLIENT_REASONS = {"empty_file", "not_media", "corrupt_container", "no_audio_stream",
-                   "decode_error", "vanished"}
+                   "decode_error", "timestamp_jump", "vanished"}
 
 
 def http_status(reason: str) -> int:

@@ -78,6 +78,9 @@ FAILURES: tuple[Reason, ...] = (
            "an audio stream with no codec (an overwritten header, or a codec FFmpeg lacks), an "
            "impossible sample rate, most packets damaged, over 24 h of audio. A few damaged "
            "packets are skipped and the rest kept"),
+    Reason("timestamp_jump", "decode", False, "the audio's timestamps leap over 30 minutes "
+           "ahead (or it starts that late): a broken mux, not a dropout. Shorter holes become "
+           "silence, so that cues stay on the player's clock"),
     Reason("model_load_failed", "transcribe", True,
            "the model could not be (re)loaded for this job"),
     Reason("transcribe_error", "transcribe", True, "faster-whisper failed (e.g. out of memory)"),

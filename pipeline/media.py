@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import numpy as np
 
 from .errors import SkipJob, StageError
 from .languages import to_iso639_1
+from .timeline import Placement, Timeline
 from .tracks import AudioTrack, SubtitleTrack, audio_track
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 
@@ -256,11 +260,25 @@ _PACKET_BYTES_PER_FILE_BYTE = 4
 
 def decode(path: Path, stream_index: int | None = None) -> np.ndarray:
     """The audio stream `stream_index` (the container's index; None: the first decodable one)
-    as 16 kHz mono float32, what Whisper takes.
+    as 16 kHz mono float32, what Whisper takes, on the player's clock: sample i is at
+    i / 16000 s from the container's start (`decode_placed` says where the audio went).
 
     Damaged packets are skipped and the rest is kept, as players do; audio mostly or wholly
-    damaged is a `decode_error`. A stream that is simply empty is skipped as `no_speech`.
+    damaged is a `decode_error`, timestamps leaping hours a `timestamp_jump`. A stream that is
+    simply empty is skipped as `no_speech`.
     """
+    return decode_placed(path, stream_index).audio
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedAudio:
+    audio: np.ndarray          # 16 kHz mono float32 on the player's clock
+    placement: Placement       # where it started, the holes filled, what overlapped
+
+
+def decode_placed(path: Path, stream_index: int | None = None) -> DecodedAudio:
+    """`decode`, and where the audio was placed on the player's clock (logged when it was not
+    simply 0 onwards)."""
     import av
 
     try:
@@ -286,7 +304,9 @@ def decode(path: Path, stream_index: int | None = None) -> np.ndarray:
             raise StageError("decode_error", f"{path}: no audio decodes "
                                              f"({out.claimed:.1f}s claimed)")
         raise SkipJob("no_speech", f"{path}: no speech found (the audio stream is empty)")
-    return out.audio
+    if moved := out.placement.describe():
+        log.info("%s: audio placed on the player's clock: %s", path, moved)
+    return DecodedAudio(out.audio, out.placement)
 
 
 @dataclasses.dataclass
@@ -296,49 +316,51 @@ class _Decoded:
     damaged: int = 0            # packets that did not, or a demuxer that stopped on damage
     first_damage: str = ""      # FFmpeg's words about the first of them
     claimed: float | None = None   # seconds the container says it holds
+    placement: Placement = Placement()
 
 
 def _decode_audio(path: Path, size: int, stream_index: int | None = None) -> _Decoded:
     """faster_whisper.decode_audio's result (s16 resampling, then scaled to float), without the
     full `gc.collect()` it ends with: that holds the GIL for tens of milliseconds on a loaded
     machine, and every /metrics answer waits behind it. Packet by packet, so that one damaged
-    packet costs that packet, not the rest of the file (`container.decode` stops at the first)."""
+    packet costs that packet, not the rest of the file (`container.decode` stops at the first).
+    Each frame is placed by its presentation time (`timeline.Timeline`), not counted from 0."""
     import av
 
     out = _Decoded(np.zeros(0, dtype=np.float32))
-    chunks: list[np.ndarray] = []
-    samples = 0
     resampler, source = None, None
+    timeline: Timeline | None = None
 
     def damaged(err: BaseException) -> None:
         out.damaged += 1
         out.first_damage = out.first_damage or _describe(err)
 
     def resampled(frame) -> None:
-        nonlocal resampler, source, samples
+        nonlocal resampler, source
         if frame is not None:
             if frame.sample_rate < MIN_SAMPLE_RATE:
                 raise StageError("decode_error", f"{path}: implausible sample rate "
                                                  f"{frame.sample_rate} Hz (a damaged header)")
+            at = timeline.place(_presentation_time(frame, stream),
+                                frame.samples / frame.sample_rate)
             shape = (frame.format.name, frame.layout.name, frame.sample_rate)
-            if shape != source:
+            if shape != source or at is not None:
                 # PyAV's resampler refuses a frame unlike its first, and streams do change:
-                # TV recordings switch stereo ↔ 5.1, joined MP3s change rate. Flush, start anew.
+                # TV recordings switch stereo ↔ 5.1, joined MP3s change rate. And the audio
+                # before a hole or an overlap goes where it belongs, its resampler's tail too.
+                # Flush, start anew.
                 if resampler is not None:
                     resampled(None)
+                if at is not None:
+                    timeline.seek(at)
                 resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono",
                                                               rate=SAMPLE_RATE)
                 source = shape
-            frame.pts = None    # resampled as one stream, whatever the timestamps say
+            frame.pts = None    # resampled as one run; the timeline placed it
         elif resampler is None:
             return
         for resampled_frame in resampler.resample(frame):
-            chunk = resampled_frame.to_ndarray()
-            chunks.append(chunk)
-            samples += chunk.size
-        if samples > MAX_AUDIO_SECONDS * SAMPLE_RATE:
-            raise StageError("decode_error", f"{path}: over {MAX_AUDIO_SECONDS // 3600} h of "
-                                             "audio (a damaged header or index)")
+            timeline.write(resampled_frame.to_ndarray().reshape(-1))
 
     container = open_container(path)
     try:
@@ -350,6 +372,10 @@ def _decode_audio(path: Path, size: int, stream_index: int | None = None) -> _De
             raise StageError("decode_error", f"{path}: no decoder for the audio stream "
                                              "(a damaged header, or a codec FFmpeg lacks)")
         out.claimed = _claimed_seconds(container, stream)
+        # The player's clock starts at the container's start (AV_TIME_BASE, microseconds):
+        # mpv's default --rebase-start-time, and what the other players show.
+        origin = container.start_time / 1_000_000 if container.start_time is not None else None
+        timeline = Timeline(origin, SAMPLE_RATE, str(path), MAX_AUDIO_SECONDS * SAMPLE_RATE)
         budget = _PACKET_BYTES_PER_FILE_BYTE * size + (1 << 20)
         packets = container.demux(stream)
         while True:
@@ -387,6 +413,15 @@ def _decode_audio(path: Path, size: int, stream_index: int | None = None) -> _De
         resampled(None)         # flush
     finally:
         _close(container)
-    if chunks:
-        out.audio = np.concatenate(chunks, axis=None).astype(np.float32) / 32768.0
+    out.audio = timeline.audio()
+    out.placement = timeline.placement()
     return out
+
+
+def _presentation_time(frame, stream) -> float | None:
+    """The frame's presentation time in seconds (pts × time base; FFmpeg already applied MP4
+    edit lists, AAC priming and Opus pre-skip to it), None when it has none."""
+    if frame.pts is None:
+        return None
+    unit = frame.time_base or stream.time_base
+    return float(frame.pts * unit) if unit else None

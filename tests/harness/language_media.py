@@ -7,8 +7,9 @@ bench/language.py), never downloaded.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+
+from tests.harness.media import ffmpeg
 
 GERMAN_FROM = 30.5
 
@@ -18,10 +19,6 @@ GERMAN_FROM = 30.5
 TRANSLATION_WORDS = ("software", "right", "distribute", "sell")
 # German words of the same half's transcript.
 GERMAN_WORDS = ("Software", "Recht", "verwenden")
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, timeout=120)
 
 
 def halves(media: Path, out: Path) -> tuple[Path, Path]:

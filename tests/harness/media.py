@@ -7,6 +7,7 @@ benchmarks' speech corpus (clips, reference texts, long concatenations) is in be
 
 from __future__ import annotations
 
+import subprocess
 import time
 import wave
 from pathlib import Path
@@ -24,6 +25,11 @@ def load_speech(path: Path, seconds: float | None = None) -> np.ndarray:
 
     audio = decode(path)
     return audio[: int(seconds * RATE)] if seconds else audio
+
+
+def ffmpeg(*args: str) -> None:
+    """The ffmpeg command line, quiet, overwriting its output (`require_binary` first)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True, timeout=120)
 
 
 def write_wav(path: Path, audio: np.ndarray) -> Path:

@@ -31,7 +31,8 @@ from tests.harness import media as gen
 SEED = 11
 CLIP_SECONDS = 3.0
 # What damaged media may fail as: all about the file, none retried (a retry reads the same bytes).
-MEDIA_FAILURES = {"empty_file", "not_media", "corrupt_container", "no_audio_stream", "decode_error"}
+MEDIA_FAILURES = {"empty_file", "not_media", "corrupt_container", "no_audio_stream", "decode_error",
+                  "timestamp_jump"}
 MEDIA_SKIPS = {"no_speech"}
 
 # name -> (codec, stream sample rate); None: PCM through the wave module.

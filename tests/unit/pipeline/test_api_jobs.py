@@ -162,6 +162,25 @@ def test_media_inside_a_form_is_decoded_from_its_part(tmp_path, media):
         load_audio(ApiRequest(str(path), 0, 7, raw_pcm=False))
 
 
+def test_uploads_are_on_the_players_clock(tmp_path):
+    """An uploaded file goes through the same decode as a watched one: an MKV whose audio
+    starts 3.5 s after its picture is heard from 3.5 s (tests/unit/pipeline/test_timeline.py has
+    the rules). Raw PCM has no timestamps: its first sample is at 0 s."""
+    from tests.harness import containers
+
+    times = [0.5, 1.5]
+    signal = containers.bursts(times, 2.0)
+    clock = containers.mkv_late(signal, tmp_path / "late.mkv", 3.5)
+    size = clock.path.stat().st_size
+    audio = load_audio(ApiRequest(str(clock.path), 0, size, raw_pcm=False))
+    assert [round(t, 3) for t in containers.onsets(audio)] == [4.0, 5.0]
+    raw = tmp_path / "raw"
+    raw.write_bytes(pcm_s16le(signal))
+    audio = load_audio(ApiRequest(str(raw), 0, raw.stat().st_size, raw_pcm=True))
+    assert len(audio) == len(signal)
+    assert [round(t, 3) for t in containers.onsets(audio)] == times
+
+
 def test_every_output_format_renders(real_speech):
     transcript = real_speech["jfk.flac"]
     bodies = {fmt: render(transcript, fmt, words=True)
