@@ -66,8 +66,12 @@ MID_PHRASE_COST = 10.0
 WORD_SPLIT_COST = 40.0
 # Ending a cue mid-phrase on "the", "of", "and"...: worse than any other mid-phrase cut.
 FUNCTION_WORD_BREAK_COST = 5.0
-# Spanning a pause (> pause_seconds): only to keep a cue readable, so dearer than any break.
+# Spanning a pause (> pause_seconds): only to keep a cue readable, so dearer than any break;
+# and more so the longer the pause beyond pause_seconds (per second, as much as a second of
+# reading time lacked): text on screen through seconds of silence, shown long before it is
+# spoken, misleads more than a cue a little too fast to read.
 PAUSE_SPAN_COST = 30.0
+PAUSE_SPAN_COST_PER_SECOND = 100.0
 # A cue too fast to read (over max_cps) or too short (under min_seconds) even when lengthened
 # to the next cue's start: dearer than everything above, and more so the more time it lacks
 # (per second), so when speech is too dense for any readable cut, the least bad one wins.
@@ -170,10 +174,11 @@ def _own_region(token: _Token, regions: Sequence[SpeechRegion],
     Whisper put in a silence, the region just before it when that one is not the previous
     word's (a late word), else the next one within SNAP_MS (an early word)."""
     best, overlap = None, 0
+    end = max(token.end, token.start + 1)   # a zero-length word is in the region it is in
     for region in regions:
-        if region.start >= token.end:
+        if region.start >= end:
             break
-        shared = min(region.end, token.end) - max(region.start, token.start)
+        shared = min(region.end, end) - max(region.start, token.start)
         if shared > overlap:
             best, overlap = region, shared
     if best is not None:
@@ -300,13 +305,14 @@ def _cut(tokens: Sequence[_Token], limits: _Limits) -> list[tuple[int, int]]:
     back = [0] * (n + 1)
     for first in range(n):
         lines, width = 1, len(tokens[first].text)
-        chars, last_end, pauses = width, tokens[first].end, 0
+        chars, last_end, spanned = width, tokens[first].end, 0.0
         start = tokens[first].start
         for end in range(first + 1, n + 1):
             if end > first + 1:             # extend the cue by tokens[end - 1]
                 token = tokens[end - 1]
                 if token.start - last_end > limits.pause_ms:
-                    pauses += 1
+                    spanned += PAUSE_SPAN_COST + PAUSE_SPAN_COST_PER_SECOND * (
+                        token.start - last_end - limits.pause_ms) / 1000
                 last_end = max(last_end, token.end)
                 step = len(token.text) + (0 if token.glued else 1)
                 if width + step <= limits.max_line_chars:
@@ -318,7 +324,7 @@ def _cut(tokens: Sequence[_Token], limits: _Limits) -> list[tuple[int, int]]:
                     break
             fill = min(1.0, max(chars / capacity, (last_end - start) / limits.max_ms))
             cost = (best[first] + CUE_COST + UNDERFILL_WEIGHT * (1.0 - fill) ** 2
-                    + PAUSE_SPAN_COST * pauses + _break_cost(tokens, end, last_end, fill, limits)
+                    + spanned + _break_cost(tokens, end, last_end, fill, limits)
                     + _unreadable_cost(tokens, start, end, chars, limits))
             if cost < best[end]:
                 best[end], back[end] = cost, first

@@ -72,7 +72,7 @@ def speech_span(audio: np.ndarray) -> tuple[float, float]:
     floor = np.percentile(rms[rms > 0], 5)
     threshold = max(rms.max() * 10 ** (-DYNAMIC_RANGE_DB / 20), FLOOR_FACTOR * floor)
     loud = np.nonzero(rms > threshold)[0]
-    return loud[0] / 100, (loud[-1] + 1) / 100
+    return float(loud[0]) / 100, float(loud[-1] + 1) / 100
 
 
 def timed_speech(count: int, seed: int = 0,

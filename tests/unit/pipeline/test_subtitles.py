@@ -8,6 +8,7 @@ import math
 import pytest
 
 from scribewatch.pipeline.guards import check_transcript
+from scribewatch.pipeline.speech import SpeechRegion
 from scribewatch.pipeline.subtitles import (
     MIN_GAP_MS,
     RENDERERS,
@@ -377,3 +378,103 @@ def test_real_long_stream_is_readable(real_speech):
     # tiny.en's invented loop at the end ("the rest of the rest") varies from run to run.
     at_punctuation = sum(c.text[-1] in ".,;:?!" for c in cues)
     assert at_punctuation >= 0.7 * len(cues), cue_texts(cues)
+
+
+# -- timing to the speech (VAD regions) and between cues --------------------------------------
+def test_cues_start_and_end_on_the_speech_whether_whisper_is_early_or_late():
+    # Speech at 0.9-2.6 s and 4.0-6.3 s. Whisper puts the first sentence 0.1 s late and ends it
+    # 0.08 s early; it puts the second 0.5 s early, in the silence before it.
+    words = make_words("The meeting is over.", start=1.0) + make_words(
+        "Please remember to send your notes.", start=3.5)
+    speech = [SpeechRegion(900, 2600), SpeechRegion(4000, 6300)]
+    assert build_cues(words, speech=speech) == [
+        Cue(0.9, 2.6, ("The meeting is over.",)),
+        Cue(4.0, 6.3, ("Please remember to send your notes.",))]
+    # speech=None: Whisper's times alone, as before (what bench/timing.py calls "before").
+    assert [c.start for c in build_cues(words)] == [1.0, 3.5]
+
+
+def test_a_cue_cut_inside_a_stretch_of_speech_starts_on_its_word():
+    words = make_words("The meeting is over. Please remember to send your notes to the whole "
+                       "team before Friday afternoon.", start=0.2)
+    cues = build_cues(words, speech=[SpeechRegion(100, 7000)])   # no pause anywhere
+    assert cue_texts(cues)[0] == "The meeting is over."
+    assert cues[0].start == 0.1                                    # the speech's onset
+    assert cues[1].start == words[4].start                         # mid-speech: the word's time
+
+
+def test_a_word_whisper_put_in_the_silence_after_it_goes_back_to_its_speech():
+    # tiny.en, for real: "distribute." as a zero-length word 0.9 s after its speech ended; left
+    # there, it opens the next sentence's cue.
+    words = [Word(1.0, 1.3, " publish"), Word(2.4, 2.4, " distribute"),
+             Word(2.9, 3.2, " permission"), Word(3.2, 3.6, " granted")]
+    speech = [SpeechRegion(900, 1300), SpeechRegion(1450, 2000), SpeechRegion(2800, 3700)]
+    assert cue_texts(build_cues(words)) == ["publish", "distribute permission granted"]
+    cues = build_cues(words, speech=speech)
+    assert cue_texts(cues) == ["publish distribute", "permission granted"]
+    assert (cues[1].start, cues[1].end) == (2.8, 3.7)
+    assert cues[0].end >= 2.0 - 0.1
+
+
+def test_consecutive_cues_are_two_frames_apart_and_short_gaps_are_chained():
+    def first_end(gap_seconds):
+        # 49 and 53 characters: too many for one cue. The first sentence's words end at 3.92 s.
+        words = make_words("The meeting is over and everyone may now go home.") + make_words(
+            "Please remember to send your notes to the whole team.", start=3.92 + gap_seconds)
+        cues = build_cues(words)
+        assert len(cues) == 2 and check_readability(cues) == []
+        return cues[0].end, cues[1].start
+
+    # Touching: two frames apart (84 ms: 2 frames at 23.976, 24 and 25 fps), the second cue on
+    # its word.
+    end, start = first_end(0.0)
+    assert (end, start) == (3.92 - MIN_GAP_MS / 1000, 3.92)
+    # A gap under half a second (12 frames at 24 fps) is closed to exactly two frames.
+    end, start = first_end(0.3)
+    assert round((start - end) * 1000) == MIN_GAP_MS
+    # Over half a second: left alone (the cue ends with its words, read in time).
+    end, start = first_end(0.9)
+    assert (end, start) == (3.92, 4.82)
+
+
+def test_the_two_frame_gap_wins_over_the_speech_end_by_under_a_tenth():
+    # The next stretch of speech starts 20 ms after this one ends: the first cue ends two frames
+    # before the second starts, 64 ms before its speech's end (the bound is 100 ms).
+    words = make_words("The meeting is over and everyone may now go home.") + make_words(
+        "Please remember to send your notes to the whole team.", start=4.1)
+    cues = build_cues(words, speech=[SpeechRegion(0, 4000), SpeechRegion(4020, 8000)])
+    assert cues[1].start == 4.02
+    assert round(cues[0].end * 1000) == 4020 - MIN_GAP_MS >= 4000 - 100
+
+
+def test_the_readability_checker_wants_two_frames_between_cues():
+    touching = [Cue(0.0, 1.0, ("One cue here.",)), Cue(1.05, 2.05, ("And the next.",))]
+    assert check_readability(touching) == ["cue 2 (00:00:01,050): 50 ms after cue 1 "
+                                           "(min 2 frames, 83 ms)"]
+    apart = [touching[0], Cue(1.084, 2.084, ("And the next.",))]
+    assert check_readability(apart) == []
+
+
+def test_real_speech_cues_start_on_the_sentences(model_dir):
+    """Three sentences of real speech after silences, onsets measured from the signal's energy
+    (tests/harness/timed_speech.py), through the transcribe stage (VAD, pinned decode) and the
+    cues the write stage makes."""
+    from faster_whisper import WhisperModel
+
+    from scribewatch.pipeline import stages
+    from tests.harness.quality import cue_timing
+    from tests.harness.timed_speech import timed_speech
+
+    corpus = timed_speech(3, seed=2)
+    model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2)
+    transcript = stages.transcribe(model, corpus.audio, stages.TranscribeOptions(
+        language="en", temperature=0.0))
+    assert transcript.speech is not None
+    cues = stages.cues(transcript)
+    assert check_readability(cues) == []
+    errors = cue_timing(cues, [(s.onset, s.offset) for s in corpus.sentences])
+    starts = [start for start, _ in errors]
+    assert all(-0.2 <= start <= 0.15 for start in starts), errors
+    assert sorted(abs(s) for s in starts)[1] <= 0.1, errors               # the median
+    assert all(end >= -0.1 for _, end in errors), errors
+    assert word_error_rate(corpus.text, transcript.text) < 0.1
