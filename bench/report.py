@@ -70,6 +70,23 @@ def _variants(m: dict) -> str:
     return "; ".join(parts) or "not run (`--no-variant`)"
 
 
+def _timing(m: dict, side: str) -> str:
+    worst = m[f"worst_{side}"]
+    return (f"median |error| ≤ {worst['start_error_median_abs_seconds']:.3f} s, p95 ≤ "
+            f"{worst['start_error_p95_abs_seconds']:.3f} s, latest "
+            f"{worst['start_error_latest_seconds']:+.3f} s, ends ≥ "
+            f"{worst['end_error_earliest_seconds']:+.3f} s")
+
+
+def _timing_per_container(m: dict) -> str:
+    return "; ".join(
+        f"{name} {f['before']['start_error_median_abs_seconds']:.3f} → "
+        f"**{f['after']['start_error_median_abs_seconds']:.3f}** / "
+        f"{f['before']['start_error_p95_abs_seconds']:.3f} → "
+        f"**{f['after']['start_error_p95_abs_seconds']:.3f}**"
+        for name, f in m["containers"].items())
+
+
 ROWS = (
     Row("throughput", lambda t: f"daemon ÷ bare sequential ≥ {t['ratio_min']} (audio s per wall s)",
         lambda m: (f"**{m['ratio']:.2f}×** (median of rounds "
@@ -187,6 +204,33 @@ ROWS = (
                    f"{m['baseline_seconds_per_file']['mean']:.2f} s; decided by tag "
                    f"{m['seconds_per_file_decided_by_tag']['p50']:.3f} s, by vote "
                    f"{m['seconds_per_file_decided_by_vote']['p50']:.2f} s (p50)")),
+    Row("timing", lambda t: (f"cue starts on real speech: median |error| ≤ "
+                             f"{t['start_error_median_abs_seconds_max']:g} s"),
+        lambda m: (f"**{m['worst_after']['start_error_median_abs_seconds']:.3f} s** "
+                   f"(worst container)"),
+        lambda m, t: (m["worst_after"]["start_error_median_abs_seconds"]
+                      <= t["start_error_median_abs_seconds_max"]), "start_median"),
+    Row("timing", lambda t: f"p95 |error| ≤ {t['start_error_p95_abs_seconds_max']:g} s",
+        lambda m: f"**{m['worst_after']['start_error_p95_abs_seconds']:.3f} s**",
+        lambda m, t: (m["worst_after"]["start_error_p95_abs_seconds"]
+                      <= t["start_error_p95_abs_seconds_max"]), "start_p95"),
+    Row("timing", lambda t: f"no cue starts > {t['start_late_seconds_max']:g} s after its speech",
+        lambda m: f"latest **{m['worst_after']['start_error_latest_seconds']:+.3f} s**",
+        lambda m, t: m["worst_after"]["start_error_latest_seconds"] <= t["start_late_seconds_max"],
+        "start_late"),
+    Row("timing", lambda t: (f"no cue ends before its speech's end "
+                             f"{t['end_error_seconds_min']:+g} s"),
+        lambda m: f"earliest **{m['worst_after']['end_error_earliest_seconds']:+.3f} s**",
+        lambda m, t: m["worst_after"]["end_error_earliest_seconds"] >= t["end_error_seconds_min"],
+        "end"),
+    Row("timing", lambda t: (f"WER within ±{t['wer_delta_points_max']:g} points of "
+                             f"faster-whisper's own VAD path"),
+        lambda m: f"**{m['wer_delta_points_max']:+.2f} points** at most",
+        lambda m, t: m["wer_delta_points_max"] <= t["wer_delta_points_max"], "wer"),
+    Row("timing", lambda t: "before (Whisper's word times alone, no target)",
+        lambda m: _timing(m, "before")),
+    Row("timing", lambda t: "start median / p95 |error| per container, before → after (s)",
+        _timing_per_container),
     Row("soak", lambda t: (f"RSS growth job {t['early_job']} → {t['jobs']} < "
                            f"{t['rss_growth_job50_to_job500_percent_max']:g} %"),
         lambda m: (f"{m['rss_after_job_early_mib']:.1f} → {m['rss_after_last_job_mib']:.1f} MiB "

@@ -18,8 +18,8 @@ import time
 from bench import common
 
 # Cheap and quiet first; the long ones (throughput, scan's first start) last.
-BENCHMARKS = ("overhead", "latency", "scrape", "soak", "scan", "language", "throughput",
-              "api_latency")
+BENCHMARKS = ("overhead", "latency", "scrape", "soak", "scan", "language", "timing",
+              "throughput", "api_latency")
 
 
 def main() -> int:
