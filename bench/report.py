@@ -72,7 +72,7 @@ def _variants(m: dict) -> str:
 
 def _timing(m: dict, side: str) -> str:
     worst = m[f"worst_{side}"]
-    return (f"median |error| ≤ {worst['start_error_median_abs_seconds']:.3f} s, p95 ≤ "
+    return (f"median absolute error ≤ {worst['start_error_median_abs_seconds']:.3f} s, p95 ≤ "
             f"{worst['start_error_p95_abs_seconds']:.3f} s, latest "
             f"{worst['start_error_latest_seconds']:+.3f} s, ends ≥ "
             f"{worst['end_error_earliest_seconds']:+.3f} s")
@@ -204,13 +204,13 @@ ROWS = (
                    f"{m['baseline_seconds_per_file']['mean']:.2f} s; decided by tag "
                    f"{m['seconds_per_file_decided_by_tag']['p50']:.3f} s, by vote "
                    f"{m['seconds_per_file_decided_by_vote']['p50']:.2f} s (p50)")),
-    Row("timing", lambda t: (f"cue starts on real speech: median |error| ≤ "
+    Row("timing", lambda t: (f"cue starts on real speech: median absolute error ≤ "
                              f"{t['start_error_median_abs_seconds_max']:g} s"),
         lambda m: (f"**{m['worst_after']['start_error_median_abs_seconds']:.3f} s** "
                    f"(worst container)"),
         lambda m, t: (m["worst_after"]["start_error_median_abs_seconds"]
                       <= t["start_error_median_abs_seconds_max"]), "start_median"),
-    Row("timing", lambda t: f"p95 |error| ≤ {t['start_error_p95_abs_seconds_max']:g} s",
+    Row("timing", lambda t: f"p95 absolute error ≤ {t['start_error_p95_abs_seconds_max']:g} s",
         lambda m: f"**{m['worst_after']['start_error_p95_abs_seconds']:.3f} s**",
         lambda m, t: (m["worst_after"]["start_error_p95_abs_seconds"]
                       <= t["start_error_p95_abs_seconds_max"]), "start_p95"),
@@ -229,7 +229,7 @@ ROWS = (
         lambda m, t: m["wer_delta_points_max"] <= t["wer_delta_points_max"], "wer"),
     Row("timing", lambda t: "before (Whisper's word times alone, no target)",
         lambda m: _timing(m, "before")),
-    Row("timing", lambda t: "start median / p95 |error| per container, before → after (s)",
+    Row("timing", lambda t: "start median / p95 absolute error per container, before → after (s)",
         _timing_per_container),
     Row("soak", lambda t: (f"RSS growth job {t['early_job']} → {t['jobs']} < "
                            f"{t['rss_growth_job50_to_job500_percent_max']:g} %"),
