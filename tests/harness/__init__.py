@@ -3,7 +3,8 @@
     from tests.harness import REPO, SHARED_MEDIA, wait_for, free_port, require_binary
 
 `tests.harness.daemon` runs the real daemon as a subprocess (for tests and for benchmarks),
-`tests.harness.media` writes media from the shared real speech, `tests.harness.quality` reads
+`tests.harness.media` writes media from the shared real speech (`timed_speech`: sentences
+with onsets known without Whisper), `tests.harness.quality` reads
 subtitles back and scores them, `tests.harness.stack` runs real Prometheus and Alertmanager on
 loopback (configs from `stack_config`, alerts caught by `webhook`), `status` is a controllable
 StatusSource and `dashboards` reads the Grafana dashboards.
