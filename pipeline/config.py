@@ -199,6 +199,10 @@ class Config:
         True, "Skip files that already have a subtitle for the target language beside them.")
     skip_embedded_subtitles: bool = setting(
         True, "Skip containers that carry a subtitle stream in the target language.")
+    skip_same_stem: bool = setting(
+        True, "Of media files with the same name but the extension in one folder (`Movie.mkv`, "
+        "`Movie.mp4`), transcribe one: they would write the same `Movie.en.srt`, which media "
+        "servers show with each. Off: each is transcribed, the last one's subtitle stays.")
     log_level: str = setting(
         "info", "debug, info, warning or error.", choices=("debug", "info", "warning", "error"))
     tls_cert_file: str | None = setting(None, "TLS certificate for the HTTP server (PEM).")
