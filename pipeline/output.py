@@ -7,6 +7,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Callable
 
 from .languages import codes_for
 
@@ -53,11 +54,12 @@ def _same_stem_rank(name: str) -> tuple[int, str]:
     return rank, name
 
 
-def same_stem_media(source: Path, extensions) -> list[Path]:
-    """The media files (`extensions`, lower-case) in `source`'s folder with its stem, compared
-    without case as subtitles are, `source` included: the one to subtitle first."""
+def same_stem_media(source: Path, wanted_name: Callable[[str], bool]) -> list[Path]:
+    """The files `wanted_name` takes (the watcher's filter: media, not ignored) in `source`'s
+    folder with its stem, compared without case as subtitles are, `source` included: the one
+    to subtitle first."""
     names = _listing(source.parent).stems.get(source.stem.lower(), ())
-    found = {n for n in names if n.rsplit(".", 1)[-1].lower() in extensions} | {source.name}
+    found = {n for n in names if wanted_name(n)} | {source.name}
     return [source.parent / n for n in sorted(found, key=_same_stem_rank)]
 
 

@@ -20,6 +20,7 @@ function here under `@rule`. (A stream that decodes to no audio at all is skippe
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .errors import SkipJob
 from .media import ProbeResult
 from .output import find_sidecar, same_stem_media
 from .transcript import Transcript
+from .watcher import FileFilter
 
 BEFORE_READING, PROBED, DECIDED, TRANSCRIBED = ("before_reading", "probed", "decided",
                                                 "transcribed")
@@ -83,13 +85,20 @@ def _existing_subtitle(facts: Facts, language: str) -> SkipJob | None:
 
 
 # -- the rules ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _file_filter(extensions: tuple[str, ...], ignore_globs: tuple[str, ...]) -> FileFilter:
+    return FileFilter(extensions, ignore_globs)   # its globs compiled once, not per file
+
+
 def stem_claimed_by(settings, facts: Facts) -> Path | None:
     """The other media file with this one's stem that gets the subtitle they would share, or
     None when it is this one (or it has no such sibling). The first of them by the fixed
     preference (`output.same_stem_media`) that is not set aside."""
     if not settings.skip_same_stem:
         return None
-    for candidate in same_stem_media(facts.path, settings.include_extensions):
+    # Only files the watcher takes: an ignored `Movie.mkv` never gets a job, nor a subtitle.
+    wanted = _file_filter(settings.include_extensions, settings.ignore_globs).wanted_name
+    for candidate in same_stem_media(facts.path, wanted):
         if candidate == facts.path:
             return None
         if not facts.set_aside(candidate):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scribewatch.pipeline import intake as intake_mod
-from scribewatch.pipeline.config import MEDIA_EXTENSIONS
+from scribewatch.pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
 from scribewatch.pipeline.intake import Intake
 from scribewatch.pipeline.store import JobStore
 
@@ -28,7 +28,8 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setattr(intake_mod, "content_hash", spy)
     queued = []
     settings = types.SimpleNamespace(   # the Config's skip settings
-        skip_existing_subtitles=True, skip_same_stem=True, include_extensions=MEDIA_EXTENSIONS)
+        skip_existing_subtitles=True, skip_same_stem=True, include_extensions=MEDIA_EXTENSIONS,
+        ignore_globs=DEFAULT_IGNORE)
     intake = Intake(store, settings=settings, target_language=lambda path: "en", output_dir=None,
                     on_queued=lambda: queued.append(1))
     yield intake, store, root, hashed, queued

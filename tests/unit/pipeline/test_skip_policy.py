@@ -7,16 +7,18 @@ from pathlib import Path
 import pytest
 
 from scribewatch.pipeline import skip_policy
-from scribewatch.pipeline.config import MEDIA_EXTENSIONS
+from scribewatch.pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
 from scribewatch.pipeline.errors import SkipJob
 from scribewatch.pipeline.media import ProbeResult, probe
 from scribewatch.pipeline.skip_policy import BEFORE_READING, DECIDED, PROBED, TRANSCRIBED, Facts
 from scribewatch.pipeline.transcript import Segment, Transcript
 
 ON = types.SimpleNamespace(skip_existing_subtitles=True, skip_embedded_subtitles=True,
-                           skip_same_stem=True, include_extensions=MEDIA_EXTENSIONS)
+                           skip_same_stem=True, include_extensions=MEDIA_EXTENSIONS,
+                           ignore_globs=DEFAULT_IGNORE)
 OFF = types.SimpleNamespace(skip_existing_subtitles=False, skip_embedded_subtitles=False,
-                            skip_same_stem=False, include_extensions=MEDIA_EXTENSIONS)
+                            skip_same_stem=False, include_extensions=MEDIA_EXTENSIONS,
+                            ignore_globs=DEFAULT_IGNORE)
 
 
 def reason(point, settings, facts):
@@ -156,6 +158,9 @@ def test_other_files_and_other_stems_are_no_siblings(tmp_path):
     (tmp_path / "Movie.webm").write_bytes(b"x")
     assert stem_reason(tmp_path / "Movie.webm") == "same_stem"
     assert stem_reason(tmp_path / "Movie.mkv") is None
+    # A file the watcher ignores never gets a job: it claims nothing.
+    ignoring = types.SimpleNamespace(**{**vars(ON), "ignore_globs": ("*.mkv",)})
+    assert stem_reason(tmp_path / "Movie.webm", ignoring) is None
 
 
 def test_a_chosen_file_set_aside_hands_the_stem_on(tmp_path):
