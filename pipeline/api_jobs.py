@@ -229,7 +229,8 @@ class ApiJobs:
         opts = dataclasses.replace(
             self.options, language=req.language or self.options.language, task=req.task,
             vad=self.options.vad if req.vad_filter is None else req.vad_filter, batch_size=0,
-            initial_prompt=req.prompt, temperature=req.temperature)
+            initial_prompt=req.prompt,
+            temperature=self.options.temperature if req.temperature is None else req.temperature)
 
         def run(safer: bool):
             return stages.transcribe(model, audio, opts, model_name=self.model.name, safer=safer,

@@ -126,6 +126,13 @@ class Config:
         20.0, "Reading speed: at most this many characters per second on screen per cue.",
         minimum=1)
     beam_size: int = setting(5, "Beam size for decoding.", minimum=1)
+    temperature: float | None = setting(
+        None, "Decoding temperature. Unset: Whisper's fallback, temperature 0 and, for a "
+        "window that looks repetitive or unlikely, again at 0.2, 0.4 … 1.0, which samples at "
+        "random (two runs of one file may differ there). A number: that temperature only, in "
+        "the guard's re-run and for API requests that send none too; 0 gives the same words "
+        "for the same audio every time.",
+        minimum=0)
     vad: bool = setting(True, "Silero VAD filter: skips silence and curbs hallucinations.")
     batch_size: int | None = setting(
         None, "Batched inference for long files (e.g. 8); 0 decodes sequentially. `auto`: "
@@ -192,6 +199,10 @@ class Config:
         True, "Skip files that already have a subtitle for the target language beside them.")
     skip_embedded_subtitles: bool = setting(
         True, "Skip containers that carry a subtitle stream in the target language.")
+    skip_same_stem: bool = setting(
+        True, "Of media files with the same name but the extension in one folder (`Movie.mkv`, "
+        "`Movie.mp4`), transcribe one: they would write the same `Movie.en.srt`, which media "
+        "servers show with each. Off: each is transcribed, the last one's subtitle stays.")
     log_level: str = setting(
         "info", "debug, info, warning or error.", choices=("debug", "info", "warning", "error"))
     tls_cert_file: str | None = setting(None, "TLS certificate for the HTTP server (PEM).")
@@ -264,7 +275,8 @@ class Config:
 
 # A field's type says how its values are read (annotations are strings here: `annotations`).
 _KINDS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "dict": "dict",
-          "tuple[str, ...]": "list", "str | None": "optpath", "int | None": "autoint"}
+          "tuple[str, ...]": "list", "str | None": "optpath", "int | None": "autoint",
+          "float | None": "optfloat"}
 
 
 def _schema() -> tuple[Setting, ...]:

@@ -105,6 +105,9 @@ SKIPS: tuple[Reason, ...] = (
            "`language_uncertain_action` is `skip`"),
     Reason("language_mismatch", None, False, "the model transcribes English only (`*.en`) and "
            "the audio track's tag (or a forced language) says another language"),
+    Reason("same_stem", None, False, "another media file in the folder has the same name "
+           "without extension (`Movie.mkv` beside `Movie.mp4`): one subtitle serves both, and "
+           "that one is transcribed (README, \"Same name, two containers\")"),
 )
 
 # Why a job waits without failing: the GPU has no room for it now (free VRAM short before a

@@ -54,6 +54,10 @@ class Intake:
             return False   # tracked, then deferred by take() until the store is back
         if not (latest and latest["size"] == st.st_size and latest["mtime_ns"] == st.st_mtime_ns):
             return False
+        if latest["status"] == "skipped" and latest["reason"] == "same_stem":
+            # The file chosen for the stem may have failed or gone since: asked at each scan,
+            # so this one is taken again then (the rule decides from names and the store).
+            return self._stem_claimed(path, None)
         if latest["status"] == "failed" and latest["reason"] == "unreadable":
             # A chmod does not change the mtime: retry once the file can be read.
             try:
@@ -92,7 +96,7 @@ class Intake:
         if latest is not None and latest.fingerprint == fingerprint:
             if latest.status in ("queued", "running"):
                 return   # already waiting for its turn
-            if fingerprint and latest.size == size:
+            if fingerprint and latest.size == size and latest.reason != "same_stem":
                 self.store.update_stat(latest.id, size, mtime_ns)   # touched only
                 return
         if latest is not None and self._subtitle_exists(path, root, size, mtime_ns, fingerprint,
@@ -109,14 +113,34 @@ class Intake:
         """Skip (recorded and counted) a file the skip policy rules out before reading it."""
         facts = skip_policy.Facts(Path(path), Path(root), self.target_language(Path(path)),
                                   self.output_dir,
-                                  own_outputs=tuple(latest.outputs) if latest else ())
+                                  own_outputs=tuple(latest.outputs) if latest else (),
+                                  set_aside=self._set_aside(root))
         try:
             skip_policy.check(skip_policy.BEFORE_READING, self.settings, facts)
         except SkipJob as s:
             self.store.record_skipped(path, root, size, mtime_ns, fingerprint, s.reason, s.message,
                                       library=key[0], rel_path=key[1])
-            # debug: a first scan of a subtitled library would log one line per file
-            log.debug("skipped %s: %s [%s]", path, s.message.removeprefix(f"{path}: "), s.reason)
+            # A first scan of a subtitled library would log one line per file: debug. A skip for
+            # a sibling of the same name is rare and otherwise a mystery: info.
+            log.log(logging.INFO if s.reason == "same_stem" else logging.DEBUG,
+                    "skipped %s: %s [%s]", path, s.message.removeprefix(f"{path}: "), s.reason)
             self.reporter.job_finished("skipped", reason=s.reason)
             return True
         return False
+
+    def _set_aside(self, root: str | None):
+        """Whether a media file sharing a stem no longer claims it: its newest job failed, or
+        was skipped for a reason of its own (a subtitle it carries, no speech)."""
+        def set_aside(sibling: Path) -> bool:
+            latest = self.store.latest_stat_for_key(*self.libraries.key(str(sibling), root))
+            return latest is not None and (
+                latest["status"] == "failed"
+                or (latest["status"] == "skipped" and latest["reason"] != "same_stem"))
+        return set_aside
+
+    def _stem_claimed(self, path: str, root: str | None) -> bool:
+        """Another media file with this one's stem still gets the subtitle (the skip policy's
+        `same_stem` rule, asked without recording anything)."""
+        facts = skip_policy.Facts(Path(path), Path(root or os.path.dirname(path)), None,
+                                  self.output_dir, set_aside=self._set_aside(root))
+        return skip_policy.stem_claimed_by(self.settings, facts) is not None

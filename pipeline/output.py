@@ -7,6 +7,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Callable
 
 from .languages import codes_for
 
@@ -32,10 +33,34 @@ def find_sidecar(source: Path, language: str, folders: list[Path]) -> Path | Non
     codes = codes_for(language)
     stem = source.stem.lower()
     for folder in folders:
-        for code, name in _subtitle_index(folder).get(stem, ()):
+        for code, name in _listing(folder).subtitles.get(stem, ()):
             if code in codes and not _forced_only(name, stem):
                 return folder / name
     return None
+
+
+# Media files sharing a stem in one folder (Movie.mkv, Movie.mp4) share `<stem>.<lang>.srt`,
+# and media servers show that one subtitle with each of them: one gets it. Which one is fixed
+# by the names alone: never by size (a copy still arriving is small) nor by what was seen
+# first, so every scan, restart and node sharing a store chooses the same. Video before audio,
+# the container that carries most (several audio and subtitle tracks) first; then by name.
+SAME_STEM_PREFERENCE = ("mkv", "mp4", "m4v", "webm", "mov", "m2ts", "ts", "avi", "wmv")
+
+
+def _same_stem_rank(name: str) -> tuple[int, str]:
+    ext = name.rsplit(".", 1)[-1].lower()
+    rank = SAME_STEM_PREFERENCE.index(ext) if ext in SAME_STEM_PREFERENCE else len(
+        SAME_STEM_PREFERENCE)
+    return rank, name
+
+
+def same_stem_media(source: Path, wanted_name: Callable[[str], bool]) -> list[Path]:
+    """The files `wanted_name` takes (the watcher's filter: media, not ignored) in `source`'s
+    folder with its stem, compared without case as subtitles are, `source` included: the one
+    to subtitle first."""
+    names = _listing(source.parent).stems.get(source.stem.lower(), ())
+    found = {n for n in names if wanted_name(n)} | {source.name}
+    return [source.parent / n for n in sorted(found, key=_same_stem_rank)]
 
 
 def _forced_only(name: str, stem: str) -> bool:
@@ -43,9 +68,31 @@ def _forced_only(name: str, stem: str) -> bool:
     return "forced" in name.lower()[len(stem):].split(".")
 
 
-# folder -> (its mtime, {lower-case stem: [(language code, file name)]}). A startup scan asks
-# about every file of a folder: one listing per folder (until it changes), not one per file.
-_INDEX_CACHE: dict[Path, tuple[int, dict]] = {}
+class _Listing:
+    """One folder's file names, indexed: subtitles by every stem they may belong to, and
+    every file by its stem (the part before its last dot, lower-case)."""
+
+    def __init__(self, names):
+        self.subtitles: dict[str, list] = {}   # stem -> [(language code, file name)]
+        self.stems: dict[str, list] = {}       # stem -> [file name]
+        for name in names:
+            if TMP_MARK in name:
+                continue
+            if "." in name.strip("."):
+                self.stems.setdefault(name.rsplit(".", 1)[0].lower(), []).append(name)
+            parts = name.lower().split(".")
+            if len(parts) < 3 or parts[-1] not in SUBTITLE_EXTENSIONS:
+                continue
+            # "movie.en.forced.srt" may belong to "movie" (code en) or "movie.en" (code
+            # forced): record every split; the caller keeps the codes of its language only.
+            for k in range(1, len(parts) - 1):
+                self.subtitles.setdefault(".".join(parts[:k]), []).append((parts[k], name))
+
+
+_EMPTY = _Listing(())
+# folder -> (its mtime, its _Listing). A startup scan asks about every file of a folder: one
+# listing per folder (until it changes), not one per file.
+_INDEX_CACHE: dict[Path, tuple[int, _Listing]] = {}
 _INDEX_CACHE_MAX = 1024
 # A listing is remembered only once the folder's mtime is this old. A change in the same
 # timestamp tick as the listing leaves the mtime as it was (ticks are 2 s on FAT and some SMB
@@ -53,31 +100,22 @@ _INDEX_CACHE_MAX = 1024
 _SETTLED_NS = 2_000_000_000
 
 
-def _subtitle_index(folder: Path) -> dict:
+def _listing(folder: Path) -> _Listing:
     try:
         mtime = os.stat(folder).st_mtime_ns
         cached = _INDEX_CACHE.get(folder)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        names = os.listdir(folder)
+        listing = _Listing(os.listdir(folder))
     except OSError:
-        return {}
-    index: dict[str, list] = {}
-    for name in names:
-        parts = name.lower().split(".")
-        if len(parts) < 3 or parts[-1] not in SUBTITLE_EXTENSIONS or TMP_MARK in name:
-            continue
-        # "movie.en.forced.srt" may belong to "movie" (code en) or "movie.en" (code forced):
-        # record every split; the caller keeps the codes of its language only.
-        for k in range(1, len(parts) - 1):
-            index.setdefault(".".join(parts[:k]), []).append((parts[k], name))
+        return _EMPTY
     if time.time_ns() - mtime < _SETTLED_NS:
         _INDEX_CACHE.pop(folder, None)
-        return index
+        return listing
     if len(_INDEX_CACHE) >= _INDEX_CACHE_MAX:
         _INDEX_CACHE.clear()
-    _INDEX_CACHE[folder] = (mtime, index)
-    return index
+    _INDEX_CACHE[folder] = (mtime, listing)
+    return listing
 
 
 def write_atomic(path: Path, text: str, before_replace=None) -> None:

@@ -38,7 +38,7 @@ def options_from_config(cfg) -> stages.TranscribeOptions:
     return stages.TranscribeOptions(
         language=None if cfg.language == "auto" else cfg.language, beam_size=cfg.beam_size,
         vad=cfg.vad, batch_size=cfg.batch_size,
-        batch_min_audio_seconds=cfg.batch_min_audio_seconds)
+        batch_min_audio_seconds=cfg.batch_min_audio_seconds, temperature=cfg.temperature)
 
 
 class JobHooks:

@@ -21,7 +21,8 @@ class ConfigError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Setting:
     key: str
-    kind: str                 # str | int | float | bool | list | dict | optpath (the field type)
+    kind: str                 # str | int | float | bool | list | dict | optpath | autoint |
+                              # optfloat (the field type)
     default: Any
     help: str
     choices: tuple = ()
@@ -118,6 +119,7 @@ def folder_languages_check(folders: dict) -> str | None:
 AUTO = "auto"   # an `autoint` setting's word for None: the daemon chooses
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_UNSET = {"", "null", "none"}   # an `optfloat` setting's words for None (from env or CLI)
 
 
 def coerce(setting: Setting, value: Any, source: str) -> Any:
@@ -130,6 +132,10 @@ def coerce(setting: Setting, value: Any, source: str) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
             return None
         kind = "int"
+    if kind == "optfloat":
+        if value is None or (isinstance(value, str) and value.strip().lower() in _UNSET):
+            return None
+        kind = "float"
     if value is None:
         if kind == "optpath":
             return None

@@ -20,14 +20,16 @@ function here under `@rule`. (A stream that decodes to no audio at all is skippe
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import SkipJob
 from .media import ProbeResult
-from .output import find_sidecar
+from .output import find_sidecar, same_stem_media
 from .transcript import Transcript
+from .watcher import FileFilter
 
 BEFORE_READING, PROBED, DECIDED, TRANSCRIBED = ("before_reading", "probed", "decided",
                                                 "transcribed")
@@ -45,6 +47,9 @@ class Facts:
     probe: ProbeResult | None = None        # from PROBED on
     language: str | None = None             # from DECIDED on: the language the job writes
     transcript: Transcript | None = None    # at TRANSCRIBED
+    # A media file sharing this one's stem whose job ended without a subtitle (failed, or
+    # skipped for a reason of its own): it no longer claims the stem (intake asks the store).
+    set_aside: Callable[[Path], bool] = lambda sibling: False
 
     def subtitle_folders(self) -> list[Path]:
         """Where a subtitle for this file is looked for: beside it, and its place in output_dir."""
@@ -80,6 +85,27 @@ def _existing_subtitle(facts: Facts, language: str) -> SkipJob | None:
 
 
 # -- the rules ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _file_filter(extensions: tuple[str, ...], ignore_globs: tuple[str, ...]) -> FileFilter:
+    return FileFilter(extensions, ignore_globs)   # its globs compiled once, not per file
+
+
+def stem_claimed_by(settings, facts: Facts) -> Path | None:
+    """The other media file with this one's stem that gets the subtitle they would share, or
+    None when it is this one (or it has no such sibling). The first of them by the fixed
+    preference (`output.same_stem_media`) that is not set aside."""
+    if not settings.skip_same_stem:
+        return None
+    # Only files the watcher takes: an ignored `Movie.mkv` never gets a job, nor a subtitle.
+    wanted = _file_filter(settings.include_extensions, settings.ignore_globs).wanted_name
+    for candidate in same_stem_media(facts.path, wanted):
+        if candidate == facts.path:
+            return None
+        if not facts.set_aside(candidate):
+            return candidate
+    return None
+
+
 @rule(BEFORE_READING)
 def subtitle_for_target_language(settings, facts: Facts) -> SkipJob | None:
     """A subtitle in the language we would write is already there. Checked before the file is
@@ -87,6 +113,19 @@ def subtitle_for_target_language(settings, facts: Facts) -> SkipJob | None:
     if not (settings.skip_existing_subtitles and facts.target_language):
         return None   # the language is known only after transcription: checked then
     return _existing_subtitle(facts, facts.target_language)
+
+
+@rule(BEFORE_READING)
+def one_subtitle_per_stem(settings, facts: Facts) -> SkipJob | None:
+    """`Movie.mkv` and `Movie.mp4` would both write `Movie.en.srt`; Jellyfin, Plex and Emby show
+    a subtitle with every video of its stem. One is transcribed, chosen by name alone, so every
+    scan and every node chooses the same; the other is skipped, and taken again by a later scan
+    if the chosen one fails or goes (`Intake.is_known`)."""
+    chosen = stem_claimed_by(settings, facts)
+    if chosen is None:
+        return None
+    return SkipJob("same_stem", f"{facts.path}: {chosen.name} has the same name; the subtitle "
+                                "written for it serves this file too")
 
 
 def subtitle_in(settings, facts: Facts, language: str, *, sidecars: bool = True

@@ -47,6 +47,8 @@ class TranscribeOptions:
     # What an API request may set (None: Whisper's own default).
     task: str = "transcribe"            # translate: into English
     initial_prompt: str | None = None
+    # None: Whisper's fallback list (0.0, 0.2 … 1.0; above 0 it samples at random). A number:
+    # that temperature only (faster-whisper takes a float as a one-element list): no fallback.
     temperature: float | None = None
 
     def safer(self) -> "TranscribeOptions":
@@ -85,7 +87,9 @@ def transcribe(model, audio: np.ndarray, opts: TranscribeOptions, *, batched_pip
                   vad_filter=opts.vad, condition_on_previous_text=False, task=opts.task)
     if opts.initial_prompt:
         kwargs["initial_prompt"] = opts.initial_prompt
-    if opts.temperature is not None and not safer:
+    if opts.temperature is not None:
+        # Kept in the re-run: a pinned decode stays reproducible (the re-run's repetition
+        # penalty and silence threshold still apply; only its fallback is given up).
         kwargs["temperature"] = opts.temperature
     if safer:
         # Whisper's own escape hatches against loops and text invented in silences.

@@ -79,12 +79,15 @@ def _transcribe(model, path: Path):
     """Real faster-whisper output converted to the pipeline's dataclasses.
 
     Decoded by the pipeline: faster-whisper decodes a path with an `av.open` call PyAV 19 rejects.
+    Temperature 0 alone: Whisper's fallback temperatures sample at random, and the tests read
+    the words (tiny.en's inventions on multilingual.mp3's German half most of all).
     """
     from scribewatch.pipeline.stages import decode
     from scribewatch.pipeline.transcript import Segment, Transcript, Word
 
     segments, info = model.transcribe(decode(path), word_timestamps=True, beam_size=5,
-                                      vad_filter=True, condition_on_previous_text=False)
+                                      vad_filter=True, condition_on_previous_text=False,
+                                      temperature=0.0)
     return Transcript(
         language=info.language, language_probability=float(info.language_probability),
         duration=float(info.duration), model="tiny.en",

@@ -46,8 +46,10 @@ def proc_status(pid: int) -> dict[str, int]:
 class Daemon:
     """A real `scribewatch run` process in `tmp` (its inbox, job store, config and log)."""
 
-    # Config under the overrides. Tests want failures retried and files rescanned quickly.
+    # Config under the overrides. Tests want failures retried and files rescanned quickly, and
+    # the same words for the same audio: Whisper's fallback temperatures sample at random.
     DEFAULTS: dict = {
+        "temperature": 0,
         "stability_seconds": 0.5,
         "rescan_interval_seconds": 5,
         "retry_backoff_seconds": 0.2,

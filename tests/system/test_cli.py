@@ -26,7 +26,8 @@ def test_transcribe_one_shot_writes_subtitles_and_reports_progress(tmp_path, med
     shutil.copy(media / "jfk.flac", tmp_path / "speech.flac")
     (tmp_path / "bad.mp4").write_text("not a film")
     result = scribewatch("transcribe", "--model", model_dir, "--output-formats", "srt,txt",
-                         "--cpu-threads", "2", "speech.flac", "bad.mp4", cwd=tmp_path)
+                         "--cpu-threads", "2", "--temperature", "0", "speech.flac", "bad.mp4",
+                         cwd=tmp_path)
     assert result.returncode == 1, result.stderr          # one file failed
     assert "[probe/not_media]" in result.stderr and "bad.mp4" in result.stderr
     assert "11.0/11.0 s audio" in result.stderr           # the progress bar reached the end
@@ -63,7 +64,8 @@ def test_transcribe_goes_on_past_bad_files_with_one_line_each(tmp_path, media, m
     (tmp_path / "empty.mp3").write_bytes(b"")
     shutil.copy(media / "jfk.flac", tmp_path / "speech.flac")
     result = scribewatch("transcribe", "--model", model_dir, "--output-formats", "srt",
-                         "--cpu-threads", "2", "garbled.mp4", "notes.mp4", "empty.mp3",
+                         "--cpu-threads", "2", "--temperature", "0", "garbled.mp4", "notes.mp4",
+                         "empty.mp3",
                          "speech.flac", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr

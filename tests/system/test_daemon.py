@@ -296,6 +296,39 @@ def test_embedded_subtitle_stream_is_respected(daemon_factory, media, tmp_path):
     assert (job["status"], job["reason"]) == ("skipped", "embedded_subtitle")
 
 
+def test_two_videos_with_one_stem_get_one_subtitle(daemon_factory, media, tmp_path):
+    """`Movie.mkv` and `Movie.mp4` would both write `Movie.en.srt`, which Jellyfin, Plex and
+    Emby show with either (Jellyfin "searches for external files that exactly match the video
+    filename": https://jellyfin.org/docs/general/server/media/external-files). The .mkv is
+    transcribed, the .mp4 skipped as `same_stem` (log, store, metric). `Clip.mkv` is still being
+    copied when `Clip.mp4` arrives, and turns out not to be media: `Clip.mp4`, skipped while
+    it stood, is taken again by the next scan and transcribed."""
+    for name in ("Movie.mkv", "Movie.mp4", "Clip.mp4"):
+        gen.mux_with_video(media / "jfk.flac", tmp_path / name)
+    d = daemon_factory().start()
+    arriving = open(d.watch / "Clip.mkv", "wb")          # a copy under way: no job yet
+    try:
+        arriving.write(b"not a film, it turns out " * 100)
+        arriving.flush()
+        for name in ("Movie.mp4", "Clip.mp4", "Movie.mkv"):
+            os.rename(tmp_path / name, d.watch / name)
+        wait_status(d, d.watch / "Clip.mp4", "skipped")
+    finally:
+        arriving.close()
+    wait_status(d, d.watch / "Clip.mp4", "succeeded", timeout=180)
+    wait_status(d, d.watch / "Movie.mkv", "succeeded", timeout=180)
+    got = [(Path(j["path"]).name, j["status"], j["reason"]) for j in d.jobs()]
+    assert sorted(got) == [
+        ("Clip.mkv", "failed", "not_media"), ("Clip.mp4", "skipped", "same_stem"),
+        ("Clip.mp4", "succeeded", None), ("Movie.mkv", "succeeded", None),
+        ("Movie.mp4", "skipped", "same_stem")], got
+    assert sorted(p.name for p in d.watch.glob("*.srt")) == ["Clip.en.srt", "Movie.en.srt"]
+    assert_good_srt(d.watch / "Movie.en.srt")
+    assert_good_srt(d.watch / "Clip.en.srt")
+    assert f"skipped {d.watch / 'Movie.mp4'}: Movie.mkv has the same name" in d.log()
+    assert 'scribewatch_files_skipped_total{reason="same_stem"} 2.0' in d.metrics()
+
+
 def test_missing_mount_pauses_jobs_and_resumes(daemon_factory, media):
     d = daemon_factory().start()
     long_speech(d.tmp, d.watch / "long.wav")

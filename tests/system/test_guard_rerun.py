@@ -44,7 +44,7 @@ def test_suspect_result_is_rerun_and_flagged(tmp_path, media, model_dir, monkeyp
     inbox.mkdir()
     cfg = config.load(None, environ={}, flags={
         "watch_dirs": [str(inbox)], "db": str(tmp_path / "j.db"), "model": model_dir,
-        "stability_seconds": 0.3, "cpu_threads": 2})
+        "stability_seconds": 0.3, "cpu_threads": 2, "temperature": 0})
     reporter = CountingReporter()
     d = daemon_mod.Daemon(cfg, reporter=reporter)
     d.start()

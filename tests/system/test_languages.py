@@ -150,7 +150,8 @@ def test_the_english_only_model_never_mislabels(daemon_factory, language_media):
 
 
 def transcribe_base(cwd: Path, base_model_dir: str, *args: str):
-    """`scribewatch transcribe` with the offline base model."""
+    """`scribewatch transcribe` with the offline base model, at temperature 0 alone (the
+    assertions read its words: no sampled fallback)."""
     import subprocess
     import sys
 
@@ -158,7 +159,7 @@ def transcribe_base(cwd: Path, base_model_dir: str, *args: str):
 
     return subprocess.run(
         [sys.executable, "-m", "scribewatch", "transcribe", "--model", "base", "--models-dir",
-         str(Path(base_model_dir).parent), "--cpu-threads", "2", *args],
+         str(Path(base_model_dir).parent), "--cpu-threads", "2", "--temperature", "0", *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 

@@ -51,7 +51,7 @@ def jfk_pcm(tmp_path, media):
 def jobs(model, wait=5.0) -> tuple[ApiJobs, Recorder, list]:
     notified: list[float] = []
     reporter = Recorder()
-    api = ApiJobs(model, TranscribeOptions(batch_size=0), max_wait_seconds=wait,
+    api = ApiJobs(model, TranscribeOptions(batch_size=0, temperature=0.0), max_wait_seconds=wait,
                   notify=lambda: notified.append(time.monotonic()), reporter=reporter)
     return api, reporter, notified
 

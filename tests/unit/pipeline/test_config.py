@@ -112,6 +112,17 @@ def test_each_setting_is_declared_once_as_a_config_field():
     assert config.load(None, environ={"SCRIBEWATCH_OUTPUT_DIR": ""}).output_dir is None
 
 
+def test_temperature_is_unset_or_one_number():
+    """Unset: Whisper's fallback list (sampled above 0); a number pins the decode."""
+    assert config.load(None, environ={}).temperature is None
+    assert config.load(None, environ={"SCRIBEWATCH_TEMPERATURE": "0"}).temperature == 0.0
+    assert config.load(None, environ={"SCRIBEWATCH_TEMPERATURE": "none"}).temperature is None
+    assert config.load(None, environ={}, flags={"temperature": "0.2"}).temperature == 0.2
+    for bad in ("-0.1", "warm"):
+        with pytest.raises(ConfigError, match="temperature"):
+            config.load(None, environ={"SCRIBEWATCH_TEMPERATURE": bad})
+
+
 @pytest.mark.parametrize("key, value, why", [
     # The server's parser: an unbracketed IPv6 address was accepted here and refused only
     # when the exporter was built.

@@ -24,7 +24,7 @@ from tests.harness.quality import word_error_rate
 def runner(model_dir, tmp_path_factory):
     cfg = config.load(None, environ={}, flags={
         "watch_dirs": [str(tmp_path_factory.mktemp("w"))], "model": model_dir,
-        "output_formats": ["srt"], "cpu_threads": 2})
+        "output_formats": ["srt"], "cpu_threads": 2, "temperature": 0})
     return Runner(cfg, model_from_config(cfg), options_from_config(cfg), None)
 
 

@@ -30,7 +30,7 @@ class Recording(JobHooks):
 def runner(model_dir, tmp_path_factory):
     cfg = config.load(None, environ={}, flags={
         "watch_dirs": [str(tmp_path_factory.mktemp("w"))], "model": model_dir,
-        "output_formats": ["srt"], "cpu_threads": 2})
+        "output_formats": ["srt"], "cpu_threads": 2, "temperature": 0})
     return Runner(cfg, model_from_config(cfg), options_from_config(cfg), None)
 
 
@@ -88,7 +88,8 @@ def test_max_cps_reaches_the_written_cues(model_dir, media, tmp_path):
     def cues_at(max_cps: float | None, sub: str):
         folder = tmp_path / sub
         gen.write_wav(folder / "licence.wav", speech)
-        flags = {"watch_dirs": [str(folder)], "model": model_dir, "cpu_threads": 2}
+        flags = {"watch_dirs": [str(folder)], "model": model_dir, "cpu_threads": 2,
+                 "temperature": 0}
         if max_cps is not None:
             flags["max_cps"] = max_cps
         cfg = config.load(None, environ={}, flags=flags)

@@ -7,13 +7,18 @@ from pathlib import Path
 import pytest
 
 from scribewatch.pipeline import skip_policy
+from scribewatch.pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
 from scribewatch.pipeline.errors import SkipJob
 from scribewatch.pipeline.media import ProbeResult, probe
 from scribewatch.pipeline.skip_policy import BEFORE_READING, DECIDED, PROBED, TRANSCRIBED, Facts
 from scribewatch.pipeline.transcript import Segment, Transcript
 
-ON = types.SimpleNamespace(skip_existing_subtitles=True, skip_embedded_subtitles=True)
-OFF = types.SimpleNamespace(skip_existing_subtitles=False, skip_embedded_subtitles=False)
+ON = types.SimpleNamespace(skip_existing_subtitles=True, skip_embedded_subtitles=True,
+                           skip_same_stem=True, include_extensions=MEDIA_EXTENSIONS,
+                           ignore_globs=DEFAULT_IGNORE)
+OFF = types.SimpleNamespace(skip_existing_subtitles=False, skip_embedded_subtitles=False,
+                            skip_same_stem=False, include_extensions=MEDIA_EXTENSIONS,
+                            ignore_globs=DEFAULT_IGNORE)
 
 
 def reason(point, settings, facts):
@@ -114,6 +119,57 @@ def test_embedded_streams_are_read_by_language_and_a_forced_one_does_not_count(t
                                      language="de")) == "embedded_subtitle"
     assert reason(DECIDED, ON, Facts(mkv, tmp_path, None, None, probe=info,
                                      language="en")) is None
+
+
+# -- same stem --------------------------------------------------------------------------------
+# Jellyfin, Plex and Emby match an external subtitle to a video by the video's name without its
+# extension: `Movie.en.srt` is shown with `Movie.mkv` and with `Movie.mp4` (Jellyfin:
+# https://jellyfin.org/docs/general/server/media/external-files/ ; Plex:
+# https://support.plex.tv/articles/200471133-adding-local-subtitles-to-your-media/). Both would
+# write that one file: one is transcribed.
+def stem_reason(path: Path, settings=ON, set_aside=lambda sibling: False):
+    return reason(BEFORE_READING, settings,
+                  Facts(path, path.parent, "en", None, set_aside=set_aside))
+
+
+@pytest.mark.parametrize("names, chosen", [
+    (["Movie.mp4", "Movie.mkv"], "Movie.mkv"),             # by name, whatever came first
+    (["Movie.avi", "Movie.mp4"], "Movie.mp4"),
+    (["Movie.MKV", "Movie.mp4", "Movie.mp3"], "Movie.MKV"),  # stems compared without case
+    (["Talk.wav", "Talk.flac"], "Talk.flac"),              # audio only: by name
+])
+def test_of_media_files_sharing_a_stem_one_is_chosen_by_name(tmp_path, names, chosen):
+    for name in names:
+        (tmp_path / name).write_bytes(b"x" * (100 if name == chosen else 5000))   # size: no say
+    assert {n: stem_reason(tmp_path / n) for n in names} == {
+        n: None if n == chosen else "same_stem" for n in names}
+    skip = pytest.raises(SkipJob, skip_policy.check, BEFORE_READING, ON,
+                         Facts(tmp_path / names[names.index(chosen) - 1], tmp_path, "en", None))
+    assert chosen in skip.value.message
+
+
+def test_other_files_and_other_stems_are_no_siblings(tmp_path):
+    for name in ("Movie.mkv", "Movie.nfo", "Movie.jpg", "Movie.en.srt.bak", "Movie 2.mp4",
+                 "Movie.2019.mp4", "Movie.mkv.part"):
+        (tmp_path / name).write_bytes(b"x")
+    assert stem_reason(tmp_path / "Movie.mkv", OFF) is None
+    assert stem_reason(tmp_path / "Movie 2.mp4") is None
+    assert stem_reason(tmp_path / "Movie.2019.mp4") is None
+    (tmp_path / "Movie.webm").write_bytes(b"x")
+    assert stem_reason(tmp_path / "Movie.webm") == "same_stem"
+    assert stem_reason(tmp_path / "Movie.mkv") is None
+    # A file the watcher ignores never gets a job: it claims nothing.
+    ignoring = types.SimpleNamespace(**{**vars(ON), "ignore_globs": ("*.mkv",)})
+    assert stem_reason(tmp_path / "Movie.webm", ignoring) is None
+
+
+def test_a_chosen_file_set_aside_hands_the_stem_on(tmp_path):
+    for name in ("Movie.mkv", "Movie.mp4", "Movie.avi"):
+        (tmp_path / name).write_bytes(b"x")
+    failed = {tmp_path / "Movie.mkv"}
+    assert stem_reason(tmp_path / "Movie.mp4", set_aside=failed.__contains__) is None
+    assert stem_reason(tmp_path / "Movie.avi", set_aside=failed.__contains__) == "same_stem"
+    assert stem_reason(tmp_path / "Movie.mp4", OFF) is None            # skip_same_stem: false
 
 
 def test_no_speech_is_skipped_whatever_the_settings(film):

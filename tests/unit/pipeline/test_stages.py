@@ -134,3 +134,31 @@ def test_errors_raised_by_our_own_code_are_not_taken_for_bad_media():
     with pytest.raises(AttributeError) as e:
         stages._audio_stream(object())
     assert not stages._from_library(e.value)
+
+
+class _Recording:
+    """The real tiny.en model; each call's keyword arguments are kept."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def transcribe(self, audio, **kwargs):
+        self.calls.append(kwargs)
+        return self.model.transcribe(audio, **kwargs)
+
+
+def test_a_pinned_temperature_reaches_faster_whisper_in_both_passes(model_dir):
+    """faster-whisper takes a float as the one temperature tried (no sampled fallback) and a
+    list as the fallback schedule. A configured number must reach it in the guard's safer
+    re-run too, or a pinned decode would sample there; unset, Whisper's own list is used."""
+    from faster_whisper import WhisperModel
+
+    model = _Recording(WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2))
+    audio = stages.decode(SHARED_MEDIA / "jfk.flac")
+    pinned = stages.TranscribeOptions(language="en", temperature=0.0)
+    first = stages.transcribe(model, audio, pinned)
+    again = stages.transcribe(model, audio, pinned, safer=True)
+    stages.transcribe(model, audio, stages.TranscribeOptions(language="en"))
+    assert [c.get("temperature") for c in model.calls] == [0.0, 0.0, None]
+    assert model.calls[1]["repetition_penalty"] > 1        # still the safer settings
+    assert "country" in first.text and "country" in again.text

@@ -365,19 +365,22 @@ def test_real_jfk_cues_are_readable_and_faithful(real_speech):
 
 
 def test_real_long_stream_is_readable(real_speech):
-    """Three minutes of real word timings: multilingual.mp3's words, three times over."""
+    """Three minutes of real word timings: multilingual.mp3's English reading (its first 31 s),
+    six times over. Not the rest: tiny.en (an English model) invents a loop at 161 characters a
+    second at the end, which no cue can show readably (the guard's business, test_guards)."""
     transcript = real_speech["multilingual.mp3"]
-    words = [Word(w.start + k * transcript.duration, w.end + k * transcript.duration, w.text)
-             for k in range(3) for w in transcript.words]
-    assert len(words) > 300
+    speech = [w for w in transcript.words if w.end <= 31.0]
+    words = [Word(w.start + k * 31.0, w.end + k * 31.0, w.text) for k in range(6) for w in speech]
+    assert len(words) > 400 and words[-1].end > 180
     cues = build_cues(words)
     assert_well_formed(cues, words)
     assert len(cues) >= 30
     # The licence is punctuated throughout: most cues should end at punctuation. Not all: it
-    # is read at ~20 characters a second, so reading speed forces some cuts mid-phrase, and
-    # tiny.en's invented loop at the end ("the rest of the rest") varies from run to run.
+    # is read at ~20 characters a second, so reading speed forces some cuts mid-phrase (5 of
+    # each reading's 8 cues end at punctuation). Only 16 of its 78 words end with one, so
+    # cuts blind to punctuation would end about one cue in five there.
     at_punctuation = sum(c.text[-1] in ".,;:?!" for c in cues)
-    assert at_punctuation >= 0.7 * len(cues), cue_texts(cues)
+    assert at_punctuation >= 0.6 * len(cues), cue_texts(cues)
 
 
 # -- timing to the speech (VAD regions) and between cues --------------------------------------
