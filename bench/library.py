@@ -48,7 +48,7 @@ def populate_store(db: Path, root: Path, *, include_without_subtitles: bool) -> 
     fingerprint; files without one are recorded as failed `not_media` only when
     `include_without_subtitles` (otherwise they are new to the daemon). One transaction."""
     from scribewatch.pipeline.fingerprint import content_hash
-    from scribewatch.pipeline.store import JobStore
+    from scribewatch.pipeline.store.sqlite import JobStore
 
     if db.exists():
         db.unlink()

@@ -25,7 +25,7 @@ import dataclasses
 from typing import Protocol
 
 # The GPU views (what NVML sees, what the daemon plans), shared through this module.
-from .gpu_views import (  # noqa: F401
+from .gpu.views import (  # noqa: F401
     DevicePlanView,
     GpuInventory,
     GpuMemory,
@@ -33,7 +33,7 @@ from .gpu_views import (  # noqa: F401
 )
 
 # Whisper's codes and `unknown`: the bounded values of a `language` label (pure data).
-from .languages import LANGUAGE_LABELS  # noqa: F401
+from .language.codes import LANGUAGE_LABELS  # noqa: F401
 
 # The web settings' parsers (pure functions), shared with config through this module.
 from .web_settings import parse_listen, tls_pair, validate_tokens, validate_users  # noqa: F401
@@ -350,7 +350,7 @@ class JobControl(Protocol):
 
 # The HTTP transcription API's requests and answers (`api_contract.py`, which uses `Reason`:
 # hence imported last).
-from .api_contract import (  # noqa: E402, F401
+from .api.contract import (  # noqa: E402, F401
     API_OUTPUTS,
     API_REJECTIONS,
     API_TASKS,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SkipJob, StageError
-from .languages import to_iso639_1
+from .language.codes import to_iso639_1
 from .tracks import AudioTrack, SubtitleTrack, audio_track
 
 SAMPLE_RATE = 16000

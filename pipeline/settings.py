@@ -98,7 +98,7 @@ def tokens_check(tokens: tuple) -> str | None:
 
 
 def code_check(value: str) -> str | None:
-    from .languages import to_iso639_1
+    from .language.codes import to_iso639_1
 
     return None if to_iso639_1(value) else "expected a language code or name such as 'en'"
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import SkipJob
 from .media import ProbeResult
-from .output import find_sidecar
+from .subtitles.output import find_sidecar
 from .transcript import Transcript
 
 BEFORE_READING, PROBED, DECIDED, TRANSCRIBED = ("before_reading", "probed", "decided",

@@ -27,7 +27,7 @@ from .media import (  # noqa: F401
     open_container,
     probe,
 )
-from .output import write_atomic, write_error_reason
+from .subtitles.output import write_atomic, write_error_reason
 from .transcript import Segment, Transcript, Word
 
 
@@ -145,7 +145,7 @@ def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.
     """Render every format and write each atomically, cues at most `max_cps` characters per
     second. Returns the written paths. `before_commit()`, asked before each rename, may raise
     to write nothing more."""
-    from .subtitles import RENDERERS, build_cues
+    from .subtitles.cues import RENDERERS, build_cues
 
     cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
                       language=transcript.language,   # its line-break rules (English default)

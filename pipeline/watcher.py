@@ -33,7 +33,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from .output import is_temp_file
+from .subtitles.output import is_temp_file
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import re
 from collections.abc import Sequence
 
 from scribewatch.pipeline.guards import normalize_text
-from scribewatch.pipeline.linebreaks import ends_on_function_word
 
 # The product's own timestamp formatter, so a problem names a cue exactly as the SRT shows it.
-from scribewatch.pipeline.subtitles import Cue, _timestamp
+from scribewatch.pipeline.subtitles.cues import Cue, _timestamp
+from scribewatch.pipeline.subtitles.linebreaks import ends_on_function_word
 
 # -- checks -----------------------------------------------------------------------------------
 # Half a millisecond: SRT's resolution, so a limit met exactly is not reported.

@@ -20,7 +20,7 @@ from scribewatch.pipeline.instance_lock import (
     network_filesystem,
     parse_mountinfo,
 )
-from scribewatch.pipeline.store import JobStore
+from scribewatch.pipeline.store.sqlite import JobStore
 from tests.harness import REPO
 
 

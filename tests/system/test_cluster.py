@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scribewatch.pipeline.store import JobStore
+from scribewatch.pipeline.store.sqlite import JobStore
 from tests.harness import REPO, SHARED_MEDIA, model_dir, wait_for
 from tests.harness import media as gen
 from tests.harness.cluster import HEARTBEAT_SECONDS, LEASE_SECONDS, cluster

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scribewatch.pipeline.output import TMP_MARK
+from scribewatch.pipeline.subtitles.output import TMP_MARK
 from tests.harness import SHARED_MEDIA, wait_for
 from tests.harness import media as gen
 from tests.harness.quality import parse_srt

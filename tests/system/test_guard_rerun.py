@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 from scribewatch.pipeline import config
-from scribewatch.pipeline import daemon as daemon_mod
-from scribewatch.pipeline import runner as runner_mod
 from scribewatch.pipeline.contract import NullReporter
+from scribewatch.pipeline.daemon import runner as runner_mod
+from scribewatch.pipeline.daemon import service as daemon_mod
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow

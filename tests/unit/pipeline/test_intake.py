@@ -9,7 +9,7 @@ import pytest
 
 from scribewatch.pipeline import intake as intake_mod
 from scribewatch.pipeline.intake import Intake
-from scribewatch.pipeline.store import JobStore
+from scribewatch.pipeline.store.sqlite import JobStore
 
 
 @pytest.fixture
