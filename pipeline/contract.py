@@ -46,7 +46,7 @@ OUTCOMES = ("succeeded", "failed", "skipped")
 # Where a job came from: a watched folder, or an upload to the HTTP API (a label on job metrics).
 SOURCES = ("folder", "api")
 
-# Where a file's language came from (language_chain.py): a folder or `language` setting, the
+# Where a file's language came from (language/decision.py): a folder or `language` setting, the
 # audio stream's tag, the English-only model, the vote over the speech, or `default_language`
 # after an uncertain vote. The `source` label of scribewatch_language_decisions_total.
 LANGUAGE_SOURCES = ("forced", "tag", "model", "vote", "default")

@@ -26,8 +26,8 @@ from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_flags
 from .common import load_config as _load
 from .common import setup_logging as _setup_logging
 from .pipeline import config as config_mod
-from .pipeline.store import sqlite as store_mod
-from .pipeline.store.interface import sqlite_path
+from .pipeline import store as store_mod
+from .pipeline.store import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _claim_store(cfg: config_mod.Config):
     (opening it re-queues 'running' jobs: those of a daemon already running on it). A shared
     PostgreSQL store takes neither: several nodes use it at once, each under its own name."""
     from .pipeline.instance_lock import InstanceLock, network_filesystem
-    from .pipeline.store.interface import is_postgres_url
+    from .pipeline.store import is_postgres_url
 
     if cfg.store_url and is_postgres_url(cfg.store_url):
         return _NoLock()
@@ -96,7 +96,7 @@ def cmd_run(args) -> int:
     from .pipeline.daemon.service import Daemon, NodeNameInUse
     from .pipeline.instance_lock import StoreInUse
     from .pipeline.notify import notifier_from_config
-    from .pipeline.store.interface import StoreUnavailable
+    from .pipeline.store import StoreUnavailable
 
     try:
         instance = _claim_store(cfg)

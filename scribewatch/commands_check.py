@@ -18,7 +18,7 @@ def cmd_check(args) -> int:
     cfg = load_config(args)
     setup_logging("warning")
     print("# resolved configuration")
-    from .pipeline.store.interface import describe, is_postgres_url, sqlite_path
+    from .pipeline.store import describe, is_postgres_url, sqlite_path
 
     shown = cfg.as_dict()
     if shown.get("store_url"):
@@ -106,7 +106,7 @@ def cmd_status(args) -> int:
 
 def _check_shared_store(cfg, report) -> None:
     """A PostgreSQL store: reachable, its schema created or migrated, writable."""
-    from .pipeline.store.interface import StoreUnavailable, describe, open_store
+    from .pipeline.store import StoreUnavailable, describe, open_store
 
     where = describe(cfg.store_url)
     try:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..contract import RunningJob
 from ..job import Job
 from ..stages import Cancelled
-from ..store.interface import StoreUnavailable
+from ..store import StoreUnavailable
 from .runner import JobHooks
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 
-from ..store.interface import StoreUnavailable
+from ..store import StoreUnavailable
 from ..store.sqlite_schema import SUSPECT_STRIKES
 
 log = logging.getLogger("scribewatch.pipeline.daemon")

@@ -25,7 +25,7 @@ from ..job import Job
 from ..libraries import Libraries
 from ..model import ModelManager
 from ..stages import Cancelled
-from ..store.interface import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
+from ..store import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
 from ..subtitles.output import remove_stale_temps
 from ..watcher import FileFilter, Watcher
 from .claimed_job import LeaseLost, Running

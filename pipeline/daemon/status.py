@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from ... import __version__
 from ..contract import WAITING_FOR_VRAM, DayFigures, FailedJob, QueuedJob, StatusSnapshot
-from ..store.interface import StoreUnavailable
-from ..store.sqlite import FINAL, JobStore
+from ..store import StoreUnavailable
+from ..store.sqlite import FINAL, SqliteStore
 
 if TYPE_CHECKING:
     from .service import Daemon
@@ -37,7 +37,7 @@ class StoreFigures:
 
 
 class StoreStatus:
-    def __init__(self, store: JobStore, cache_seconds: float = CACHE_SECONDS,
+    def __init__(self, store: SqliteStore, cache_seconds: float = CACHE_SECONDS,
                  clock=time.monotonic, on_unavailable=lambda error: None):
         self._store, self._cache_seconds, self._clock = store, cache_seconds, clock
         # A shared store that is away: the daemon is told (readyz, no claims) and the last

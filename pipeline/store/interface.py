@@ -1,7 +1,8 @@
 """The job store's interface: what the daemon, intake and the command line may ask of a store,
 whichever engine holds it. Two implementations pass the same contract tests
-(tests/unit/pipeline/test_store_contract.py): SQLite (`store.py`, one machine, the default) and
-PostgreSQL (`store_pg.py`, a queue several machines share). `open_store` picks one by URL.
+(tests/unit/pipeline/store/test_interface.py): SQLite (`sqlite.py`, one machine, the default)
+and PostgreSQL (`postgres.py`, a queue several machines share). `open_store` (the package's
+`__init__.py`) picks one by URL.
 
 A job is keyed by (library, relative path): a named watch root and the file's path below it, so
 two machines that mount one NAS at different places see one job per file.
@@ -10,7 +11,6 @@ two machines that mount one NAS at different places see one job per file.
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 from typing import Iterable, Protocol
 
@@ -117,14 +117,3 @@ def describe(url: str) -> str:
         return url
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-
-
-def open_store(url: str | os.PathLike, lease: LeaseSettings | None = None) -> JobStore:
-    """The store a URL names: `postgresql://…` or `sqlite:///path` (or a bare path)."""
-    url = os.fspath(url)
-    lease = lease or LeaseSettings()
-    if is_postgres_url(url):
-        from .postgres import PostgresStore  # psycopg only where PostgreSQL is used
-        return PostgresStore(url, lease)
-    from .sqlite import SqliteStore
-    return SqliteStore(sqlite_path(url), lease)

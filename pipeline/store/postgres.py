@@ -1,6 +1,6 @@
 """The job store several machines share: PostgreSQL through psycopg 3.
 
-What it adds to the SQL both stores share (`store_sql.py`):
+What it adds to the SQL both stores share (`sql.py`):
 - claims pass over rows another node's transaction holds (`FOR UPDATE SKIP LOCKED`), so nodes
   never wait on each other and never take one job twice;
 - leases run on the server's clock (`clock_timestamp()`), so the nodes' clocks may disagree;

@@ -1,5 +1,5 @@
 """What both job stores do in the same SQL: intake, claims with leases, fenced writes, crash and
-takeover accounting, history. `store.py` (SQLite) and `store_pg.py` (PostgreSQL) supply the
+takeover accounting, history. `sqlite.py` (SQLite) and `postgres.py` (PostgreSQL) supply the
 connection, transactions, the clock and the few statements that differ.
 
 Statements use `?` placeholders; the PostgreSQL store turns them into psycopg's.

@@ -1,5 +1,5 @@
 """The job store on one machine: SQLite in WAL mode. It is also the queue, so a crash loses
-nothing. The SQL it shares with the PostgreSQL store is in `store_sql.py`.
+nothing. The SQL it shares with the PostgreSQL store is in `sql.py`.
 
 One connection guarded by a lock: the daemon writes a handful of rows per job, so contention
 is no concern, and one connection keeps claim-next atomic without retry loops.
@@ -23,7 +23,7 @@ from .sqlite_schema import MIGRATIONS as _MIGRATIONS
 from .sqlite_schema import SCHEMA as _SCHEMA
 from .sqlite_schema import SCHEMA_VERSION
 
-__all__ = ["ACTIVE", "FINAL", "SCHEMA_VERSION", "SUSPECT_STRIKES", "JobStore", "SqliteStore",
+__all__ = ["ACTIVE", "FINAL", "SCHEMA_VERSION", "SUSPECT_STRIKES", "SqliteStore",
            "crash_point"]
 
 
@@ -162,8 +162,3 @@ class SqliteStore(SqlStore):
 
     def import_job(self, job: Job) -> bool:
         raise NotImplementedError("migrate into a PostgreSQL store")
-
-
-# Before the interface, this class was the only store and was called JobStore.
-JobStore = SqliteStore
-

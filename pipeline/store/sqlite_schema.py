@@ -1,5 +1,5 @@
 """The job store's schema: the tables as the first release created them, the migrations that
-bring any store to the current version, and the per-status counts kept by triggers. `store.py`
+bring any store to the current version, and the per-status counts kept by triggers. `sqlite.py`
 applies them; `job.py` is the typed row.
 """
 
@@ -73,7 +73,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
     ),
-    # Where the job's language came from (language_chain.py): forced, tag, model, vote or
+    # Where the job's language came from (language/decision.py): forced, tag, model, vote or
     # default; `language` and `language_probability` are version 1's columns.
     3: (
         "ALTER TABLE jobs ADD COLUMN language_source TEXT",

@@ -18,7 +18,7 @@ from scribewatch.pipeline.daemon.runner import (
     model_from_config,
     options_from_config,
 )
-from scribewatch.pipeline.store.sqlite import JobStore
+from scribewatch.pipeline.store.sqlite import SqliteStore
 from tests.harness import JFK_TEXT, wait_for
 from tests.harness import media as gen
 from tests.harness.quality import word_error_rate
@@ -57,13 +57,13 @@ def test_vad_done_ahead_gives_the_same_transcript(runner, media):
     assert transcript.words[0].start > 3.5 and "country" in transcript.text
 
 
-def _job(store: JobStore, path):
+def _job(store: SqliteStore, path):
     st = os.stat(path)
     return store.get(store.enqueue(str(path), str(path.parent), st.st_size, st.st_mtime_ns, "f"))
 
 
 def test_the_next_file_is_prepared_ahead_and_the_job_stays_queued(tmp_path, media):
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     path = gen.speech_wav(tmp_path / "w" / "a.wav", [media / "jfk.flac"])
     job = _job(store, path)
     prefetcher = Prefetcher(store.peek_next, max_audio_seconds=60, vad_wanted=lambda s: True)
@@ -84,7 +84,7 @@ def test_the_next_file_is_prepared_ahead_and_the_job_stays_queued(tmp_path, medi
 
 
 def test_a_changed_file_another_job_or_a_long_file_gets_no_prefetch(tmp_path, media):
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     path = gen.speech_wav(tmp_path / "w" / "a.wav", [media / "jfk.flac"])
     other = gen.speech_wav(tmp_path / "w" / "b.wav", [media / "jfk.flac"])
     job, job_b = _job(store, path), _job(store, other)
@@ -120,7 +120,7 @@ class Recording(JobHooks):
 
 
 def test_the_runner_uses_a_prefetched_file(runner, tmp_path, media):
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     path = gen.speech_wav(tmp_path / "w" / "a.wav", [media / "jfk.flac"])
     job = _job(store, path)
     prefetcher = Prefetcher(store.peek_next, max_audio_seconds=60, vad_wanted=lambda s: True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from scribewatch.pipeline.daemon.status import StoreStatus, local_midnight
-from scribewatch.pipeline.store.sqlite import JobStore
+from scribewatch.pipeline.store.sqlite import SqliteStore
 
 
 class Clock:
@@ -18,7 +18,7 @@ class Clock:
 
 
 def test_figures_are_cached_briefly_and_details_only_when_asked(tmp_path):
-    store, clock = JobStore(tmp_path / "j.db"), Clock()
+    store, clock = SqliteStore(tmp_path / "j.db"), Clock()
     status = StoreStatus(store, cache_seconds=1.0, clock=clock)
     first = store.enqueue("/w/a.mp3", "/w", 1, 1, "a")
     plain = status.figures()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from scribewatch.pipeline.store.interface import LeaseSettings, open_store
+from scribewatch.pipeline.store import LeaseSettings, open_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -212,7 +212,7 @@ def test_history_stats_retry_and_redo(make_store):
 
 
 def test_postgres_away_is_store_unavailable_and_the_store_reconnects_when_back():
-    from scribewatch.pipeline.store.interface import StoreUnavailable
+    from scribewatch.pipeline.store import StoreUnavailable
     from tests.harness.postgres import PostgresServer, require_postgres
 
     require_postgres()

@@ -4,11 +4,11 @@ import sqlite3
 import threading
 import time
 
-from scribewatch.pipeline.store.sqlite import SCHEMA_VERSION, JobStore
+from scribewatch.pipeline.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 
 def test_claim_is_fifo_and_counts_attempts(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
     job = store.claim_next("0")
@@ -18,7 +18,7 @@ def test_claim_is_fifo_and_counts_attempts(tmp_path):
 
 
 def test_crash_recovery_requeues_then_gives_up(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     store.claim_next("0")
     store.set_stage(jid, "transcribe")
@@ -37,7 +37,7 @@ def test_crash_recovery_requeues_then_gives_up(tmp_path):
     assert "2 times in a row" in job.error_message and "transcribe" in job.error_message
 
 
-def _die(store: JobStore, job_id: int, stage: str | None, checkpoint: float = 0.0,
+def _die(store: SqliteStore, job_id: int, stage: str | None, checkpoint: float = 0.0,
          max_attempts: int = 3) -> str:
     """The daemon claims the job, gets to `stage` (and `checkpoint`), and is killed there;
     the next start recovers. Returns what became of the job."""
@@ -51,7 +51,7 @@ def _die(store: JobStore, job_id: int, stage: str | None, checkpoint: float = 0.
 
 
 def test_deaths_at_a_new_point_are_progress_and_are_never_branded(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     jid = store.enqueue("/w/film.mkv", "/w", 1, 1, "ff")
     # A two-hour film killed from outside again and again, but always further on.
     for stage, checkpoint in (("probe", 0), ("decode", 0), ("transcribe", 0),
@@ -68,7 +68,7 @@ def test_deaths_at_a_new_point_are_progress_and_are_never_branded(tmp_path):
 
 
 def test_a_poison_file_is_branded_after_max_attempts_deaths_at_one_point_in_any_stage(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     for stage, checkpoint in ((None, 0), ("probe", 0), ("decode", 0), ("transcribe", 0),
                               ("transcribe", 90), ("write", 0)):
         jid = store.enqueue(f"/w/{stage}{checkpoint}.mp3", "/w", 1, 1, f"f{stage}{checkpoint}")
@@ -81,7 +81,7 @@ def test_a_poison_file_is_branded_after_max_attempts_deaths_at_one_point_in_any_
 
 
 def test_a_death_elsewhere_breaks_the_run_of_strikes(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
     assert _die(store, a, "transcribe") == "queued"
@@ -96,7 +96,7 @@ def test_a_death_elsewhere_breaks_the_run_of_strikes(tmp_path):
 
 
 def test_suspects_are_claimed_after_the_other_jobs(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
     assert _die(store, a, "decode") == "queued"
@@ -108,7 +108,7 @@ def test_suspects_are_claimed_after_the_other_jobs(tmp_path):
 
 
 def test_retry_gives_a_branded_job_a_clean_slate(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     while _die(store, jid, "decode", max_attempts=2) != "failed":
         pass
@@ -151,7 +151,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     con = sqlite3.connect(tmp_path / "j.db")
     con.executescript(_SCHEMA_V1)
     con.close()
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     assert store.schema_version() == SCHEMA_VERSION == 5
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq",
@@ -168,8 +168,8 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     assert store.counts()["queued"] == 2 and store.counts()["succeeded"] == 1
     assert store.claim_next("0").path == "/w/killed.mp3"
     store.close()
-    JobStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
-    assert JobStore(tmp_path / "j.db").schema_version() == 5
+    SqliteStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
+    assert SqliteStore(tmp_path / "j.db").schema_version() == 5
 
 
 def test_a_version_2_store_gains_the_language_source(tmp_path):
@@ -184,7 +184,7 @@ def test_a_version_2_store_gains_the_language_source(tmp_path):
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     con.commit()
     con.close()
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     assert store.schema_version() == SCHEMA_VERSION
     store.update(1, language="de", language_source="tag", language_probability=1.0)
     job = store.get(1)
@@ -193,7 +193,7 @@ def test_a_version_2_store_gains_the_language_source(tmp_path):
 
 
 def test_backoff_and_paused_roots(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     store.claim_next("0")
     store.requeue(jid, not_before=time.time() + 60, reason="disk_full")
@@ -205,13 +205,13 @@ def test_backoff_and_paused_roots(tmp_path):
 
 
 def test_survives_reopen_and_reports_stats(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     jid = store.enqueue("/w/a.mp3", "/w", 10, 5, "fa", detected_at=time.time() - 10)
     store.claim_next("0")
     store.finish(jid, "succeeded", audio_seconds=100.0, outputs=["/w/a.en.srt"])
     store.record_skipped("/w/b.mp3", "/w", 1, 1, "fb", "subtitle_exists", "b.en.srt exists")
     store.close()
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     assert store.get(jid).outputs == ["/w/a.en.srt"]
     stats = store.stats()
     assert stats["counts"]["succeeded"] == 1 and stats["counts"]["skipped"] == 1
@@ -222,7 +222,7 @@ def test_survives_reopen_and_reports_stats(tmp_path):
     assert mode == "wal"
 
 
-def _counted(store: JobStore) -> dict:
+def _counted(store: SqliteStore) -> dict:
     """Jobs per status, counted the slow way."""
     out = {s: 0 for s in ("queued", "running", "succeeded", "failed", "skipped")}
     for row in store._exec("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
@@ -230,14 +230,14 @@ def _counted(store: JobStore) -> dict:
     return out
 
 
-def _kept(store: JobStore) -> dict:
+def _kept(store: SqliteStore) -> dict:
     """Jobs per status as the triggers keep them."""
     return {**dict.fromkeys(_counted(store), 0),
             **{r[0]: r[1] for r in store._exec("SELECT status, n FROM job_counts")}}
 
 
 def test_counts_follow_every_transition_including_other_processes(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     ids = [store.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}") for i in range(6)]
     store.record_skipped("/w/s.mp3", "/w", 1, 1, "fs", "subtitle_exists", "s.srt exists")
     assert store.counts() == _counted(store) and store.counts()["queued"] == 6
@@ -251,7 +251,7 @@ def test_counts_follow_every_transition_including_other_processes(tmp_path):
     assert store.counts() == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1,
                               "skipped": 1}
     # `scribewatch retry` runs in another process, on its own connection.
-    other = JobStore(tmp_path / "j.db")
+    other = SqliteStore(tmp_path / "j.db")
     assert other.retry_failed() == [ids[1]]
     other.close()
     assert store.counts() == _counted(store) and store.counts()["failed"] == 0
@@ -261,7 +261,7 @@ def test_counts_follow_every_transition_including_other_processes(tmp_path):
 
 
 def test_a_store_from_before_the_counts_is_counted_once_when_opened(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     for i in range(5):
         store.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}")
     store.finish(store.claim_next("0").id, "succeeded")
@@ -270,15 +270,15 @@ def test_a_store_from_before_the_counts_is_counted_once_when_opened(tmp_path):
         store._exec(statement)                               # what an older version left
     store.enqueue("/w/late.mp3", "/w", 1, 1, "fl")
     store.close()
-    reopened = JobStore(tmp_path / "j.db")
+    reopened = SqliteStore(tmp_path / "j.db")
     assert reopened.counts()["queued"] == 5 and reopened.counts()["succeeded"] == 1
-    JobStore(tmp_path / "j.db").close()                      # opening again counts nothing twice
+    SqliteStore(tmp_path / "j.db").close()                      # opening again counts nothing twice
     assert reopened.counts() == _counted(reopened) == _kept(reopened)
 
 
 def test_batch_is_one_transaction(tmp_path):
-    store = JobStore(tmp_path / "j.db")
-    other = JobStore(tmp_path / "j.db")        # another connection sees only commits
+    store = SqliteStore(tmp_path / "j.db")
+    other = SqliteStore(tmp_path / "j.db")        # another connection sees only commits
     with store.batch():
         store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
         with store.batch():                     # nested: part of the outer one
@@ -288,7 +288,7 @@ def test_batch_is_one_transaction(tmp_path):
 
 
 def test_failed_batch_leaves_nothing(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     try:
         with store.batch():
             store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
@@ -302,7 +302,7 @@ def test_failed_batch_leaves_nothing(tmp_path):
 
 def test_job_has_a_typed_field_for_every_column_in_table_order(tmp_path):
     """`history --json` prints `Job.as_dict()`: the same keys, in the same order, as the table."""
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     store.enqueue("/w/a.mp3", "/w", 1, 1, "x")
     job = store.claim_next("0")
     columns = [r[1] for r in
@@ -316,7 +316,7 @@ def test_status_reads_do_not_wait_for_a_writer(tmp_path):
     # A scrape reads counts and the last success while a worker holds the store in a write
     # transaction (or a commit runs a WAL checkpoint): it must answer from committed data at
     # once, not queue behind the writer.
-    s = JobStore(tmp_path / "j.db")
+    s = SqliteStore(tmp_path / "j.db")
     done = s.enqueue("/m/a.wav", "/m", 1, 1, "fa")
     s.finish(done, "succeeded")
     inside, release = threading.Event(), threading.Event()
@@ -348,7 +348,7 @@ def test_a_result_read_after_the_call_never_holds_up_a_commit(tmp_path):
     an intake thread recorded a skipped file) left the statement in progress on the shared
     connection; a worker's claim at that moment failed at COMMIT with "SQL statements in
     progress", and its thread died."""
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     store.enqueue("/w/a.mp3", "/w", 1, 1, "a")
     pending = store._exec("INSERT INTO meta VALUES ('k1', '1'), ('k2', '2') RETURNING key")
     assert pending.fetchone()[0] == "k1"          # one row of two read, the other later
@@ -358,7 +358,7 @@ def test_a_result_read_after_the_call_never_holds_up_a_commit(tmp_path):
 
 
 def test_status_reads_beside_claims_in_other_threads(tmp_path):
-    store = JobStore(tmp_path / "j.db")
+    store = SqliteStore(tmp_path / "j.db")
     errors, done = [], threading.Event()
 
     def read_stats():

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-from scribewatch.pipeline.store.sqlite import JobStore
+from scribewatch.pipeline.store.sqlite import SqliteStore
 
 
-def _store(tmp_path) -> JobStore:
-    return JobStore(tmp_path / "j.db")
+def _store(tmp_path) -> SqliteStore:
+    return SqliteStore(tmp_path / "j.db")
 
 
 def test_next_queued_is_the_order_workers_claim_in(tmp_path):
