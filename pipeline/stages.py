@@ -27,6 +27,8 @@ from .media import (  # noqa: F401
     open_container,
     probe,
 )
+from .subtitles.cues import build_cues
+from .subtitles.formats import FORMATS
 from .subtitles.output import write_atomic, write_error_reason
 from .transcript import Segment, Transcript, Word
 
@@ -145,8 +147,6 @@ def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.
     """Render every format and write each atomically, cues at most `max_cps` characters per
     second. Returns the written paths. `before_commit()`, asked before each rename, may raise
     to write nothing more."""
-    from .subtitles.cues import RENDERERS, build_cues
-
     cues = build_cues(transcript.words, max_line_chars=line_length(transcript.language),
                       language=transcript.language,   # its line-break rules (English default)
                       max_cps=max_cps)
@@ -154,7 +154,7 @@ def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.
     try:
         for fmt, target in targets.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, RENDERERS[fmt](transcript, cues), before_commit)
+            write_atomic(target, FORMATS[fmt].render(transcript, cues), before_commit)
             written.append(str(target))
     except OSError as e:
         reason = write_error_reason(e)

@@ -8,25 +8,15 @@ import concurrent.futures
 import dataclasses
 from typing import Protocol
 
-from ..contract import Reason
+from ..subtitles.formats import ASR, OPENAI, api_outputs
 
 # -- the HTTP transcription API: the exporter submits, the daemon's workers run ---------------
-# The answer formats: whisper-asr-webservice's `output` (Bazarr) and OpenAI's `response_format`.
-API_OUTPUTS = ("srt", "vtt", "txt", "json", "tsv", "text", "verbose_json")
+# The answer formats (subtitles/formats.py): whisper-asr-webservice's `output` (Bazarr) and
+# OpenAI's `response_format`.
+ASR_OUTPUTS = api_outputs(ASR)
+OPENAI_OUTPUTS = api_outputs(OPENAI)
+API_OUTPUTS = tuple(dict.fromkeys(ASR_OUTPUTS + OPENAI_OUTPUTS))
 API_TASKS = ("transcribe", "translate", "detect_language")
-
-# Requests refused before any job runs; the HTTP status is the `code` label, these the log's and
-# the error body's name for it. Jobs that run and fail carry a FAILURES code instead.
-API_REJECTIONS: tuple[Reason, ...] = (
-    Reason("bad_request", None, False, "a missing upload field or a bad parameter (400)"),
-    Reason("unauthorized", None, False, "no valid basic-auth user or bearer token (401)"),
-    Reason("length_required", None, False, "an upload without Content-Length (411)"),
-    Reason("upload_too_large", None, False, "Content-Length over `api_max_upload_bytes`, "
-           "refused before the body is read (413)"),
-    Reason("busy", None, False, "no worker took the request within `api_max_wait_seconds` "
-           "(503, with Retry-After)"),
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class ApiRequest:
@@ -56,7 +46,7 @@ class ApiResult:
 
 class ApiFailed(Exception):
     """The request ran (or was refused) and has no answer: `status` for HTTP, `reason` from
-    FAILURES, SKIPS or API_REJECTIONS, `message` one line for people."""
+    FAILURES, SKIPS or API_REJECTIONS (contract.py), `message` one line for people."""
 
     def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None):
         super().__init__(message)

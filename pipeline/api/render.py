@@ -11,11 +11,9 @@ import json
 
 from ..language.codes import whisper_name
 from ..stages import line_length
-from ..subtitles.cues import Cue, build_cues, render_srt, render_txt, render_vtt
+from ..subtitles.cues import Cue, build_cues
+from ..subtitles.formats import API_DOCUMENTS, FORMATS, JSON
 from ..transcript import Transcript
-
-TEXT = "text/plain; charset=utf-8"
-JSON = "application/json"
 
 
 def cues_of(transcript: Transcript) -> list[Cue]:
@@ -40,25 +38,14 @@ def _segments(transcript: Transcript, words: bool) -> list[dict]:
     } for i, s in enumerate(transcript.segments)]
 
 
-def _tsv(cues: list[Cue]) -> str:
-    rows = ["start\tend\ttext"]
-    rows += [f"{round(c.start * 1000)}\t{round(c.end * 1000)}\t{c.text.replace(chr(9), ' ')}"
-             for c in cues]
-    return "\n".join(rows) + "\n"
-
-
 def render(transcript: Transcript, output: str, *, task: str = "transcribe",
            words: bool = False) -> tuple[bytes, str]:
-    """(body, content type) for `output` (contract.API_OUTPUTS). `words`: word timings in the
-    json answers (whisper-asr's word_timestamps, OpenAI's timestamp_granularities[]=word)."""
-    if output in ("srt", "vtt", "tsv"):
-        cues = cues_of(transcript)
-        text = {"srt": render_srt, "vtt": render_vtt, "tsv": _tsv}[output](cues)
-        return text.encode(), TEXT
-    if output == "txt":
-        return render_txt(transcript).encode(), TEXT
-    if output == "text":
-        return (transcript.text + "\n").encode(), TEXT
+    """(body, content type) for `output` (contract.API_OUTPUTS: subtitles/formats.py). `words`:
+    word timings in the json answers (whisper-asr's word_timestamps, OpenAI's
+    timestamp_granularities[]=word)."""
+    if output not in API_DOCUMENTS and output in FORMATS:   # a format of the registry
+        fmt = FORMATS[output]
+        return fmt.render(transcript, cues_of(transcript)).encode(), fmt.content_type
     if output == "json":     # OpenAI's {"text"} plus whisper-asr-webservice's fields
         doc = {"text": transcript.text, "language": transcript.language,
                "segments": _segments(transcript, words)}

@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..transcript import Transcript, Word
 from .linebreaks import ends_on_function_word
@@ -388,12 +388,3 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
         "cues": [{"start": c.start, "end": c.end, "lines": list(c.lines)} for c in cues],
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
-
-
-RENDERERS: dict[str, Callable[[Transcript, Sequence[Cue]], str]] = {
-    "srt": lambda transcript, cues: render_srt(cues),
-    "vtt": lambda transcript, cues: render_vtt(cues),
-    "txt": lambda transcript, cues: render_txt(transcript),
-    "json": render_json,
-}
-

@@ -9,7 +9,6 @@ import pytest
 
 from scribewatch.pipeline.guards import check_transcript
 from scribewatch.pipeline.subtitles.cues import (
-    RENDERERS,
     Cue,
     build_cues,
     render_json,
@@ -335,14 +334,6 @@ def test_json_is_valid_and_complete():
                                    "lines": ["Line one,", "line two."]}
     non_ascii = Transcript("de", 1.0, 1.0, (Segment(0.0, 1.0, " Grüße"),))
     assert "Grüße" in render_json(non_ascii, [])                  # ensure_ascii=False
-
-
-def test_renderers_by_format_name():
-    assert sorted(RENDERERS) == ["json", "srt", "txt", "vtt"]
-    assert RENDERERS["srt"](TRANSCRIPT, CUES) == render_srt(CUES)
-    assert RENDERERS["vtt"](TRANSCRIPT, CUES) == render_vtt(CUES)
-    assert RENDERERS["txt"](TRANSCRIPT, CUES) == render_txt(TRANSCRIPT)
-    assert RENDERERS["json"](TRANSCRIPT, CUES) == render_json(TRANSCRIPT, CUES)
 
 
 def test_real_jfk_cues_are_readable_and_faithful(real_speech):
