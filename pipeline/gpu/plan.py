@@ -24,22 +24,13 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .footprint import GIB, MIB, Footprint, footprint
+from .views import GpuMemory
 
 MAX_WORKERS_PER_GPU = 4
 MAX_BATCH_SIZE = 16
 MIN_USEFUL_BATCH = 4          # below this, batching gains little (NOTES: 1.13x at 4 on CPU)
 MARGIN_MIN_BYTES = 512 * MIB
 MARGIN_SHARE = 0.05           # of the GPU's total memory
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    uuid: str
-    name: str
-    total_bytes: int
-    free_bytes: int
-    compute_capability: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +73,7 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def margin(gpu: GpuInfo) -> int:
+def margin(gpu: GpuMemory) -> int:
     return max(MARGIN_MIN_BYTES, int(gpu.total_bytes * MARGIN_SHARE))
 
 
@@ -112,7 +103,7 @@ def _fit(fp: Footprint, usable: int, workers: int | None, batch: int | None) -> 
     return workers, (batch if batch > 1 else 0)
 
 
-def _slot(gpu: GpuInfo, fp: Footprint, request: PlanRequest) -> tuple[GpuSlot | None, str]:
+def _slot(gpu: GpuMemory, fp: Footprint, request: PlanRequest) -> tuple[GpuSlot | None, str]:
     usable = gpu.free_bytes - margin(gpu)
     head = (f"GPU {gpu.index} ({gpu.name}): {_gib(gpu.free_bytes)} free of "
             f"{_gib(gpu.total_bytes)}, {_gib(margin(gpu))} kept free")
@@ -135,8 +126,8 @@ def _slot(gpu: GpuInfo, fp: Footprint, request: PlanRequest) -> tuple[GpuSlot | 
     return GpuSlot(gpu.index, gpu.uuid, gpu.name, workers, batch, need, gpu.free_bytes), text
 
 
-def _chosen(gpus: Sequence[GpuInfo],
-            devices: tuple[int, ...] | None) -> tuple[list[GpuInfo], list[str]]:
+def _chosen(gpus: Sequence[GpuMemory],
+            devices: tuple[int, ...] | None) -> tuple[list[GpuMemory], list[str]]:
     if devices is None:
         return list(gpus), []
     by_index = {g.index: g for g in gpus}
@@ -154,7 +145,7 @@ def _no_gpu(request: PlanRequest, why: str, reasons: list[str], seen: bool = Tru
         f"{why}: waiting for GPU memory (gpu_fallback_to_cpu is off); files stay queued",))
 
 
-def plan(gpus: Sequence[GpuInfo], request: PlanRequest) -> Plan:
+def plan(gpus: Sequence[GpuMemory], request: PlanRequest) -> Plan:
     """The plan for these GPUs and this configuration. Never raises for lack of memory."""
     if request.device == "cpu":
         return cpu_plan(request, "device: cpu")
@@ -208,7 +199,7 @@ def shrink(current: Plan, gpu_index: int, request: PlanRequest) -> Plan:
     return current
 
 
-def read_gpus(nvml) -> list[GpuInfo]:
+def read_gpus(nvml) -> list[GpuMemory]:
     """The GPUs NVML reports (`nvml`: the pynvml module); [] when NVML is unusable."""
     try:
         nvml.nvmlInit()
@@ -225,7 +216,7 @@ def read_gpus(nvml) -> list[GpuInfo]:
                 cc = None
             name = nvml.nvmlDeviceGetName(handle)
             uuid = nvml.nvmlDeviceGetUUID(handle)
-            out.append(GpuInfo(i, uuid if isinstance(uuid, str) else uuid.decode(),
+            out.append(GpuMemory(i, uuid if isinstance(uuid, str) else uuid.decode(),
                                name if isinstance(name, str) else name.decode(),
                                int(mem.total), int(mem.free), cc))
         return out

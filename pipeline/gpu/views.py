@@ -11,7 +11,8 @@ from typing import Callable
 
 @dataclasses.dataclass(frozen=True)
 class GpuMemory:
-    """One GPU as NVML reports it now: the planner's input."""
+    """One GPU as NVML reports it now: the planner's input (gpu/plan.py), the exporter's NVML
+    session's output, the device pool's memory checks. The one class for a GPU's memory."""
     index: int
     uuid: str
     name: str

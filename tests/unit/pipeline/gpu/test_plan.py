@@ -11,7 +11,8 @@ import pytest
 
 from scribewatch.pipeline.gpu import plan as gpu_plan
 from scribewatch.pipeline.gpu.footprint import GIB, footprint, size_key
-from scribewatch.pipeline.gpu.plan import GpuInfo, PlanRequest, plan, read_gpus, shrink
+from scribewatch.pipeline.gpu.plan import PlanRequest, plan, read_gpus, shrink
+from scribewatch.pipeline.gpu.views import GpuMemory
 from tests.harness import FAKE_NVML_DIR
 
 H200 = {"name": "NVIDIA H200", "uuid": "GPU-h200-0", "memory_total": 141 * GIB,
@@ -153,7 +154,7 @@ def test_the_table_orders_sizes_and_types():
 def test_gpus_without_a_prebuilt_kernel_are_told_about_the_jit():
     """The wheel's cubins stop at sm_86: Ada (8.9) runs them, Hopper (9.0) JIT-compiles PTX."""
     def reason(cc):
-        return plan([GpuInfo(0, "u", "card", 24 * GIB, 20 * GIB, cc)],
+        return plan([GpuMemory(0, "u", "card", 24 * GIB, 20 * GIB, cc)],
                     PlanRequest("tiny.en")).reasons[-1]
     assert "JIT" in reason((9, 0)) and "sm_90" in reason((9, 0))
     assert "JIT" not in reason((8, 9)) and "JIT" not in reason(None)
