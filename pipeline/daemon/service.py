@@ -31,7 +31,8 @@ from ..watcher import FileFilter, Watcher
 from .claimed_job import LeaseLost, Running
 from .devices import DevicePool, Slot
 from .leases import LeaseKeeping
-from .prefetch import Prefetcher, Prefetching
+from .prefetch import Prefetcher
+from .prefetch_policy import Prefetching
 from .resources import GpuProbe, ResourceSampler
 from .runner import RunResult
 from .status import StoreStatus, daemon_snapshot
