@@ -1,8 +1,11 @@
-"""A job a worker is running (`Running`): its state, its lease, and what the daemon does around
-each stage (the runner's `JobHooks`): the store's stage, progress checkpoints and language, the
-reporter's stage timings. Every store write about it carries its lease token, so once another
-node has taken the job over, this one's writes change nothing. `view()` makes the observers'
-`RunningJob` from it.
+"""A job a worker claimed (`Running`): its state, its lease, and what is done around each stage
+(the runner's `JobHooks`): the store's stage, progress checkpoints and language, the reporter's
+stage timings. Every store write about it carries its lease token, so once another node has
+taken the job over, this one's writes change nothing. `view()` makes the observers'
+`RunningJob` from it. `ClaimedJobs`: the jobs this node's workers hold.
+
+A `Running` is handed what it writes to (the store, the reporter) and its lease's timings; it
+does not know the daemon.
 """
 
 from __future__ import annotations
@@ -11,17 +14,14 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from ..contract import RunningJob
+from ..contract import Reporter, RunningJob
 from ..job import Job
 from ..stages import Cancelled
-from ..store import StoreUnavailable
+from ..store import JobStore, StoreUnavailable
+from .devices import Slot
 from .runner import JobHooks
-
-if TYPE_CHECKING:
-    from .devices import Slot
-    from .service import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,12 @@ class Running(JobHooks):
     place the observers' `RunningJob` is made from it."""
     job: Job
     worker: str
-    daemon: "Daemon"
-    slot: "Slot"
+    slot: Slot
+    store: JobStore
+    reporter: Reporter
+    lease_seconds: float
+    heartbeat_seconds: float            # before_commit's margin while the store is away
+    on_transcribing: Callable[[], None] = lambda: None   # the prefetch's cue
     progress: float = 0.0
     audio_seconds: float | None = None
     stage_seconds: dict = dataclasses.field(default_factory=dict)
@@ -79,7 +83,7 @@ class Running(JobHooks):
     # -- the lease -------------------------------------------------------------------------
     def lease_left(self) -> float:
         """Seconds of lease left by this node's own count (the store is not asked)."""
-        return self.daemon.cfg.lease_seconds - (time.monotonic() - self.renewed_at)
+        return self.lease_seconds - (time.monotonic() - self.renewed_at)
 
     def lose(self, why: str) -> None:
         if not self.lost:
@@ -100,9 +104,9 @@ class Running(JobHooks):
         if self.settled or self.lost:
             raise LeaseLost() if self.lost else Cancelled()
         self.stage = stage
-        self._write(self.daemon.store.set_stage, stage, self.stage_seconds)
+        self._write(self.store.set_stage, stage, self.stage_seconds)
         if stage == "transcribe":
-            self.daemon.transcribing()
+            self.on_transcribing()
         t0, wall = time.perf_counter(), time.time()
         try:
             return fn(*args)
@@ -110,7 +114,7 @@ class Running(JobHooks):
             dt = time.perf_counter() - t0
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + dt
             self.stage_spans[stage] = [wall, wall + dt]
-            self.daemon.reporter.stage_observed(stage, dt)
+            self.reporter.stage_observed(stage, dt)
 
     def done_before(self, stage: str, result, start: float, end: float):
         """A stage the prefetch ran before the claim: recorded as if timed here."""
@@ -119,26 +123,26 @@ class Running(JobHooks):
         self.stage = stage
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + (end - start)
         self.stage_spans[stage] = [start, end]
-        self._write(self.daemon.store.set_stage, stage, self.stage_seconds)
-        self.daemon.reporter.stage_observed(stage, end - start)
+        self._write(self.store.set_stage, stage, self.stage_seconds)
+        self.reporter.stage_observed(stage, end - start)
         return result
 
     def probed(self, probe) -> None:
-        self._write(self.daemon.store.update, audio_seconds=probe.duration)
+        self._write(self.store.update, audio_seconds=probe.duration)
 
     def decoded(self, audio_seconds: float) -> None:
         self.audio_seconds = audio_seconds
-        self._write(self.daemon.store.update, audio_seconds=audio_seconds)
+        self._write(self.store.update, audio_seconds=audio_seconds)
 
     def transcribed(self, transcript) -> None:
         model = self.slot.manager
-        self._write(self.daemon.store.update, model=model.name, device=model.where,
+        self._write(self.store.update, model=model.name, device=model.where,
                     compute_type=model.compute_type, suspect=list(transcript.suspect) or None)
 
     def language_decided(self, choice) -> None:
-        self._write(self.daemon.store.update, language=choice.language,
+        self._write(self.store.update, language=choice.language,
                     language_source=choice.source, language_probability=choice.probability)
-        self.daemon.reporter.language_decided(choice.language, choice.source, choice.probability)
+        self.reporter.language_decided(choice.language, choice.source, choice.probability)
 
     def progressed(self, ratio: float, passes_before: int) -> None:
         self.progress = ratio
@@ -148,10 +152,10 @@ class Running(JobHooks):
         line = (passes_before * duration + ratio * duration) // step * step
         if line > self.recorded:
             self.recorded = line
-            self._write(self.daemon.store.set_checkpoint, line)
+            self._write(self.store.set_checkpoint, line)
 
     def rerun(self, findings) -> None:
-        self.daemon.reporter.suspect_transcript()
+        self.reporter.suspect_transcript()
         self.progress = 0.0
 
     def should_stop(self) -> bool:
@@ -164,9 +168,36 @@ class Running(JobHooks):
         if self.lost:
             raise LeaseLost()
         try:
-            held = self.daemon.store.holds(self.job.id, self.token)
+            held = self.store.holds(self.job.id, self.token)
         except StoreUnavailable:
-            held = self.lease_left() > self.daemon.cfg.heartbeat_seconds
+            held = self.lease_left() > self.heartbeat_seconds
         if not held:
             self.lose("checked before writing the subtitle")
             raise LeaseLost()
+
+
+class ClaimedJobs:
+    """The jobs this node's workers hold, one per worker: what the heartbeat renews, shutdown
+    waits for, the prefetch counts and the status shows."""
+
+    def __init__(self):
+        self._by_worker: dict[str, Running] = {}
+
+    def add(self, running: Running) -> None:
+        self._by_worker[running.worker] = running
+
+    def remove(self, worker: str) -> None:
+        self._by_worker.pop(worker, None)
+
+    def __len__(self) -> int:
+        return len(self._by_worker)
+
+    def all(self) -> list[Running]:
+        """A copy: workers add and remove jobs meanwhile."""
+        return list(self._by_worker.values())
+
+    def views(self) -> tuple[RunningJob, ...]:
+        return tuple(r.view() for r in self.all())
+
+    def leases_held(self) -> int:
+        return sum(1 for r in self.all() if not r.lost)

@@ -1,31 +1,67 @@
-"""The daemon's side of a shared store: heartbeats that renew the leases of running jobs,
-taking over jobs whose lease ran out, and settling a job while the store comes and goes.
+"""The daemon's side of a shared store: whether the store answers (`StoreHealth`), and the lease
+keeping (`LeaseKeeper`): heartbeats that renew the leases of running jobs, taking over jobs whose
+lease ran out, recovering this node's own jobs after a death, and settling a job while the store
+comes and goes.
 
-A mixin of `Daemon` (it uses the daemon's store, config, reporter, running jobs and flags).
+Both are objects the daemon owns and hands what they need; neither knows the daemon.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from typing import Callable
 
-from ..store import StoreUnavailable
+from ..contract import NullReporter, Reporter
+from ..store import JobStore, StoreUnavailable
 from ..store.sqlite_schema import SUSPECT_STRIKES
+from .claimed_job import ClaimedJobs
 
 log = logging.getLogger("scribewatch.pipeline.daemon")
 
 STORE_RETRY_SECONDS = 1.0   # a result waiting for the store to come back asks again this often
 
 
-class LeaseKeeping:
-    def _store_down(self, e: Exception) -> None:
-        if self._store_error is None:
-            log.error("job store %s unreachable: %s; no new jobs until it is back (running jobs "
-                      "go on under their leases)", self.store_kind, e)
-        self._store_error = str(e) or type(e).__name__
+class StoreHealth:
+    """Is the job store reachable and writable now, and if not, why: what the workers (no claims
+    while it is away), the lease keeper, the status (/readyz, `scribewatch_store_up`) read."""
 
-    def _keep_node_name(self) -> None:
+    def __init__(self, kind: str):
+        self.kind = kind                   # "sqlite" | "postgresql", for the log
+        self.error: str | None = None      # why the store is unreachable, or None
+        self.writable = True               # the last housekeeping's check
+
+    @property
+    def up(self) -> bool:
+        return self.error is None
+
+    def down(self, e: Exception) -> None:
+        if self.error is None:
+            log.error("job store %s unreachable: %s; no new jobs until it is back (running jobs "
+                      "go on under their leases)", self.kind, e)
+        self.error = str(e) or type(e).__name__
+
+    def back(self) -> None:
+        log.warning("job store %s is reachable again: claiming jobs again", self.kind)
+        self.error = None
+
+
+class LeaseKeeper:
+    def __init__(self, store: JobStore, health: StoreHealth, jobs: ClaimedJobs, *, node: str,
+                 max_attempts: int, heartbeat_seconds: float, stopping: threading.Event,
+                 stopping_now: Callable[[], bool], on_requeued: Callable[[], None],
+                 on_finished: Callable[[int], None]):
+        self.store, self.health, self.jobs = store, health, jobs
+        self.node, self.max_attempts = node, max_attempts
+        self.heartbeat_seconds = heartbeat_seconds
+        self._stopping, self._stopping_now = stopping, stopping_now
+        self._on_requeued = on_requeued       # a job is queued again: wake the workers
+        self._on_finished = on_finished       # a job ended here (its id): the daemon announces it
+        self.reporter: Reporter = NullReporter()
+
+    def keep_node_name(self) -> None:
         """The shared store's lock on this node's name, taken again after a PostgreSQL restart.
         Taken by another daemon meanwhile: no claims (as if the store were away) until it is
         this node's again — two daemons under one name would take each other's jobs."""
@@ -34,34 +70,22 @@ class LeaseKeeping:
             raise StoreUnavailable(f"another daemon took node name {self.node!r} while the "
                                    "store was away: give each daemon its own node_name")
 
-    def _store_back(self) -> None:
-        log.warning("job store %s is reachable again: claiming jobs again", self.store_kind)
-        self._store_error = None
-        # What arrived meanwhile: the files intake deferred, and a rescan for any scan batch
-        # whose commit was lost with the connection.
-        retried = self.intake.retry_deferred()
-        for root in self.watcher.available_roots:
-            self.watcher.scan_later(root, root)
-        if retried:
-            log.info("took %d file(s) that arrived while the store was away", retried)
-        self._notify()
-
     @contextlib.contextmanager
-    def _scan_batch(self):
+    def scan_batch(self):
         """The watcher's scan batch: one transaction, or none while the store is away (intake
         defers the files then; the rescan when it is back finds a batch lost at commit)."""
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(self.store.batch())
         except StoreUnavailable as e:
-            self._store_down(e)
+            self.health.down(e)
         try:
             with stack:
                 yield
         except StoreUnavailable as e:
-            self._store_down(e)
+            self.health.down(e)
 
-    def _store_call(self, method, *args, patient: bool = True, **kwargs) -> bool:
+    def record(self, method, *args, patient: bool = True, **kwargs) -> bool:
         """A write that settles a job (a result, a requeue). With the store away it is tried
         again until the store returns, unless shutting down at once (then the next start, or
         another node after the lease, settles the job). False: the lease token is no longer
@@ -73,25 +97,25 @@ class LeaseKeeping:
                     return False
                 return True
             except StoreUnavailable as e:
-                self._store_down(e)
-                if not patient or self._stop_now:
+                self.health.down(e)
+                if not patient or self._stopping_now():
                     log.warning("job %d: result not recorded (store unreachable); it will be "
                                 "run again", args[0])
                     return False
                 time.sleep(STORE_RETRY_SECONDS)
 
-    def _heartbeat(self) -> None:
+    def heartbeat(self) -> None:
         """Renew the lease of every running job. A lease renewed by no one runs out and another
         node takes the job over; so a job whose renewals keep failing longer than a lease is
         given up here too (the other node may already be running it)."""
-        while not self._stopping.wait(self.cfg.heartbeat_seconds):
-            for r in list(self._running.values()):
+        while not self._stopping.wait(self.heartbeat_seconds):
+            for r in self.jobs.all():
                 if r.settled or r.lost:
                     continue
                 try:
                     held = self.store.renew(r.job.id, r.token)
                 except StoreUnavailable as e:
-                    self._store_down(e)
+                    self.health.down(e)
                     self.reporter.lease_renewal_failed()
                     if r.lease_left() <= 0:
                         r.lose("renewals failed for a whole lease: the store is unreachable")
@@ -102,8 +126,8 @@ class LeaseKeeping:
                     self.reporter.lease_renewal_failed()
                     r.lose("the store gave the job to another node")
 
-    def _take_over_expired(self) -> None:
-        requeued, failed = self.store.take_over_expired(self.cfg.max_attempts)
+    def take_over_expired(self) -> None:
+        requeued, failed = self.store.take_over_expired(self.max_attempts)
         for job in requeued:
             self.reporter.job_taken_over()
             log.warning("job %d (%s): the lease of node %s ran out in %s: taken over, queued "
@@ -116,12 +140,12 @@ class LeaseKeeping:
                       job.error_stage)
             self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
         if requeued:
-            self._notify()
+            self._on_requeued()
 
-    def _recover_after_death(self) -> None:
+    def recover_after_death(self) -> None:
         """At start: our own jobs left running by a death of this node, at once (not after their
         leases): queued again, or failed when they keep killing it (the store's accounting)."""
-        requeued, failed = self.store.recover_after_crash(self.cfg.max_attempts)
+        requeued, failed = self.store.recover_after_crash(self.max_attempts)
         for job in requeued:
             if job.strikes == 1:
                 log.warning("job %d (%s) was interrupted by a restart in %s while progressing "
@@ -131,11 +155,11 @@ class LeaseKeeping:
                 log.warning("job %d (%s): the daemon died again at the same point (%s) with no "
                             "progress since its previous death (%d of %d in a row): queued "
                             "again%s", job.id, job.path, job.crash_point,
-                            job.strikes, self.cfg.max_attempts,
+                            job.strikes, self.max_attempts,
                             ", behind the other jobs" if job.strikes >= SUSPECT_STRIKES else "")
         for job in failed:
             log.error("failed %s: the daemon died at the same point (%s) %d times in a row "
                       "[%s/crashed_repeatedly]", job.path, job.crash_point, job.strikes,
                       job.error_stage)
             self.reporter.job_finished("failed", reason="crashed_repeatedly", stage=job.error_stage)
-            self._announce(job.id)
+            self._on_finished(job.id)

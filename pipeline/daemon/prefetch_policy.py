@@ -1,34 +1,51 @@
-"""The daemon's side of the prefetch (`prefetch.py`'s `Prefetcher` does the work)."""
+"""The daemon's side of the prefetch (`prefetch.py`'s `Prefetcher` does the work): when to
+prepare the next file, which job, which audio track, whether to VAD it ahead."""
 
 from __future__ import annotations
 
+from typing import Callable
+
+from ..config import Config
 from ..job import Job
+from ..libraries import Libraries
+from ..store import JobStore
 from ..tracks import chosen_index
+from .claimed_job import ClaimedJobs
+from .devices import DevicePool
+from .leases import StoreHealth
+from .prefetch import Prefetcher
 
 
-class Prefetching:
-    """The daemon's side of the prefetch (a mixin of `Daemon`: its store, devices, libraries,
-    settings and running jobs): when to prefetch, which job, which track, whether to VAD."""
+class PrefetchPolicy:
+    def __init__(self, cfg: Config, store: JobStore, health: StoreHealth, jobs: ClaimedJobs,
+                 devices: DevicePool, libraries: Libraries, *,
+                 available_libraries: Callable[[], list[str]], suspects: Callable[[], bool]):
+        self.cfg, self.store, self.health, self.jobs = cfg, store, health, jobs
+        self.devices, self.libraries = devices, libraries
+        self._available_libraries = available_libraries   # the names whose roots are mounted
+        self._suspects = suspects                          # may suspect jobs be tried now?
+        self.prefetcher = Prefetcher(
+            self.peek_next, max_audio_seconds=cfg.prefetch_max_audio_seconds,
+            vad_wanted=self.vad_ahead, choose_track=self.track_ahead)
 
     def transcribing(self) -> None:
         """A worker started transcribing (or a file was queued): with no worker left free,
         prepare the next file."""
-        if self._running and len(self._running) >= self.devices.claimable():
+        if self.jobs and len(self.jobs) >= self.devices.claimable():
             self.prefetcher.poke()
 
-    def _peek_next(self) -> Job | None:
+    def peek_next(self) -> Job | None:
         """The job a free worker would claim next, at this node's path (the prefetch's)."""
-        if self._store_error is not None:
+        if not self.health.up:
             return None
-        job = self.store.peek_next(self.libraries.names_of(self.watcher.available_roots),
-                                   suspects=self._up_long_enough())
+        job = self.store.peek_next(self._available_libraries(), suspects=self._suspects())
         return job and self.libraries.localize(job)
 
-    def _track_ahead(self, probe) -> int | None:
+    def track_ahead(self, probe) -> int | None:
         """The audio track a worker will decode (the same choice as the runner's)."""
         return chosen_index(probe.audio_tracks, tuple(self.cfg.preferred_audio_languages))
 
-    def _vad_ahead(self, audio_seconds: float) -> bool:
+    def vad_ahead(self, audio_seconds: float) -> bool:
         """VAD a prefetched file ahead unless it may be batched (the batched pipeline has
         VAD settings of its own)."""
         return self.cfg.vad and not any(

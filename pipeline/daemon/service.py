@@ -1,7 +1,9 @@
 """The daemon: workers running the stages, retries, recovery, shutdown (intake: `intake.py`).
 
-It owns the job store, the model and the watcher, reports events through a `Reporter` and
-answers `snapshot()` for whoever observes it (the exporter; the store's figures: `status.py`) and
+It owns the job store, the model and the watcher, and its collaborators as objects, each handed
+what it needs: the store's health and the lease keeping (`leases.py`), the claimed jobs
+(`claimed_job.py`), the prefetch (`prefetch_policy.py`), the status (`status.py`). It reports
+events through a `Reporter`, answers `snapshot()` for whoever observes it (the exporter) and
 `retry_failed_job()` for the status page. It knows nothing about HTTP.
 """
 
@@ -28,14 +30,13 @@ from ..stages import Cancelled
 from ..store import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
 from ..subtitles.output import remove_stale_temps
 from ..watcher import FileFilter, Watcher
-from .claimed_job import LeaseLost, Running
+from .claimed_job import ClaimedJobs, LeaseLost, Running
 from .devices import DevicePool, Slot
-from .leases import LeaseKeeping
-from .prefetch import Prefetcher
-from .prefetch_policy import Prefetching
+from .leases import LeaseKeeper, StoreHealth
+from .prefetch_policy import PrefetchPolicy
 from .resources import GpuProbe, ResourceSampler
 from .runner import RunResult
-from .status import StoreStatus, daemon_snapshot
+from .status import StatusReport, StoreStatus
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class NodeNameInUse(RuntimeError):
     """Another live daemon uses this node name on the shared store."""
 
 
-class Daemon(LeaseKeeping, Prefetching):
+class Daemon:
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
                  gpu_probe: GpuProbe | None = None, model: ModelManager | None = None,
                  on_finished: Callable[[Job], None] | None = None,
@@ -78,10 +79,19 @@ class Daemon(LeaseKeeping, Prefetching):
         # `api_workers`, which have replicas of their own there) take them first.
         self.api = ApiJobs(self.model, self.runner.options, notify=self._notify,
                            max_wait_seconds=cfg.api_max_wait_seconds)
-        self.prefetcher = Prefetcher(
-            self._peek_next,
-            max_audio_seconds=cfg.prefetch_max_audio_seconds, vad_wanted=self._vad_ahead,
-            choose_track=self._track_ahead)
+        self.health = StoreHealth(self.store_kind)
+        self.jobs = ClaimedJobs()              # the jobs the workers hold now
+        self._stopping = threading.Event()
+        self._stop_now = False
+        self.leases = LeaseKeeper(
+            self.store, self.health, self.jobs, node=self.node, max_attempts=cfg.max_attempts,
+            heartbeat_seconds=cfg.heartbeat_seconds, stopping=self._stopping,
+            stopping_now=lambda: self._stop_now, on_requeued=self._notify,
+            on_finished=self._announce)
+        self.prefetch = PrefetchPolicy(
+            cfg, self.store, self.health, self.jobs, self.devices, self.libraries,
+            available_libraries=self._available_libraries, suspects=self._up_long_enough)
+        self.prefetcher = self.prefetch.prefetcher
         self.intake = Intake(self.store, settings=cfg,
                              target_language=self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify,
@@ -91,21 +101,26 @@ class Daemon(LeaseKeeping, Prefetching):
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
             is_known=self.intake.is_known,
             recursive=cfg.recursive, polling=cfg.polling, poll_interval=cfg.poll_interval_seconds,
-            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self._scan_batch)
-        self._running: dict[str, Running] = {}
+            rescan_interval=cfg.rescan_interval_seconds, scan_batch=self.leases.scan_batch)
         self._wake = threading.Condition()
         self._wake_generation = 0
-        self._stopping = threading.Event()
-        self._stop_now = False
         self._threads: list[threading.Thread] = []
-        self._store_writable = True
-        self.status = StoreStatus(self.store, on_unavailable=self._store_down)
-        self._store_error: str | None = None   # why the store is unreachable, or None
+        self.status = StoreStatus(self.store, on_unavailable=self.health.down)
+        self.report = StatusReport(
+            figures=self.status, health=self.health, jobs=self.jobs, devices=self.devices,
+            watcher=self.watcher, libraries=self.libraries, api=self.api, node=self.node,
+            store_folder=(None if self.store_kind == "postgresql"
+                          else str(Path(cfg.db).resolve().parent)),
+            output_dir=self.output_dir, started_at=self.started_at)
         self._last_model_attempt: dict[str, float] = {}
         self._loading: set[str] = set()
 
+    def _available_libraries(self) -> list[str]:
+        """The libraries whose watch roots are mounted now: the only ones a job is claimed from."""
+        return self.libraries.names_of(self.watcher.available_roots)
+
     def _notify(self) -> None:
-        self.transcribing()   # a file queued while every worker is busy: prepare it
+        self.prefetch.transcribing()   # a file queued while every worker is busy: prepare it
         with self._wake:
             # a notify between a worker's claim and its wait is not lost
             self._wake_generation += 1
@@ -115,11 +130,11 @@ class Daemon(LeaseKeeping, Prefetching):
     def start(self) -> None:
         self._started_monotonic = time.monotonic()
         # The exporter may have been attached after __init__.
-        self.intake.reporter = self.api.reporter = self.reporter
+        self.intake.reporter = self.api.reporter = self.leases.reporter = self.reporter
         for slot in self.devices.slots:
             slot.manager.reporter = self.reporter
         self.reporter.languages_expected(self.runner.chain.certain_decisions())
-        self._recover_after_death()
+        self.leases.recover_after_death()
         folders = self.libraries.roots + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
@@ -131,7 +146,7 @@ class Daemon(LeaseKeeping, Prefetching):
         for i in range(self.cfg.api_workers):   # never claim a folder job
             self._spawn(self._worker, f"api-worker-{i}", f"api{i}", self.devices.primary, False)
         self._spawn(self._housekeeping, "housekeeping")
-        self._spawn(self._heartbeat, "heartbeat")
+        self._spawn(self.leases.heartbeat, "heartbeat")
 
     def _spawn(self, target, name, *args) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -172,7 +187,7 @@ class Daemon(LeaseKeeping, Prefetching):
         """Stop intake, let running jobs finish within the grace period, else re-queue them.
         `stop_now()` (a second Ctrl-C) cuts the wait short. `hint`: how to do that, logged."""
         grace = self.cfg.shutdown_grace_seconds if grace is None else grace
-        running = len(self._running)
+        running = len(self.jobs)
         log.info("stopping: no new jobs; waiting up to %.0fs for %d running job(s)%s",
                  grace, running, f"; {hint}" if hint and running else "")
         self._stopping.set()
@@ -183,17 +198,17 @@ class Daemon(LeaseKeeping, Prefetching):
         # Plain sleeps, polling a flag: stop_now() is called from a signal handler in this
         # thread, where taking a lock (an Event's) could deadlock.
         deadline = time.monotonic() + grace
-        while self._running and time.monotonic() < deadline and not self._stop_now:
+        while self.jobs and time.monotonic() < deadline and not self._stop_now:
             time.sleep(0.1)
-        if self._running:
-            for r in list(self._running.values()):
+        if self.jobs:
+            for r in self.jobs.all():
                 r.cancel = True   # transcription checks this between segments
             deadline = time.monotonic() + 5
-            while self._running and time.monotonic() < deadline and not self._stop_now:
+            while self.jobs and time.monotonic() < deadline and not self._stop_now:
                 time.sleep(0.1)
-        for r in list(self._running.values()):
+        for r in self.jobs.all():
             # Still inside a long native call: put it back ourselves; the process exits next.
-            if r.settle(lambda: self._store_call(self.store.requeue, r.job.id, token=r.token,
+            if r.settle(lambda: self.leases.record(self.store.requeue, r.job.id, token=r.token,
                                                  refund_attempt=True, patient=False)):
                 log.warning("job %d %s: queued again", r.job.id,
                             "stopped at once" if self._stop_now
@@ -230,14 +245,12 @@ class Daemon(LeaseKeeping, Prefetching):
         if (slot is self.devices.primary and slot.manager.ready
                 and self.api.run_next()):
             return
-        if (folder and self._store_error is None
-                and self.devices.may_claim(worker, slot)):
+        if folder and self.health.up and self.devices.may_claim(worker, slot):
             try:
-                job = self.store.claim_next(
-                    worker, self.libraries.names_of(self.watcher.available_roots),
-                    suspects=self._up_long_enough())
+                job = self.store.claim_next(worker, self._available_libraries(),
+                                            suspects=self._up_long_enough())
             except StoreUnavailable as e:
-                self._store_down(e)   # no claims until housekeeping reaches it again
+                self.health.down(e)   # no claims until housekeeping reaches it again
         if job is None:
             timeout = self._idle_wait()
             with self._wake:
@@ -258,8 +271,11 @@ class Daemon(LeaseKeeping, Prefetching):
     def _run(self, job: Job, worker: str, slot: Slot) -> None:
         job = self.libraries.localize(job)   # another node may have queued it at its own path
         path = Path(job.path)
-        running = Running(job, worker, self, slot)
-        self._running[worker] = running
+        running = Running(job, worker, slot, self.store, self.reporter,
+                          lease_seconds=self.cfg.lease_seconds,
+                          heartbeat_seconds=self.cfg.heartbeat_seconds,
+                          on_transcribing=self.prefetch.transcribing)
+        self.jobs.add(running)
         self.reporter.job_started(max(0.0, job.started_at - job.detected_at))
         log.info("started %s (job %d, attempt %d%s)", path, job.id, job.attempts,
                  f", taken over {job.takeovers}x" if job.takeovers else "")
@@ -279,7 +295,7 @@ class Daemon(LeaseKeeping, Prefetching):
         except LeaseLost:
             running.settle(lambda: None)   # the job is another node's now: nothing to write
         except Cancelled:
-            if running.settle(lambda: self._store_call(self.store.requeue, job.id,
+            if running.settle(lambda: self.leases.record(self.store.requeue, job.id,
                                                        token=running.token,
                                                        refund_attempt=True)):
                 log.warning("job %d (%s) interrupted by shutdown: queued again", job.id, path)
@@ -310,12 +326,12 @@ class Daemon(LeaseKeeping, Prefetching):
             running.settle(functools.partial(self._failed, job, err, stage_seconds,
                                              summary()))
         else:
-            self._store_call(self.store.update, job.id, running.token, **summary())
+            self.leases.record(self.store.update, job.id, running.token, **summary())
         finally:
-            self._running.pop(worker, None)
+            self.jobs.remove(worker)
 
     def _skipped(self, job: Job, skip: SkipJob, stage_seconds: dict, resources: dict) -> None:
-        if not self._store_call(self.store.finish, job.id, "skipped", reason=skip.reason,
+        if not self.leases.record(self.store.finish, job.id, "skipped", reason=skip.reason,
                                 message=skip.message, token=job.lease_token,
                                 stage_seconds=stage_seconds, **resources):
             return
@@ -330,7 +346,7 @@ class Daemon(LeaseKeeping, Prefetching):
         processing = finished - job.started_at
 
         def succeeded():
-            if not self._store_call(self.store.finish, job.id, "succeeded", outputs=outputs,
+            if not self.leases.record(self.store.finish, job.id, "succeeded", outputs=outputs,
                                     token=running.token, stage_seconds=running.stage_seconds,
                                     audio_seconds=transcript.duration):
                 return
@@ -349,23 +365,23 @@ class Daemon(LeaseKeeping, Prefetching):
 
     def _failed(self, job: Job, err: StageError, stage_seconds: dict, resources: dict) -> None:
         path, root = job.path, job.root
-        if err.reason in ("vanished", "unreadable") and not Watcher._root_ok(root):
+        if err.reason in ("vanished", "unreadable") and not Watcher.root_ok(root):
             # The whole watch folder is gone: a dropped mount, not a deleted file. Wait for it.
-            self._store_call(self.store.requeue, job.id, refund_attempt=True, reason=err.reason,
+            self.leases.record(self.store.requeue, job.id, refund_attempt=True, reason=err.reason,
                              stage=err.stage, message="paused: watch folder unavailable",
                              token=job.lease_token)
             log.warning("paused %s: watch folder %s is unavailable", path, root)
             return
         if err.transient and job.attempts < self.cfg.max_attempts:
             delay = self.cfg.retry_backoff_seconds * 2 ** (job.attempts - 1)
-            self._store_call(self.store.requeue, job.id, not_before=time.time() + delay,
+            self.leases.record(self.store.requeue, job.id, not_before=time.time() + delay,
                              reason=err.reason, stage=err.stage, message=err.message,
                              token=job.lease_token)
             log.warning("retrying %s in %.1fs (attempt %d of %d): %s [%s/%s]", path, delay,
                         job.attempts, self.cfg.max_attempts, err.message, err.stage, err.reason)
             self.reporter.job_retried(err.stage, err.reason)
             return
-        if not self._store_call(self.store.finish, job.id, "failed", reason=err.reason,
+        if not self.leases.record(self.store.finish, job.id, "failed", reason=err.reason,
                                 stage=err.stage, message=err.message, token=job.lease_token,
                                 stage_seconds=stage_seconds, **resources):
             return
@@ -384,13 +400,13 @@ class Daemon(LeaseKeeping, Prefetching):
     def _housekeeping(self) -> None:
         while not self._stopping.wait(HOUSEKEEPING_SECONDS):
             try:
-                self._store_writable = self.store.check_writable()
-                self._keep_node_name()
-                self._take_over_expired()
-                if self._store_error is not None:
+                self.health.writable = self.store.check_writable()
+                self.leases.keep_node_name()
+                self.leases.take_over_expired()
+                if not self.health.up:
                     self._store_back()
             except StoreUnavailable as e:
-                self._store_down(e)
+                self.health.down(e)
             except Exception:   # the leases, unloads and retries must go on after a bug
                 log.exception("housekeeping: unexpected error")
             for slot in self.devices.slots:
@@ -399,8 +415,19 @@ class Daemon(LeaseKeeping, Prefetching):
             self._load_models()
 
     # -- status (StatusSource) and control (JobControl) ------------------------------------
+    def _store_back(self) -> None:
+        self.health.back()
+        # What arrived meanwhile: the files intake deferred, and a rescan for any scan batch
+        # whose commit was lost with the connection.
+        retried = self.intake.retry_deferred()
+        for root in self.watcher.available_roots:
+            self.watcher.scan_later(root, root)
+        if retried:
+            log.info("took %d file(s) that arrived while the store was away", retried)
+        self._notify()
+
     def snapshot(self, details: bool = False) -> StatusSnapshot:
-        return daemon_snapshot(self, details)
+        return self.report.snapshot(details)
 
     def retry_failed_job(self, job_id: int) -> str:
         """The status page's retry button: `scribewatch retry --job ID` in this process."""

@@ -1,6 +1,6 @@
-"""The daemon's status (`Daemon.snapshot`, `daemon_snapshot`) and the job store's part of it:
-figures read from the store, kept for a second — concurrent scrapes and every open status page
-ask at once, and the store need not be asked each time.
+"""The daemon's status (`StatusReport`, its `snapshot()`) and the job store's part of it
+(`StoreStatus`): figures read from the store, kept for a second — concurrent scrapes and every
+open status page ask at once, and the store need not be asked each time.
 """
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ... import __version__
+from ..api.queue import ApiJobs
 from ..contract import WAITING_FOR_VRAM, DayFigures, FailedJob, QueuedJob, StatusSnapshot
-from ..store import StoreUnavailable
-from ..store.sqlite import FINAL, SqliteStore
-
-if TYPE_CHECKING:
-    from .service import Daemon
+from ..libraries import Libraries
+from ..store import FINAL, JobStore, StoreUnavailable
+from ..watcher import Watcher
+from .claimed_job import ClaimedJobs
+from .devices import DevicePool
+from .leases import StoreHealth
 
 CACHE_SECONDS = 1.0
 DETAIL_ROWS = 10          # queued files and failures the status page lists
@@ -37,7 +38,7 @@ class StoreFigures:
 
 
 class StoreStatus:
-    def __init__(self, store: SqliteStore, cache_seconds: float = CACHE_SECONDS,
+    def __init__(self, store: JobStore, cache_seconds: float = CACHE_SECONDS,
                  clock=time.monotonic, on_unavailable=lambda error: None):
         self._store, self._cache_seconds, self._clock = store, cache_seconds, clock
         # A shared store that is away: the daemon is told (readyz, no claims) and the last
@@ -85,33 +86,44 @@ def local_midnight(now: float | None = None) -> float:
     return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
 
 
-def daemon_snapshot(self: Daemon, details: bool = False) -> StatusSnapshot:
-    """The daemon's `StatusSource.snapshot()`: its state now, the store's figures cached."""
-    figures = self.status.figures(details)
-    output_dirs = [str(self.output_dir)] if self.output_dir else self.libraries.roots
-    model, loaded, ready, error = self.devices.model_state()
-    return StatusSnapshot(
-        version=__version__, started_at=self.started_at, model_name=model.name,
-        device=model.device, compute_type=model.compute_type,
-        model_loaded=loaded, model_ready=ready,
-        model_error=error, watcher_up=self.watcher.alive(),
-        watch_dirs_unavailable=self.watcher.unavailable_count,
-        store_writable=self._store_writable, queue_jobs=figures.queue,
-        running=tuple(r.view() for r in list(self._running.values())),
-        workers=len(self.devices.workers), counts=figures.counts,
-        last_success_at=figures.last_success,
-        dirs={"watch": self.libraries.roots, "output": output_dirs,
-              "store": ([] if self.store_kind == "postgresql"
-                        else [str(Path(self.cfg.db).resolve().parent)])},
-        startup_scan_seconds=self.watcher.scan_seconds,
-        startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
-        recent_failures=figures.recent_failures, today=figures.today,
-        api_waiting=self.api.waiting, api_running=self.api.running,
-        plan=self.devices.view(),
-        # Nothing can run for lack of GPU memory: every queued job waits for it.
-        waiting_for_vram=(figures.queue if self.devices.all_waiting() else figures.vram),
-        node=self.node, store_kind=self.store_kind, store_up=self._store_error is None,
-        store_error=self._store_error,
-        leases_held=sum(1 for r in list(self._running.values()) if not r.lost),
-        oldest_queued_at=figures.oldest_queued,
-    )
+class StatusReport:
+    """The daemon's `StatusSource.snapshot()`: its state now, from the parts that hold it (each
+    answers for itself), the store's figures cached (`StoreStatus`)."""
+
+    def __init__(self, *, figures: StoreStatus, health: StoreHealth, jobs: ClaimedJobs,
+                 devices: DevicePool, watcher: Watcher, libraries: Libraries, api: ApiJobs,
+                 node: str, store_folder: str | None, output_dir: Path | None,
+                 started_at: float):
+        self.figures, self.health, self.jobs = figures, health, jobs
+        self.devices, self.watcher, self.libraries, self.api = devices, watcher, libraries, api
+        self.node, self.store_folder, self.output_dir = node, store_folder, output_dir
+        self.started_at = started_at
+
+    def snapshot(self, details: bool = False) -> StatusSnapshot:
+        figures = self.figures.figures(details)
+        output_dirs = [str(self.output_dir)] if self.output_dir else self.libraries.roots
+        model, loaded, ready, error = self.devices.model_state()
+        return StatusSnapshot(
+            version=__version__, started_at=self.started_at, model_name=model.name,
+            device=model.device, compute_type=model.compute_type,
+            model_loaded=loaded, model_ready=ready,
+            model_error=error, watcher_up=self.watcher.alive(),
+            watch_dirs_unavailable=self.watcher.unavailable_count,
+            store_writable=self.health.writable, queue_jobs=figures.queue,
+            running=self.jobs.views(),
+            workers=len(self.devices.workers), counts=figures.counts,
+            last_success_at=figures.last_success,
+            dirs={"watch": self.libraries.roots, "output": output_dirs,
+                  "store": [self.store_folder] if self.store_folder else []},
+            startup_scan_seconds=self.watcher.scan_seconds,
+            startup_scan_files=self.watcher.scan_files, queue_next=figures.queue_next,
+            recent_failures=figures.recent_failures, today=figures.today,
+            api_waiting=self.api.waiting, api_running=self.api.running,
+            plan=self.devices.view(),
+            # Nothing can run for lack of GPU memory: every queued job waits for it.
+            waiting_for_vram=(figures.queue if self.devices.all_waiting() else figures.vram),
+            node=self.node, store_kind=self.health.kind, store_up=self.health.up,
+            store_error=self.health.error,
+            leases_held=self.jobs.leases_held(),
+            oldest_queued_at=figures.oldest_queued,
+        )
