@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SkipJob, StageError
+from . import skip_policy
+from .errors import StageError
 from .language.codes import to_iso639_1
 from .tracks import AudioTrack, SubtitleTrack, audio_track
 
@@ -285,7 +286,7 @@ def decode(path: Path, stream_index: int | None = None) -> np.ndarray:
         if out.claimed:
             raise StageError("decode_error", f"{path}: no audio decodes "
                                              f"({out.claimed:.1f}s claimed)")
-        raise SkipJob("no_speech", f"{path}: no speech found (the audio stream is empty)")
+        raise skip_policy.empty_audio(path)
     return out.audio
 
 

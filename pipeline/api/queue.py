@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import media, stages
+from .. import media, skip_policy, stages
 from ..contract import ApiFailed, ApiRequest, ApiResult, NullReporter, Reporter
 from ..errors import SkipJob, StageError
 from ..guards import check_transcript
@@ -213,14 +213,14 @@ class ApiJobs:
             if req.task == "detect_language":
                 decision = self._timed("transcribe", vote_language, model, audio)
                 if decision.language == "unknown":
-                    raise SkipJob("no_speech", "no speech found in the upload")
+                    raise skip_policy.no_speech_in_upload()
                 body, kind = api_render.detection(decision.language, decision.confidence)
                 return ApiResult(body, kind, decision.language, seconds)
             transcript = self._timed("transcribe", self._transcribe, model, audio, ticket)
         finally:
             use.__exit__(None, None, None)
         if not transcript.words:
-            raise SkipJob("no_speech", "no speech found in the upload")
+            raise skip_policy.no_speech_in_upload()
         body, kind = api_render.render(transcript, req.output, task=req.task,
                                        words=req.word_timestamps)
         return ApiResult(body, kind, transcript.language, seconds)

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .. import skip_policy
 from ..contract import LANGUAGE_SOURCES
 from ..errors import SkipJob
 from ..tracks import AudioTrack
@@ -150,9 +151,8 @@ def _english_only_check(settings: ChainSettings, path: Path, choice: LanguageCho
         return choice
     # The model would write English words for speech in another language.
     steps = choice.steps + (Step("model", "en", None, "English-only model"),)
-    return dataclasses.replace(choice, steps=steps, skip=SkipJob(
-        "language_mismatch", f"{path}: the {what} language is '{choice.language}' but the model "
-        "transcribes English only (choose a multilingual model, e.g. `model: base`)"))
+    return dataclasses.replace(choice, steps=steps,
+                               skip=skip_policy.language_mismatch(path, choice.language, what))
 
 
 def decide_by_vote(settings: ChainSettings, path: Path, before: tuple[Step, ...],
@@ -166,8 +166,8 @@ def decide_by_vote(settings: ChainSettings, path: Path, before: tuple[Step, ...]
                            decision.confidence,
                            f"{len(decision.windows)} windows: {mix or 'no speech'}"),)
     if language == UNKNOWN:
-        return LanguageChoice(UNKNOWN, "vote", 0.0, steps, vote=decision, skip=SkipJob(
-            "no_speech", f"{path}: no speech found to detect a language in"))
+        return LanguageChoice(UNKNOWN, "vote", 0.0, steps, vote=decision,
+                              skip=skip_policy.no_speech_to_vote_on(path))
     if decision.source == "model":   # an English-only model not named `*.en` (a folder)
         return LanguageChoice(language, "model", 1.0, steps, vote=decision)
     if decision.confidence >= settings.min_confidence:
@@ -178,7 +178,5 @@ def decide_by_vote(settings: ChainSettings, path: Path, before: tuple[Step, ...]
         return LanguageChoice(settings.default_language, "default", decision.confidence, steps,
                               vote=decision)
     return LanguageChoice(language, "vote", decision.confidence, steps, vote=decision,
-                          skip=SkipJob("language_uncertain",
-                                       f"{path}: language uncertain ({mix}; "
-                                       f"{decision.confidence:.2f} < "
-                                       f"{settings.min_confidence:g})"))
+                          skip=skip_policy.language_uncertain(
+                              path, mix, decision.confidence, settings.min_confidence))
