@@ -8,28 +8,16 @@ import os
 import time
 
 import numpy as np
-import pytest
 
-from scribewatch.pipeline import config, stages
+from scribewatch.pipeline import stages
 from scribewatch.pipeline.daemon.prefetch import Prefetcher
 from scribewatch.pipeline.daemon.runner import (
     JobHooks,
-    Runner,
-    model_from_config,
-    options_from_config,
 )
 from scribewatch.pipeline.store.sqlite import SqliteStore
 from tests.harness import JFK_TEXT, wait_for
 from tests.harness import media as gen
 from tests.harness.quality import word_error_rate
-
-
-@pytest.fixture(scope="module")
-def runner(model_dir, tmp_path_factory):
-    cfg = config.load(None, environ={}, flags={
-        "watch_dirs": [str(tmp_path_factory.mktemp("w"))], "model": model_dir,
-        "output_formats": ["srt"], "cpu_threads": 2})
-    return Runner(cfg, model_from_config(cfg), options_from_config(cfg), None)
 
 
 def test_vad_done_ahead_gives_the_same_transcript(runner, media):

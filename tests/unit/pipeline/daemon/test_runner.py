@@ -31,14 +31,6 @@ class Recording(JobHooks):
         self.reruns.append(findings)
 
 
-@pytest.fixture(scope="module")
-def runner(model_dir, tmp_path_factory):
-    cfg = config.load(None, environ={}, flags={
-        "watch_dirs": [str(tmp_path_factory.mktemp("w"))], "model": model_dir,
-        "output_formats": ["srt"], "cpu_threads": 2})
-    return Runner(cfg, model_from_config(cfg), options_from_config(cfg), None)
-
-
 def test_a_file_goes_through_the_four_stages_in_order(runner, media, tmp_path):
     source = shutil.copy(media / "jfk.flac", tmp_path / "jfk.flac")
     hooks = Recording()
