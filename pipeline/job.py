@@ -15,7 +15,7 @@ _JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect":
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    # Field order is the table's column order (store_schema.SCHEMA, then the migrations), so
+    # Field order is the table's column order (sqlite_schema.SCHEMA, then the migrations), so
     # `as_dict()` prints what `SELECT *` printed before there was a type.
     id: int
     path: str
@@ -58,7 +58,7 @@ class Job:
     language_source: str | None = None
     # Schema version 4: when each stage ran, {stage: [start, end]} in unix time
     stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-    # Libraries and leases (schema version 3; see pipeline/store_api.py).
+    # Libraries and leases (schema version 3; see pipeline/store/interface.py).
     library: str | None = None              # the named watch root (or the root's path)
     rel_path: str | None = None             # the file below it: (library, rel_path) is the key
     node: str | None = None                 # the node that claimed it last

@@ -4,7 +4,7 @@ A rule is a function `(settings, facts) -> SkipJob | None`, registered with `@ru
 the point of a job where it can decide: `BEFORE_READING` (intake, before the file is read: only
 the path, and the target language when it is known in advance), `PROBED` (the container's
 streams are known), `DECIDED` (the file's language is decided: forced, tag, model or vote,
-language_chain.py) or `TRANSCRIBED` (the text is known).
+language/decision.py) or `TRANSCRIBED` (the text is known).
 
 "A subtitle already exists" is always about THE language the job would write: a sidecar
 `<stem>.<lang>.<ext>` in any spelling of it (`de`, `ger`, `deu`, `German`), or a subtitle stream

@@ -2,7 +2,7 @@
 
 `probe` and `decode` live in `media.py` (PyAV); `transcribe` and `write` here. Each raises
 `StageError(reason, message)` with a stable reason code for anything wrong with the input or the
-output. `runner.py` runs them in order and times each by its name in `STAGES`.
+output. `daemon/runner.py` runs them in order and times each by its name in `STAGES`.
 """
 
 from __future__ import annotations

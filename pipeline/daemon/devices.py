@@ -1,4 +1,4 @@
-"""Where the daemon's workers run: `gpu_plan`'s plan put to work.
+"""Where the daemon's workers run: `gpu/plan.py`'s plan put to work.
 
 One `Slot` per device: each GPU the plan uses (its own `ModelManager` and `Runner`, so its own
 batch size), and the CPU (the CPU plan, or the `gpu_fallback_to_cpu` fallback). Worker threads

@@ -1,6 +1,6 @@
 """What people read from the job store: `history --stats`, and the status page's lists (the
 next queued files, the recent failures, today's figures). A mixin of both stores
-(`store_sql.SqlStore`): the queue and its writes stay there.
+(`sql.SqlStore`): the queue and its writes stay there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The API queue (pipeline/api_jobs.py) with the real tiny.en model on real speech: requests
+"""The API queue (pipeline/api/queue.py) with the real tiny.en model on real speech: requests
 are run in order by `run_next`, expire as `busy` after the wait, are dropped when withdrawn,
 refused at shutdown; uploads are read as raw PCM or decoded media; answers are rendered."""
 

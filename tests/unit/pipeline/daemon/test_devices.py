@@ -1,4 +1,4 @@
-"""pipeline.devices: the GPU plan put to work — slots per GPU, the shrink sequence after CUDA
+"""pipeline.daemon.devices: the GPU plan put to work — slots per GPU, the shrink sequence after CUDA
 runs out of memory, the wait and the look again, the CPU fallback. No model is loaded here: the
 pool is driven with a GPU list the test controls (what NVML would say) and a fake clock."""
 

@@ -1,4 +1,4 @@
-"""pipeline.gpu_plan: workers and batch size per GPU from what NVML reports, read through the fake
+"""pipeline.gpu.plan: workers and batch size per GPU from what NVML reports, read through the fake
 pynvml (tests/harness/fake_nvml, configured by a FAKE_NVML_CONFIG file): one big GPU, several,
 a small one nearly full, one too small for a worker, overrides, and shrinking after an OOM."""
 

@@ -1,4 +1,5 @@
-"""pipeline.languages: every code and name a library uses maps to Whisper's code, or `unknown`."""
+"""pipeline.language.codes: every code and name a library uses maps to Whisper's code, or
+`unknown`."""
 
 from __future__ import annotations
 

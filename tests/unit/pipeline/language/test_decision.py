@@ -1,4 +1,4 @@
-"""pipeline.language_chain: the decision chain on real containers (ffmpeg-tagged) and real speech
+"""pipeline.language.decision: the decision chain on real containers (ffmpeg-tagged) and real speech
 with the real multilingual `base` model: forced → tag → English-only model → vote → uncertain."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The sender: batching per folder, retries with backoff, a bounded queue, and never blocking
 the workers that hand it finished jobs; against real HTTP (tests/harness/http_recorder.py).
-The request shapes themselves: test_notify_targets.py."""
+The request shapes themselves: notify/test_targets.py."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def senders():
 
 def test_many_files_finishing_together_make_one_request_per_window(server, senders):
     """Plex: one scan per folder; Jellyfin: one request naming each file once (its body is a
-    list; it refreshes items, not folders: test_notify_targets.py)."""
+    list; it refreshes items, not folders: notify/test_targets.py)."""
     server.answer("POST", JELLYFIN, 204)
     server.answer("GET", "/library/sections/1/refresh", 200)
     events = NotifyEvents()

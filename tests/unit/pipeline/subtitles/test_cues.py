@@ -1,4 +1,4 @@
-"""pipeline.subtitles: cue rules on hand-made word lists, the renderers, and real speech."""
+"""pipeline.subtitles.cues: cue rules on hand-made word lists, the renderers, and real speech."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""pipeline.linebreaks: the words a line should not end on, and the cue builder using them."""
+"""pipeline.subtitles.linebreaks: the words a line should not end on, and the cue builder
+using them."""
 
 from __future__ import annotations
 
