@@ -34,6 +34,8 @@ def test_the_setting_the_api_and_the_docs_read_the_registry():
     assert contract.ASR_OUTPUTS == ("srt", "vtt", "txt", "tsv", "json")
     assert contract.OPENAI_OUTPUTS == ("srt", "vtt", "text", "json", "verbose_json")
     assert set(contract.API_OUTPUTS) == set(contract.ASR_OUTPUTS) | set(contract.OPENAI_OUTPUTS)
+    assert "| `POST /asr`: `output` (default `txt`) | `srt`, `vtt`, `txt`, `tsv`, `json` |" \
+        in docs.api_outputs_markdown()
 
 
 def test_a_new_format_is_one_entry(monkeypatch, tmp_path):
