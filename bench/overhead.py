@@ -96,7 +96,7 @@ def store_write_costs(quick: bool) -> dict:
 def rescan_cpu_seconds(db: Path) -> dict:
     """One full rescan with the daemon's own watcher code, against the daemon's store."""
     from scribewatch.pipeline import config as config_mod
-    from scribewatch.pipeline.daemon.service import Daemon
+    from scribewatch.pipeline.daemon import Daemon
 
     cfg = config_mod.load(None, environ={}, flags={
         "watch_dirs": [str(LIBRARY)], "db": str(db), "model": common.model_dir()})

@@ -93,7 +93,7 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     from .exporter import Exporter, GpuSampler, PrometheusReporter
-    from .pipeline.daemon.service import Daemon, NodeNameInUse
+    from .pipeline.daemon import Daemon, NodeNameInUse
     from .pipeline.instance_lock import StoreInUse
     from .pipeline.notify import notifier_from_config
     from .pipeline.store import StoreUnavailable

@@ -46,7 +46,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=12)
     args = p.parse_args()
     from scribewatch.pipeline import config as config_mod
-    from scribewatch.pipeline.daemon.service import Daemon
+    from scribewatch.pipeline.daemon import Daemon
 
     logging.basicConfig(level=logging.INFO, filename=str(common.WORK / "profile_scan.log"))
     library = common.WORK / f"library-{args.files // 1000}k"

@@ -62,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
     from scribewatch.exporter import Exporter
     from scribewatch.pipeline import config as config_mod
-    from scribewatch.pipeline.daemon.service import Daemon
+    from scribewatch.pipeline.daemon import Daemon
 
     out = {}
     library = common.WORK / "library-100k"

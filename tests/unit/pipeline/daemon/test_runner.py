@@ -6,7 +6,6 @@ import shutil
 import pytest
 
 from scribewatch.pipeline import config
-from scribewatch.pipeline.daemon import runner as runner_mod
 from scribewatch.pipeline.daemon.runner import (
     JobHooks,
     Runner,
@@ -14,6 +13,7 @@ from scribewatch.pipeline.daemon.runner import (
     options_from_config,
 )
 from scribewatch.pipeline.errors import SkipJob
+from tests.harness.quality import distrust_the_first_transcript
 
 
 class Recording(JobHooks):
@@ -55,14 +55,7 @@ def test_one_shot_asks_the_before_reading_rules_itself(runner, media, tmp_path):
 
 def test_a_suspect_result_is_transcribed_again_with_safer_settings(runner, media, tmp_path,
                                                                     monkeypatch):
-    calls = []
-    real_check = runner_mod.check_transcript
-
-    def distrust_first(transcript):
-        calls.append(transcript)
-        return ["repetition loop (test)"] if len(calls) == 1 else real_check(transcript)
-
-    monkeypatch.setattr(runner_mod, "check_transcript", distrust_first)
+    distrust_the_first_transcript(monkeypatch)
     shutil.copy(media / "jfk.flac", tmp_path / "jfk.flac")
     hooks = Recording()
     result = runner.run(tmp_path / "jfk.flac", tmp_path, hooks)
