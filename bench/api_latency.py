@@ -28,7 +28,7 @@ MAX_WAIT = 30.0           # the daemon's default api_max_wait_seconds
 TARGETS = {"pickup_after_free_worker_seconds_max": 1.0, "answer_seconds_max": MAX_WAIT,
            "busy_answer_beyond_wait_seconds_max": 2.0}
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO scribewatch\.pipeline\."
-                    r"api_jobs: API transcribe started", re.M)
+                    r"api.queue: API transcribe started", re.M)
 
 
 def _running(d: BenchDaemon) -> str | None:

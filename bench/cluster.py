@@ -117,7 +117,7 @@ def throughput_run(work, server, corpus, tally, two: bool) -> dict:
 
 
 def claim_latency(server, queued: int, claims: int) -> dict:
-    from scribewatch.pipeline.store_api import LeaseSettings, open_store
+    from scribewatch.pipeline.store import LeaseSettings, open_store
 
     url = server.create_database()
     store = open_store(url, LeaseSettings("bench", 60, 0))

@@ -46,7 +46,7 @@ WORK = common.WORK / NAME
 SOURCES = WORK / "sources"
 TARGETS = {"ratio_min": 4.0, "wer_delta_max_points": 1.0, "gpu_utilization_min": 0.6,
            "readability_problems_max": 0}
-BATCH = 16   # the planner's choice on a large GPU (pipeline/gpu_plan.py MAX_BATCH_SIZE)
+BATCH = 16   # the planner's choice on a large GPU (pipeline/gpu/plan.py MAX_BATCH_SIZE)
 
 
 # -- corpus: WAV only -------------------------------------------------------------------------

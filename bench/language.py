@@ -83,8 +83,8 @@ def correct(truth: str, language: str, uncertain: bool) -> bool:
 
 
 def chain_decide(model, chain, path: Path) -> dict:
-    from scribewatch.pipeline.language import vote_language
-    from scribewatch.pipeline.language_chain import decide_before_audio, decide_by_vote
+    from scribewatch.pipeline.language.decision import decide_before_audio, decide_by_vote
+    from scribewatch.pipeline.language.vote import vote_language
     from scribewatch.pipeline.media import decode, probe
     from scribewatch.pipeline.tracks import choose_audio_track
 
@@ -121,7 +121,7 @@ def main() -> None:
     rounds = 1 if args.quick else 3
     from faster_whisper import WhisperModel
 
-    from scribewatch.pipeline.language_chain import ChainSettings
+    from scribewatch.pipeline.language.decision import ChainSettings
     from scribewatch.pipeline.model import resolve_model
 
     folder, name = resolve_model("base", str(common.WORK / NAME / "models"))

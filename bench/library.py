@@ -48,11 +48,11 @@ def populate_store(db: Path, root: Path, *, include_without_subtitles: bool) -> 
     fingerprint; files without one are recorded as failed `not_media` only when
     `include_without_subtitles` (otherwise they are new to the daemon). One transaction."""
     from scribewatch.pipeline.fingerprint import content_hash
-    from scribewatch.pipeline.store import JobStore
+    from scribewatch.pipeline.store.sqlite import SqliteStore
 
     if db.exists():
         db.unlink()
-    JobStore(db).close()
+    SqliteStore(db).close()
     rows = []
     now = time.time() - 1800
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):

@@ -4,7 +4,7 @@ watching 100,000 files.
 1. In process: `exporter.instrumentation.PrometheusReporter.stage_observed` in a tight loop
    (best and median of 7 repeats), net of the same loop calling `NullReporter` — plus, for
    scale, the other per-job reporter calls and the per-stage job-store write the daemon does
-   next to each observation (`JobStore.set_stage`, an fsync'd SQLite transaction).
+   next to each observation (`SqliteStore.set_stage`, an fsync'd SQLite transaction).
 2. A real daemon watching a 100,000-file library whose every file is already in its job store
    (a previous run's state, written in one transaction): after the startup scan and once
    nothing is queued, its process CPU time over 60 s, as % of one core. The periodic full
@@ -74,15 +74,15 @@ def observation_costs(quick: bool) -> dict:
 
 
 def store_write_costs(quick: bool) -> dict:
-    """JobStore.set_stage: the daemon writes one per stage (4 per job), synchronous=FULL."""
-    from scribewatch.pipeline.store import JobStore
+    """SqliteStore.set_stage: the daemon writes one per stage (4 per job), synchronous=FULL."""
+    from scribewatch.pipeline.store.sqlite import SqliteStore
 
     folder = common.WORK / NAME / "store"
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "jobs.db"
     for f in folder.glob("jobs.db*"):
         f.unlink()
-    store = JobStore(db)
+    store = SqliteStore(db)
     job = store.enqueue("/x/a.mp3", "/x", 1, 1, "f")
     n = 50 if quick else 300
     t = time.perf_counter()

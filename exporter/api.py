@@ -23,7 +23,14 @@ import time
 from typing import Callable
 
 from .. import __version__
-from ..pipeline.contract import API_REJECTIONS, ApiFailed, ApiQueue, ApiRequest
+from ..pipeline.contract import (
+    API_REJECTIONS,
+    ASR_OUTPUTS,
+    OPENAI_OUTPUTS,
+    ApiFailed,
+    ApiQueue,
+    ApiRequest,
+)
 from . import multipart
 from .protocol import Request, Response
 
@@ -32,8 +39,6 @@ log = logging.getLogger(__name__)
 # path -> the `endpoint` label (a fixed set: catalog.API_ENDPOINTS)
 ROUTES = {"/asr": "asr", "/detect-language": "detect_language",
           "/v1/audio/transcriptions": "transcriptions", "/v1/audio/translations": "translations"}
-ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
-OPENAI_OUTPUTS = ("json", "text", "srt", "verbose_json", "vtt")
 REFUSALS = {r.code for r in API_REJECTIONS}
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 

@@ -35,6 +35,7 @@ from .settings import (
     url_check,
     urls_check,
 )
+from .subtitles.formats import FOLDER_FORMATS
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -42,7 +43,7 @@ MEDIA_EXTENSIONS = (
 )
 # Partial downloads and editors' temp files: never media we should open.
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*.crdownload", "*.!qB", "*~")
-OUTPUT_FORMATS = ("srt", "vtt", "txt", "json")
+OUTPUT_FORMATS = FOLDER_FORMATS   # the format registry's (subtitles/formats.py)
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16",
                  "float16", "bfloat16", "float32", "default")
@@ -74,7 +75,7 @@ class Config:
         "beside", "Where subtitles go: `beside` the source, or `output_dir` (mirroring the "
         "watched tree).", choices=("beside", "output_dir"))
     output_dir: str | None = setting(None, "Root folder for `output_mode: output_dir`.")
-    output_formats: tuple[str, ...] = setting(["srt"], "Any of srt, vtt, txt, json.")
+    output_formats: tuple[str, ...] = setting(["srt"], f"Any of {', '.join(FOLDER_FORMATS)}.")
     model: str = setting(
         "tiny.en",
         "Model name (tiny.en, base, small, medium, large-v3, …) or a CTranslate2 model folder.")

@@ -13,7 +13,7 @@
 * the web settings' formats (listen address, TLS pair, password hashes; `web_settings.py`,
   re-exported here): config checks them at start, the exporter when it is built on its own;
 * `ApiQueue`: the HTTP transcription API (the exporter) hands requests to the daemon's workers,
-  which take them ahead of the folder backlog (`pipeline/api_jobs.py`).
+  which take them ahead of the folder backlog (`pipeline/api/queue.py`).
 
 The pipeline never imports the exporter, and the exporter imports nothing else of the pipeline
 (tests/unit/test_imports.py).
@@ -24,8 +24,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
+# The HTTP transcription API's requests and answers, and its outputs (api/contract.py, which
+# imports nothing of this module: the arrow points one way).
+from .api.contract import (  # noqa: F401
+    API_OUTPUTS,
+    API_TASKS,
+    ASR_OUTPUTS,
+    OPENAI_OUTPUTS,
+    ApiFailed,
+    ApiQueue,
+    ApiRequest,
+    ApiResult,
+    ApiTicket,
+)
+
 # The GPU views (what NVML sees, what the daemon plans), shared through this module.
-from .gpu_views import (  # noqa: F401
+from .gpu.views import (  # noqa: F401
     DevicePlanView,
     GpuInventory,
     GpuMemory,
@@ -33,7 +47,7 @@ from .gpu_views import (  # noqa: F401
 )
 
 # Whisper's codes and `unknown`: the bounded values of a `language` label (pure data).
-from .languages import LANGUAGE_LABELS  # noqa: F401
+from .language.codes import LANGUAGE_LABELS  # noqa: F401
 
 # The web settings' parsers (pure functions), shared with config through this module.
 from .web_settings import parse_listen, tls_pair, validate_tokens, validate_users  # noqa: F401
@@ -46,7 +60,7 @@ OUTCOMES = ("succeeded", "failed", "skipped")
 # Where a job came from: a watched folder, or an upload to the HTTP API (a label on job metrics).
 SOURCES = ("folder", "api")
 
-# Where a file's language came from (language_chain.py): a folder or `language` setting, the
+# Where a file's language came from (language/decision.py): a folder or `language` setting, the
 # audio stream's tag, the English-only model, the vote over the speech, or `default_language`
 # after an uncertain vote. The `source` label of scribewatch_language_decisions_total.
 LANGUAGE_SOURCES = ("forced", "tag", "model", "vote", "default")
@@ -130,6 +144,18 @@ FAILURE_LABELS: tuple[tuple[str, str], ...] = tuple(
     )
 )
 
+
+# Requests refused before any job runs; the HTTP status is the `code` label, these the log's and
+# the error body's name for it. Jobs that run and fail carry a FAILURES code instead.
+API_REJECTIONS: tuple[Reason, ...] = (
+    Reason("bad_request", None, False, "a missing upload field or a bad parameter (400)"),
+    Reason("unauthorized", None, False, "no valid basic-auth user or bearer token (401)"),
+    Reason("length_required", None, False, "an upload without Content-Length (411)"),
+    Reason("upload_too_large", None, False, "Content-Length over `api_max_upload_bytes`, "
+           "refused before the body is read (413)"),
+    Reason("busy", None, False, "no worker took the request within `api_max_wait_seconds` "
+           "(503, with Retry-After)"),
+)
 
 # Notifications after a job (pipeline/notify/): who was told, and how that went. `dropped`: the
 # queue was full; `failed`: given up after its retries (or refused for good, e.g. a bad token).
@@ -352,17 +378,3 @@ class JobControl(Protocol):
     def retry_failed_job(self, job_id: int) -> str:
         """Queue a failed job again with fresh attempts (its cause is fixed): one of
         RETRY_RESULTS — `not_failed` when the job exists but is not failed now."""
-
-
-# The HTTP transcription API's requests and answers (`api_contract.py`, which uses `Reason`:
-# hence imported last).
-from .api_contract import (  # noqa: E402, F401
-    API_OUTPUTS,
-    API_REJECTIONS,
-    API_TASKS,
-    ApiFailed,
-    ApiQueue,
-    ApiRequest,
-    ApiResult,
-    ApiTicket,
-)

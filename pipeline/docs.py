@@ -13,7 +13,15 @@ from pathlib import Path
 import yaml
 
 from . import config
-from .contract import API_REJECTIONS, FAILURE_LABELS, FAILURES, SKIPS, STAGES
+from .contract import (
+    API_REJECTIONS,
+    ASR_OUTPUTS,
+    FAILURE_LABELS,
+    FAILURES,
+    OPENAI_OUTPUTS,
+    SKIPS,
+    STAGES,
+)
 from .settings import AUTO
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +32,7 @@ COMMAND = "`python -m scribewatch.pipeline.docs` (make generate)"
 REGIONS = {
     "config-reference": ("pipeline/config.py", lambda: reference_markdown()),
     "reasons": ("pipeline/contract.py", lambda: reasons_markdown()),
+    "api-outputs": ("pipeline/subtitles/formats.py", lambda: api_outputs_markdown()),
 }
 
 
@@ -69,6 +78,17 @@ def reasons_markdown() -> str:
     rows += ["", "| API request refused (no job ran) | when |", "| --- | --- |"]
     rows += [f"| `{r.code}` | {r.when} |" for r in API_REJECTIONS]
     return "\n".join(rows) + "\n"
+
+
+def api_outputs_markdown() -> str:
+    """The transcription API's answer formats per protocol, from the format registry."""
+    def names(outputs):
+        return ", ".join(f"`{o}`" for o in outputs)
+    return "\n".join([
+        "| API | answer formats |", "| --- | --- |",
+        f"| `POST /asr`: `output` (default `txt`) | {names(ASR_OUTPUTS)} |",
+        f"| `POST /v1/audio/*`: `response_format` (default `json`) | {names(OPENAI_OUTPUTS)} |",
+    ]) + "\n"
 
 
 def render_readme(text: str) -> str:

@@ -16,7 +16,7 @@ import textwrap
 import unicodedata
 import zlib
 
-from .subtitles import build_cues
+from .subtitles.cues import build_cues
 from .transcript import Segment, Transcript
 
 # People do say "No. No." — but the same sentence three times running is a decoding loop.

@@ -19,7 +19,7 @@ from .errors import SkipJob
 from .fingerprint import content_hash
 from .job import Job
 from .libraries import Libraries
-from .store_api import JobStore, StoreUnavailable
+from .store import JobStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

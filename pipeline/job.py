@@ -15,7 +15,7 @@ _JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect":
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    # Field order is the table's column order (store_schema.SCHEMA, then the migrations), so
+    # Field order is the table's column order (sqlite_schema.SCHEMA, then the migrations), so
     # `as_dict()` prints what `SELECT *` printed before there was a type.
     id: int
     path: str
@@ -54,11 +54,11 @@ class Job:
     strikes: int = 0                        # of them, in a row at one point
     crash_point: str | None = None          # where the last one was: 'transcribe@60'
     crash_seq: int | None = None            # which death of the daemon that was
-    # Schema version 3: forced, tag, model, vote or default (language_chain.py).
+    # Schema version 3: forced, tag, model, vote or default (language/decision.py).
     language_source: str | None = None
     # Schema version 4: when each stage ran, {stage: [start, end]} in unix time
     stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-    # Libraries and leases (schema version 3; see pipeline/store_api.py).
+    # Libraries and leases (schema version 3; see pipeline/store/interface.py).
     library: str | None = None              # the named watch root (or the root's path)
     rel_path: str | None = None             # the file below it: (library, rel_path) is the key
     node: str | None = None                 # the node that claimed it last

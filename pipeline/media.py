@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SkipJob, StageError
-from .languages import to_iso639_1
+from . import skip_policy
+from .errors import StageError
+from .language.codes import to_iso639_1
 from .timeline import Placement, Timeline
 from .tracks import AudioTrack, SubtitleTrack, audio_track
 
@@ -303,7 +304,7 @@ def decode_placed(path: Path, stream_index: int | None = None) -> DecodedAudio:
         if out.claimed:
             raise StageError("decode_error", f"{path}: no audio decodes "
                                              f"({out.claimed:.1f}s claimed)")
-        raise SkipJob("no_speech", f"{path}: no speech found (the audio stream is empty)")
+        raise skip_policy.empty_audio(path)
     if moved := out.placement.describe():
         log.info("%s: audio placed on the player's clock: %s", path, moved)
     return DecodedAudio(out.audio, out.placement)

@@ -12,6 +12,7 @@ import yaml
 
 # The web settings are parsed by the same functions the exporter uses when it is built.
 from .contract import parse_listen, validate_tokens, validate_users
+from .language.codes import to_iso639_1
 
 
 class ConfigError(Exception):
@@ -99,8 +100,6 @@ def tokens_check(tokens: tuple) -> str | None:
 
 
 def code_check(value: str) -> str | None:
-    from .languages import to_iso639_1
-
     return None if to_iso639_1(value) else "expected a language code or name such as 'en'"
 
 

@@ -4,7 +4,7 @@ A rule is a function `(settings, facts) -> SkipJob | None`, registered with `@ru
 the point of a job where it can decide: `BEFORE_READING` (intake, before the file is read: only
 the path, and the target language when it is known in advance), `PROBED` (the container's
 streams are known), `DECIDED` (the file's language is decided: forced, tag, model or vote,
-language_chain.py) or `TRANSCRIBED` (the text is known).
+language/decision.py) or `TRANSCRIBED` (the text is known).
 
 "A subtitle already exists" is always about THE language the job would write: a sidecar
 `<stem>.<lang>.<ext>` in any spelling of it (`de`, `ger`, `deu`, `German`), or a subtitle stream
@@ -13,8 +13,13 @@ only signs and foreign lines: it does not count. `settings` is
 the `Config` (rules read their own setting from it); `facts` is what is known at that point.
 
 Adding a skip reason: its code in the reason table, its setting in the config, and one
-function here under `@rule`. (A stream that decodes to no audio at all is skipped as
-`no_speech` by `media.decode` itself: only the decoder can tell that from damage.)
+function here under `@rule`.
+
+A few skips can be told by one place only: a stream that decodes to no audio at all (the
+decoder: only it can tell that from damage), a language the model cannot write or a vote that
+stays uncertain (the language decision), an upload with no speech (the API). Those places raise
+what this module makes for them (the functions at the end), so every skip's code and message is
+here; tests/unit/pipeline/test_skip_policy.py checks that no other module makes a `SkipJob`.
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SkipJob
-from .media import ProbeResult
-from .output import find_sidecar, same_stem_media
+from .subtitles.output import find_sidecar, same_stem_media
 from .transcript import Transcript
 from .watcher import FileFilter
+
+if TYPE_CHECKING:   # media.py raises this module's skips: the arrow points from media to here
+    from .media import ProbeResult
 
 BEFORE_READING, PROBED, DECIDED, TRANSCRIBED = ("before_reading", "probed", "decided",
                                                 "transcribed")
@@ -160,3 +167,34 @@ def no_speech(settings, facts: Facts) -> SkipJob | None:
     # An empty subtitle track is useless, and would mark the file as done.
     return SkipJob("no_speech",
                    f"{facts.path}: no speech found ({transcript.duration:.1f}s of audio)")
+
+
+# -- the skips one place alone can tell: made here, raised there --------------------------------
+def empty_audio(path) -> SkipJob:
+    """`media.decode`: the stream decodes to no samples at all (nothing claimed, nothing
+    damaged): an empty track is useless, so none is written."""
+    return SkipJob("no_speech", f"{path}: no speech found (the audio stream is empty)")
+
+
+def no_speech_to_vote_on(path) -> SkipJob:
+    """The language decision: the vote heard no speech in any window."""
+    return SkipJob("no_speech", f"{path}: no speech found to detect a language in")
+
+
+def language_mismatch(path, language: str, what: str) -> SkipJob:
+    """The language decision: an English-only model and a file in another language."""
+    return SkipJob("language_mismatch", f"{path}: the {what} language is '{language}' but the "
+                   "model transcribes English only (choose a multilingual model, e.g. "
+                   "`model: base`)")
+
+
+def language_uncertain(path, mix: str, confidence: float, min_confidence: float) -> SkipJob:
+    """The language decision: the vote stayed below `language_min_confidence` and
+    `language_uncertain_action` is `skip`."""
+    return SkipJob("language_uncertain", f"{path}: language uncertain ({mix}; "
+                   f"{confidence:.2f} < {min_confidence:g})")
+
+
+def no_speech_in_upload() -> SkipJob:
+    """The HTTP API: an upload whose transcript has no words (or whose vote heard none)."""
+    return SkipJob("no_speech", "no speech found in the upload")

@@ -2,7 +2,7 @@
 
 `probe` and `decode` live in `media.py` (PyAV); `transcribe` and `write` here. Each raises
 `StageError(reason, message)` with a stable reason code for anything wrong with the input or the
-output. `runner.py` runs them in order and times each by its name in `STAGES`.
+output. `daemon/runner.py` runs them in order and times each by its name in `STAGES`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from .media import (  # noqa: F401
     open_container,
     probe,
 )
-from .output import write_atomic, write_error_reason
 from .speech import Speech, detect
+from .subtitles.cues import build_cues
+from .subtitles.formats import FORMATS
+from .subtitles.output import write_atomic, write_error_reason
 from .transcript import Segment, Transcript, Word
 
 
@@ -147,8 +149,6 @@ def line_length(language: str) -> int:
 
 def cues(transcript: Transcript, max_cps: float = 20.0) -> list:
     """The transcript's subtitle cues, timed on its speech regions when the VAD found them."""
-    from .subtitles import build_cues
-
     return build_cues(transcript.words, max_line_chars=line_length(transcript.language),
                       language=transcript.language,   # its line-break rules (English default)
                       max_cps=max_cps,
@@ -160,14 +160,12 @@ def write(transcript: Transcript, targets: dict[str, Path], max_cps: float = 20.
     """Render every format and write each atomically, cues at most `max_cps` characters per
     second. Returns the written paths. `before_commit()`, asked before each rename, may raise
     to write nothing more."""
-    from .subtitles import RENDERERS
-
     timed = cues(transcript, max_cps)
     written = []
     try:
         for fmt, target in targets.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, RENDERERS[fmt](transcript, timed), before_commit)
+            write_atomic(target, FORMATS[fmt].render(transcript, timed), before_commit)
             written.append(str(target))
     except OSError as e:
         reason = write_error_reason(e)

@@ -33,7 +33,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from .output import is_temp_file
+from .subtitles.output import is_temp_file
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,9 @@ class Watcher:
                 and all(t.is_alive() for t in self._threads) and self.unavailable_count == 0)
 
     @staticmethod
-    def _root_ok(root: str) -> bool:
+    def root_ok(root: str) -> bool:
+        """Is this watch root there and readable (the daemon asks too: a vanished file, or its
+        whole folder gone)?"""
         try:
             os.listdir(root)   # an unreadable or stale mount fails here
             return os.path.isdir(root)
@@ -162,7 +164,7 @@ class Watcher:
         self._observer = (observer_cls(timeout=self.poll_interval) if self.polling
                           else observer_cls())
         for root in self.roots:
-            self._available[root] = self._root_ok(root)
+            self._available[root] = self.root_ok(root)
             if self._available[root]:
                 self._schedule(root)
             else:
@@ -333,7 +335,7 @@ class Watcher:
     def _root_loop(self) -> None:
         while not self._stop.wait(ROOT_CHECK_SECONDS):
             for root in self.roots:
-                ok = self._root_ok(root)
+                ok = self.root_ok(root)
                 if ok == self._available[root]:
                     continue
                 if not ok:

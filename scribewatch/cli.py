@@ -27,7 +27,7 @@ from .common import load_config as _load
 from .common import setup_logging as _setup_logging
 from .pipeline import config as config_mod
 from .pipeline import store as store_mod
-from .pipeline.store_api import sqlite_path
+from .pipeline.store import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _claim_store(cfg: config_mod.Config):
     (opening it re-queues 'running' jobs: those of a daemon already running on it). A shared
     PostgreSQL store takes neither: several nodes use it at once, each under its own name."""
     from .pipeline.instance_lock import InstanceLock, network_filesystem
-    from .pipeline.store_api import is_postgres_url
+    from .pipeline.store import is_postgres_url
 
     if cfg.store_url and is_postgres_url(cfg.store_url):
         return _NoLock()
@@ -96,7 +96,7 @@ def cmd_run(args) -> int:
     from .pipeline.daemon import Daemon, NodeNameInUse
     from .pipeline.instance_lock import StoreInUse
     from .pipeline.notify import notifier_from_config
-    from .pipeline.store_api import StoreUnavailable
+    from .pipeline.store import StoreUnavailable
 
     try:
         instance = _claim_store(cfg)
@@ -173,8 +173,8 @@ def cmd_transcribe(args) -> int:
     a file that fails or is skipped is one line on stderr and the next one is done."""
     cfg = _load(args)
     _setup_logging(cfg.log_level)
+    from .pipeline.daemon.runner import JobHooks, Runner, model_from_config, options_from_config
     from .pipeline.errors import SkipJob, StageError
-    from .pipeline.runner import JobHooks, Runner, model_from_config, options_from_config
 
     output_dir = Path(cfg.output_dir) if cfg.output_mode == "output_dir" else None
     runner = Runner(cfg, model_from_config(cfg), options_from_config(cfg), output_dir)

@@ -18,7 +18,7 @@ def cmd_check(args) -> int:
     cfg = load_config(args)
     setup_logging("warning")
     print("# resolved configuration")
-    from .pipeline.store_api import describe, is_postgres_url, sqlite_path
+    from .pipeline.store import describe, is_postgres_url, sqlite_path
 
     shown = cfg.as_dict()
     if shown.get("store_url"):
@@ -59,7 +59,7 @@ def cmd_check(args) -> int:
         found = network_filesystem(db_dir)
         report(found is None or found[0] != "refuse", f"job store folder {db_dir} on a local "
                "filesystem" + (f" ({found[0]}: {found[1]})" if found else ""))
-    from .pipeline.runner import model_from_config
+    from .pipeline.daemon.runner import model_from_config
 
     manager = model_from_config(cfg)
     try:
@@ -106,7 +106,7 @@ def cmd_status(args) -> int:
 
 def _check_shared_store(cfg, report) -> None:
     """A PostgreSQL store: reachable, its schema created or migrated, writable."""
-    from .pipeline.store_api import StoreUnavailable, describe, open_store
+    from .pipeline.store import StoreUnavailable, describe, open_store
 
     where = describe(cfg.store_url)
     try:

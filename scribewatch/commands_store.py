@@ -15,7 +15,7 @@ from .pipeline import store as store_mod
 # -- history -----------------------------------------------------------------------------------
 def _open(url: str, what: str = "db"):
     """A store the user named: a SQLite file must exist already (a typo would create one)."""
-    from .pipeline.store_api import StoreUnavailable, is_postgres_url, open_store, sqlite_path
+    from .pipeline.store import StoreUnavailable, is_postgres_url, open_store, sqlite_path
 
     if not is_postgres_url(url) and not Path(sqlite_path(url)).exists():
         raise config_mod.ConfigError(f"invalid value {url!r} for '{what}': no job store there")
@@ -127,7 +127,7 @@ def cmd_retry(args) -> int:
 def cmd_migrate(args) -> int:
     """Every job of one store into another, ids kept: the history moves with the library when
     one machine becomes several. The target must hold no jobs yet; the source is only read."""
-    from .pipeline.store_api import describe
+    from .pipeline.store import describe
 
     source, target = _open(args.source, "--from"), _open(args.target, "--to")
     if not hasattr(target, "after_import"):

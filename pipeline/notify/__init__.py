@@ -9,6 +9,7 @@ module per target; `sender.py` does the queueing, batching and retries for all o
 from __future__ import annotations
 
 from ..contract import Reporter
+from .http import DeliveryError
 from .jellyfin import JellyfinTarget
 from .paths import PathMap
 from .plex import PlexTarget
@@ -49,8 +50,6 @@ def notifier_from_config(cfg, reporter: Reporter | None = None) -> Sender | None
 def check_targets(cfg) -> list[tuple[bool, str]]:
     """(ok, what) per media server, for `scribewatch check`: reachable, the token accepted, the
     watch folders in a Plex library. Nothing is refreshed and no webhook is sent."""
-    from .http import DeliveryError
-
     path_map = PathMap(cfg.path_map)
     folders = [path_map(d) for d in cfg.watch_dirs]
     results = []

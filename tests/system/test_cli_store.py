@@ -20,7 +20,7 @@ from scribewatch.pipeline.instance_lock import (
     network_filesystem,
     parse_mountinfo,
 )
-from scribewatch.pipeline.store import JobStore
+from scribewatch.pipeline.store.sqlite import SqliteStore
 from tests.harness import REPO
 
 
@@ -31,7 +31,7 @@ def scribewatch(*args, cwd, env=None):
 
 
 def failed_job_store(db: Path) -> int:
-    store = JobStore(db)
+    store = SqliteStore(db)
     job_id = store.enqueue(str(db.parent / "talk.mp3"), str(db.parent), 10, 1, "fp")
     store.claim_next("0")
     store.finish(job_id, "failed", reason="disk_full", stage="write", message="no space")
@@ -71,7 +71,7 @@ def test_history_without_a_store_names_the_path(tmp_path):
 def test_retry_path_and_under_requeue_the_newest_job_of_finished_files(tmp_path):
     lib = tmp_path / "lib"
     (lib / "show").mkdir(parents=True)
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     ids = {}
     for name, outcome in (("a.mkv", "succeeded"), ("show/b.mkv", "succeeded"),
                           ("show/c.mkv", "skipped"), ("show/d.mkv", "running")):
@@ -94,7 +94,7 @@ def test_retry_path_and_under_requeue_the_newest_job_of_finished_files(tmp_path)
     result = scribewatch("retry", "--db", "jobs.db", "--under", "lib", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "2 job(s) queued again" in result.stdout
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     jobs = {Path(j.path).relative_to(lib).as_posix(): j for j in store.history(limit=None)}
     assert {k: j.status for k, j in jobs.items()} == {
         "a.mkv": "queued", "show/b.mkv": "queued", "show/c.mkv": "queued",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scribewatch.pipeline.store import JobStore
+from scribewatch.pipeline.store.sqlite import SqliteStore
 from tests.harness import REPO, SHARED_MEDIA, model_dir, wait_for
 from tests.harness import media as gen
 from tests.harness.cluster import HEARTBEAT_SECONDS, LEASE_SECONDS, cluster
@@ -187,7 +187,7 @@ def test_postgres_stopped_and_restarted_during_work(nodes, tmp_path, postgres_se
 
 def test_migrate_moves_a_sqlite_history_into_postgres(tmp_path, postgres_url):
     db = tmp_path / "old.db"
-    store = JobStore(db)
+    store = SqliteStore(db)
     done = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
     store.claim_next("0")
     store.finish(done, "succeeded", audio_seconds=11.0, outputs=["/w/a.en.srt"])

@@ -1,7 +1,7 @@
 """The real daemon SIGKILLed from outside: no good file is lost, a poison file is still branded.
 
 A death during a job counts against the file only when the daemon dies again at the same
-point of it with no progress in between (pipeline/store.py, recover_after_crash). These tests
+point of it with no progress in between (pipeline/store/sql.py, recover_after_crash). These tests
 kill a real `scribewatch run` process with SIGKILL and restart it, like an OOM kill of a
 neighbour, a container restart or a power cut would.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scribewatch.pipeline.output import TMP_MARK
+from scribewatch.pipeline.subtitles.output import TMP_MARK
 from tests.harness import SHARED_MEDIA, wait_for
 from tests.harness import media as gen
 from tests.harness.quality import parse_srt

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from scribewatch.pipeline import gpu_plan
 from scribewatch.pipeline.contract import GpuMemory
+from scribewatch.pipeline.gpu import plan as gpu_plan
 from tests.harness import wait_for
 from tests.harness.fake_nvml.pynvml import GIB, MIB
 

@@ -11,10 +11,10 @@ import shutil
 import pytest
 
 from scribewatch.pipeline import config
-from scribewatch.pipeline import daemon as daemon_mod
-from scribewatch.pipeline import runner as runner_mod
 from scribewatch.pipeline.contract import NullReporter
+from scribewatch.pipeline.daemon import service as daemon_mod
 from tests.harness import wait_for
+from tests.harness.quality import distrust_the_first_transcript
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +32,7 @@ class CountingReporter(NullReporter):
 
 
 def test_suspect_result_is_rerun_and_flagged(tmp_path, media, model_dir, monkeypatch):
-    calls = []
-    real_check = runner_mod.check_transcript
-
-    def distrust_first(transcript):
-        calls.append(transcript)
-        return ["repetition loop (test)"] if len(calls) == 1 else real_check(transcript)
-
-    monkeypatch.setattr(runner_mod, "check_transcript", distrust_first)
+    calls = distrust_the_first_transcript(monkeypatch)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     cfg = config.load(None, environ={}, flags={

@@ -1,6 +1,6 @@
 """A real daemon transcribes real speech and then tells stand-ins for Jellyfin, Plex and a
 webhook receiver (tests/harness/http_recorder.py: they cannot run here) exactly what their APIs
-document (the pages are quoted in tests/unit/pipeline/test_notify_targets.py); and a media
+document (the pages are quoted in tests/unit/pipeline/notify/test_targets.py); and a media
 server that is down costs transcription nothing.
 """
 
@@ -74,7 +74,7 @@ def test_refreshes_and_webhooks_after_real_transcriptions(daemon_factory, media,
         time.sleep(3)      # one more batch window: nothing else comes
         posts = jellyfin.requests
         # jobs finish one after another, so on a loaded machine each may fall in a window of
-        # its own (the batching itself: test_notify_sender.py)
+        # its own (the batching itself: notify/test_sender.py)
         paths = [u["Path"] for r in posts for u in r.json()["Updates"]]
         assert sorted(paths) == sorted(files), paths
         for r in posts:

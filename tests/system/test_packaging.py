@@ -49,3 +49,20 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
     assert out[1] == str(site / "scribewatch" / "exporter" / "__init__.py")
     assert out[2] == "None None", "a generic top-level package is importable"
     assert out[3] == "True", "the status page's HTML is not in the wheel"
+
+    # Every module is in the wheel and imports from it: a subpackage missing from pyproject's
+    # `packages` would be left out (its files absent) and fail here.
+    walk = ("import importlib, pkgutil, scribewatch\n"
+            "names = [m.name for m in pkgutil.walk_packages(scribewatch.__path__, 'scribewatch.')"
+            " if not m.name.endswith('__main__')]\n"
+            "for name in names:\n"
+            "    module = importlib.import_module(name)\n"
+            "    assert module.__file__.startswith(scribewatch.__path__[0]), name\n"
+            "print(len(names))\n")
+    imported = subprocess.run([sys.executable, "-c", walk], cwd=tmp_path, check=True, text=True,
+                              capture_output=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(site)}).stdout
+    sources = [p for folder in ("scribewatch", "pipeline", "exporter")
+               for p in (REPO / folder).rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")]
+    assert int(imported) >= len(sources), (imported, len(sources))

@@ -1,6 +1,7 @@
 """Generated documentation stays in step with the code it describes."""
 
 import re
+from pathlib import Path
 
 from scribewatch.pipeline import config, docs
 from scribewatch.pipeline.contract import FAILURES, SKIPS
@@ -102,3 +103,44 @@ def test_docs_say_where_the_command_is():
     assert -1 < runbook.find(". .venv/bin/activate") < runbook.index("`scribewatch status")
     assert "docker compose exec scribewatch" in runbook
     assert "$(BIN)/scribewatch" in (REPO / "Makefile").read_text()
+
+
+def _documented_modules() -> set[str]:
+    """The files docs/architecture.md's module table names: `folder/x.py`, and after it on the
+    same row bare `y.py` names in that folder (`scribewatch/commands_store.py`, `common.py`)."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    section = text[text.index("## The modules"):]
+    section = section[:section.index("\n## ", 1)]
+    named = set()
+    for row in section.splitlines():
+        if not row.startswith("| `"):
+            continue
+        first = row.split(" | ")[0]
+        folder = None
+        for span in re.findall(r"`([^`]+\.py)`", first):
+            if "/" in span:
+                folder = span.rpartition("/")[0]
+                named.add(span)
+            elif folder:
+                named.add(f"{folder}/{span}")
+    return named
+
+
+def test_every_module_has_a_row_in_the_architecture_doc():
+    import importlib.util
+    import pkgutil
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    files = set()
+    for root in {"scribewatch", *setuptools.get("package-dir", {})} - {""}:
+        spec = importlib.util.find_spec(root)
+        files.add(spec.origin)
+        for info in pkgutil.walk_packages(spec.submodule_search_locations, root + "."):
+            files.add(importlib.util.find_spec(info.name).origin)
+    modules = {str(Path(f).relative_to(REPO)) for f in files}
+    assert len(modules) > 60
+    missing = modules - _documented_modules()
+    assert not missing, f"docs/architecture.md's module table lacks {sorted(missing)}"
+    stale = {m for m in _documented_modules() - modules if not (REPO / m).exists()}
+    assert not stale, f"docs/architecture.md names modules that are gone: {sorted(stale)}"

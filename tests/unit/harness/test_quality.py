@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scribewatch.pipeline.subtitles import Cue, render_srt
+from scribewatch.pipeline.subtitles.cues import Cue, render_srt
 from tests.harness.quality import check_readability, check_srt_text, word_error_rate
 
 

@@ -10,14 +10,14 @@ import pytest
 from scribewatch.pipeline import intake as intake_mod
 from scribewatch.pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
 from scribewatch.pipeline.intake import Intake
-from scribewatch.pipeline.store import JobStore
+from scribewatch.pipeline.store.sqlite import SqliteStore
 
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     root = tmp_path / "media"
     root.mkdir()
-    store = JobStore(tmp_path / "jobs.db")
+    store = SqliteStore(tmp_path / "jobs.db")
     hashed = []
     real_hash = intake_mod.content_hash
 

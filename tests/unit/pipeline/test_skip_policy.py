@@ -191,3 +191,25 @@ def test_a_new_rule_is_one_registered_function(film, monkeypatch):
     probe = ProbeResult(11.0, "flac", 1, 1, 16000, ("de",), "matroska")
     assert reason(PROBED, ON, Facts(film, film.parent, "en", None, probe=probe)) \
         == "embedded_subtitle"
+
+
+def test_every_skip_is_made_by_the_skip_policy():
+    """No module but skip_policy.py makes a `SkipJob`: the decoder, the language decision and
+    the API raise what the policy makes for them, so its reason codes and messages are here."""
+    import ast
+    import importlib.util
+    import pkgutil
+
+    import scribewatch.pipeline as pipeline
+
+    makers = set()
+    for info in pkgutil.walk_packages(pipeline.__path__, "scribewatch.pipeline."):
+        origin = importlib.util.find_spec(info.name).origin
+        tree = ast.parse(Path(origin).read_text())
+        if any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "SkipJob"
+               for n in ast.walk(tree)):
+            makers.add(info.name)
+    assert makers == {"scribewatch.pipeline.skip_policy"}
+    assert skip_policy.empty_audio("/m/a.mkv").reason == "no_speech"
+    assert skip_policy.language_uncertain("/m/a.mkv", "de 0.50", 0.5, 0.6).message.endswith(
+        "(de 0.50; 0.50 < 0.6)")

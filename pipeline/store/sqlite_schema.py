@@ -1,0 +1,120 @@
+"""The job store's schema: the tables as the first release created them, the migrations that
+bring any store to the current version, and the per-status counts kept by triggers. `sqlite.py`
+applies them; `job.py` is the typed row.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 5
+
+# A job that died twice in a row at the same point is suspect: it waits behind the other queued
+# jobs, so a poison file does not hold up the folder while it is tried again, and a run of
+# kills from outside lands on different jobs instead of piling strikes onto one.
+SUSPECT_STRIKES = 2
+
+# Version 1, as the first release created it. A new store is created like this too and then
+# migrated, so every store reaches the current version by the same path.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id                    INTEGER PRIMARY KEY,
+    path                  TEXT NOT NULL,
+    root                  TEXT NOT NULL,      -- the watch folder it came from (mount health)
+    size                  INTEGER,
+    mtime_ns              INTEGER,
+    fingerprint           TEXT,
+    status                TEXT NOT NULL,      -- queued running succeeded failed skipped
+    attempts              INTEGER NOT NULL DEFAULT 0,
+    not_before            REAL NOT NULL DEFAULT 0,   -- retry backoff
+    worker                TEXT,
+    detected_at           REAL NOT NULL,
+    started_at            REAL,
+    finished_at           REAL,
+    current_stage         TEXT,
+    stage_seconds         TEXT NOT NULL DEFAULT '{}',
+    audio_seconds         REAL,
+    language              TEXT,
+    language_probability  REAL,
+    model                 TEXT,
+    device                TEXT,
+    compute_type          TEXT,
+    outputs               TEXT NOT NULL DEFAULT '[]',
+    error_stage           TEXT,
+    reason                TEXT,
+    error_message         TEXT,
+    suspect               TEXT,               -- JSON list of hallucination-guard findings
+    cpu_avg_ratio         REAL,
+    cpu_max_ratio         REAL,
+    rss_max_bytes         INTEGER,
+    gpu_util_max_ratio    REAL,
+    gpu_memory_max_bytes  INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, not_before, id);
+CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path, id);
+-- the last success, read at scrape time
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+# schema_version -> the statements that bring a store from the version before it to that one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Crash accounting: a death of the daemon during a job counts against the file only when it
+    # happens at the same point again, with no progress in between (see recover_after_crash).
+    2: (
+        # checkpoint: progress within current_stage (seconds of audio transcribed), so that a
+        # death can be placed; crashes: deaths during the job; strikes: of them, how many in a
+        # row at one point; crash_point: where the last one was ('transcribe@60'); crash_seq:
+        # which death of the daemon that was (meta 'deaths'), to tell "in a row".
+        "ALTER TABLE jobs ADD COLUMN checkpoint REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN crash_point TEXT",
+        "ALTER TABLE jobs ADD COLUMN crash_seq INTEGER",
+        # claim_next puts suspects last; strikes in the index keeps the claim a covering search.
+        "DROP INDEX IF EXISTS jobs_queue",
+        "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
+    ),
+    # Where the job's language came from (language/decision.py): forced, tag, model, vote or
+    # default; `language` and `language_probability` are version 1's columns.
+    3: (
+        "ALTER TABLE jobs ADD COLUMN language_source TEXT",
+    ),
+    # When each stage ran ({stage: [start, end]}, unix times): a prefetched file's probe and
+    # decode run before its job is claimed, while the previous job is transcribed.
+    4: ("ALTER TABLE jobs ADD COLUMN stage_spans TEXT NOT NULL DEFAULT '{}'",),
+    # Libraries and leases (the PostgreSQL store has the same columns): a file is keyed by
+    # (library, rel_path), so nodes mounting one NAS at different paths share its job; a claim
+    # is a lease (node, token, expiry) that a heartbeat renews and a result must still hold.
+    5: (
+        "ALTER TABLE jobs ADD COLUMN library TEXT",
+        "ALTER TABLE jobs ADD COLUMN rel_path TEXT",
+        "ALTER TABLE jobs ADD COLUMN node TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_token TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_expires_at REAL",
+        "ALTER TABLE jobs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
+        # Before libraries the watch root was the key's first half; below it, the path.
+        "UPDATE jobs SET library = root, rel_path = CASE WHEN substr(path, 1, length(root) + 1) "
+        "= root || '/' THEN substr(path, length(root) + 2) ELSE path END",
+        "CREATE INDEX jobs_key ON jobs(library, rel_path, id)",
+        # The oldest queued job, read at each status refresh.
+        "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
+    ),
+}
+
+# Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,
+# /readyz), and counting 100,000 rows each time took ~20 ms. Triggers also count what another
+# process changes (`scribewatch retry`), which an in-memory counter would miss.
+COUNTS = (
+    "CREATE TABLE job_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN "
+    "INSERT INTO job_counts VALUES (NEW.status, 1) "
+    "ON CONFLICT(status) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER job_counts_update AFTER UPDATE OF status ON jobs "
+    "WHEN OLD.status IS NOT NEW.status BEGIN "
+    "UPDATE job_counts SET n = n - 1 WHERE status = OLD.status; "
+    "INSERT INTO job_counts VALUES (NEW.status, 1) "
+    "ON CONFLICT(status) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN "
+    "UPDATE job_counts SET n = n - 1 WHERE status = OLD.status; END",
+    # A store from before the counts (or a new one): count once, in the same transaction.
+    "INSERT INTO job_counts SELECT status, COUNT(*) FROM jobs GROUP BY status",
+)

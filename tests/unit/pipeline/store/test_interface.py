@@ -1,0 +1,299 @@
+"""The store contract, run on both engines: SQLite (one machine) and a real PostgreSQL 15
+server (several machines). What the daemon relies on must hold on either."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from scribewatch.pipeline.store import LeaseSettings, open_store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request, tmp_path):
+    """make_store(node=..., lease_seconds=...) -> a store; every one made shares one database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/jobs.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    made = []
+
+    def make(node: str = "n1", lease_seconds: float = 30.0, takeover_delay: float = 0.0):
+        store = open_store(url, LeaseSettings(node, lease_seconds, takeover_delay))
+        made.append(store)
+        return store
+
+    make.engine = request.param
+    yield make
+    for store in made:
+        store.close()
+
+
+def test_claims_are_fifo_with_a_lease_and_count_attempts(make_store):
+    store = make_store()
+    a = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    b = store.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
+    job = store.claim_next("0")
+    assert (job.id, job.status, job.attempts, job.node) == (a, "running", 1, "n1")
+    assert job.lease_token and job.lease_expires_at > time.time() + 20
+    assert (job.library, job.rel_path) == ("/w", "a.mp3")
+    other = store.claim_next("1")
+    assert other.id == b and other.lease_token != job.lease_token
+    assert store.claim_next("0") is None
+    assert store.counts()["running"] == 2 and store.schema_version() >= 1
+
+
+def test_intake_is_idempotent_on_library_and_relative_path(make_store):
+    # Node A mounts the NAS at /mnt/nas/movies, node B at /data/movies: one job.
+    a, b = make_store("a"), make_store("b")
+    first = a.enqueue("/mnt/nas/movies/x.mkv", "/mnt/nas/movies", 5, 1, "fp",
+                      library="movies", rel_path="x.mkv")
+    again = b.enqueue("/data/movies/x.mkv", "/data/movies", 5, 1, "fp",
+                      library="movies", rel_path="x.mkv")
+    assert again == first and a.counts()["queued"] == 1
+    assert b.latest_for_key("movies", "x.mkv").id == first
+    assert tuple(b.latest_stat_for_key("movies", "x.mkv"))[:3] == (5, 1, "queued")
+    job = b.claim_next("0", available_libraries=["movies"])
+    # Once it is running a new sighting still makes no second job.
+    assert a.enqueue("/mnt/nas/movies/x.mkv", "/mnt/nas/movies", 5, 1, "fp",
+                     library="movies", rel_path="x.mkv") == job.id
+    assert a.claim_next("0") is None
+    # Finished, it may be queued again (a replaced file): a new job.
+    assert b.finish(job.id, "succeeded", token=job.lease_token)
+    assert a.enqueue("/mnt/nas/movies/x.mkv", "/mnt/nas/movies", 6, 2, "fp2",
+                     library="movies", rel_path="x.mkv") != job.id
+
+
+def test_a_claim_waits_for_its_library(make_store):
+    store = make_store()
+    jid = store.enqueue("/m/x.mkv", "/m", 1, 1, "f", library="movies", rel_path="x.mkv")
+    assert store.claim_next("0", available_libraries=["shows"]) is None
+    assert store.claim_next("0", available_libraries=[]) is None
+    assert store.claim_next("0", available_libraries=["movies", "shows"]).id == jid
+
+
+def test_fencing_a_write_without_the_current_token_changes_nothing(make_store):
+    store = make_store()
+    jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    job = store.claim_next("0")
+    assert store.set_stage(jid, "decode", token=job.lease_token)
+    assert not store.set_stage(jid, "write", token="stale")
+    assert not store.update(jid, token="stale", language="xx")
+    assert not store.finish(jid, "succeeded", token="stale", outputs=["/w/a.xx.srt"])
+    assert not store.requeue(jid, token="stale")
+    got = store.get(jid)
+    assert (got.status, got.current_stage, got.language, got.outputs) == \
+        ("running", "decode", None, [])
+    assert store.finish(jid, "succeeded", token=job.lease_token, outputs=["/w/a.en.srt"])
+    assert store.get(jid).outputs == ["/w/a.en.srt"]
+
+
+def test_a_heartbeat_renews_the_lease_and_a_lost_one_is_known(make_store):
+    store = make_store(lease_seconds=1.0)
+    store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    job = store.claim_next("0")
+    assert store.holds(job.id, job.lease_token)
+    for _ in range(3):              # 1.5 s of renewals: longer than one lease
+        time.sleep(0.5)
+        assert store.renew(job.id, job.lease_token)
+    assert store.holds(job.id, job.lease_token)
+    assert store.take_over_expired(3) == ([], [])
+    assert not store.renew(job.id, "someone else")
+    time.sleep(1.3)                 # no renewal: the lease runs out
+    assert not store.holds(job.id, job.lease_token)
+
+
+def test_an_expired_lease_is_taken_over_by_another_node_and_the_old_one_is_fenced(make_store):
+    a, b = make_store("a", lease_seconds=0.5), make_store("b", lease_seconds=30)
+    jid = a.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    lost = a.claim_next("0")
+    a.set_stage(jid, "transcribe", token=lost.lease_token)
+    assert b.take_over_expired(3) == ([], [])           # not yet expired
+    time.sleep(0.8)
+    requeued, failed = b.take_over_expired(3)
+    assert [j.id for j in requeued] == [jid] and not failed
+    assert (requeued[0].takeovers, requeued[0].crashes, requeued[0].crash_point) == \
+        (1, 1, "transcribe")
+    job = b.claim_next("0")
+    assert (job.id, job.node, job.attempts, job.takeovers) == (jid, "b", 1, 1)
+    # Node a comes back: it can neither renew, nor hold, nor record a result.
+    assert not a.renew(jid, lost.lease_token) and not a.holds(jid, lost.lease_token)
+    assert not a.finish(jid, "succeeded", token=lost.lease_token, outputs=["stale"])
+    assert b.finish(jid, "succeeded", token=job.lease_token, outputs=["/w/a.en.srt"])
+    done = a.get(jid)
+    assert (done.status, done.node, done.outputs) == ("succeeded", "b", ["/w/a.en.srt"])
+
+
+def test_takeover_delay_holds_an_expired_lease_a_little_longer(make_store):
+    a = make_store("a", lease_seconds=0.3, takeover_delay=1.0)
+    a.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    a.claim_next("0")
+    time.sleep(0.6)
+    assert a.take_over_expired(3) == ([], [])
+    time.sleep(1.0)
+    assert len(a.take_over_expired(3)[0]) == 1
+
+
+def test_a_job_that_kills_every_node_at_one_point_is_branded(make_store):
+    store = make_store(lease_seconds=0.2)
+    jid = store.enqueue("/w/poison.mp3", "/w", 1, 1, "fp")
+    for attempt in range(1, 4):
+        job = store.claim_next("0")
+        store.set_stage(jid, "decode", token=job.lease_token)
+        time.sleep(0.35)
+        requeued, failed = store.take_over_expired(max_attempts=3)
+        if attempt < 3:
+            assert requeued and requeued[0].strikes == attempt
+    assert [j.id for j in failed] == [jid]
+    job = store.get(jid)
+    assert (job.status, job.reason, job.error_stage, job.takeovers) == \
+        ("failed", "crashed_repeatedly", "decode", 3)
+
+
+def test_a_restarted_node_recovers_its_own_running_jobs(make_store):
+    a, b = make_store("a"), make_store("b")
+    ja = a.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+    jb = a.enqueue("/w/b.mp3", "/w", 1, 1, "fb")
+    assert a.claim_next("0").id == ja and b.claim_next("0").id == jb
+    requeued, failed = a.recover_after_crash(max_attempts=3)
+    ids = {j.id for j in requeued}
+    if make_store.engine == "sqlite":
+        assert ids == {ja, jb}   # one machine: every running job was this daemon's
+    else:
+        assert ids == {ja}       # b is alive; its lease speaks for it
+        assert a.get(jb).status == "running"
+
+
+def test_concurrent_claims_never_take_one_job_twice(make_store):
+    first = make_store("a")
+    for i in range(60):
+        first.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}")
+    stores = [first] + [make_store(f"n{i}") for i in range(3)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def drain(store, worker):
+        while (job := store.claim_next(worker)) is not None:
+            with lock:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=drain, args=(s, str(i))) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 60
+
+
+def test_history_stats_retry_and_redo(make_store):
+    store = make_store()
+    ok = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa", detected_at=time.time() - 5)
+    bad = store.enqueue("/w/sub/b.mp3", "/w", 1, 1, "fb")
+    store.record_skipped("/w/c.mp3", "/w", 1, 1, "fc", "subtitle_exists", "c.en.srt exists")
+    j = store.claim_next("0")
+    store.finish(ok, "succeeded", token=j.lease_token, audio_seconds=10.0, outputs=["/w/a.srt"])
+    j = store.claim_next("0")
+    store.finish(bad, "failed", token=j.lease_token, reason="not_media", stage="probe",
+                 message="x")
+    stats = store.stats()
+    assert stats["counts"]["succeeded"] == stats["counts"]["failed"] == 1
+    assert stats["skip_reasons"] == {"subtitle_exists": 1}
+    assert stats["failure_reasons"] == {"not_media": 1} and stats["total_jobs"] == 3
+    assert [h.id for h in store.history(status="failed")] == [bad]
+    assert store.last_success_at() is not None and store.get(ok).node == "n1"
+    assert store.retry_failed(reason="not_media") == [bad]
+    assert store.get(bad).status == "queued" and store.get(bad).attempts == 0
+    queued, active = store.redo(under="/w")
+    assert {j.id for j in queued} == {ok, store.latest_for_path("/w/c.mp3").id}
+    assert [j.id for j in active] == [bad]
+    assert [j.id for j in store.all_jobs(after_id=0, limit=2)] == [ok, bad]
+
+
+def test_postgres_away_is_store_unavailable_and_the_store_reconnects_when_back():
+    from scribewatch.pipeline.store import StoreUnavailable
+    from tests.harness.postgres import PostgresServer, require_postgres
+
+    require_postgres()
+    with PostgresServer.start_new() as server:   # its own server: this test stops it
+        store = open_store(server.create_database("away"), LeaseSettings("n1", 30, 0))
+        jid = store.enqueue("/w/a.mp3", "/w", 1, 1, "fa")
+        job = store.claim_next("0")
+        server.stop()
+        with pytest.raises(StoreUnavailable):
+            store.renew(jid, job.lease_token)
+        with pytest.raises(StoreUnavailable):
+            store.claim_next("0")
+        assert not store.check_writable()
+        server.start()
+        assert store.renew(jid, job.lease_token)          # the lease survived the outage
+        assert store.finish(jid, "succeeded", token=job.lease_token)
+        assert store.counts()["succeeded"] == 1
+        store.close()
+
+
+def test_counts_follow_every_transition_from_every_node(make_store):
+    a, b = make_store("a"), make_store("b")
+    ids = [a.enqueue(f"/w/{i}.mp3", "/w", 1, 1, f"f{i}") for i in range(6)]
+    b.record_skipped("/w/s.mp3", "/w", 1, 1, "fs", "subtitle_exists", "s.srt exists")
+    jobs = [a.claim_next("0"), b.claim_next("0"), b.claim_next("1")]
+    a.finish(ids[0], "succeeded", token=jobs[0].lease_token)
+    b.finish(ids[1], "failed", token=jobs[1].lease_token, reason="not_media", stage="probe")
+    b.requeue(ids[2], token=jobs[2].lease_token)
+    expected = {"queued": 4, "running": 0, "succeeded": 1, "failed": 1, "skipped": 1}
+    for _ in range(70):   # past the PostgreSQL store's folding of its count rows, twice
+        assert a.counts() == expected and b.counts() == expected
+    assert a.retry_failed() == [ids[1]]
+    assert b.counts()["queued"] == 5 and a.counts()["failed"] == 0
+
+
+def test_a_postgres_store_of_schema_version_1_is_migrated_with_its_counts(postgres_url):
+    import psycopg
+
+    from scribewatch.pipeline.store.postgres import PG_MIGRATIONS, PG_SCHEMA_VERSION
+
+    with psycopg.connect(postgres_url, autocommit=True) as con:   # as the first release left it
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        for statement in PG_MIGRATIONS[1]:
+            con.execute(statement)
+        con.execute("INSERT INTO jobs (path, root, library, rel_path, status, detected_at) "
+                    "VALUES ('/w/a', '/w', '/w', 'a', 'queued', 1), "
+                    "('/w/b', '/w', '/w', 'b', 'succeeded', 1)")
+    store = open_store(postgres_url, LeaseSettings("n1", 30, 0))
+    assert store.schema_version() == PG_SCHEMA_VERSION == 2
+    assert store.counts() == {"queued": 1, "running": 0, "succeeded": 1, "failed": 0,
+                              "skipped": 0}
+    store.close()
+    again = open_store(postgres_url, LeaseSettings("n1", 30, 0))   # nothing applied twice
+    assert again.counts()["queued"] == 1
+    again.close()
+
+
+def test_the_node_name_is_taken_again_when_its_session_ends(postgres_url):
+    """A PostgreSQL restart ends every session, and with it the lock on a node's name: the
+    daemon takes it again at its next housekeeping, unless another daemon took it first."""
+    import psycopg
+
+    def end_name_sessions():   # what a restart does to them
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'scribewatch@n1 (name)'").fetchall()
+        assert ended == [(True,)]
+
+    a = open_store(postgres_url, LeaseSettings("n1", 30, 0))
+    b = open_store(postgres_url, LeaseSettings("n1", 30, 0))
+    try:
+        assert a.hold_node_name() and a.keep_node_name()
+        assert not b.hold_node_name()
+        end_name_sessions()
+        assert a.keep_node_name()                     # taken again
+        assert not b.hold_node_name()
+        end_name_sessions()
+        assert b.hold_node_name()                     # the other daemon was first this time
+        assert not a.keep_node_name() and not a.keep_node_name()
+    finally:
+        a.close()
+        b.close()
