@@ -18,13 +18,13 @@ from typing import Mapping
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from ..pipeline.contract import ApiQueue, JobControl, StatusSource
-from .api import TranscriptionApi
+from ..web.api import TranscriptionApi
+from ..web.server import MetricsServer
 from .exposition import Exposition
 from .gpu import GpuCollector, GpuSampler
 from .host import HostCollector
 from .instrumentation import PrometheusReporter, StateCollector
 from .sampling import SampledCollector, Sampler
-from .server import MetricsServer
 
 __all__ = ["Exporter", "GpuSampler", "PrometheusReporter", "StateCollector"]
 

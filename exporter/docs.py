@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ..pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
-from . import auth, catalog
+from ..web import auth
+from . import catalog
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 

@@ -54,7 +54,7 @@ def test_the_pipeline_never_imports_the_exporter():
 
 def test_the_check_sees_relative_imports():
     """A guard on the guard: the parser resolves what these two files really import."""
-    assert "scribewatch.pipeline.contract" in _imports(REPO / "exporter" / "server.py")
+    assert "scribewatch.pipeline.contract" in _imports(REPO / "exporter" / "gpu.py")
     assert "scribewatch.pipeline.contract" in _imports(REPO / "pipeline" / "errors.py")
 
 

@@ -338,7 +338,7 @@ def test_build_info_reads_versions_from_package_metadata():
 
 def test_the_exporter_never_imports_whisper():
     code = ("import sys, scribewatch.exporter as exporter; "
-            "import scribewatch.exporter.docs, scribewatch.exporter.status_cli; "
+            "import scribewatch.exporter.docs, scribewatch.web.status_cli; "
             "from prometheus_client import generate_latest; "
             "from tests.harness.status import Source; "
             "e = exporter.Exporter(Source(), listen='127.0.0.1:0'); "

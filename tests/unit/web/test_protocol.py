@@ -11,8 +11,8 @@ import time
 import bcrypt
 import pytest
 
-import scribewatch.exporter.protocol as protocol_mod
-import scribewatch.exporter.server as server_mod
+import scribewatch.web.protocol as protocol_mod
+import scribewatch.web.server as server_mod
 from tests.harness import wait_for
 from tests.harness.status import Source, basic, request
 

@@ -17,10 +17,11 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from scribewatch.exporter import Exporter, auth
-from scribewatch.exporter.auth import BasicAuth
-from scribewatch.exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
+from scribewatch.exporter import Exporter
 from scribewatch.pipeline.contract import parse_listen
+from scribewatch.web import auth
+from scribewatch.web.auth import BasicAuth
+from scribewatch.web.status_cli import StatusError, fetch_status, format_status, url_for_listen
 from tests.harness import require_binary
 from tests.harness.status import Source, basic, request, snapshot
 

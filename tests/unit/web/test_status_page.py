@@ -13,8 +13,9 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from scribewatch.exporter import Exporter, status_page
+from scribewatch.exporter import Exporter
 from scribewatch.pipeline.contract import DayFigures, FailedJob, QueuedJob
+from scribewatch.web import status_page
 from tests.harness import REPO
 from tests.harness.status import Source, basic, request, snapshot
 
@@ -60,7 +61,7 @@ def test_the_page_is_one_self_contained_html_file_under_a_strict_policy(serve):
     status, headers, body = request(serve().url + "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     html = body.decode()
-    assert html == (REPO / "exporter" / "status_page.html").read_text()
+    assert html == (REPO / "web" / "status_page.html").read_text()
     # No external assets: no script or stylesheet by URL, no absolute links in the file.
     assert not re.search(r"<script[^>]+src|<link[^>]+stylesheet|https?://", html)
     assert html.count("<script>") == 1 and html.count("<style>") == 1

@@ -23,6 +23,8 @@ from typing import Awaitable, Callable, Mapping
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from ..exporter.exposition import CachedOpenMetricsEncoder, Exposition
+
 # The listen address and the TLS pair are parsed by the functions config uses at start.
 from ..pipeline.contract import (
     OUTCOMES,
@@ -37,7 +39,6 @@ from . import status_page
 from .api import ROUTES as API_ROUTES
 from .api import TranscriptionApi
 from .auth import REALM, Credentials
-from .exposition import CachedOpenMetricsEncoder, Exposition
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""scribewatch web: the daemon's HTTP application."""
