@@ -140,4 +140,4 @@ def test_docs_are_generated_from_the_catalog():
     text = docs.render()
     for f in catalog.FAMILIES:
         assert f"### `{f.name}`" in text and f.example in text
-    assert "scrape_configs:" in text and "basic_auth" in text and "tls_config" in text
+    assert "[http.md](http.md)" in text   # scraping, TLS and auth: the web server's doc

@@ -37,7 +37,7 @@ def frozen(registry: CollectorRegistry) -> CollectorRegistry:
 
 
 def test_same_bytes_as_prometheus_client_for_the_exporter_registry():
-    exp = Exporter(Source(), listen="127.0.0.1:0")
+    exp = Exporter(Source())
     exp.reporter.stage_observed("transcribe", 3.5)
     exp.reporter.job_finished("failed", reason="not_media", stage="probe")
     exp.reporter.model_loaded("tiny.en", "cpu", "int8", 0.4)
@@ -107,7 +107,7 @@ def test_it_replaces_only_the_encoder_prometheus_gets_by_default():
 # -- Exposition: the pipeline families' text is kept between the reporter's events ---------------
 def idle_exporter() -> Exporter:
     # No running job: the state then has no age that grows between two renders.
-    return Exporter(Source(snapshot(running=())), listen="127.0.0.1:0")
+    return Exporter(Source(snapshot(running=())))
 
 
 def test_exposition_writes_what_prometheus_client_writes():
@@ -141,7 +141,7 @@ def test_exposition_reuses_the_event_text_until_the_reporter_records():
 
 
 def test_every_reporter_event_moves_the_version_on():
-    r = Exporter(Source(), listen="127.0.0.1:0").reporter
+    r = Exporter(Source()).reporter
     events = [
         lambda: r.stage_observed("probe", 0.1), lambda: r.job_started(1.0),
         lambda: r.job_finished("succeeded", job_seconds=3, audio_seconds=11,
@@ -165,7 +165,7 @@ def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
     from scribewatch.exporter import GpuSampler, PrometheusReporter
 
     reporter, gpu = PrometheusReporter(), GpuSampler()
-    exp = Exporter(Source(), listen="127.0.0.1:0", reporter=reporter, gpu_sampler=gpu)
+    exp = Exporter(Source(), reporter=reporter, gpu_sampler=gpu)
     assert exp.reporter is reporter and exp.gpu_sampler is gpu
     reporter.job_finished("failed", reason="disk_full", stage="write")
     text = om.generate_latest(exp.registry).decode()

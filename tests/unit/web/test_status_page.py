@@ -13,7 +13,6 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from scribewatch.exporter import Exporter
 from scribewatch.pipeline.contract import DayFigures, FailedJob, QueuedJob
 from scribewatch.web import status_page
 from tests.harness import REPO
@@ -33,21 +32,6 @@ class Control:
     def retry_failed_job(self, job_id: int) -> str:
         self.asked.append(job_id)
         return self.result
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(source=None, **kw) -> Exporter:
-        exp = Exporter(source or Source(), listen="127.0.0.1:0", **kw)
-        exp.start()
-        started.append(exp)
-        return exp
-
-    yield start
-    for exp in started:
-        exp.stop()
 
 
 def retry_counts(exp) -> dict[str, float]:
