@@ -140,22 +140,57 @@ def test_exposition_reuses_the_event_text_until_the_reporter_records():
     assert exp.registry.openmetrics() == om.generate_latest(exp.registry)
 
 
-def test_every_reporter_event_moves_the_version_on():
-    r = Exporter(Source()).reporter
-    events = [
-        lambda: r.stage_observed("probe", 0.1), lambda: r.job_started(1.0),
-        lambda: r.job_finished("succeeded", job_seconds=3, audio_seconds=11,
-                               processing_seconds=2),
-        lambda: r.job_finished("failed", reason="not_media"),
-        lambda: r.job_retried("transcribe", "transcribe_error"),
-        lambda: r.model_loaded("tiny.en", "cpu", "int8", 0.5), r.model_load_failed,
-        r.suspect_transcript, r.job_taken_over, r.lease_renewal_failed,
-    ]
-    seen = [r.version]
-    for event in events:
-        event()
-        assert r.version > seen[-1]
-        seen.append(r.version)
+# One call of each event of the pipeline's Reporter protocol (and of the two the web server
+# reports), with arguments that change what /metrics says.
+EVENT_CALLS = {
+    "stage_observed": [("probe", 0.1)],
+    "job_started": [(1.0,)],
+    "job_finished": [("succeeded", dict(job_seconds=3, audio_seconds=11, processing_seconds=2)),
+                     ("failed", dict(reason="not_media")),
+                     ("skipped", dict(reason="no_speech"))],
+    "job_retried": [("transcribe", "transcribe_error")],
+    "model_loaded": [("tiny.en", "cpu", "int8", 0.5)],
+    # Records nothing on purpose: scribewatch_model_loaded is read from the daemon's state.
+    "model_unloaded": [],
+    "model_load_failed": [()],
+    "suspect_transcript": [()],
+    "notification_targets": [(("jellyfin",),)],
+    "notification_finished": [("jellyfin", "sent")],
+    "notification_request": [("jellyfin", 0.2)],
+    "notification_queue": [(3,)],
+    "language_decided": [("de", "tag", 0.9)],
+    "subtitles_written": [("translation",)],
+    "languages_expected": [((("fr", "forced"),),)],
+    "gpu_out_of_memory": [(0,)],
+    "lease_renewal_failed": [()],
+    "job_taken_over": [()],
+    "api_request": [("asr", 200, 1.5)],
+    "retry_requested": [("queued",)],
+}
+
+
+def reporter_events() -> set[str]:
+    """The events of the pipeline's Reporter protocol, read from the protocol itself."""
+    from scribewatch.pipeline.contract import Reporter
+
+    return {name for name, value in vars(Reporter).items()
+            if callable(value) and not name.startswith("_")}
+
+
+def test_every_reporter_event_is_instrumented_and_moves_the_version_on():
+    """A new Reporter event fails here until it has a call above, and that call must change
+    the metrics text and move the version on (else a scrape would serve the old text)."""
+    assert reporter_events() - set(EVENT_CALLS) == set(), "an event with no call here"
+    exp = idle_exporter()
+    r = exp.reporter
+    for event, calls in EVENT_CALLS.items():
+        for call in calls:
+            args, kwargs = (call[:-1], call[-1]) if call and isinstance(call[-1], dict) \
+                else (call, {})
+            before, version = exp.registry.openmetrics(), r.version
+            getattr(r, event)(*args, **kwargs)
+            assert r.version > version, f"{event}{call}: the version did not move on"
+            assert exp.registry.openmetrics() != before, f"{event}{call}: /metrics unchanged"
 
 
 def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
