@@ -19,10 +19,10 @@ Alerting rules for scribewatch. Every alert has
   labels:      severity = critical (act now: transcription has stopped or is about to)
                         | warning  (look today: degraded, or heading for trouble)
   annotations: summary (static), description (with the values),
-               runbook_url (a section of docs/runbook.md, added from the alert's name)
-The reasons for each threshold and `for:` are in docs/runbook.md, next to what to do.
-Tests: prometheus/tests/*.yml (promtool test rules), tests/system/test_rules.py,
-tests/unit/mixin/test_lint.py, tests/system/test_alerting.py.
+               runbook_url (a section of mixin/runbook.md, added from the alert's name)
+The reasons for each threshold and `for:` are in mixin/runbook.md, next to what to do.
+Tests: mixin/tests/promtool/*.yml (promtool test rules), mixin/tests/test_rules.py,
+mixin/tests/test_lint.py, tests/system/test_alerting.py.
 
 All expressions keep `job` and `instance`, so one Prometheus can watch many daemons; the two
 `up` alerts select the scrape job with the config's job selector ({job_selector}).
@@ -38,7 +38,7 @@ def in_words(duration: str) -> str:
 
 
 def runbook_url(cfg: Config, alertname: str) -> str:
-    """The runbook section of an alert: docs/runbook.md's heading `## <alertname>`."""
+    """The runbook section of an alert: mixin/runbook.md's heading `## <alertname>`."""
     return f"{cfg.runbook_url_base}#{alertname.lower()}"
 
 
