@@ -4,6 +4,7 @@ Exposition reuses the pipeline families' text only until the reporter records an
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -140,57 +141,62 @@ def test_exposition_reuses_the_event_text_until_the_reporter_records():
     assert exp.registry.openmetrics() == om.generate_latest(exp.registry)
 
 
-# One call of each event of the pipeline's Reporter protocol (and of the two the web server
-# reports), with arguments that change what /metrics says.
-EVENT_CALLS = {
-    "stage_observed": [("probe", 0.1)],
-    "job_started": [(1.0,)],
-    "job_finished": [("succeeded", dict(job_seconds=3, audio_seconds=11, processing_seconds=2)),
-                     ("failed", dict(reason="not_media")),
-                     ("skipped", dict(reason="no_speech"))],
-    "job_retried": [("transcribe", "transcribe_error")],
-    "model_loaded": [("tiny.en", "cpu", "int8", 0.5)],
-    # Records nothing on purpose: scribewatch_model_loaded is read from the daemon's state.
-    "model_unloaded": [],
-    "model_load_failed": [()],
-    "suspect_transcript": [()],
-    "notification_targets": [(("jellyfin",),)],
-    "notification_finished": [("jellyfin", "sent")],
-    "notification_request": [("jellyfin", 0.2)],
-    "notification_queue": [(3,)],
-    "language_decided": [("de", "tag", 0.9)],
-    "subtitles_written": [("translation",)],
-    "languages_expected": [((("fr", "forced"),),)],
-    "gpu_out_of_memory": [(0,)],
-    "lease_renewal_failed": [()],
-    "job_taken_over": [()],
-    "api_request": [("asr", 200, 1.5)],
-    "retry_requested": [("queued",)],
+# A value for each parameter name of the Reporter protocol's events: a call of every event is
+# made from its signature, so a new event needs nothing here unless it brings a new parameter.
+ARGUMENTS = {
+    "stage": "probe", "seconds": 0.1, "queue_wait_seconds": 1.0, "outcome": "succeeded",
+    "reason": "transcribe_error", "name": "tiny.en", "device": "cpu", "compute_type": "int8",
+    "targets": ("jellyfin",), "target": "jellyfin", "result": "sent", "length": 3,
+    "language": "de", "source": "tag", "probability": 0.9, "kind": "translation",
+    "pairs": (("fr", "forced"),), "gpu": 0,
 }
+# Events that record nothing on purpose: scribewatch_model_loaded is read from the daemon's state.
+RECORD_NOTHING = {"model_unloaded"}
+# The web server's events (not the pipeline's): the status page's retries and API requests.
+WEB_EVENTS = {"api_request": ("asr", 200, 1.5), "retry_requested": ("queued",)}
 
 
-def reporter_events() -> set[str]:
-    """The events of the pipeline's Reporter protocol, read from the protocol itself."""
+def reporter_calls() -> dict[str, tuple]:
+    """Every event of the pipeline's Reporter protocol, read from the protocol itself, with
+    arguments for its required parameters."""
     from scribewatch.pipeline.contract import Reporter
 
-    return {name for name, value in vars(Reporter).items()
-            if callable(value) and not name.startswith("_")}
+    calls = {}
+    for name, method in vars(Reporter).items():
+        if callable(method) and not name.startswith("_"):
+            params = list(inspect.signature(method).parameters.values())[1:]
+            missing = [p.name for p in params if p.name not in ARGUMENTS
+                       and p.default is inspect.Parameter.empty]
+            assert not missing, f"{name}: give ARGUMENTS a value for {missing}"
+            calls[name] = tuple(ARGUMENTS[p.name] for p in params
+                                if p.default is inspect.Parameter.empty)
+    return calls
 
 
 def test_every_reporter_event_is_instrumented_and_moves_the_version_on():
-    """A new Reporter event fails here until it has a call above, and that call must change
-    the metrics text and move the version on (else a scrape would serve the old text)."""
-    assert reporter_events() - set(EVENT_CALLS) == set(), "an event with no call here"
+    """Each event of the Reporter protocol must change the metrics text and move the version
+    on (else a scrape would serve the old text): a new event without instrumentation fails."""
+    calls = reporter_calls()
+    assert len(calls) > 15 and RECORD_NOTHING <= set(calls)
     exp = idle_exporter()
     r = exp.reporter
-    for event, calls in EVENT_CALLS.items():
-        for call in calls:
-            args, kwargs = (call[:-1], call[-1]) if call and isinstance(call[-1], dict) \
-                else (call, {})
-            before, version = exp.registry.openmetrics(), r.version
-            getattr(r, event)(*args, **kwargs)
-            assert r.version > version, f"{event}{call}: the version did not move on"
-            assert exp.registry.openmetrics() != before, f"{event}{call}: /metrics unchanged"
+    for event, args in {**calls, **WEB_EVENTS}.items():
+        if event in RECORD_NOTHING:
+            continue
+        before, version = exp.registry.openmetrics(), r.version
+        getattr(r, event)(*args)
+        assert r.version > version, f"{event}{args}: the version did not move on"
+        assert exp.registry.openmetrics() != before, f"{event}{args}: /metrics unchanged"
+
+
+def test_each_outcome_of_a_finished_job_is_recorded():
+    exp = idle_exporter()
+    for outcome, reason in (("succeeded", None), ("failed", "not_media"),
+                            ("skipped", "no_speech")):
+        before = exp.registry.openmetrics()
+        exp.reporter.job_finished(outcome, reason=reason, job_seconds=3, audio_seconds=11,
+                                  processing_seconds=2)
+        assert exp.registry.openmetrics() != before, outcome
 
 
 def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
