@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .config import Config
-from .render import num
+from .render import in_words, num
 from .rules import Names, lines
 
 HEADER = """\
@@ -27,15 +27,6 @@ mixin/tests/test_lint.py, tests/system/test_alerting.py.
 All expressions keep `job` and `instance`, so one Prometheus can watch many daemons; the two
 `up` alerts select the scrape job with the config's job selector ({job_selector}).
 Alerts use the recording rules of recording.yml where one exists."""
-
-_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
-
-
-def in_words(duration: str) -> str:
-    """'2m' -> '2 minutes', '1h' -> 'hour' (as in "in the last hour")."""
-    value, unit = int(duration[:-1]), _UNITS[duration[-1]]
-    return unit if value == 1 else f"{value} {unit}s"
-
 
 def runbook_url(cfg: Config, alertname: str) -> str:
     """The runbook section of an alert: mixin/runbook.md's heading `## <alertname>`."""

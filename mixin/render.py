@@ -31,6 +31,15 @@ def num(value: float) -> str:
     return repr(float(value))
 
 
+_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+def in_words(duration: str) -> str:
+    """'2m' -> '2 minutes', '1h' -> 'hour' (as in "in the last hour")."""
+    value, unit = int(duration[:-1]), _UNITS[duration[-1]]
+    return unit if value == 1 else f"{value} {unit}s"
+
+
 def _scalar(text: str) -> str:
     """A one-line string: plain where YAML reads it back unchanged as a string, else quoted."""
     if (_PLAIN.fullmatch(text) and ": " not in text and " #" not in text
@@ -103,4 +112,6 @@ def rule_file(source: str, header: str, groups: list[dict]) -> str:
 
 
 def dashboard_json(dashboard: dict) -> str:
-    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+    """The dashboard as Grafana reads it: without the panels' `_doc` (docs/dashboards.md's)."""
+    panels = [{k: v for k, v in p.items() if k != "_doc"} for p in dashboard["panels"]]
+    return json.dumps({**dashboard, "panels": panels}, indent=2, ensure_ascii=False) + "\n"
