@@ -24,6 +24,7 @@ def outputs(cfg: Config = CONFIG) -> dict[str, str]:
     for name, build in DASHBOARDS.items():
         files[f"grafana/dashboards/{name}"] = dashboard_json(build(cfg))
     files[docs.DOC_PATH] = docs.dashboards_doc(cfg)
+    files[docs.RUNBOOK_PATH] = docs.runbook(cfg)
     return files
 
 

@@ -1,19 +1,26 @@
-"""The mixin's document: docs/dashboards.md, made from the dashboards themselves (each panel's
-description, queries, what bad looks like and its alerts), so adding a panel never means
-editing the document by hand. Written by `python -m mixin` with the rules and dashboards."""
+"""The mixin's documents, written by `python -m mixin` with the rules and dashboards:
+
+* docs/dashboards.md, made from the dashboards themselves (each panel's description, queries,
+  what bad looks like and its alerts), so adding a panel never means editing it by hand;
+* mixin/runbook.md: mixin/runbook_head.md, then each alert's section, written beside the alert
+  in alerts.py (in the order of the rule file)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from scribewatch.pipeline.contract import SKIP_REASONS
 
+from .alerts import alert_groups
 from .config import Config
 from .dashboards import DASHBOARDS
 from .panels import FILTERS
 from .render import in_words
 
 DOC_PATH = "docs/dashboards.md"
+RUNBOOK_PATH = "mixin/runbook.md"
+_RUNBOOK_HEAD = Path(__file__).resolve().parent / "runbook_head.md"
 
 _HEADER = """\
 # Grafana dashboards
@@ -138,3 +145,20 @@ def dashboards_doc(cfg: Config) -> str:
 def _tables_apart(text: str) -> str:
     """A blank line after each table (a heading that follows one must not join it)."""
     return re.sub(r"(\|\n)(#)", r"\1\n\2", text)
+
+
+def runbook(cfg: Config) -> str:
+    """The head, then one section per alert name (its heading is the runbook_url's anchor)."""
+    out = [_RUNBOOK_HEAD.read_text().rstrip("\n"), "", "---"]
+    written = set()
+    for group in alert_groups(cfg):
+        for rule in group["rules"]:
+            name = rule["alert"]
+            if name in written:
+                continue
+            if not rule.get("_runbook"):
+                raise ValueError(f"{name}: no runbook section (alerts.py: runbook=)")
+            written.add(name)
+            out += ["", f"## {name}", "",
+                    rule["_runbook"].replace("[[job_selector]]", cfg.job_selector)]
+    return "\n".join(out) + "\n"
