@@ -92,18 +92,21 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_or_check(path: Path, text: str, module: str, argv: list[str] | None) -> int:
+    """`python -m <module> [--check]` of a generated document: write it, or exit 1 if stale."""
     argv = sys.argv[1:] if argv is None else argv
-    text = render()
     if "--check" in argv:
-        if DOC_PATH.read_text() != text:
-            print(f"{DOC_PATH} is out of date: run python -m scribewatch.exporter.docs",
-                  file=sys.stderr)
+        if path.read_text() != text:
+            print(f"{path} is out of date: run python -m {module}", file=sys.stderr)
             return 1
         return 0
-    DOC_PATH.write_text(text)
-    print(f"wrote {DOC_PATH}")
+    path.write_text(text)
+    print(f"wrote {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(DOC_PATH, render(), "scribewatch.exporter.docs", argv)
 
 
 if __name__ == "__main__":

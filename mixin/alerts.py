@@ -693,25 +693,7 @@ def host(cfg: Config) -> dict:
             for_, comment,
             free=_query("scribewatch_filesystem_free_bytes{job='%s',instance='%s',role='%s'}",
                         "job", "instance", "role"),
-            level=level, percent=num(ratio * 100), size=num(size), tail=tail,
-                      runbook="""\
-**Means.** The filesystem of the output folder or of the job store (`role` label) is nearly
-full: below 10 % **and** below 10 GiB free for 15 minutes (warning), below 3 % **and** below
-1 GiB free for 5 minutes (critical). The critical level holds back the warning of the same role.
-
-**Why both conditions.** The ratio says "nearly full for its size"; the absolute floor keeps a
-multi-TB media volume — where 3 % is still hundreds of GB, plenty for subtitles — from crying
-wolf. Below 1 GiB, SQLite checkpoints and subtitle writes start failing soon (`disk_full`,
-retried, then failed). The `watch` role is not alerted: the daemon only reads there (with
-output next to the source, the `output` role *is* that filesystem). 15 minutes ignore a
-temporary file (a download being moved); 5 minutes at the critical level are enough.
-
-**Check.** `df -h` on the folder of that role (`output_dir` or the sources' folders; the folder
-of `db`); `du -xsh /path/* | sort -h | tail`; a runaway SQLite WAL: `ls -l jobs.db*`.
-
-**Do.** Free space or move the output/store to a larger filesystem. Jobs that failed with
-`disk_full` after their retries: `scribewatch retry --reason disk_full`.
-""")
+            runbook=runbook, level=level, percent=num(ratio * 100), size=num(size), tail=tail)
 
     return {"name": "scribewatch-host",
             "_comment": "Output and store filesystems only: the daemon writes there (subtitles, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..exporter.docs import write_or_check
 from . import auth
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "http.md"
@@ -77,17 +78,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in argv:
-        if DOC_PATH.read_text() != text:
-            print(f"{DOC_PATH} is out of date: run python -m scribewatch.web.docs",
-                  file=sys.stderr)
-            return 1
-        return 0
-    DOC_PATH.write_text(text)
-    print(f"wrote {DOC_PATH}")
-    return 0
+    return write_or_check(DOC_PATH, render(), "scribewatch.web.docs", argv)
 
 
 if __name__ == "__main__":
