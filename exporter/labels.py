@@ -22,7 +22,7 @@ from ..pipeline.contract import (
 
 ROLES = ("watch", "output", "store")
 # What a retry request from the status page came to: the daemon's answers, or refused as
-# possibly cross-site (exporter.status_page) before it reached the daemon.
+# possibly cross-site (web.status_page) before it reached the daemon.
 RETRY_REQUEST_RESULTS = (*RETRY_RESULTS, "refused")
 # The HTTP API's endpoints (`endpoint` label) and the statuses it answers with (`code`; any
 # other is counted as "other"). 499: the client hung up before its answer.
