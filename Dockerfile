@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY scribewatch ./scribewatch
 COPY pipeline ./pipeline
 COPY exporter ./exporter
+COPY web ./web
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # --- runtime -------------------------------------------------------------------------------

@@ -38,12 +38,14 @@ test-smoke: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
-## Rewrite every generated file: alerting rules and dashboards, docs/metrics.md, the README's
-## config and reason tables, scribewatch.example.yaml, docs/performance.md's results table.
+## Rewrite every generated file: alerting rules, dashboards, mixin/runbook.md and
+## docs/dashboards.md, docs/metrics.md, docs/http.md, the README's config and reason tables,
+## scribewatch.example.yaml, docs/performance.md's results table.
 ## tests/unit/test_generated.py fails while a committed one differs.
 generate: $(STAMP)
 	$(BIN)/python -m mixin
 	$(BIN)/python -m scribewatch.exporter.docs
+	$(BIN)/python -m scribewatch.web.docs
 	$(BIN)/python -m scribewatch.pipeline.docs
 	$(BIN)/python -m bench.report
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..pipeline.contract import FAILURE_LABELS, OUTCOMES, SKIP_REASONS, STAGES
-from . import auth, catalog
+from . import catalog
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 
@@ -35,59 +35,6 @@ _SECTIONS = (
      "read once a second."),
 )
 
-_SCRAPE = """\
-## Scraping from an existing Prometheus
-
-The daemon listens on `listen` (default `0.0.0.0:9847`). Add a job to `prometheus.yml`:
-
-```yaml
-scrape_configs:
-  - job_name: scribewatch
-    scrape_interval: 15s
-    static_configs:
-      - targets: ["mediaserver.lan:9847"]
-```
-
-Other endpoints on the same port: `/healthz` (200 while the process runs), `/readyz` (200
-`{"ready": true}`, or 503 with the `reasons` — model not loaded, watcher down, job store not
-writable), `/api/status` (a JSON summary: model, watcher, queue, running jobs with stage and
-progress, counts, last success, and `startup_scan` — `done`, `seconds`, `files` — since files
-already in the folders at start are queued by that scan; `scribewatch status` prints it; for the
-status page also `queue_next`, `recent_failures`, `today` and `links`), and `/`, the status page
-(README, "Status page"), whose RETRY button posts to `/api/jobs/{id}/retry`.
-
-## TLS and basic auth
-
-Both optional, in the spirit of the exporter-toolkit web config. In `scribewatch.yaml`:
-
-```yaml
-tls_cert_file: /etc/scribewatch/tls.crt
-tls_key_file: /etc/scribewatch/tls.key
-basic_auth_users:
-  # bcrypt: the part after "prometheus:" of `htpasswd -nBC 12 prometheus`
-  prometheus: $2y$12$…
-  # or sha256:<hex> of the password: `printf %s 'the password' | sha256sum`
-  grafana: sha256:5e88489…
-```
-
-With TLS on, the port speaks HTTPS only. Basic auth protects `/metrics`, `/api/status`, the
-status page and its retry;
-`/healthz` and `/readyz` stay open so orchestrator probes work without credentials. Plain-text
-passwords are refused at start. A successful bcrypt check is remembered for @CACHE@ s (bcrypt is
-slow on purpose; Prometheus scrapes every 15 s). The matching Prometheus job:
-
-```yaml
-  - job_name: scribewatch
-    scheme: https
-    tls_config:
-      ca_file: /etc/prometheus/scribewatch-ca.crt
-    basic_auth:
-      username: prometheus
-      password_file: /etc/prometheus/scribewatch.password
-    static_configs:
-      - targets: ["mediaserver.lan:9847"]
-```
-"""
 
 
 def _labels(f: catalog.Family) -> str:
@@ -140,21 +87,26 @@ def render() -> str:
         "Reason codes are defined in `pipeline/contract.py`; they are never renamed or reused.",
         "",
     ]
-    return "\n".join(out) + _SCRAPE.replace("@CACHE@", f"{auth.CACHE_SECONDS:g}")
+    out += ["Scraping from an existing Prometheus, the other endpoints, TLS and basic auth: "
+            "[http.md](http.md).", ""]
+    return "\n".join(out)
+
+
+def write_or_check(path: Path, text: str, module: str, argv: list[str] | None) -> int:
+    """`python -m <module> [--check]` of a generated document: write it, or exit 1 if stale."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--check" in argv:
+        if path.read_text() != text:
+            print(f"{path} is out of date: run python -m {module}", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in argv:
-        if DOC_PATH.read_text() != text:
-            print(f"{DOC_PATH} is out of date: run python -m scribewatch.exporter.docs",
-                  file=sys.stderr)
-            return 1
-        return 0
-    DOC_PATH.write_text(text)
-    print(f"wrote {DOC_PATH}")
-    return 0
+    return write_or_check(DOC_PATH, render(), "scribewatch.exporter.docs", argv)
 
 
 if __name__ == "__main__":

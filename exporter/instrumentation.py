@@ -170,7 +170,7 @@ class PrometheusReporter:
     def suspect_transcript(self) -> None:
         self._suspects.inc()
 
-    # -- not the pipeline's: the status page's requests (exporter.server) -----------------
+    # -- not the pipeline's: the status page's requests (web.server) -----------------
     @_records
     def retry_requested(self, result: str) -> None:
         try:

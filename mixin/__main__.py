@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import alerts, rules
+from . import alerts, docs, rules
 from .config import CONFIG, Config
 from .dashboards import DASHBOARDS
 from .render import dashboard_json, rule_file
@@ -23,6 +23,8 @@ def outputs(cfg: Config = CONFIG) -> dict[str, str]:
     }
     for name, build in DASHBOARDS.items():
         files[f"grafana/dashboards/{name}"] = dashboard_json(build(cfg))
+    files[docs.DOC_PATH] = docs.dashboards_doc(cfg)
+    files[docs.RUNBOOK_PATH] = docs.runbook(cfg)
     return files
 
 

@@ -28,8 +28,8 @@ class Config:
     job_selector: str = 'job="scribewatch"'
 
     # -- runbook ----------------------------------------------------------------------------------
-    # An alert's runbook_url is this + "#" + its name in lower case (a heading of docs/runbook.md).
-    runbook_url_base: str = "https://github.com/scribewatch/scribewatch/blob/main/docs/runbook.md"
+    # An alert's runbook_url is this + "#" + its name in lower case (a heading of mixin/runbook.md).
+    runbook_url_base: str = "https://github.com/scribewatch/scribewatch/blob/main/mixin/runbook.md"
 
     # -- windows ----------------------------------------------------------------------------------
     # Recording rules for dashboards use `rule_window`; the names carry it (`...:rate5m`).

@@ -74,7 +74,10 @@ def panel(kind: str, title: str, description: str, targets: list[dict], *, w: in
           unit: str, min=None, max=None, decimals=None, thresholds: dict | None = None,
           mappings: list | None = None, overrides: list | None = None,
           options: dict | None = None, custom: dict | None = None, color: dict | None = None,
-          transformations: list | None = None, links: list | None = None) -> dict:
+          transformations: list | None = None, links: list | None = None,
+          bad: str | None = None, alert: str | None = None) -> dict:
+    """One panel. `bad` (what bad looks like on it) and `alert` (the alerts it relates to, in
+    words) are not Grafana's: docs/dashboards.md is generated from them and the description."""
     if not unit:
         raise ValueError(f"{title}: every panel needs a unit ('none' for labels or mappings)")
     defaults: dict = {"unit": unit}
@@ -94,7 +97,7 @@ def panel(kind: str, title: str, description: str, targets: list[dict], *, w: in
         t["refId"] = letter
     p = {"type": kind, "title": title, "description": description, "datasource": DS,
          "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-         "options": options or {}, "_w": w, "_h": h}
+         "options": options or {}, "_w": w, "_h": h, "_doc": {"bad": bad, "alert": alert}}
     if transformations:
         p["transformations"] = transformations
     if links:
@@ -162,7 +165,7 @@ def table(title, description, targets, *, w=24, h=6, unit="none",
                  transformations=transformations, **kw)
 
 
-def heatmap(title, description, targets, *, w=6, h=8, unit="s") -> dict:
+def heatmap(title, description, targets, *, w=6, h=8, unit="s", **kw) -> dict:
     opts = {"calculate": False,
             "yAxis": {"axisPlacement": "left", "reverse": False, "unit": unit},
             "rowsFrame": {"layout": "auto"},
@@ -175,7 +178,7 @@ def heatmap(title, description, targets, *, w=6, h=8, unit="s") -> dict:
     custom = {"hideFrom": {"legend": False, "tooltip": False, "viz": False},
               "scaleDistribution": {"type": "linear"}}
     return panel("heatmap", title, description, targets, w=w, h=h, unit=unit, options=opts,
-                 custom=custom)
+                 custom=custom, **kw)
 
 
 def row(title: str) -> dict:

@@ -1,6 +1,6 @@
 """`scribewatch` — the command line: the parser, `run` (the composition root: the only place the
-pipeline and the exporter are put together) and `transcribe`. `history`/`retry` are in
-commands_store.py, `check`/`status` in commands_check.py.
+pipeline, the exporter and the web server are put together) and `transcribe`.
+`history`/`retry` are in commands_store.py, `check`/`status` in commands_check.py.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (the message names the key).
 """
@@ -97,6 +97,7 @@ def cmd_run(args) -> int:
     from .pipeline.instance_lock import StoreInUse
     from .pipeline.notify import notifier_from_config
     from .pipeline.store import StoreUnavailable
+    from .web import WebServer
 
     try:
         instance = _claim_store(cfg)
@@ -119,23 +120,25 @@ def cmd_run(args) -> int:
     except NodeNameInUse as e:
         log.error("%s", e)
         return EXIT_FAILURE
+    exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu)
     try:
-        exporter = Exporter(daemon, reporter=reporter, gpu_sampler=gpu, listen=cfg.listen,
-                            tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
-                            basic_auth_users=cfg.basic_auth_users,
-                            # the status page's RETRY goes to the daemon, which owns the store
-                            job_control=daemon, grafana_url=cfg.grafana_url,
-                            # the transcription API hands its requests to the daemon's workers
-                            api_queue=daemon.api, api_tokens=cfg.api_tokens,
-                            metrics_auth=cfg.metrics_auth,
-                            api_max_upload_bytes=cfg.api_max_upload_bytes)
+        server = WebServer(exporter, daemon, listen=cfg.listen,
+                           tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file,
+                           basic_auth_users=cfg.basic_auth_users,
+                           # the status page's RETRY goes to the daemon, which owns the store
+                           job_control=daemon, grafana_url=cfg.grafana_url,
+                           # the transcription API hands its requests to the daemon's workers
+                           api_queue=daemon.api, api_tokens=cfg.api_tokens,
+                           metrics_auth=cfg.metrics_auth,
+                           api_max_upload_bytes=cfg.api_max_upload_bytes)
     except ValueError as e:   # TLS files that do not load (config checked the rest)
         raise config_mod.ConfigError(str(e)) from None
     try:
-        exporter.start()
+        server.start()
     except OSError as e:
         log.error("cannot listen on %s: %s", cfg.listen, e)
         return EXIT_FAILURE
+    exporter.start()
     if notifier:
         notifier.start()
     daemon.start()
@@ -145,11 +148,12 @@ def cmd_run(args) -> int:
     # while every /metrics answer waited (docs/performance.md, "Scrape").
     gc.freeze()
     log.info("scribewatch %s (node %s, %s store) watching %s; metrics on %s", __version__,
-             daemon.node, daemon.store_kind, ", ".join(daemon.libraries.roots), exporter.url)
+             daemon.node, daemon.store_kind, ", ".join(daemon.libraries.roots), server.url)
     stop.wait()
     daemon.stop(hint=SECOND_SIGNAL_HINT)
     if notifier:
         notifier.stop(NOTIFY_GRACE_SECONDS)   # what the last jobs asked for, briefly
+    server.stop()
     exporter.stop()
     daemon.store.close()
     instance.release()

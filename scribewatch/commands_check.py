@@ -85,7 +85,7 @@ def cmd_check(args) -> int:
 
 # -- status ------------------------------------------------------------------------------------
 def cmd_status(args) -> int:
-    from .exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
+    from .web.status_cli import StatusError, fetch_status, format_status, url_for_listen
 
     url = args.url
     if url is None:

@@ -79,7 +79,7 @@ def main() -> None:
             "watch_dirs": [str(library)], "db": str(db), "model": common.model_dir(),
             "listen": f"127.0.0.1:{common.free_port()}"})
         d = Daemon(cfg)
-        exp = Exporter(d, listen=f"127.0.0.1:{common.free_port()}")
+        exp = Exporter(d)
         d.reporter = exp.reporter
         render(exp.registry)
         out[label] = {"warm_cache": measure(d, exp.registry, args.n, cold=False),

@@ -1,4 +1,5 @@
-"""A StatusSource the test controls, and the HTTP helpers the exporter tests share."""
+"""A StatusSource the test controls, the web server (with its exporter) built on it, and the HTTP
+helpers the exporter and web tests share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import time
 import urllib.error
 import urllib.request
 
+from scribewatch.exporter import Exporter
 from scribewatch.pipeline.contract import DevicePlanView, RunningJob, StatusSnapshot
+from scribewatch.web import WebServer
 
 
 def snapshot(**changes) -> StatusSnapshot:
@@ -39,6 +42,24 @@ class Source:
         if self.error:
             raise self.error
         return self.snap
+
+
+def web_server(source=None, listen: str = "127.0.0.1:0", **kw) -> WebServer:
+    """A web server on `source` (a fresh Source by default) serving its own exporter, not
+    started: `start_web_server` starts both, as `scribewatch run` does."""
+    source = source or Source()
+    return WebServer(Exporter(source), source, listen=listen, **kw)
+
+
+def start_web_server(server: WebServer) -> WebServer:
+    server.start()
+    server.exporter.start()
+    return server
+
+
+def stop_web_server(server: WebServer) -> None:
+    server.stop()
+    server.exporter.stop()
 
 
 def request(url: str, method: str = "GET", headers: dict | None = None, context=None):

@@ -138,7 +138,7 @@ def test_failure_ratio_alert_fires_and_resolves(tmp_path, daemon_factory, media)
             finished = re.search(r"\(of (\d+) finished jobs;", alert["annotations"]["description"])
             assert finished and int(finished.group(1)) >= 5, alert["annotations"]["description"]
             assert alert["annotations"]["runbook_url"].endswith(
-                "docs/runbook.md#scribewatchjobfailureratiohigh")
+                "mixin/runbook.md#scribewatchjobfailureratiohigh")
             assert not any(_alerts_in(p, "resolved") for _, p in hook.notifications)
 
             # -- good files until the alert resolves -------------------------------------------

@@ -1,5 +1,6 @@
 """What `pip install scribewatch` puts on a machine: one import package, `scribewatch`, built from
-the pipeline/ and exporter/ folders; no generic top-level name such as `pipeline`."""
+the folders pyproject.toml maps into it (pipeline/, exporter/, web/); no generic top-level name
+such as `pipeline`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 from tests.harness import REPO
@@ -19,7 +21,9 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    for folder in ("scribewatch", "pipeline", "exporter"):
+    package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"]
+    for folder in sorted({path.split("/")[0] for path in package_dir.values()}):
         shutil.copytree(REPO / folder, src / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -33,12 +37,14 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
                     str(site), str(wheel)], check=True, timeout=300)
     probe = (
         "import importlib.util, scribewatch.pipeline.contract, scribewatch.exporter, sys\n"
+        "import scribewatch.web\n"
         "import scribewatch.pipeline.notify  # a sub-package: listed in pyproject's packages\n"
         "print(scribewatch.pipeline.__file__)\n"
         "print(scribewatch.exporter.__file__)\n"
-        "print(importlib.util.find_spec('pipeline'), importlib.util.find_spec('exporter'))\n"
+        "print(importlib.util.find_spec('pipeline'), importlib.util.find_spec('exporter'),\n"
+        "      importlib.util.find_spec('web'))\n"
         # The status page is package data: the installed server finds it.
-        "from scribewatch.exporter.status_page import Page\n"
+        "from scribewatch.web.status_page import Page\n"
         "print(b'<title>scribewatch</title>' in Page().body)\n")
     # From outside the checkout, with the installed copy first on the path (the venv's own
     # dependencies still import: the exporter needs prometheus-client).
@@ -47,5 +53,5 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(site)}).stdout.splitlines()
     assert out[0] == str(site / "scribewatch" / "pipeline" / "__init__.py")
     assert out[1] == str(site / "scribewatch" / "exporter" / "__init__.py")
-    assert out[2] == "None None", "a generic top-level package is importable"
+    assert out[2] == "None None None", "a generic top-level package is importable"
     assert out[3] == "True", "the status page's HTML is not in the wheel"

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from scribewatch.exporter import Exporter
 from scribewatch.pipeline.contract import DayFigures, FailedJob, QueuedJob, RunningJob
 from tests.harness import REPO, SHARED_MEDIA, free_port, require_binary, status, wait_for
 from tests.harness import media as gen
@@ -249,10 +248,9 @@ def test_the_page_over_tls_shows_every_field_of_a_snapshot(tmp_path):
         today=DayFigures(now - 3600, {"succeeded": 3, "failed": 1, "skipped": 2}, 3725.0,
                          745.0))
     control = Control("not_failed")
-    exp = Exporter(status.Source(snap), listen="127.0.0.1:0", basic_auth_users=USERS,
-                   tls_cert_file=str(tmp_path / "cert.pem"),
-                   tls_key_file=str(tmp_path / "key.pem"), job_control=control)
-    exp.start()
+    exp = status.start_web_server(status.web_server(
+        status.Source(snap), basic_auth_users=USERS, tls_cert_file=str(tmp_path / "cert.pem"),
+        tls_key_file=str(tmp_path / "key.pem"), job_control=control))
     try:
         with chromium() as browser:
             ctx = browser.new_context(ignore_https_errors=True, http_credentials={
@@ -283,7 +281,7 @@ def test_the_page_over_tls_shows_every_field_of_a_snapshot(tmp_path):
             assert text(page, "#notice") == "Job 4 was not queued again: not_failed."
             assert control.asked == [4]
     finally:
-        exp.stop()
+        status.stop_web_server(exp)
 
 
 def test_the_committed_screenshot_is_a_small_desktop_png():

@@ -99,7 +99,7 @@ def test_docs_say_where_the_command_is():
     first_use = min(readme.index(f"scribewatch {c}") for c in ("status", "history", "retry"))
     assert -1 < readme.find(". .venv/bin/activate") < first_use
     assert "docker compose exec scribewatch scribewatch" in readme
-    runbook = (REPO / "docs" / "runbook.md").read_text()
+    runbook = (REPO / "mixin" / "runbook.md").read_text()
     assert -1 < runbook.find(". .venv/bin/activate") < runbook.index("`scribewatch status")
     assert "docker compose exec scribewatch" in runbook
     assert "$(BIN)/scribewatch" in (REPO / "Makefile").read_text()

@@ -22,6 +22,12 @@ def _metrics_doc() -> dict[str, str]:
     return {docs.DOC_PATH.relative_to(REPO).as_posix(): docs.render()}
 
 
+def _http_doc() -> dict[str, str]:
+    from scribewatch.web import docs
+
+    return {docs.DOC_PATH.relative_to(REPO).as_posix(): docs.render()}
+
+
 def _readme_and_example() -> dict[str, str]:
     from scribewatch.pipeline import docs
 
@@ -39,6 +45,7 @@ def _bench_report() -> dict[str, str]:
 GENERATORS = {
     "mixin": _mixin,
     "scribewatch.exporter.docs": _metrics_doc,
+    "scribewatch.web.docs": _http_doc,
     "scribewatch.pipeline.docs": _readme_and_example,
     "bench.report": _bench_report,
 }

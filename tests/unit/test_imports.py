@@ -236,7 +236,7 @@ def test_the_pipeline_never_imports_the_observers():
 
 def test_the_check_sees_relative_imports():
     """A guard on the guard: the parser resolves what these modules really import."""
-    assert ("scribewatch.pipeline.contract", True) in _imports("scribewatch.exporter.server")
+    assert ("scribewatch.pipeline.contract", True) in _imports("scribewatch.exporter.gpu")
     assert ("scribewatch.pipeline.contract", True) in _imports("scribewatch.pipeline.errors")
     assert ("scribewatch.pipeline.store.interface", True) in \
         _imports("scribewatch.pipeline.store.sql")

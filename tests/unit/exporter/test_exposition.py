@@ -4,6 +4,7 @@ Exposition reuses the pipeline families' text only until the reporter records an
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -37,7 +38,7 @@ def frozen(registry: CollectorRegistry) -> CollectorRegistry:
 
 
 def test_same_bytes_as_prometheus_client_for_the_exporter_registry():
-    exp = Exporter(Source(), listen="127.0.0.1:0")
+    exp = Exporter(Source())
     exp.reporter.stage_observed("transcribe", 3.5)
     exp.reporter.job_finished("failed", reason="not_media", stage="probe")
     exp.reporter.model_loaded("tiny.en", "cpu", "int8", 0.4)
@@ -107,7 +108,7 @@ def test_it_replaces_only_the_encoder_prometheus_gets_by_default():
 # -- Exposition: the pipeline families' text is kept between the reporter's events ---------------
 def idle_exporter() -> Exporter:
     # No running job: the state then has no age that grows between two renders.
-    return Exporter(Source(snapshot(running=())), listen="127.0.0.1:0")
+    return Exporter(Source(snapshot(running=())))
 
 
 def test_exposition_writes_what_prometheus_client_writes():
@@ -140,22 +141,62 @@ def test_exposition_reuses_the_event_text_until_the_reporter_records():
     assert exp.registry.openmetrics() == om.generate_latest(exp.registry)
 
 
-def test_every_reporter_event_moves_the_version_on():
-    r = Exporter(Source(), listen="127.0.0.1:0").reporter
-    events = [
-        lambda: r.stage_observed("probe", 0.1), lambda: r.job_started(1.0),
-        lambda: r.job_finished("succeeded", job_seconds=3, audio_seconds=11,
-                               processing_seconds=2),
-        lambda: r.job_finished("failed", reason="not_media"),
-        lambda: r.job_retried("transcribe", "transcribe_error"),
-        lambda: r.model_loaded("tiny.en", "cpu", "int8", 0.5), r.model_load_failed,
-        r.suspect_transcript, r.job_taken_over, r.lease_renewal_failed,
-    ]
-    seen = [r.version]
-    for event in events:
-        event()
-        assert r.version > seen[-1]
-        seen.append(r.version)
+# A value for each parameter name of the Reporter protocol's events: a call of every event is
+# made from its signature, so a new event needs nothing here unless it brings a new parameter.
+ARGUMENTS = {
+    "stage": "probe", "seconds": 0.1, "queue_wait_seconds": 1.0, "outcome": "succeeded",
+    "reason": "transcribe_error", "name": "tiny.en", "device": "cpu", "compute_type": "int8",
+    "targets": ("jellyfin",), "target": "jellyfin", "result": "sent", "length": 3,
+    "language": "de", "source": "tag", "probability": 0.9, "kind": "translation",
+    "pairs": (("fr", "forced"),), "gpu": 0,
+}
+# Events that record nothing on purpose: scribewatch_model_loaded is read from the daemon's state.
+RECORD_NOTHING = {"model_unloaded"}
+# The web server's events (not the pipeline's): the status page's retries and API requests.
+WEB_EVENTS = {"api_request": ("asr", 200, 1.5), "retry_requested": ("queued",)}
+
+
+def reporter_calls() -> dict[str, tuple]:
+    """Every event of the pipeline's Reporter protocol, read from the protocol itself, with
+    arguments for its required parameters."""
+    from scribewatch.pipeline.contract import Reporter
+
+    calls = {}
+    for name, method in vars(Reporter).items():
+        if callable(method) and not name.startswith("_"):
+            params = list(inspect.signature(method).parameters.values())[1:]
+            missing = [p.name for p in params if p.name not in ARGUMENTS
+                       and p.default is inspect.Parameter.empty]
+            assert not missing, f"{name}: give ARGUMENTS a value for {missing}"
+            calls[name] = tuple(ARGUMENTS[p.name] for p in params
+                                if p.default is inspect.Parameter.empty)
+    return calls
+
+
+def test_every_reporter_event_is_instrumented_and_moves_the_version_on():
+    """Each event of the Reporter protocol must change the metrics text and move the version
+    on (else a scrape would serve the old text): a new event without instrumentation fails."""
+    calls = reporter_calls()
+    assert len(calls) > 15 and RECORD_NOTHING <= set(calls)
+    exp = idle_exporter()
+    r = exp.reporter
+    for event, args in {**calls, **WEB_EVENTS}.items():
+        if event in RECORD_NOTHING:
+            continue
+        before, version = exp.registry.openmetrics(), r.version
+        getattr(r, event)(*args)
+        assert r.version > version, f"{event}{args}: the version did not move on"
+        assert exp.registry.openmetrics() != before, f"{event}{args}: /metrics unchanged"
+
+
+def test_each_outcome_of_a_finished_job_is_recorded():
+    exp = idle_exporter()
+    for outcome, reason in (("succeeded", None), ("failed", "not_media"),
+                            ("skipped", "no_speech")):
+        before = exp.registry.openmetrics()
+        exp.reporter.job_finished(outcome, reason=reason, job_seconds=3, audio_seconds=11,
+                                  processing_seconds=2)
+        assert exp.registry.openmetrics() != before, outcome
 
 
 def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
@@ -165,7 +206,7 @@ def test_a_reporter_and_gpu_sampler_made_first_are_the_ones_served():
     from scribewatch.exporter import GpuSampler, PrometheusReporter
 
     reporter, gpu = PrometheusReporter(), GpuSampler()
-    exp = Exporter(Source(), listen="127.0.0.1:0", reporter=reporter, gpu_sampler=gpu)
+    exp = Exporter(Source(), reporter=reporter, gpu_sampler=gpu)
     assert exp.reporter is reporter and exp.gpu_sampler is gpu
     reporter.job_finished("failed", reason="disk_full", stage="write")
     text = om.generate_latest(exp.registry).decode()

@@ -336,12 +336,14 @@ def test_build_info_reads_versions_from_package_metadata():
     }
 
 
-def test_the_exporter_never_imports_whisper():
+def test_the_exporter_never_imports_whisper_nor_the_web_server():
     code = ("import sys, scribewatch.exporter as exporter; "
-            "import scribewatch.exporter.docs, scribewatch.exporter.status_cli; "
+            "import scribewatch.exporter.docs; "
+            "assert 'scribewatch.web' not in sys.modules; "
+            "import scribewatch.web.status_cli; "
             "from prometheus_client import generate_latest; "
             "from tests.harness.status import Source; "
-            "e = exporter.Exporter(Source(), listen='127.0.0.1:0'); "
+            "e = exporter.Exporter(Source()); "
             "generate_latest(e.registry); "
             "bad = {'faster_whisper', 'ctranslate2', 'scribewatch.pipeline.stages'}"
             " & set(sys.modules); "
@@ -359,7 +361,7 @@ def full_registry(tmp_path, fake_nvml):
         16, "active"),), cpu_workers=("2",))
     exporter = Exporter(Source(snapshot(tmp_path, running=(
         RunningJob(1, "0", time.time() - 3, 0.5, 11.0, gpu=0),), last_success_at=NOW,
-        plan=plan, waiting_for_vram=1)), listen="127.0.0.1:0")
+        plan=plan, waiting_for_vram=1)))
     r = exporter.reporter
     r.job_started(2.0)
     r.stage_observed("probe", 0.01)

@@ -17,35 +17,19 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from scribewatch.exporter import Exporter, auth
-from scribewatch.exporter.auth import BasicAuth
-from scribewatch.exporter.status_cli import StatusError, fetch_status, format_status, url_for_listen
 from scribewatch.pipeline.contract import parse_listen
+from scribewatch.web import auth, docs
+from scribewatch.web.auth import BasicAuth
+from scribewatch.web.status_cli import StatusError, fetch_status, format_status, url_for_listen
 from tests.harness import require_binary
-from tests.harness.status import Source, basic, request, snapshot
+from tests.harness.status import Source, basic, request, snapshot, web_server
 
 NOW = time.time()
-
-@pytest.fixture
-def serve():
-    """Start Exporters on 127.0.0.1:<free port>; all stopped at teardown."""
-    started = []
-
-    def start(source=None, listen="127.0.0.1:0", **kw) -> Exporter:
-        exp = Exporter(source or Source(), listen=listen, **kw)
-        exp.start()
-        started.append(exp)
-        return exp
-
-    yield start
-    for exp in started:
-        exp.stop()
-
 
 # -- endpoints ----------------------------------------------------------------------------
 def test_metrics_in_the_text_format(serve):
     exp = serve()
-    exp.reporter.job_finished("failed", reason="empty_file")
+    exp.exporter.reporter.job_finished("failed", reason="empty_file")
     status, headers, body = request(exp.url + "/metrics")
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -325,15 +309,14 @@ def test_format_status_names_the_node_of_a_shared_store():
 ])
 def test_plain_or_malformed_passwords_are_refused_at_start(users, message):
     with pytest.raises(ValueError, match=message):
-        Exporter(Source(), listen="127.0.0.1:0", basic_auth_users=users)
+        web_server(basic_auth_users=users)
 
 
 def test_tls_needs_readable_cert_and_key(tmp_path, tls_files):
     with pytest.raises(ValueError, match="together"):
-        Exporter(Source(), listen="127.0.0.1:0", tls_cert_file=tls_files[0])
+        web_server(tls_cert_file=tls_files[0])
     with pytest.raises(ValueError, match="cannot load"):
-        Exporter(Source(), listen="127.0.0.1:0", tls_cert_file=str(tmp_path / "nope.pem"),
-                 tls_key_file=tls_files[1])
+        web_server(tls_cert_file=str(tmp_path / "nope.pem"), tls_key_file=tls_files[1])
 
 
 def test_bcrypt_success_is_cached_briefly(monkeypatch):
@@ -373,3 +356,10 @@ def test_format_status_shows_the_gpus_and_jobs_waiting_for_their_memory():
     assert "GPU 1     NVIDIA GeForce GTX 1660 SUPER: waiting for memory: CUDA out of memory" in text
     assert "3 job(s) waiting, 1 for GPU memory" in text
     assert "job 7 on worker 1 (GPU 1): 50%" in text
+
+
+def test_the_http_doc_says_how_to_scrape_and_how_long_a_password_check_is_remembered():
+    # That docs/http.md is this text: tests/unit/test_generated.py.
+    text = docs.render()
+    assert "scrape_configs:" in text and "basic_auth" in text and "tls_config" in text
+    assert f"remembered for {auth.CACHE_SECONDS:g} s" in text

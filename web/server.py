@@ -1,6 +1,7 @@
-"""The HTTP server: the status page (/), /metrics, /healthz, /readyz, /api/status, the page's
-retry (POST /api/jobs/{id}/retry) and the transcription API (`api.py`: /status, /asr,
-/detect-language, /v1/audio/*); optional TLS, basic auth and bearer tokens.
+"""The daemon's web server: the status page (/), /metrics (the exporter's registry), /healthz,
+/readyz, /api/status, the page's retry (POST /api/jobs/{id}/retry) and the transcription API
+(`api.py`: /status, /asr, /detect-language, /v1/audio/*); optional TLS, basic auth and bearer
+tokens.
 
 An asyncio HTTP/1.1 server on its own thread (keep-alive, pipelining, HEAD): a slow scrape or a
 stalled TLS handshake never blocks a probe. /healthz and /readyz are never behind auth, so
@@ -23,9 +24,13 @@ from typing import Awaitable, Callable, Mapping
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from ..exporter import Exporter
+from ..exporter.exposition import CachedOpenMetricsEncoder, Exposition
+
 # The listen address and the TLS pair are parsed by the functions config uses at start.
 from ..pipeline.contract import (
     OUTCOMES,
+    ApiQueue,
     DevicePlanView,
     JobControl,
     StatusSnapshot,
@@ -37,7 +42,6 @@ from . import status_page
 from .api import ROUTES as API_ROUTES
 from .api import TranscriptionApi
 from .auth import REALM, Credentials
-from .exposition import CachedOpenMetricsEncoder, Exposition
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
 
 log = logging.getLogger(__name__)
@@ -140,11 +144,16 @@ def _tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
 OTHER_METHODS = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 
 
-class MetricsServer:
-    """Serves `exposition` and `status_source` on `listen`. Configuration errors raise ValueError
-    here, at construction; binding happens in start() (OSError if the port is taken).
+class WebServer:
+    """Serves `exporter`'s metrics and `status_source` on `listen`. Configuration errors (a plain
+    password, unreadable TLS files, a bad listen address) raise ValueError here, at
+    construction; binding happens in start() (OSError if the port is taken).
 
-    Requests are answered on the event loop (exporter.protocol); work that can take long
+    `job_control` (the daemon) lets the status page retry failed jobs; `grafana_url` adds links
+    to the dashboards there; `api_queue` (the daemon's) turns the transcription API on. What the
+    server does is counted by the exporter's reporter (retries, API requests).
+
+    Requests are answered on the event loop (web.protocol); work that can take long
     (rendering the registry, the status snapshot, a bcrypt check) runs on a small pool, and
     scrapes that arrive while a render is under way share its result."""
 
@@ -156,16 +165,17 @@ class MetricsServer:
         "/readyz": ("_readyz", False),
     }
 
-    def __init__(self, exposition: Exposition, status_source: StatusSource, *, listen: str,
+    def __init__(self, exporter: Exporter, status_source: StatusSource, *, listen: str,
                  tls_cert_file: str | None = None, tls_key_file: str | None = None,
                  basic_auth_users: Mapping[str, str] | None = None,
                  job_control: JobControl | None = None, grafana_url: str | None = None,
-                 count_retry: Callable[[str], None] = lambda result: None, api_tokens=(),
-                 metrics_auth: bool = True, api: TranscriptionApi | None = None):
-        self.exposition = exposition
+                 api_queue: ApiQueue | None = None, api_tokens=(), metrics_auth: bool = True,
+                 api_max_upload_bytes: int = 2 * 1024**3):
+        self.exporter = exporter
+        self.exposition: Exposition = exporter.registry
         self.status_source = status_source
-        self.job_control = job_control     # None: no retry endpoint (an exporter on its own)
-        self.count_retry = count_retry
+        self.job_control = job_control     # None: no retry endpoint (a server on its own)
+        self.count_retry: Callable[[str], None] = exporter.reporter.retry_requested
         self.links = status_page.links(grafana_url)
         self.page = status_page.Page()
         self._host, self._port = parse_listen(listen)
@@ -174,7 +184,10 @@ class MetricsServer:
         credentials = Credentials(basic_auth_users, api_tokens)
         self.auth = credentials if credentials.configured else None
         self.metrics_auth = metrics_auth      # false: /metrics open, the rest still protected
-        self.api = api
+        # The transcription API, when the daemon takes its requests (`api_queue`).
+        self.api = None if api_queue is None else TranscriptionApi(
+            api_queue, max_upload_bytes=api_max_upload_bytes,
+            record=exporter.reporter.api_request)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -325,7 +338,7 @@ class MetricsServer:
         self._thread = threading.Thread(target=self._serve, args=(server,),
                                         name="scribewatch-http", daemon=True)
         self._thread.start()
-        log.info("serving /metrics on %s", self.url)
+        log.info("serving the status page, /metrics and the API on %s", self.url)
 
     def _serve(self, server: asyncio.AbstractServer) -> None:
         asyncio.set_event_loop(self._loop)

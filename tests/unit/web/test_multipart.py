@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from urllib3.filepost import encode_multipart_formdata
 
-from scribewatch.exporter import multipart
+from scribewatch.web import multipart
 
 
 def spooled(tmp_path, fields) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The exporter's HTTP/1.1 server at the socket level: keep-alive and pipelining, connection
+"""The web server's HTTP/1.1 at the socket level: keep-alive and pipelining, connection
 close rules, malformed and oversized requests, scrapes sharing one render, slow work kept off
 the loop, idle timeouts and a clean stop."""
 
@@ -11,10 +11,10 @@ import time
 import bcrypt
 import pytest
 
-import scribewatch.exporter.protocol as protocol_mod
-import scribewatch.exporter.server as server_mod
+import scribewatch.web.protocol as protocol_mod
+import scribewatch.web.server as server_mod
 from tests.harness import wait_for
-from tests.harness.status import Source, basic, request
+from tests.harness.status import basic, request, web_server
 
 
 def connect(exp) -> socket.socket:
@@ -55,13 +55,8 @@ def closed_by_server(s: socket.socket) -> bool:
 
 
 @pytest.fixture
-def exp():
-    from scribewatch.exporter import Exporter
-
-    e = Exporter(Source(), listen="127.0.0.1:0")
-    e.start()
-    yield e
-    e.stop()
+def exp(serve):
+    return serve()
 
 
 def test_keep_alive_and_pipelined_requests_are_answered_in_order(exp):
@@ -149,7 +144,7 @@ def test_scrapes_that_arrive_during_a_render_share_it(exp, monkeypatch):
                for _ in range(20)]
     for c in clients:
         c.start()
-    wait_for(lambda: len(renders) == 1 and len(exp._server._connections) == 20, 10, 0.01,
+    wait_for(lambda: len(renders) == 1 and len(exp._connections) == 20, 10, 0.01,
              "20 scrapers connected, one render under way")
     time.sleep(0.2)   # let every request reach the server and join the render
     release.set()
@@ -162,35 +157,28 @@ def test_scrapes_that_arrive_during_a_render_share_it(exp, monkeypatch):
     assert request(exp.url + "/metrics")[0] == 200 and len(renders) == 2
 
 
-def test_a_slow_password_check_does_not_hold_up_other_requests(monkeypatch):
-    from scribewatch.exporter import Exporter
+def test_a_slow_password_check_does_not_hold_up_other_requests(serve, monkeypatch):
+    e = serve(basic_auth_users={"p": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()})
+    entered, release = threading.Event(), threading.Event()
+    real = e.auth.check
 
-    e = Exporter(Source(), listen="127.0.0.1:0",
-                 basic_auth_users={"p": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()})
-    e.start()
-    try:
-        entered, release = threading.Event(), threading.Event()
-        real = e._server.auth.check
+    def blocked_check(header):
+        entered.set()
+        release.wait(10)
+        return real(header)
 
-        def blocked_check(header):
-            entered.set()
-            release.wait(10)
-            return real(header)
-
-        monkeypatch.setattr(e._server.auth, "check", blocked_check)
-        result = []
-        t = threading.Thread(target=lambda: result.append(
-            request(e.url + "/metrics", headers=basic("p", "pw"))))
-        t.start()
-        assert entered.wait(10)
-        # The bcrypt round is under way (held here): probes are answered meanwhile.
-        assert request(e.url + "/healthz")[0] == 200
-        assert request(e.url + "/metrics")[0] == 401, "no credentials needs no bcrypt"
-        release.set()
-        t.join(10)
-        assert result[0][0] == 200
-    finally:
-        e.stop()
+    monkeypatch.setattr(e.auth, "check", blocked_check)
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        request(e.url + "/metrics", headers=basic("p", "pw"))))
+    t.start()
+    assert entered.wait(10)
+    # The bcrypt round is under way (held here): probes are answered meanwhile.
+    assert request(e.url + "/healthz")[0] == 200
+    assert request(e.url + "/metrics")[0] == 401, "no credentials needs no bcrypt"
+    release.set()
+    t.join(10)
+    assert result[0][0] == 200
 
 
 def test_idle_connections_are_closed(exp, monkeypatch):
@@ -215,11 +203,8 @@ def test_idle_connections_are_closed(exp, monkeypatch):
         assert interrupted, "every byte re-armed the idle timer"
 
 
-def test_stop_closes_open_connections_and_frees_the_port():
-    from scribewatch.exporter import Exporter
-
-    e = Exporter(Source(), listen="127.0.0.1:0")
-    e.start()
+def test_stop_closes_open_connections_and_frees_the_port(serve):
+    e = serve()
     port = int(e.url.rsplit(":", 1)[1])
     s = connect(e)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -227,20 +212,14 @@ def test_stop_closes_open_connections_and_frees_the_port():
     e.stop()
     assert closed_by_server(s)
     s.close()
-    again = Exporter(Source(), listen=f"127.0.0.1:{port}")
-    again.start()
-    try:
-        assert request(again.url + "/healthz")[0] == 200
-    finally:
-        again.stop()
+    again = serve(listen=f"127.0.0.1:{port}")
+    assert request(again.url + "/healthz")[0] == 200
 
 
 def test_a_taken_port_is_an_error_at_start():
-    from scribewatch.exporter import Exporter
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        e = Exporter(Source(), listen=f"127.0.0.1:{taken.getsockname()[1]}")
+        e = web_server(listen=f"127.0.0.1:{taken.getsockname()[1]}")
         with pytest.raises(OSError):
             e.start()

@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 ACTION_HEADER = "X-Scribewatch-Action"
 RETRY_PATH = re.compile(r"/api/jobs/([0-9]{1,18})/retry")
 
-# The dashboards mixin/ generates (grafana/dashboards/*.json): uid and title. The exporter does
-# not ship them, so they are named here; tests/unit/exporter/test_status_page.py holds the two
+# The dashboards mixin/ generates (grafana/dashboards/*.json): uid and title. The package does
+# not ship them, so they are named here; tests/unit/web/test_status_page.py holds the two
 # lists together.
 DASHBOARDS = (
     ("scribewatch-overview", "Overview"),

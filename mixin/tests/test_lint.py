@@ -1,7 +1,7 @@
 """Lint of the monitoring mixin's output, as `mixtool lint` and Grafana's dashboard-linter would.
 
 Both are Go tools that are not installed here, so their checks are reimplemented in Python (on
-the committed files, which tests/unit/mixin/test_generate.py holds equal to what
+the committed files, which mixin/tests/test_generate.py holds equal to what
 `python -m mixin` makes):
 
 alerts (mixtool / monitoring-mixins conventions)

@@ -3,7 +3,7 @@
 * promtool check config / check rules / test rules, amtool check-config, template rendering and
   route tests (Debian's prometheus and prometheus-alertmanager packages);
 * in Python, what the binaries cannot check: every alert has severity, summary, description with
-  its values, and a runbook_url whose anchor exists in docs/runbook.md; every alert (and each of
+  its values, and a runbook_url whose anchor exists in mixin/runbook.md; every alert (and each of
   its severities) has a firing and a quiet promtool case; the recording rules are exactly those
   docs/architecture.md names and keep `job` and `instance`; Alertmanager's conventions;
 * a real Alertmanager (loopback) fed with alerts: the inhibition rules and the severity routing
@@ -28,10 +28,10 @@ from tests.harness.webhook import WebhookReceiver
 
 PROM = REPO / "prometheus"
 AM = REPO / "alertmanager"
-RUNBOOK = REPO / "docs" / "runbook.md"
+RUNBOOK = REPO / "mixin" / "runbook.md"
 RUNBOOK_BASE = CONFIG.runbook_url_base + "#"
 RULE_FILES = [PROM / "rules" / "recording.yml", PROM / "rules" / "alerts.yml"]
-TEST_FILES = sorted((PROM / "tests").glob("*.yml"))
+TEST_FILES = sorted((REPO / "mixin" / "tests" / "promtool").glob("*.yml"))
 SEVERITIES = {"critical", "warning"}
 
 
@@ -80,7 +80,7 @@ def test_promtool_check_rules():
 
 def test_promtool_unit_tests():
     promtool = require_binary("promtool")
-    assert TEST_FILES, "no promtool tests in prometheus/tests/"
+    assert TEST_FILES, "no promtool tests in mixin/tests/promtool/"
     out = _run(promtool, "test", "rules", *map(str, TEST_FILES))
     assert out.count("SUCCESS") == len(TEST_FILES), out
 

@@ -13,8 +13,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from scribewatch.exporter import Exporter, status_page
 from scribewatch.pipeline.contract import DayFigures, FailedJob, QueuedJob
+from scribewatch.web import status_page
 from tests.harness import REPO
 from tests.harness.status import Source, basic, request, snapshot
 
@@ -34,21 +34,6 @@ class Control:
         return self.result
 
 
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(source=None, **kw) -> Exporter:
-        exp = Exporter(source or Source(), listen="127.0.0.1:0", **kw)
-        exp.start()
-        started.append(exp)
-        return exp
-
-    yield start
-    for exp in started:
-        exp.stop()
-
-
 def retry_counts(exp) -> dict[str, float]:
     _, _, body = request(exp.url + "/metrics", headers=basic("viewer", PASSWORD))
     [family] = [f for f in parse_text(body.decode()) if f.name == "scribewatch_retry_requests"]
@@ -60,7 +45,7 @@ def test_the_page_is_one_self_contained_html_file_under_a_strict_policy(serve):
     status, headers, body = request(serve().url + "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     html = body.decode()
-    assert html == (REPO / "exporter" / "status_page.html").read_text()
+    assert html == (REPO / "web" / "status_page.html").read_text()
     # No external assets: no script or stylesheet by URL, no absolute links in the file.
     assert not re.search(r"<script[^>]+src|<link[^>]+stylesheet|https?://", html)
     assert html.count("<script>") == 1 and html.count("<style>") == 1

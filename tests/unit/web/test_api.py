@@ -1,4 +1,4 @@
-"""The API's HTTP side on the real server (exporter/api.py, protocol.py's bodies): routes, form
+"""The API's HTTP side on the real server (web/api.py, protocol.py's bodies): routes, form
 parameters, 413/411/401 before the body, 100-continue, keep-alive after a body, hang-ups, error
 shapes and auth. The queue here is the contract's protocol answered by the test; the daemon's
 real one, with the model, is in tests/system/test_api*.py."""
@@ -15,11 +15,9 @@ import time
 import pytest
 import requests
 
-from scribewatch.exporter import Exporter
 from scribewatch.pipeline.contract import ApiFailed, ApiResult
 from tests.harness import wait_for
 from tests.harness.api import bazarr_asr, multipart_body, token_hash
-from tests.harness.status import Source
 
 TOKEN = "sk-unit-test-token"
 USERS = {"u": "sha256:" + "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"}
@@ -65,18 +63,10 @@ class Queue:
 
 
 @pytest.fixture
-def serve():
-    started = []
-
-    def start(queue=None, **kw) -> Exporter:
-        exp = Exporter(Source(), listen="127.0.0.1:0", api_queue=queue or Queue(), **kw)
-        exp.start()
-        started.append(exp)
-        return exp
-
-    yield start
-    for exp in started:
-        exp.stop()
+def api(serve):
+    """`api(queue=None, **kw)`: a started server whose API hands its requests to `queue` (by
+    default a Queue that answers at once)."""
+    return lambda queue=None, **kw: serve(api_queue=queue or Queue(), **kw)
 
 
 def raw(url: str, head: str, body: bytes = b"", read_until: bytes = b"\r\n\r\n") -> bytes:
@@ -92,9 +82,9 @@ def raw(url: str, head: str, body: bytes = b"", read_until: bytes = b"\r\n\r\n")
         return got
 
 
-def test_bazarr_parameters_reach_the_queue_and_the_spool_file_goes(serve):
+def test_bazarr_parameters_reach_the_queue_and_the_spool_file_goes(api):
     queue = Queue()
-    exp = serve(queue)
+    exp = api(queue)
     answer = bazarr_asr(exp.url, b"\x01\x02" * 1000, language="de", task="translate",
                         video_file="/movies/a b.mkv")
     assert answer.status_code == 200
@@ -113,9 +103,9 @@ def test_bazarr_parameters_reach_the_queue_and_the_spool_file_goes(serve):
     assert queue.requests[0].vad_filter is None and r.status_code == 200
 
 
-def test_openai_form_fields(serve):
+def test_openai_form_fields(api):
     queue = Queue()
-    exp = serve(queue)
+    exp = api(queue)
     r = requests.post(f"{exp.url}/v1/audio/transcriptions", files=[
         ("model", (None, "whisper-1")), ("language", (None, "FR")), ("prompt", (None, "hi")),
         ("response_format", (None, "verbose_json")), ("temperature", (None, "0.2")),
@@ -139,9 +129,9 @@ def test_openai_form_fields(serve):
     ("/v1/audio/transcriptions", {"file": b"x", "response_format": (None, "xml")}, {}, "xml"),
     ("/v1/audio/transcriptions", {"file": b"x", "temperature": (None, "hot")}, {}, "hot"),
 ])
-def test_bad_parameters_are_400_with_a_named_reason(serve, path, files, params, message):
+def test_bad_parameters_are_400_with_a_named_reason(api, path, files, params, message):
     queue = Queue()
-    exp = serve(queue)
+    exp = api(queue)
     r = requests.post(exp.url + path, files=files, params=params)
     assert r.status_code == 400 and message in r.text and not queue.requests
     if path == "/asr":
@@ -153,8 +143,8 @@ def test_bad_parameters_are_400_with_a_named_reason(serve, path, files, params, 
         assert r.headers["x-should-retry"] == "false"
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_sent(serve):
-    exp = serve(api_max_upload_bytes=1000)
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(api):
+    exp = api(api_max_upload_bytes=1000)
     head = (f"POST /asr HTTP/1.1\r\nHost: x\r\nContent-Length: {10**10}\r\n"
             "Content-Type: multipart/form-data; boundary=b\r\n\r\n")
     started = time.monotonic()
@@ -168,8 +158,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(serve):
     assert r.status_code == 413 and "-->" not in r.text
 
 
-def test_expect_100_continue_and_keep_alive_after_a_body(serve):
-    exp = serve()
+def test_expect_100_continue_and_keep_alive_after_a_body(api):
+    exp = api()
     body = multipart_body("audio_file", b"\0\0" * 10)
     head = (f"POST /asr?encode=false&output=srt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
             f"Content-Type: multipart/form-data; boundary=scribewatch-test\r\n"
@@ -185,9 +175,9 @@ def test_expect_100_continue_and_keep_alive_after_a_body(serve):
     assert b'"raw_pcm": true' in got and got.endswith(b"ok\n")
 
 
-def test_a_client_that_hangs_up_withdraws_its_request(serve):
+def test_a_client_that_hangs_up_withdraws_its_request(api):
     queue = Queue(hold=True)
-    exp = serve(queue)
+    exp = api(queue)
     body = multipart_body("audio_file", b"\0\0")
     host, port = exp.url.split("//")[1].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -200,21 +190,21 @@ def test_a_client_that_hangs_up_withdraws_its_request(serve):
              requests.get(f"{exp.url}/metrics").text, 5, what="the hang-up counted")
 
 
-def test_failures_and_busy_answers(serve):
-    exp = serve(Queue(fail=ApiFailed(503, "busy", "every worker is busy", retry_after=30)))
+def test_failures_and_busy_answers(api):
+    exp = api(Queue(fail=ApiFailed(503, "busy", "every worker is busy", retry_after=30)))
     r = bazarr_asr(exp.url, b"\0\0")
     assert r.status_code == 503 and r.headers["Retry-After"] == "30"
     assert r.text == "error: every worker is busy [busy]\n"
     r = requests.post(f"{exp.url}/v1/audio/transcriptions", files={"file": b"x"})
     assert r.json()["error"]["code"] == "busy" and r.headers["x-should-retry"] == "true"
-    exp = serve(Queue(fail=ApiFailed(500, "transcribe_error", "out of memory")))
+    exp = api(Queue(fail=ApiFailed(500, "transcribe_error", "out of memory")))
     r = requests.post(f"{exp.url}/v1/audio/transcriptions", files={"file": b"x"})
     assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
     assert r.headers["x-should-retry"] == "false"     # the SDK would upload it twice more
 
 
-def test_routes_and_auth(serve):
-    exp = serve(basic_auth_users=USERS, api_tokens=[token_hash(TOKEN)], metrics_auth=False)
+def test_routes_and_auth(api):
+    exp = api(basic_auth_users=USERS, api_tokens=[token_hash(TOKEN)], metrics_auth=False)
     assert requests.get(f"{exp.url}/status").json()["version"]     # open: Bazarr's Test button
     assert requests.get(f"{exp.url}/asr").status_code == 405
     assert requests.get(f"{exp.url}/metrics").status_code == 200
@@ -226,31 +216,27 @@ def test_routes_and_auth(serve):
         assert r.status_code == status and "-->" not in r.text
     assert requests.post(f"{exp.url}/asr", files={"audio_file": b"x"},
                          auth=("u", "secret")).status_code == 200
-    locked = serve(basic_auth_users=USERS)                  # metrics_auth defaults to true
+    locked = api(basic_auth_users=USERS)                  # metrics_auth defaults to true
     assert requests.get(f"{locked.url}/metrics").status_code == 401
     assert requests.get(f"{locked.url}/metrics", auth=("u", "secret")).status_code == 200
 
 
 def test_no_queue_no_api(serve):
-    exp = Exporter(Source(), listen="127.0.0.1:0")
-    exp.start()
-    try:
-        assert requests.post(f"{exp.url}/asr", files={"audio_file": b"x"}).status_code == 405
-        assert requests.get(f"{exp.url}/status").status_code == 404
-    finally:
-        exp.stop()
+    exp = serve()
+    assert requests.post(f"{exp.url}/asr", files={"audio_file": b"x"}).status_code == 405
+    assert requests.get(f"{exp.url}/status").status_code == 404
 
 
 @pytest.mark.parametrize("interim_seconds, survives", [(0.3, True), (30.0, False)])
-def test_interim_answers_keep_a_clients_read_timeout_from_firing(serve, interim_seconds,
+def test_interim_answers_keep_a_clients_read_timeout_from_firing(api, interim_seconds,
                                                                  survives):
     """Bazarr's read timeout is per socket read: a transcription longer than it would fail,
     unless `100 Continue` lines arrive meanwhile (python-requests skips them)."""
     import threading
 
     queue = Queue(hold=True)
-    exp = serve(queue)
-    exp._server.api.interim_seconds = interim_seconds
+    exp = api(queue)
+    exp.api.interim_seconds = interim_seconds
 
     def answer_later():
         wait_for(lambda: queue.tickets, 5, what="the request queued")
