@@ -232,3 +232,35 @@ def test_a_bug_in_a_target_does_not_undo_the_job(senders, store):
     senders([Broken()])
     job_id = finish(store, "/data/a.mkv")          # no exception
     assert store.get(job_id).status == "succeeded" and store.notifications() == []
+
+
+def test_two_nodes_on_one_postgresql_store_send_each_row_once(server, postgres_url):
+    """Several daemons share a PostgreSQL store, each with its sender: each finished job's
+    webhook goes out once, by whichever node claimed it (never both at the same time)."""
+    from scribewatch.pipeline.store import open_store
+
+    server.answer("POST", "/hook", 200)
+    stores = [open_store(postgres_url, LeaseSettings(f"n{i}")) for i in range(3)]
+    senders, events = [], []
+    try:
+        for i, store in enumerate(stores):
+            events.append(NotifyEvents())
+            sender = Sender([WebhookTarget(server.url + "/hook", MAP)], reporter=events[-1],
+                            batch_seconds=0)
+            sender.attach(store, f"n{i}")
+            sender.start()
+            senders.append(sender)
+        ids = [finish(stores[i % 3], f"/data/m{i}/a.mkv") for i in range(30)]
+        hooks = server.wait_for(30, timeout=30)
+        time.sleep(1.5)       # a few more polls of every node: nothing is sent again
+        assert len(server.requests) == 30
+        assert sorted(r.json()["id"] for r in hooks) == ids
+        wait_for(lambda: sum(e.count("webhook", "sent") for e in events) == 30, timeout=10,
+                 what="30 counted")
+        print(f"\nrows sent per node: {[e.count('webhook', 'sent') for e in events]}")
+        assert stores[0].outbox_pending() == 0
+    finally:
+        for sender in senders:
+            sender.stop(grace=1)
+        for store in stores:
+            store.close()
