@@ -154,8 +154,9 @@ FAMILIES: tuple[Family, ...] = (
            "settings).", PIPELINE,
            "increase(scribewatch_suspect_transcripts_total[1d])"),
     Family("scribewatch_notifications_total", "counter",
-           "Media-server refreshes and webhooks after jobs, by target and result (sent; failed: "
-           "given up after its retries; dropped: the queue was full).", PIPELINE,
+           "Media-server refreshes and webhooks after jobs (rows of the job store's outbox: a "
+           "video or folder refreshed, a webhook), by target and result (sent; failed: given "
+           "up after its retries, the row kept with its error).", PIPELINE,
            'sum by (target) (increase(scribewatch_notifications_total{result!="sent"}[1h])) > 0',
            labels=("target", "result")),   # the configured targets' (notification_targets)
     Family("scribewatch_notification_request_duration_seconds", "histogram",
@@ -164,7 +165,8 @@ FAMILIES: tuple[Family, ...] = (
            "(rate(scribewatch_notification_request_duration_seconds_bucket[1h])))",
            labels=("target",), buckets=NOTIFY_BUCKETS),   # the configured targets' only
     Family("scribewatch_notification_queue_items", "gauge",
-           "Refresh folders and webhook bodies waiting to be sent.", PIPELINE,
+           "Refreshes and webhooks waiting to be sent in the job store's outbox (a shared "
+           "store's figure: every node exports it alike).", PIPELINE,
            "max_over_time(scribewatch_notification_queue_items[1h])"),
     Family("scribewatch_gpu_oom_total", "counter",
            "CUDA out-of-memory errors during a model load or a job, by GPU index: the job was "

@@ -475,14 +475,14 @@ only help with spare cores or GPUs (`workers`).
 """),
         _alert("ScribewatchNotificationsFailing",
                lines("sum by (job, instance, target) (",
-                     f'  increase(scribewatch_notifications_total{{result=~"failed|dropped"}}'
+                     f'  increase(scribewatch_notifications_total{{result="failed"}}'
                      f"[{nw}])",
                      f") >= {num(nf)}"),
                "warning", "A scribewatch daemon cannot tell a media server or webhook.",
                """{{ $value | humanize }} refresh(es) or webhook(s) to {{ $labels.target }}
-               from scribewatch on {{ $labels.instance }} failed after their retries or were
-               dropped in the last [[window]] (threshold [[count]]). Subtitles are still
-               written; the media server only sees them at its own next scan.""",
+               from scribewatch on {{ $labels.instance }} failed after their retries in the
+               last [[window]] (threshold [[count]]). Subtitles are still written; the media
+               server only sees them at its own next scan.""",
                "5m",
                "Each notification is retried with backoff before it counts as failed, so one "
                "blip (a\nmedia server restarting) stays quiet; "
@@ -491,8 +491,8 @@ only help with spare cores or GPUs (`workers`).
                window=in_words(nw), count=num(nf),
                runbook="""\
 **Means.** At least 3 media-server refreshes (Jellyfin, Emby, Plex) or `on_finished` webhooks
-to one target were given up after their retries, or dropped because the notification queue was
-full, within the last 30 minutes; for 5 minutes. The `target` label says which.
+to one target were given up after their retries within the last 30 minutes; for 5 minutes. The
+`target` label says which.
 
 **Why, warning.** Each request is retried with backoff (`notify_max_attempts`,
 `notify_retry_backoff_seconds`) before it counts as failed, so a media server restarting for a
@@ -510,8 +510,9 @@ library scan, and a webhook receiver misses the jobs.
   application/json' -d '{"Updates":[{"Path":"/mnt/movies","UpdateType":"Modified"}]}'
   http://JELLYFIN:8096/Library/Media/Updated` → 204; Plex: `curl -H 'X-Plex-Token: TOKEN'
   http://PLEX:32400/library/sections` lists the libraries and their folders.
-- `dropped` results: `scribewatch_notification_queue_items` near `notify_queue_size` — the
-  sender cannot keep up because every request waits for its timeout.
+- The job store keeps each given-up notification with its last error for a week (the outbox):
+  `sqlite3 jobs.db "SELECT target, item, attempts, last_error FROM notifications WHERE status
+  = 'failed' ORDER BY id DESC LIMIT 20"` (or `psql` on a shared store).
 
 **Do.** Fix the URL, token (`SCRIBEWATCH_<SERVER>_TOKEN` or `…_TOKEN_FILE`) or `path_map`
 (docs/integrations.md), then restart the daemon. Notifications given up are not sent again: the

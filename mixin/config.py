@@ -51,7 +51,7 @@ class Config:
         job_stuck_floor_seconds=7200,    # ... but never below 2 h
         slower_than_realtime=1,          # p95 real-time factor above
         slower_than_realtime_min_jobs=3,
-        notification_failures=3,         # refreshes/webhooks failed or dropped, per target ...
+        notification_failures=3,         # refreshes/webhooks given up, per target ...
         notification_failure_window="30m",   # ... within this window
         gpu_temperature_warning=85,      # degrees Celsius
         gpu_temperature_critical=90,

@@ -10,6 +10,7 @@ fails at start with a message naming both (exit code 2).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from .settings import (
     urls_check,
 )
 from .subtitles.formats import FOLDER_FORMATS
+
+log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = (
     "mp3", "m4a", "aac", "flac", "wav", "ogg", "opus", "wma",
@@ -259,9 +262,6 @@ class Config:
     notify_batch_seconds: float = setting(
         5.0, "Refreshes asked for within this window are sent together, each video or folder "
         "once.", minimum=0)
-    notify_queue_size: int = setting(
-        1000, "Refreshes and webhooks waiting to be sent at most; more are dropped (counted).",
-        minimum=1)
     notify_max_attempts: int = setting(
         5, "Attempts per refresh or webhook before it is given up (counted).", minimum=1)
     notify_retry_backoff_seconds: float = setting(
@@ -291,6 +291,11 @@ BY_KEY = {s.key: s for s in SCHEMA}
 
 # Environment names that are not settings (the config file's own location).
 NON_SETTING_ENV = {"SCRIBEWATCH_CONFIG"}
+# Settings that no longer exist: accepted with a warning (not an "unknown key"), so a config
+# file that still has one starts.
+RETIRED = {
+    "notify_queue_size": "notifications wait in the job store now (an outbox), none is dropped",
+}
 
 def env_name(key: str) -> str:
     return "SCRIBEWATCH_" + key.upper()
@@ -319,6 +324,10 @@ def load(config_file: str | os.PathLike | None = None,
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: expected a mapping of settings at top level")
         for key, value in raw.items():
+            if key in RETIRED:
+                log.warning("%s: '%s' is no longer a setting (%s): ignored", path, key,
+                            RETIRED[key])
+                continue
             if key not in BY_KEY:
                 raise ConfigError(f"{path}: unknown key '{key}'"
                                   + _did_you_mean(str(key)))
@@ -332,6 +341,10 @@ def load(config_file: str | os.PathLike | None = None,
             values[decl.key] = _read_secret(decl, environ[name + "_FILE"], name + "_FILE")
     secret_files = {env_name(s.key) + "_FILE" for s in SCHEMA if s.secret}
     for name in environ:
+        if name[len("SCRIBEWATCH_"):].lower() in RETIRED and name.startswith("SCRIBEWATCH_"):
+            log.warning("environment: %s is no longer a setting (%s): ignored", name,
+                        RETIRED[name[len("SCRIBEWATCH_"):].lower()])
+            continue
         if (name.startswith("SCRIBEWATCH_") and name not in NON_SETTING_ENV | secret_files
                 and name[len("SCRIBEWATCH_"):].lower() not in BY_KEY):
             raise ConfigError(f"environment: unknown setting {name}"

@@ -157,10 +157,11 @@ API_REJECTIONS: tuple[Reason, ...] = (
            "(503, with Retry-After)"),
 )
 
-# Notifications after a job (pipeline/notify/): who was told, and how that went. `dropped`: the
-# queue was full; `failed`: given up after its retries (or refused for good, e.g. a bad token).
+# Notifications after a job (pipeline/notify/, rows of the store's outbox): who was told, and
+# how that went. `failed`: given up after its retries (or refused for good, e.g. a bad token);
+# the row keeps its error. None is dropped: what waits is in the store.
 NOTIFY_TARGETS = ("jellyfin", "emby", "plex", "webhook")
-NOTIFY_RESULTS = ("sent", "failed", "dropped")
+NOTIFY_RESULTS = ("sent", "failed")
 
 
 # -- events pushed, state pulled ---------------------------------------------------------------

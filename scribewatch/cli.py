@@ -107,13 +107,13 @@ def cmd_run(args) -> int:
     # What the daemon reports to and samples the GPU with exist before it, so each part gets
     # its collaborators at construction and nothing is re-wired afterwards.
     reporter, gpu = PrometheusReporter(), GpuSampler()
-    # Media-server refreshes and webhooks after each job: a thread of their own (None: none set)
+    # Media-server refreshes and webhooks after each job: a thread of their own that empties the
+    # job store's outbox (None: no target set)
     notifier = notifier_from_config(cfg, reporter)
     try:
         # The GPU plan reads free memory through the exporter's NVML session (GpuInventory).
         daemon = Daemon(cfg, reporter=reporter, gpu_probe=gpu.sample,
-                        gpu_inventory=gpu.inventory,
-                        on_finished=notifier.submit if notifier else None)
+                        gpu_inventory=gpu.inventory, notifier=notifier)
     except StoreUnavailable as e:
         log.error("job store unreachable at start: %s", e)
         return EXIT_FAILURE
@@ -139,9 +139,7 @@ def cmd_run(args) -> int:
         log.error("cannot listen on %s: %s", cfg.listen, e)
         return EXIT_FAILURE
     exporter.start()
-    if notifier:
-        notifier.start()
-    daemon.start()
+    daemon.start()      # starts the notifier after its recovery
     started.append(daemon)
     # What exists now lives as long as the process (modules, settings, the server, the model):
     # about 45,000 objects that each full collection walked again, holding the GIL some 10 ms

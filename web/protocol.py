@@ -71,11 +71,21 @@ def parse_request(head: bytes) -> Request:
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise BadRequest(505, "HTTP version not supported")
     headers = {}
+    lengths = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
             raise BadRequest(400, "bad header line")
-        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+        key, text = name.decode("latin-1").lower(), value.strip().decode("latin-1")
+        if key == "content-length":
+            lengths.append(text)
+        headers[key] = text
+    if lengths:
+        headers["content-length"] = str(_one_length(lengths))
+        if "transfer-encoding" in headers:
+            # RFC 9112 §6.1: a server MAY reject it and MUST close the connection either way;
+            # §6.3 (3): it "ought to be handled as an error" (request smuggling, §11.2).
+            raise BadRequest(400, "Content-Length together with Transfer-Encoding")
     connection = headers.get("connection", "").lower()
     keep_alive = ("close" not in connection if version == "HTTP/1.1"
                   else "keep-alive" in connection)
@@ -300,6 +310,26 @@ class _Drop:
     def write(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
     def discard(self) -> None: ...
+
+
+def _one_length(values: list[str]) -> int:
+    """The body's length from every Content-Length field of a request (each may be a comma
+    list). RFC 9112 §6.3 (5): an invalid value is an unrecoverable framing error (400, then the
+    connection closes), unless it parses as a list of valid values that are all the same, which
+    is then processed as that one value; RFC 9110 §8.6 lets a recipient accept such a repeated
+    identical value ("42, 42", or the field twice). Accepted here: it frames the body the same
+    way however it is read, so it cannot smuggle a request. Two different values could: each
+    side of a proxy may take another one (RFC 9112 §11.2)."""
+    numbers = set()
+    for value in values:
+        for part in value.split(","):
+            part = part.strip(" \t")
+            if not part.isascii() or not part.isdigit():   # 1*DIGIT (RFC 9110 §8.6)
+                raise BadRequest(400, "bad Content-Length")
+            numbers.add(int(part))
+    if len(numbers) != 1:
+        raise BadRequest(400, "two different Content-Length values")
+    return numbers.pop()
 
 
 def _content_length(request: Request) -> int:

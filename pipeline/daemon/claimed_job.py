@@ -62,6 +62,7 @@ class Running(JobHooks):
     # The lease: when it was last renewed (monotonic), and whether it is known to be lost.
     renewed_at: float = dataclasses.field(default_factory=time.monotonic)
     lost: bool = False
+    own_outputs: list = dataclasses.field(default_factory=list)   # recorded by writing()
 
     @property
     def token(self) -> str | None:
@@ -160,6 +161,14 @@ class Running(JobHooks):
 
     def should_stop(self) -> bool:
         return self.cancel
+
+    def writing(self, outputs: list[str]) -> None:
+        """Recorded before the first rename: a death between the rename and the job's end
+        re-runs the job, which must then replace these (and end `succeeded`, which refreshes
+        the media servers), not skip the file for a subtitle that is its own."""
+        known = list(dict.fromkeys([*self.job.outputs, *self.own_outputs, *outputs]))
+        self.own_outputs = known
+        self._write(self.store.update, outputs=known)
 
     def before_commit(self) -> None:
         """Just before an output is renamed into place: is the job still ours? A node that

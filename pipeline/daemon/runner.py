@@ -74,6 +74,10 @@ class JobHooks:
     def should_stop(self) -> bool:
         return False
 
+    def writing(self, outputs: list[str]) -> None:
+        """These subtitles are about to be renamed into place: they are the job's own from
+        now on (a re-run after a death before the job's end replaces them, not skips them)."""
+
     def before_commit(self) -> None:
         """Before each output is renamed into place; raising leaves the target untouched."""
 
@@ -151,6 +155,7 @@ class Runner:
     def _write(self, transcript: Transcript, path: Path, root: Path, hooks) -> list[str]:
         targets = output_paths(path, root, transcript.language, self.cfg.output_formats,
                                self.output_dir)
+        hooks.writing([str(t) for t in targets.values()])
         return hooks.timed("write", functools.partial(stages.write, max_cps=self.cfg.max_cps,
                                                       before_commit=hooks.before_commit),
                            transcript, targets)

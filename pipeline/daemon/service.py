@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..api.queue import ApiJobs
 from ..config import Config
@@ -45,6 +45,15 @@ MODEL_RETRY_SECONDS = 60.0
 SUSPECT_UPTIME_SECONDS = 10.0   # see _up_long_enough
 
 
+class Notifier(Protocol):
+    """What the daemon asks of pipeline/notify's sender (the daemon does not import it)."""
+
+    def attach(self, store, node: str) -> None: ...
+    def start(self) -> None: ...
+    def wake(self) -> None: ...
+    def stop(self, grace: float) -> None: ...
+
+
 class NodeNameInUse(RuntimeError):
     """Another live daemon uses this node name on the shared store."""
 
@@ -53,9 +62,10 @@ class Daemon:
     def __init__(self, cfg: Config, *, reporter: Reporter | None = None,
                  gpu_probe: GpuProbe | None = None, model: ModelManager | None = None,
                  on_finished: Callable[[Job], None] | None = None,
-                 gpu_inventory: GpuInventory | None = None):
+                 gpu_inventory: GpuInventory | None = None, notifier: Notifier | None = None):
         self.cfg = cfg
-        self.on_finished = on_finished   # each job a worker ended, as stored (pipeline/notify)
+        self.on_finished = on_finished   # each job a worker ended, as stored
+        self.notifier = notifier         # pipeline/notify's sender: empties the store's outbox
         self.reporter: Reporter = reporter or NullReporter()
         self.gpu_probe = gpu_probe
         self.started_at = time.time()
@@ -65,6 +75,9 @@ class Daemon:
         self.store = open_store(self.store_url, LeaseSettings(
             self.node, cfg.lease_seconds, cfg.takeover_delay_seconds))
         self.libraries = Libraries.from_config(cfg)
+        if notifier is not None:
+            # From now on every finish() writes the job's notifications in its transaction.
+            notifier.attach(self.store, self.node)
         if hasattr(self.store, "hold_node_name") and not self.store.hold_node_name():
             self.store.close()
             raise NodeNameInUse(f"another scribewatch daemon runs as node {self.node!r} on this "
@@ -135,6 +148,8 @@ class Daemon:
             slot.manager.reporter = self.reporter
         self.reporter.languages_expected(self.runner.chain.certain_decisions())
         self.leases.recover_after_death()
+        if self.notifier is not None:
+            self.notifier.start()
         folders = self.libraries.roots + ([str(self.output_dir)] if self.output_dir else [])
         for stale in remove_stale_temps([f for f in folders if os.path.isdir(f)]):
             log.info("removed temporary file left by a crash: %s", stale)
@@ -390,6 +405,8 @@ class Daemon:
         self._announce(job.id)
 
     def _announce(self, job_id: int) -> None:
+        if self.notifier is not None:
+            self.notifier.wake()   # its rows are in the outbox already (finish wrote them)
         if self.on_finished is not None:
             try:
                 self.on_finished(self.store.get(job_id))

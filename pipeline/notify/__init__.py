@@ -2,8 +2,9 @@
 folder again, and announce every finished job to the `on_finished` webhooks.
 
 `notifier_from_config(cfg, reporter)` builds the sender with the configured targets (None when
-none is configured); the daemon hands it each finished job (`Daemon(on_finished=...)`). One
-module per target; `sender.py` does the queueing, batching and retries for all of them.
+none is configured); the daemon attaches it to its job store (`Daemon(notifier=...)`), whose
+outbox holds what each finished job asks for (store/outbox.py). One module per target;
+`sender.py` does the claiming, batching and retries for all of them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def notifier_from_config(cfg, reporter: Reporter | None = None) -> Sender | None
     if reporter is not None:
         reporter.notification_targets(tuple(sorted({t.name for t in targets})))
     return Sender(targets, reporter=reporter, batch_seconds=cfg.notify_batch_seconds,
-                  max_pending=cfg.notify_queue_size, max_attempts=cfg.notify_max_attempts,
+                  max_attempts=cfg.notify_max_attempts,
                   backoff_seconds=cfg.notify_retry_backoff_seconds)
 
 

@@ -26,7 +26,7 @@ class JellyfinTarget:
     batch = True
 
     def __init__(self, url: str, token: str, path_map: PathMap, *, emby: bool = False):
-        self.name = "emby" if emby else "jellyfin"
+        self.name = self.key = "emby" if emby else "jellyfin"
         base = url.rstrip("/")
         # Emby's API lives under /emby; Jellyfin 12 dropped that alias, so it gets none.
         self.url = base + ("/emby" if emby and not base.endswith("/emby") else "") \
@@ -42,9 +42,9 @@ class JellyfinTarget:
         # Only a written subtitle is news to the server.
         return [self.path_map(job.path)] if job.status == "succeeded" and job.outputs else []
 
-    def requests(self, items: Sequence[str]) -> list[tuple[object, int]]:
+    def requests(self, items: Sequence[str]) -> list[tuple[object, list[str]]]:
         # The body is a list: one request carries every file of the batch window.
-        return [(tuple(items), len(items))]
+        return [(tuple(items), list(items))]
 
     def check(self, folders: Sequence[str]) -> str:
         """`scribewatch check`: the server answers and takes the key (GET /System/Info needs

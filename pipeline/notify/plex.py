@@ -28,7 +28,7 @@ SECTIONS_MIN_AGE_SECONDS = 30.0   # ... but a folder in no library does not ask 
 
 
 class PlexTarget:
-    name = "plex"
+    name = key = "plex"
     batch = True
 
     def __init__(self, url: str, token: str, path_map: PathMap, *, section: str | None = None):
@@ -43,8 +43,8 @@ class PlexTarget:
     def items(self, job: Job) -> list[str]:
         return subtitle_folders(job, self.path_map.folder)
 
-    def requests(self, items: Sequence[str]) -> list[tuple[object, int]]:
-        return [(folder, 1) for folder in items]       # one scan per folder
+    def requests(self, items: Sequence[str]) -> list[tuple[object, list[str]]]:
+        return [(folder, [folder]) for folder in items]       # one scan per folder
 
     def send(self, folder: str) -> None:
         section = self.section or self.section_of(folder)

@@ -1,25 +1,27 @@
 """What every target (Jellyfin, Emby, Plex, a webhook) offers the sender.
 
-A target turns a finished job into items (in the worker's thread: no I/O, nothing slow), groups
-a batch of items into requests, and sends one request (in the sender's thread: HTTP).
+A target turns a finished job into items (strings: the outbox keeps them; in the transaction that
+finishes the job, so no I/O, nothing slow), groups a batch of items into requests, and sends one
+request (in the sender's thread: HTTP).
 """
 
 from __future__ import annotations
 
-from typing import Hashable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from ..job import Job
 
 
 class Target(Protocol):
     name: str        # the `target` metric label: jellyfin | emby | plex | webhook
+    key: str         # the outbox's name for it: `name`, a webhook's with a hash of its URL
     batch: bool      # items within the batch window are sent together (per folder, once)
 
-    def items(self, job: Job) -> list[Hashable]:
-        """What this job asks of the target: folders to refresh, or a webhook body."""
+    def items(self, job: Job) -> list[str]:
+        """What this job asks of the target: videos or folders to refresh, or a webhook body."""
 
-    def requests(self, items: Sequence[Hashable]) -> list[tuple[object, int]]:
-        """The requests that carry a batch of items: (payload, how many items it carries)."""
+    def requests(self, items: Sequence[str]) -> list[tuple[object, list[str]]]:
+        """The requests that carry a batch of distinct items: (payload, the items it carries)."""
 
     def send(self, payload: object) -> None:
         """One request. Raises http.DeliveryError when it did not succeed."""

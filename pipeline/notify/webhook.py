@@ -2,7 +2,8 @@
 
 `X-Scribewatch-Signature: sha256=<hex>` is HMAC-SHA256 of the raw body under `webhook_secret`
 (the receiver recomputes it over the bytes it got, before parsing them). A retried delivery
-keeps its body and its `X-Scribewatch-Delivery` id, so a receiver can ignore a repeat.
+keeps its body and its `X-Scribewatch-Delivery` id (made from the body, so a delivery sent again
+after a restart keeps it too), so a receiver can ignore a repeat.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from .paths import PathMap
 
 EVENT = "job.finished"
 SIGNATURE_HEADER = "X-Scribewatch-Signature"
+
+
+def delivery_id(body: bytes) -> str:
+    """The same for every attempt of one delivery, across restarts and nodes: the body names
+    the job and its finish time, so two deliveries never share it."""
+    return str(uuid.UUID(bytes=hashlib.sha256(body).digest()[:16], version=4))
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -66,17 +73,20 @@ class WebhookTarget:
 
     def __init__(self, url: str, path_map: PathMap, *, secret: str | None = None):
         self.url, self.path_map, self.secret = url, path_map, secret
+        # Several webhook URLs: each its own rows in the outbox (the URL itself, a secret,
+        # is not stored).
+        self.key = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
         self.shown = http.shown_url(url, secret_path=True)   # its path may be the secret
 
-    def items(self, job: Job) -> list[bytes]:
-        return [json.dumps(payload(job, self.path_map), separators=(",", ":")).encode()]
+    def items(self, job: Job) -> list[str]:
+        return [json.dumps(payload(job, self.path_map), separators=(",", ":"))]
 
-    def requests(self, items: Sequence[bytes]) -> list[tuple[object, int]]:
-        # The delivery id is made once per request, so a retry sends the same one.
-        return [((body, str(uuid.uuid4())), 1) for body in items]
+    def requests(self, items: Sequence[str]) -> list[tuple[object, list[str]]]:
+        return [(body, [body]) for body in items]       # one POST per finished job
 
-    def send(self, request: tuple[bytes, str]) -> None:
-        body, delivery = request
+    def send(self, text: str) -> None:
+        body = text.encode()
+        delivery = delivery_id(body)
         headers = {"Content-Type": "application/json", "X-Scribewatch-Event": EVENT,
                    "X-Scribewatch-Delivery": delivery}
         if self.secret:

@@ -17,6 +17,7 @@ from typing import Iterable
 from ..contract import FAILURE_REASONS
 from ..job import Job
 from .interface import ACTIVE, FINAL, LeaseSettings
+from .outbox import OutboxStore
 from .sqlite_schema import SUSPECT_STRIKES
 from .views import StoreViews
 
@@ -42,7 +43,7 @@ def crash_point(stage: str | None, checkpoint: float) -> str:
     return f"{point}@{checkpoint:g}" if checkpoint else point
 
 
-class SqlStore(StoreViews):
+class SqlStore(StoreViews, OutboxStore):
     lease: LeaseSettings
     _NOW = "?"              # the SQL expression of the store's clock (leases)
     _SKIP_LOCKED = ""       # PostgreSQL: rows another node's transaction holds are passed over
@@ -225,10 +226,16 @@ class SqlStore(StoreViews):
 
     def finish(self, job_id, status, *, reason=None, stage=None, message=None, token=None,
                **fields) -> bool:
+        """The job's end, and in the same transaction its notifications (the outbox:
+        `announce`), so a death of the daemon loses neither without the other."""
         assert status in FINAL, status
-        return self.update(job_id, token, status=status, finished_at=time.time(),
-                           current_stage=None, reason=reason, error_stage=stage,
-                           error_message=message, lease_expires_at=None, **fields)
+        with self._transaction():
+            done = self.update(job_id, token, status=status, finished_at=time.time(),
+                               current_stage=None, reason=reason, error_stage=stage,
+                               error_message=message, lease_expires_at=None, **fields)
+            if done:
+                self._announce_finished(job_id)
+            return done
 
     def requeue(self, job_id, *, not_before=0.0, reason=None, stage=None, message=None,
                 refund_attempt=False, token=None) -> bool:

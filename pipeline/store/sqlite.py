@@ -88,7 +88,7 @@ class SqliteStore(SqlStore):
         newer version is left as it is: its extra columns do not disturb this one."""
         version = int(self._con.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        for target in sorted(v for v in _MIGRATIONS if version < v <= SCHEMA_VERSION):
             for statement in _MIGRATIONS[target]:
                 self._con.execute(statement)
             self._con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",

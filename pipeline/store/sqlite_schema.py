@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 8
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
@@ -99,6 +99,31 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
     ),
 }
+
+# The notification outbox (store/outbox.py; PostgreSQL's version 5 is the same table): a
+# finished job's refreshes and webhooks, written in the transaction that finishes the job and
+# claimed by a sender like jobs are (a token and an expiry). One self-contained step: the
+# versions before it (6, 7) come from other changes, and the migration loop takes the steps
+# present in order.
+OUTBOX_MIGRATION = (
+    "CREATE TABLE notifications ("
+    " id INTEGER PRIMARY KEY,"
+    " job_id INTEGER NOT NULL,"
+    " target TEXT NOT NULL,"          # jellyfin, emby, plex, webhook:<hash of its URL>
+    " item TEXT NOT NULL,"            # a video's path, a folder, a webhook body
+    " status TEXT NOT NULL,"          # pending sent failed
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " due_at REAL NOT NULL,"          # batch window, retry backoff
+    " created_at REAL NOT NULL,"
+    " finished_at REAL,"
+    " claim_node TEXT, claim_token TEXT, claim_expires_at REAL,"
+    " last_error TEXT)",
+    # the senders' claims and waits, over pending rows only
+    "CREATE INDEX notifications_due ON notifications(target, due_at) WHERE status = 'pending'",
+    # the purge of delivered and given-up rows
+    "CREATE INDEX notifications_done ON notifications(finished_at) WHERE status <> 'pending'",
+)
+MIGRATIONS[8] = OUTBOX_MIGRATION
 
 # Jobs per status, kept by triggers: the daemon reads them at every status refresh (scrapes,
 # /readyz), and counting 100,000 rows each time took ~20 ms. Triggers also count what another

@@ -9,6 +9,10 @@ for Jellyfin, Emby, Plex and webhook receivers (none of which can run here).
 
 Each recorded request keeps its method, path, decoded query, headers, raw body and arrival time,
 so a test can check them against the documented API exactly.
+
+`hold(method, path)` makes such requests hang after they are recorded, until `release()`: a
+server that is slow exactly while a test does something (kills the client) — the recorded
+arrival is the moment to do it, with no sleep to race.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class HttpRecorder:
         self._lock = threading.Condition()
         self._received: list[Recorded] = []
         self._scripts: dict[tuple[str, str], _Script] = {}
+        self._held: set[tuple[str, str]] = set()
+        self._released = threading.Event()
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -64,6 +70,9 @@ class HttpRecorder:
                         {k.lower(): v for k, v in self.headers.items()}, body,
                         time.monotonic(), status))
                     recorder._lock.notify_all()
+                    held = (self.command, path) in recorder._held
+                if held:
+                    recorder._released.wait(60)
                 self.send_response(status)
                 if status != 204:
                     self.send_header("Content-Type", ctype)
@@ -96,6 +105,18 @@ class HttpRecorder:
         with self._lock:
             self._scripts[method, path] = _Script(list(statuses) or [200], body, content_type)
 
+    def hold(self, method: str, path: str) -> None:
+        """Requests to `method path` hang (recorded first) until `release()`."""
+        with self._lock:
+            self._held.add((method, path))
+            self._released.clear()
+
+    def release(self) -> None:
+        """Held requests are answered, and later ones are not held."""
+        with self._lock:
+            self._held.clear()
+        self._released.set()
+
     def _next_answer(self, method: str, path: str) -> tuple[int, bytes, str]:
         with self._lock:
             script = self._scripts.get((method, path))
@@ -127,6 +148,7 @@ class HttpRecorder:
             return matching()[:count]
 
     def close(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -20,6 +20,7 @@ import pytest
 from scribewatch.pipeline.subtitles.output import TMP_MARK
 from tests.harness import SHARED_MEDIA, wait_for
 from tests.harness import media as gen
+from tests.harness.http_recorder import HttpRecorder
 from tests.harness.quality import parse_srt
 
 pytestmark = pytest.mark.slow
@@ -166,12 +167,22 @@ def test_a_kill_after_the_subtitle_is_written_but_before_success_is_recorded(
         daemon_factory, tmp_path):
     """The narrowest window: the subtitle is in place, the store still says `write`. The test
     holds the store's write lock from the moment the job enters `write`, so the daemon's
-    success record waits while the subtitle is renamed into place; then it SIGKILLs it."""
+    success record waits while the subtitle is renamed into place; then it SIGKILLs it.
+    Jellyfin's refresh is not lost either: it is written with the success, which the re-run
+    after the restart records (tests/system/test_notify.py: a kill after it)."""
+    with HttpRecorder() as jellyfin:
+        jellyfin.answer("POST", "/Library/Media/Updated", 204)
+        _kill_between_the_rename_and_the_success(daemon_factory, tmp_path, jellyfin)
+
+
+def _kill_between_the_rename_and_the_success(daemon_factory, tmp_path, jellyfin):
     import sqlite3
 
     # Four formats: four fsynced atomic writes make the write stage long enough to be caught
     # by polling on a loaded machine (one format lost the race in 2 of 8 runs there).
-    d = daemon_factory({"output_formats": ["srt", "vtt", "txt", "json"]}).start()
+    d = daemon_factory({"output_formats": ["srt", "vtt", "txt", "json"],
+                        "jellyfin_url": jellyfin.url, "notify_batch_seconds": 0},
+                       env={"SCRIBEWATCH_JELLYFIN_TOKEN": "k"}).start()
     staging = tmp_path / "staging"
     staging.mkdir()
     files = distinct_speech_files(staging, 6)
@@ -222,4 +233,8 @@ def test_a_kill_after_the_subtitle_is_written_but_before_success_is_recorded(
         sorted([f"{f.stem}.en.{ext}" for ext in ("json", "srt", "txt", "vtt")] + [f.name]), \
         "one subtitle per format, no duplicate and no temporary file"
     assert parse_srt(srt.read_text())
+    # The refresh of the caught file arrives, after its re-run's success.
+    wait_for(lambda: str(d.watch / f.name) in
+             [u["Path"] for r in jellyfin.requests for u in r.json()["Updates"]],
+             30, what=f"the refresh of {f.name}")
     assert d.stop() == 0

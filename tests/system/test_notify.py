@@ -116,8 +116,9 @@ def test_refreshes_and_webhooks_after_real_transcriptions(daemon_factory, media,
             return s if s.value("scribewatch_notifications_total", target="webhook",
                                 result="sent") == 4 else None
         scrape = wait_for(counted, 30, what="notification metrics")
+        # one per outbox row: a video refreshed (however many requests carried them)
         assert scrape.value("scribewatch_notifications_total", target="jellyfin",
-                            result="sent") == len(posts)
+                            result="sent") == len(files)
         assert scrape.value("scribewatch_notifications_total", target="jellyfin",
                             result="failed") == 0
         assert scrape.value("scribewatch_notification_request_duration_seconds_count",
@@ -172,7 +173,69 @@ def test_a_media_server_that_is_down_costs_transcription_nothing(daemon_factory,
     scrape = wait_for(failed, 30, what="the failures counted")
     assert scrape.value("scribewatch_notifications_total", target="jellyfin", result="sent") == 0
     assert "given up after 2 attempt(s)" in d.log()
+    # the failure is recorded in the store too, with its error
+    wait_for(lambda: len(d.query("SELECT 1 FROM notifications WHERE status = 'failed'")) == 3,
+             30, what="3 failed rows")
+    (row, *_) = d.query("SELECT * FROM notifications")
+    assert row["attempts"] == 2 and "Connection refused" in row["last_error"], row
     assert d.alive()
     # 3 jobs of 11 s speech each, one after another; the refreshes' retries are not in the way
     assert took < 120, took
     assert d.stop() == 0
+
+
+JELLYFIN = "/Library/Media/Updated"
+
+
+@pytest.mark.parametrize("server", ["hangs", "refuses"])
+def test_a_kill_after_the_subtitle_and_before_the_refresh_loses_no_refresh(
+        daemon_factory, media, server):
+    """kill -9 while the refresh waits: the subtitle is written and the job finished, and
+    Jellyfin has not taken the refresh — its request hangs (the daemon dies in the middle of
+    it), or it was refused (503) and waits for its retry. The recorded request is the moment
+    to kill: no sleep to race. After the restart the refresh arrives, once more, and the job
+    is not transcribed again."""
+    with HttpRecorder() as jellyfin:
+        if server == "hangs":
+            jellyfin.answer("POST", JELLYFIN, 204)
+            jellyfin.hold("POST", JELLYFIN)
+        else:
+            jellyfin.answer("POST", JELLYFIN, 503)
+        d = daemon_factory({"jellyfin_url": jellyfin.url, "notify_batch_seconds": 0,
+                            "notify_max_attempts": 5,
+                            "notify_retry_backoff_seconds": 3},
+                           env={"SCRIBEWATCH_JELLYFIN_TOKEN": "k"}).start()
+        drop(media / "jfk.flac", d.watch / "Film" / "film.flac")
+        (first,) = jellyfin.wait_for(1, timeout=120)
+        if server == "refuses":      # settled: back in the outbox, due after its backoff
+            wait_for(lambda: d.query("SELECT last_error FROM notifications")[0]["last_error"],
+                     10, 0.02, what="the 503 recorded")
+        (job,) = d.jobs()
+        assert job["status"] == "succeeded" and (d.watch / "Film" / "film.en.srt").exists()
+        (row,) = d.query("SELECT * FROM notifications")
+        assert (row["status"], row["attempts"]) == ("pending", 1), row
+        assert (row["claim_node"] is not None) == (server == "hangs"), row
+        d.kill()
+        jellyfin.answer("POST", JELLYFIN, 204)
+        jellyfin.release()
+
+        d.start(wait_ready=False)
+        restarted = time.monotonic()
+        second = jellyfin.wait_for(2, timeout=60)[1]
+        delivered = second.at - restarted
+        assert second.status == 204 and second.json() == first.json() == {
+            "Updates": [{"Path": str(d.watch / "Film" / "film.flac"), "UpdateType": "Modified"}]}
+        wait_for(lambda: d.query("SELECT status FROM notifications")[0]["status"] == "sent",
+                 10, what="the row settled")
+        (row,) = d.query("SELECT * FROM notifications")
+        (job,) = d.jobs()
+        print(f"\n{server}: the refresh arrived {delivered:.2f}s after the restart "
+              f"(attempt {row['attempts']}); the job ran {job['attempts']} time(s)")
+        assert row["attempts"] == 2 and job["attempts"] == 1 and job["crashes"] == 0
+        # A dead node's claim is freed at its start, not after the claim's 60 s lease (the
+        # refused one waits out the rest of its 3 s backoff: a restart keeps `due_at`).
+        if server == "hangs":
+            assert delivered < 15, "released at the start, not after the claim's 60 s lease"
+        time.sleep(1.5)
+        assert len(jellyfin.requests) == 2, "sent once more, not again and again"
+        assert d.stop() == 0

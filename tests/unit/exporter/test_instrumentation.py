@@ -215,7 +215,7 @@ def test_notifications_are_counted_by_target_and_result(reporter):
     r.notification_targets(("plex", "webhook"))
     before = scrape(registry)
     for target in ("plex", "webhook"):                  # the configured targets' series at 0
-        for result in ("sent", "failed", "dropped"):
+        for result in ("sent", "failed"):
             assert value(before, "scribewatch_notifications_total", target=target,
                          result=result) == 0
     assert {s.labels["target"] for s in before["scribewatch_notifications_total"].samples} == {
@@ -224,14 +224,14 @@ def test_notifications_are_counted_by_target_and_result(reporter):
         r.notification_targets(("kodi",))
     r.notification_finished("plex", "sent")
     r.notification_finished("plex", "sent")
-    r.notification_finished("webhook", "dropped")
+    r.notification_finished("webhook", "failed")
     r.notification_request("plex", 0.03)
     r.notification_request("plex", 12.0)
     r.notification_queue(7)
     after = scrape(registry)
     assert value(after, "scribewatch_notifications_total", target="plex", result="sent") == 2
     assert value(after, "scribewatch_notifications_total", target="webhook",
-                 result="dropped") == 1
+                 result="failed") == 1
     assert value(after, "scribewatch_notification_request_duration_seconds_count",
                  target="plex") == 2
     assert value(after, "scribewatch_notification_request_duration_seconds_bucket",

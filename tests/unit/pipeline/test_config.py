@@ -221,3 +221,17 @@ def test_language_settings_from_the_environment_and_their_checks():
                             ("max_cps", "0", ">= 1")):
         with pytest.raises(config.ConfigError, match=why):
             config.load(None, environ={config.env_name(key): value})
+
+
+def test_a_retired_setting_is_ignored_with_a_warning_not_refused(tmp_path, caplog):
+    """`notify_queue_size` bounded the notifications held in memory; they wait in the job
+    store's outbox now and none is dropped. A config that still sets it starts."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"watch_dirs": [str(tmp_path)], "notify_queue_size": 10}))
+    cfg = config.load(path, environ={"SCRIBEWATCH_NOTIFY_QUEUE_SIZE": "5"})
+    assert not hasattr(cfg, "notify_queue_size")
+    warnings = [r.getMessage() for r in caplog.records if "no longer a setting" in r.getMessage()]
+    assert len(warnings) == 2 and "outbox" in warnings[0], warnings
+    path.write_text(yaml.safe_dump({"watch_dirs": [str(tmp_path)], "notify_queue_sise": 10}))
+    with pytest.raises(ConfigError, match="unknown key 'notify_queue_sise'"):
+        config.load(path, environ={})

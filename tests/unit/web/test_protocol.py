@@ -128,6 +128,60 @@ def test_bad_requests_get_an_answer_and_the_connection_closes(exp, request_bytes
     assert request(exp.url + "/healthz")[0] == 200, "the server goes on"
 
 
+# Message framing (request smuggling, RFC 9112 §11.2): a server and a proxy before it must
+# agree on where a body ends, so a request whose length can be read two ways is refused.
+# - RFC 9112 §6.3 (5): "If a message is received without Transfer-Encoding and with an invalid
+#   Content-Length header field, then the message framing is invalid and the recipient MUST
+#   treat it as an unrecoverable error, unless the field value can be successfully parsed as a
+#   comma-separated list ..., all values in the list are valid, and all values in the list are
+#   the same"; in a request: "the server MUST respond with a 400 (Bad Request) status code and
+#   then close the connection".
+# - RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
+#   Transfer-Encoding ... Regardless, the server MUST close the connection after responding";
+#   §6.3 (3): such a message "ought to be handled as an error". Rejected here.
+# - RFC 9110 §8.6: Content-Length = 1*DIGIT; the same value repeated ("42, 42") MAY be
+#   accepted as one. Accepted here (it frames the body one way only).
+@pytest.mark.parametrize("lengths", [
+    [b"Content-Length: 5", b"Content-Length: 6"],         # two fields, two values
+    [b"Content-Length: 5, 6"],                            # one field, a list of two values
+    [b"Content-Length: 6", b"Content-Length: 6, 5"],
+    [b"Content-Length: 5", b"Transfer-Encoding: chunked"],
+    [b"Transfer-Encoding: chunked", b"Content-Length: 5"],
+    [b"Content-Length: 5", b"Content-Length: 5", b"Transfer-Encoding: chunked"],
+    [b"Content-Length: -5"], [b"Content-Length: +5"], [b"Content-Length: 5x"],
+    [b"Content-Length: "], [b"Content-Length: 5,"], [b"Content-Length: \xb9"],
+], ids=lambda lengths: b" | ".join(lengths).decode("latin-1"))
+def test_a_body_length_that_reads_two_ways_is_a_400_and_the_connection_closes(exp, lengths):
+    with connect(exp) as s:
+        # What a smuggler sends: after the first length's body, the bytes of a second request.
+        s.sendall(b"POST /asr HTTP/1.1\r\nHost: x\r\n" + b"\r\n".join(lengths) + b"\r\n\r\n"
+                  b"helloGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = bytearray()
+        status, headers, body = read_response(s, buf)
+        assert status == 400, body
+        assert headers["connection"] == "close"
+        assert closed_by_server(s), "nothing more is read from the connection"
+        assert not buf, "the bytes after the head were not taken as a second request"
+    assert request(exp.url + "/healthz")[0] == 200, "the server takes the next connection"
+
+
+@pytest.mark.parametrize("lengths", [
+    [b"Content-Length: 0, 0"], [b"Content-Length: 0", b"Content-Length: 0"],
+    [b"Content-Length: 000"],
+])
+def test_the_same_length_repeated_is_one_length(exp, lengths):
+    """RFC 9110 §8.6 and RFC 9112 §6.3 (5): processed with that single value. The pipelined
+    request after it is answered: the body was framed at that length."""
+    with connect(exp) as s:
+        buf = bytearray()
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"\r\n".join(lengths)
+                  + b"\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first, second = read_response(s, buf), read_response(s, buf)
+        assert (first[0], first[2]) == (200, b"ok\n")
+        assert (second[0], second[2]) == (200, b'{"ready": true}\n')
+        assert "connection" not in second[1], "the connection stays open"
+
+
 def test_scrapes_that_arrive_during_a_render_share_it(exp, monkeypatch):
     renders = []
     real = server_mod._render

@@ -98,3 +98,20 @@ def test_max_cps_reaches_the_written_cues(model_dir, media, tmp_path):
     fast = [p for p in check_readability(default, max_cps=12) if "characters per second" in p]
     slower = [p for p in check_readability(slow, max_cps=12) if "characters per second" in p]
     assert len(slower) < len(fast), (slower, fast)
+
+
+def test_the_outputs_are_announced_before_they_are_renamed_into_place(runner, media, tmp_path):
+    """What the daemon records as the job's own (claimed_job.Running.writing): a death between
+    the rename and the job's end re-runs the job, which then replaces them instead of skipping
+    the file for a subtitle that is its own (and so ends succeeded, which refreshes the media
+    servers: the notification is not lost)."""
+    shutil.copy(media / "jfk.flac", tmp_path / "jfk.flac")
+    announced = []
+
+    class Announcing(JobHooks):
+        def writing(self, outputs):
+            announced.append([(o, (tmp_path / o).exists()) for o in outputs])
+
+    result = runner.run(tmp_path / "jfk.flac", tmp_path, Announcing())
+    assert announced == [[(str(tmp_path / "jfk.en.srt"), False)]], "before the rename"
+    assert result.outputs == [str(tmp_path / "jfk.en.srt")]

@@ -262,7 +262,8 @@ def test_a_postgres_store_of_schema_version_1_is_migrated_with_its_counts(postgr
                     "VALUES ('/w/a', '/w', '/w', 'a', 'queued', 1), "
                     "('/w/b', '/w', '/w', 'b', 'succeeded', 1)")
     store = open_store(postgres_url, LeaseSettings("n1", 30, 0))
-    assert store.schema_version() == PG_SCHEMA_VERSION == 2
+    assert store.schema_version() == PG_SCHEMA_VERSION == 5
+    assert store.notifications() == [] and store.outbox_pending() == 0   # version 5
     assert store.counts() == {"queued": 1, "running": 0, "succeeded": 1, "failed": 0,
                               "skipped": 0}
     store.close()
@@ -297,3 +298,125 @@ def test_the_node_name_is_taken_again_when_its_session_ends(postgres_url):
     finally:
         a.close()
         b.close()
+
+
+# -- the notification outbox (store/outbox.py) ---------------------------------------------------
+def announcing(store, *targets: str, delay: float = 0.0):
+    """The store writes one row per target for each succeeded job, as the sender's announce."""
+    store.announce = lambda job: [(t, job.path, delay) for t in targets] \
+        if job.status == "succeeded" else []
+    return store
+
+
+def finished(store, path: str, status: str = "succeeded") -> int:
+    job_id = store.enqueue(path, "/w", 1, 1, path)
+    job = store.claim_next("0")
+    assert job.id == job_id
+    assert store.finish(job_id, status, token=job.lease_token)
+    return job_id
+
+
+def test_a_finished_job_and_its_notifications_are_one_transaction(make_store):
+    store = announcing(make_store(), "jellyfin", "webhook:1")
+    a = finished(store, "/w/a.mkv")
+    finished(store, "/w/b.mkv", "skipped")          # nothing to tell for this one
+    rows = sorted(store.notifications(), key=lambda r: r.target)
+    assert [(r.job_id, r.target, r.item, r.status, r.attempts) for r in rows] == [
+        (a, "jellyfin", "/w/a.mkv", "pending", 0), (a, "webhook:1", "/w/a.mkv", "pending", 0)]
+    assert store.outbox_pending() == 2
+
+    # A finish that the lease no longer allows writes no notification either.
+    c = store.enqueue("/w/c.mkv", "/w", 1, 1, "c")
+    store.claim_next("0")
+    assert not store.finish(c, "succeeded", token="not-the-lease")
+    # A notification that cannot be written undoes the job's end with it.
+    store.announce = lambda job: [("jellyfin", None, 0.0)]      # NOT NULL violated
+    with pytest.raises(Exception):
+        store.finish(c, "succeeded", token=store.get(c).lease_token)
+    assert store.get(c).status == "running" and store.outbox_pending() == 2
+
+
+def test_claims_take_one_targets_due_rows_and_count_attempts(make_store):
+    store = announcing(make_store(), "plex")
+    for name in ("a", "b", "c"):
+        finished(store, f"/w/{name}.mkv")
+    announcing(store, "jellyfin", delay=30.0)            # in its batch window
+    finished(store, "/w/d.mkv")
+    assert store.outbox_wait(["jellyfin"]) > 25 and store.outbox_wait(["plex"]) == 0
+    assert store.outbox_claim(["jellyfin"], "n1") is None            # not due yet
+    claim = store.outbox_claim(["plex", "jellyfin"], "n1", limit=2)
+    assert claim.target == "plex" and [r.item for r in claim.rows] == ["/w/a.mkv", "/w/b.mkv"]
+    assert all(r.attempts == 1 for r in claim.rows)
+    rest = store.outbox_claim(["plex", "jellyfin"], "n1")          # the claimed ones are held
+    assert [r.item for r in rest.rows] == ["/w/c.mkv"]
+    assert store.outbox_claim(["plex"], "n1") is None
+    # the batch window: once one row is due, rows due within `ahead` come with it
+    announcing(store, "jellyfin")
+    finished(store, "/w/e.mkv")
+    assert [r.item for r in store.outbox_claim(["jellyfin"], "n1", ahead=60).rows] == \
+        ["/w/d.mkv", "/w/e.mkv"]
+
+
+def test_settling_is_fenced_by_the_claim_and_failures_stay_visible(make_store):
+    store = announcing(make_store(), "webhook:1")
+    for name in ("a", "b", "c"):
+        finished(store, f"/w/{name}.mkv")
+    claim = store.outbox_claim(["webhook:1"], "n1")
+    a, b, c = (r.id for r in claim.rows)
+    assert store.outbox_sent(claim.token, [a]) == 1
+    assert store.outbox_sent("another-token", [b]) == 0          # not this claim's
+    assert store.outbox_retry(claim.token, [b], 0.0, "HTTP 503") == 1
+    assert store.outbox_failed(claim.token, [c], "HTTP 401: bad token") == 1
+    assert store.outbox_failed(claim.token, [a], "late") == 0     # sent stays sent
+    by_id = {r.id: r for r in store.notifications()}
+    assert (by_id[a].status, by_id[a].last_error) == ("sent", None)
+    assert (by_id[b].status, by_id[b].last_error) == ("pending", "HTTP 503")
+    assert (by_id[c].status, by_id[c].last_error) == ("failed", "HTTP 401: bad token")
+    assert by_id[a].finished_at and by_id[c].finished_at and store.outbox_pending() == 1
+    again = store.outbox_claim(["webhook:1"], "n1")
+    assert [(r.id, r.attempts) for r in again.rows] == [(b, 2)]
+    assert store.outbox_extend(again.token, 60) == 1
+    # Retention: rows finished longer ago than the limits go; what waits never does.
+    assert store.outbox_purge(3600, 3600) == 0
+    assert store.outbox_purge(0, 3600) == 1 and {r.id for r in store.notifications()} == {b, c}
+    assert store.outbox_purge(0, 0) == 1 and [r.id for r in store.notifications()] == [b]
+
+
+def test_a_dead_senders_claim_is_released_at_its_restart_or_when_it_runs_out(make_store):
+    a, b = make_store("a"), make_store("b")
+    announcing(a, "jellyfin")
+    finished(a, "/w/x.mkv")
+    claim = a.outbox_claim(["jellyfin"], "a", lease_seconds=1.0)
+    assert b.outbox_claim(["jellyfin"], "b") is None          # held by node a
+    assert b.outbox_release("b") == 0 and a.outbox_release("a") == 1   # a restarts
+    again = b.outbox_claim(["jellyfin"], "b", lease_seconds=1.0)
+    assert [r.attempts for r in again.rows] == [2], "the crashed attempt counts"
+    assert a.outbox_sent(claim.token, [claim.rows[0].id]) == 0, "a's old claim changes nothing"
+    time.sleep(1.1)                                           # b dies: its claim runs out
+    assert b.outbox_wait(["jellyfin"]) == 0
+    third = a.outbox_claim(["jellyfin"], "a")
+    assert [r.attempts for r in third.rows] == [3]
+    assert a.outbox_sent(third.token, [third.rows[0].id]) == 1 and a.outbox_pending() == 0
+
+
+def test_two_nodes_claiming_at_once_never_take_one_row_twice(make_store):
+    nodes = [make_store(f"n{i}") for i in range(4)]
+    announcing(nodes[0], "webhook:1")
+    for i in range(40):
+        finished(nodes[0], f"/w/{i}.mkv")
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def sender(store, name):
+        while (claim := store.outbox_claim(["webhook:1"], name, limit=3)) is not None:
+            with lock:
+                taken.extend(r.id for r in claim.rows)
+            store.outbox_sent(claim.token, [r.id for r in claim.rows])
+
+    threads = [threading.Thread(target=sender, args=(s, f"n{i}")) for i, s in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(taken) == sorted(r.id for r in nodes[0].notifications(limit=100))
+    assert len(taken) == len(set(taken)) == 40
