@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 # Stored as JSON text; empty → these values (a dict, a list, None).
 _JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None,
-                                  "stage_spans": {}}
+                                  "stage_spans": {}, "language_hint": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,10 @@ class Job:
     lease_token: str | None = None          # that claim's token: fencing for its writes
     lease_expires_at: float | None = None   # on the store's clock; renewed by a heartbeat
     takeovers: int = 0                      # times another node took it over (lease expired)
+    # Schema version 7 (pipeline/arr/): imports before the folder backlog, and what the import
+    # said of the language: {"language": "ja", "note": "Sonarr: series.originalLanguage …"}.
+    priority: int = 0                       # store/sqlite_schema.py: FOLDER_/IMPORT_PRIORITY
+    language_hint: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

@@ -24,6 +24,7 @@ from ..contract import WAITING_FOR_VRAM, GpuInventory, NullReporter, Reporter, S
 from ..errors import GpuOutOfMemory, SkipJob, StageError
 from ..intake import Intake
 from ..job import Job
+from ..language.decision import Hint
 from ..libraries import Libraries
 from ..model import ModelManager
 from ..stages import Cancelled
@@ -290,7 +291,8 @@ class Daemon:
             with sampler:
                 # The job's own earlier subtitles are no reason to skip it (`retry --path`).
                 result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs,
-                                         prefetched=self.prefetcher.take(job))
+                                         prefetched=self.prefetcher.take(job),
+                                         hint=Hint.from_dict(job.language_hint))
                 self._succeeded(running, result)
         except LeaseLost:
             running.settle(lambda: None)   # the job is another node's now: nothing to write
