@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..api.queue import ApiJobs
+from ..arr.webhooks import ArrWebhooks
 from ..config import Config
 from ..contract import WAITING_FOR_VRAM, GpuInventory, NullReporter, Reporter, StatusSnapshot
 from ..errors import GpuOutOfMemory, SkipJob, StageError
@@ -27,6 +28,7 @@ from ..job import Job
 from ..language.decision import Hint
 from ..libraries import Libraries
 from ..model import ModelManager
+from ..notify.paths import PathMap
 from ..stages import Cancelled
 from ..store import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
 from ..subtitles.output import remove_stale_temps
@@ -97,6 +99,10 @@ class Daemon:
                              target_language=self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify,
                              libraries=self.libraries)
+        # Sonarr and Radarr webhooks (contract.ArrHooks): imports through intake, ahead of the
+        # folder backlog; their paths through the notifications' `path_map`, the other way.
+        self.arr = ArrWebhooks(self.store, self.intake, self.libraries, PathMap(cfg.path_map),
+                               self.output_dir)
         self.watcher = Watcher(
             self.libraries.roots, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
