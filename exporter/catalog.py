@@ -130,7 +130,7 @@ FAMILIES: tuple[Family, ...] = (
     # occur are created (a library has a handful of languages).
     Family("scribewatch_language_decisions_total", "counter",
            "Jobs whose language was decided, by language and by where it came from (forced, "
-           "tag, model, vote, default).", PIPELINE,
+           "tag, hint, model, vote, default).", PIPELINE,
            "sum by (language, source) (increase(scribewatch_language_decisions_total[1d]))",
            labels=("language", "source")),
     Family("scribewatch_language_decision_confidence_ratio", "histogram",

@@ -54,7 +54,7 @@ class Job:
     strikes: int = 0                        # of them, in a row at one point
     crash_point: str | None = None          # where the last one was: 'transcribe@60'
     crash_seq: int | None = None            # which death of the daemon that was
-    # Schema version 3: forced, tag, model, vote or default (language/decision.py).
+    # Schema version 3: forced, tag, hint, model, vote or default (language/decision.py).
     language_source: str | None = None
     # Schema version 4: when each stage ran, {stage: [start, end]} in unix time
     stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)

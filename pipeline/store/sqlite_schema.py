@@ -83,7 +83,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
     ),
-    # Where the job's language came from (language/decision.py): forced, tag, model, vote or
+    # Where the job's language came from (language/decision.py): forced, tag, (hint,) model, vote or
     # default; `language` and `language_probability` are version 1's columns.
     3: (
         "ALTER TABLE jobs ADD COLUMN language_source TEXT",
