@@ -38,6 +38,15 @@ from .api.contract import (  # noqa: F401
     ApiTicket,
 )
 
+# Sonarr's and Radarr's webhooks: the labels and the interface web/hooks.py calls.
+from .arr.contract import (  # noqa: F401
+    ARR_APPS,
+    ARR_EVENTS,
+    ARR_OUTCOMES,
+    ArrHooks,
+    HookAnswer,
+)
+
 # The GPU views (what NVML sees, what the daemon plans), shared through this module.
 from .gpu.views import (  # noqa: F401
     DevicePlanView,
@@ -367,35 +376,6 @@ class StatusSource(Protocol):
 
 # What JobControl.retry_failed_job answers (the exporter counts them, a bounded label).
 RETRY_RESULTS = ("queued", "not_failed", "not_found")
-
-
-# Sonarr and Radarr Connect webhooks (pipeline/arr/, web/hooks.py): the app (the route), the
-# event (`import`: a Download that is no upgrade; `other`: Grab, Health, … taken and ignored;
-# `unknown`: a body not read (401) or not readable (400))
-# and what became of the request — bounded labels of scribewatch_arr_webhooks_total.
-ARR_APPS = ("sonarr", "radarr")
-ARR_EVENTS = ("test", "import", "upgrade", "rename", "other", "unknown")
-# queued: a new job ahead of the backlog; promoted: its job was waiting (or running) already;
-# done: that content was transcribed or skipped before; skipped: the skip policy (a subtitle
-# there); renamed: subtitles moved; ignored: nothing to do; outside_libraries: a path under
-# no watched folder (422); missing: no such file on this node (422); bad_request: not a
-# webhook we can read (400); unauthorized: 401; unavailable: the job store is away (503).
-ARR_OUTCOMES = ("ok", "queued", "promoted", "done", "skipped", "renamed", "ignored",
-                "outside_libraries", "missing", "bad_request", "unauthorized", "unavailable")
-
-
-@dataclasses.dataclass(frozen=True)
-class HookAnswer:
-    status: int            # the HTTP status
-    event: str             # ARR_EVENTS
-    outcome: str           # ARR_OUTCOMES: the request's, the most telling of its files'
-    body: dict             # the JSON answer: one entry per file, for people
-
-
-class ArrHooks(Protocol):
-    def handle(self, app: str, payload) -> HookAnswer:
-        """A webhook from `app` (ARR_APPS), its JSON already parsed (any JSON value). Never
-        raises for a payload it cannot read: a 400 answer says why."""
 
 
 class JobControl(Protocol):

@@ -23,13 +23,13 @@ import logging
 import os
 from pathlib import Path
 
-from ..contract import HookAnswer
 from ..intake import Intake
 from ..libraries import Libraries
 from ..notify.paths import PathMap
 from ..store import JobStore, StoreUnavailable
 from ..subtitles.output import move_atomic
 from . import payload
+from .contract import HookAnswer
 
 log = logging.getLogger(__name__)
 
