@@ -59,16 +59,21 @@ def series(path: str, original=JAPANESE) -> dict:
             "originalCountry": "jp"}
 
 
+def _download(instance: str, upgrade: bool, client: str, title: str) -> dict:
+    """What WebhookImportPayload has in both apps besides the media and its file."""
+    return {"eventType": "Download", "instanceName": instance, "applicationUrl": "",
+            "isUpgrade": upgrade, "downloadClient": client, "downloadClientType": client,
+            "downloadId": "ABC", "customFormatInfo": {"customFormats": [],
+                                                      "customFormatScore": 0},
+            "release": {"releaseTitle": title, "indexer": "x", "size": 1000}}
+
+
 def sonarr_download(path: str, series_path: str, *, upgrade_of: list[str] = (),
                     original=JAPANESE, audio=("jpn",)) -> dict:
-    doc = {"eventType": "Download", "instanceName": "Sonarr", "applicationUrl": "",
+    doc = {**_download("Sonarr", bool(upgrade_of), "qBittorrent", "Show.S01E01"),
            "series": series(series_path, original),
            "episodes": [{"id": 123, "episodeNumber": 1, "seasonNumber": 1, "title": "Pilot"}],
-           "episodeFile": episode_file(path, series_path, audio, sourcePath="/downloads/x.mkv"),
-           "isUpgrade": bool(upgrade_of), "downloadClient": "qBittorrent",
-           "downloadClientType": "qBittorrent", "downloadId": "ABC",
-           "customFormatInfo": {"customFormats": [], "customFormatScore": 0},
-           "release": {"releaseTitle": "Show.S01E01", "indexer": "x", "size": 1000}}
+           "episodeFile": episode_file(path, series_path, audio, sourcePath="/downloads/x.mkv")}
     if upgrade_of:
         doc["deletedFiles"] = [episode_file(p, series_path, audio,
                                             recycleBinPath="/recycle/" + os.path.basename(p))
@@ -76,13 +81,20 @@ def sonarr_download(path: str, series_path: str, *, upgrade_of: list[str] = (),
     return doc
 
 
+def _rename(instance: str, owner: tuple[str, dict], renamed: str, file, folder: str,
+            moves: list[tuple[str, str]]) -> dict:
+    """WebhookRenamePayload: the series or movie, and each renamed file (WebhookRenamed…File:
+    the file as it is now, plus previousPath and previousRelativePath)."""
+    return {"eventType": "Rename", "instanceName": instance, "applicationUrl": "",
+            owner[0]: owner[1],
+            renamed: [{**file(new, folder), "previousPath": old,
+                       "previousRelativePath": os.path.relpath(old, folder)}
+                      for old, new in moves]}
+
+
 def sonarr_rename(series_path: str, moves: list[tuple[str, str]]) -> dict:
-    return {"eventType": "Rename", "instanceName": "Sonarr", "applicationUrl": "",
-            "series": series(series_path),
-            "renamedEpisodeFiles": [
-                {**episode_file(new, series_path), "previousPath": old,
-                 "previousRelativePath": os.path.relpath(old, series_path)}
-                for old, new in moves]}
+    return _rename("Sonarr", ("series", series(series_path)), "renamedEpisodeFiles",
+                   episode_file, series_path, moves)
 
 
 def sonarr_test() -> dict:
@@ -109,25 +121,18 @@ def movie_file(path: str, folder: str, audio=("eng",), **extra) -> dict:
 
 def radarr_download(path: str, folder: str, *, upgrade_of: list[str] = (), original=ENGLISH,
                     audio=("eng",)) -> dict:
-    doc = {"eventType": "Download", "instanceName": "Radarr", "applicationUrl": "",
+    doc = {**_download("Radarr", bool(upgrade_of), "SABnzbd", "Film.2001"),
            "movie": {**movie(folder, original), "filePath": path},
            "remoteMovie": {"tmdbId": 603, "imdbId": "tt0133093", "title": "Film", "year": 2001},
-           "movieFile": movie_file(path, folder, audio, sourcePath="/downloads/film.mkv"),
-           "isUpgrade": bool(upgrade_of), "downloadClient": "SABnzbd",
-           "downloadClientType": "SABnzbd", "downloadId": "XYZ",
-           "customFormatInfo": {"customFormats": [], "customFormatScore": 0},
-           "release": {"releaseTitle": "Film.2001", "indexer": "x", "size": 1000}}
+           "movieFile": movie_file(path, folder, audio, sourcePath="/downloads/film.mkv")}
     if upgrade_of:
         doc["deletedFiles"] = [movie_file(p, folder, audio) for p in upgrade_of]
     return doc
 
 
 def radarr_rename(folder: str, moves: list[tuple[str, str]]) -> dict:
-    return {"eventType": "Rename", "instanceName": "Radarr", "applicationUrl": "",
-            "movie": movie(folder),
-            "renamedMovieFiles": [
-                {**movie_file(new, folder), "previousPath": old,
-                 "previousRelativePath": os.path.relpath(old, folder)} for old, new in moves]}
+    return _rename("Radarr", ("movie", movie(folder)), "renamedMovieFiles", movie_file, folder,
+                   moves)
 
 
 def radarr_test() -> dict:
