@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..pipeline.contract import (
+    ARR_APPS,
     FAILURE_LABELS,
     FAILURE_REASONS,
     OUTCOMES,
@@ -129,7 +130,7 @@ FAMILIES: tuple[Family, ...] = (
     # occur are created (a library has a handful of languages).
     Family("scribewatch_language_decisions_total", "counter",
            "Jobs whose language was decided, by language and by where it came from (forced, "
-           "tag, model, vote, default).", PIPELINE,
+           "tag, hint, model, vote, default).", PIPELINE,
            "sum by (language, source) (increase(scribewatch_language_decisions_total[1d]))",
            labels=("language", "source")),
     Family("scribewatch_language_decision_confidence_ratio", "histogram",
@@ -194,6 +195,18 @@ FAMILIES: tuple[Family, ...] = (
            "possibly cross-site.", PIPELINE,
            'increase(scribewatch_retry_requests_total{result="refused"}[1h]) > 0',
            labels=("result",), known=_pairs(RETRY_REQUEST_RESULTS)),
+    # Sonarr and Radarr webhooks: 2 apps x 6 events x 12 results at most; the pairs a working
+    # setup sends from the start (so `increase()` sees the first import).
+    Family("scribewatch_arr_webhooks_total", "counter",
+           "Sonarr and Radarr webhooks received, by app, event (test, import, upgrade, rename, "
+           "other, unknown) and result (queued, promoted, done, skipped, renamed, ignored, ok; "
+           "refused: outside_libraries, missing, bad_request, unauthorized, unavailable).",
+           PIPELINE,
+           'sum by (app, result) (increase(scribewatch_arr_webhooks_total'
+           '{result=~"outside_libraries|missing|bad_request|unauthorized|unavailable"}[1h]))',
+           labels=("app", "event", "result"),
+           known=tuple((a, e, r) for a in ARR_APPS for e, r in
+                       (("import", "queued"), ("upgrade", "queued"), ("rename", "renamed")))),
     # -- daemon state, read at scrape time ------------------------------------------------
     Family("scribewatch_queue_jobs", "gauge",
            "Jobs waiting in the queue. With a shared store, a cluster-wide figure every node "

@@ -14,6 +14,9 @@ import time
 from prometheus_client import CollectorRegistry
 
 from ..pipeline.contract import (
+    ARR_APPS,
+    ARR_EVENTS,
+    ARR_OUTCOMES,
     FAILURE_REASONS,
     LANGUAGE_LABELS,
     LANGUAGE_SOURCES,
@@ -84,6 +87,9 @@ class PrometheusReporter:
         self._load_seconds = m["scribewatch_model_load_seconds"]
         self._model_info = m["scribewatch_model_info"]
         self._model_labels: tuple[str, str, str] | None = None
+        self._arr_webhooks = m["scribewatch_arr_webhooks_total"]
+        for known in catalog.family("scribewatch_arr_webhooks_total").known:
+            self._arr_webhooks.labels(*known)   # at 0 until the first webhook
         self._retry_requests = {r: m["scribewatch_retry_requests_total"].labels(r)
                                 for r in catalog.RETRY_REQUEST_RESULTS}
         # Series of the configured targets only (`notification_targets`, at start): an
@@ -170,7 +176,15 @@ class PrometheusReporter:
     def suspect_transcript(self) -> None:
         self._suspects.inc()
 
-    # -- not the pipeline's: the status page's requests (web.server) -----------------
+    # -- not the pipeline's: the status page's requests and the webhooks (web.server) -----
+    @_records
+    def arr_webhook(self, app: str, event: str, result: str) -> None:
+        """A Sonarr or Radarr webhook answered (web/hooks.py)."""
+        if app not in ARR_APPS or event not in ARR_EVENTS or result not in ARR_OUTCOMES:
+            raise ValueError(f"unknown webhook labels {(app, event, result)!r}")
+        self._arr_webhooks.labels(app, event, result).inc()
+
+
     @_records
     def retry_requested(self, result: str) -> None:
         try:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 
 from ..pipeline.contract import (
+    ARR_APPS,
+    ARR_EVENTS,
+    ARR_OUTCOMES,
     FAILURE_REASONS,
     LANGUAGE_LABELS,
     LANGUAGE_SOURCES,
@@ -53,7 +56,10 @@ def _one_of(values) -> str:
 LABEL_PATTERNS: dict[str, str] = {
     "stage": _one_of(STAGES),
     "target": _one_of(NOTIFY_TARGETS),
-    "result": _one_of([*NOTIFY_RESULTS, *RETRY_REQUEST_RESULTS]),
+    # what a notification, a retry request or a Sonarr/Radarr webhook came to
+    "result": _one_of(sorted({*NOTIFY_RESULTS, *RETRY_REQUEST_RESULTS, *ARR_OUTCOMES})),
+    "app": _one_of(ARR_APPS),
+    "event": _one_of(ARR_EVENTS),
     "outcome": _one_of(OUTCOMES),
     "reason": _one_of([*FAILURE_REASONS, *SKIP_REASONS, *THROTTLE_REASONS]),
     "worker": r"[0-9]{1,3}",

@@ -38,6 +38,15 @@ from .api.contract import (  # noqa: F401
     ApiTicket,
 )
 
+# Sonarr's and Radarr's webhooks: the labels and the interface web/hooks.py calls.
+from .arr.contract import (  # noqa: F401
+    ARR_APPS,
+    ARR_EVENTS,
+    ARR_OUTCOMES,
+    ArrHooks,
+    HookAnswer,
+)
+
 # The GPU views (what NVML sees, what the daemon plans), shared through this module.
 from .gpu.views import (  # noqa: F401
     DevicePlanView,
@@ -61,9 +70,10 @@ OUTCOMES = ("succeeded", "failed", "skipped")
 SOURCES = ("folder", "api")
 
 # Where a file's language came from (language/decision.py): a folder or `language` setting, the
-# audio stream's tag, the English-only model, the vote over the speech, or `default_language`
-# after an uncertain vote. The `source` label of scribewatch_language_decisions_total.
-LANGUAGE_SOURCES = ("forced", "tag", "model", "vote", "default")
+# audio stream's tag, what Sonarr/Radarr said at import (`hint`), the English-only model, the
+# vote over the speech, or `default_language` after an uncertain vote. The `source` label of
+# scribewatch_language_decisions_total.
+LANGUAGE_SOURCES = ("forced", "tag", "hint", "model", "vote", "default")
 
 # What a job writes: subtitles in the spoken language, and Whisper's English translation
 # (`translate_to_english`). The `kind` label of scribewatch_subtitles_written_total.

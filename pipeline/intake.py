@@ -20,6 +20,7 @@ from .fingerprint import content_hash
 from .job import Job
 from .libraries import Libraries
 from .store import JobStore, StoreUnavailable
+from .store.sqlite_schema import FOLDER_PRIORITY, IMPORT_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,22 @@ class Intake:
             self._deferred[path] = root
             log.debug("%s: deferred until the job store is back (%s)", path, e)
 
-    def _take(self, path: str, root: str) -> None:
+    def take_import(self, path: str, root: str, *, language_hint: dict | None,
+                    carried: tuple[str, ...] = ()) -> str:
+        """A file Sonarr or Radarr just imported (pipeline/arr/): queued ahead of the folder
+        backlog (a waiting job promoted), with its language hint. `carried`: subtitles of the
+        file it replaced, this job's own to replace. Returns what became of it: `queued`,
+        `promoted`, `done` (this content has its job already), `skipped` (the skip policy,
+        recorded) or `missing` (no such file here). Raises StoreUnavailable."""
+        return self._take(path, root, priority=IMPORT_PRIORITY, language_hint=language_hint,
+                          carried=carried)
+
+    def _take(self, path: str, root: str, *, priority: int = FOLDER_PRIORITY,
+              language_hint: dict | None = None, carried: tuple[str, ...] = ()) -> str:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return   # gone before it became a job: nothing to do
+            return "missing"   # gone before it became a job: nothing to do
         except OSError:
             st = None   # not even its size can be read: the probe stage records why
         size, mtime_ns = (st.st_size, st.st_mtime_ns) if st else (None, None)
@@ -87,33 +99,44 @@ class Intake:
         latest = self.store.latest_for_key(*key)
         # A file never seen before whose subtitle is already there is not read at all: a first
         # start over a subtitled library then costs a stat per file, not a disk read per file.
-        if latest is None and self._subtitle_exists(path, root, size, mtime_ns, "", None, key):
-            return
+        if latest is None and self._subtitle_exists(path, root, size, mtime_ns, "", None, key,
+                                                    carried):
+            return "skipped"
         try:
             fingerprint = content_hash(path, st.st_size) if st else ""
         except OSError:
             fingerprint = ""   # unreadable: the probe stage records why
         if latest is not None and latest.fingerprint == fingerprint:
             if latest.status in ("queued", "running"):
-                return   # already waiting for its turn
+                if priority == FOLDER_PRIORITY or latest.status == "running":
+                    return "promoted" if latest.status == "running" else "queued"
+                self.store.enqueue(path, root, size, mtime_ns, fingerprint, library=library,
+                                   rel_path=rel_path, priority=priority,
+                                   language_hint=language_hint, outputs=carried or None)
+                self.on_queued()
+                return "promoted"   # already waiting: now ahead of the backlog
             if fingerprint and latest.size == size and latest.reason != "same_stem":
                 self.store.update_stat(latest.id, size, mtime_ns)   # touched only
-                return
+                return "done"
         if latest is not None and self._subtitle_exists(path, root, size, mtime_ns, fingerprint,
-                                                        latest, key):
-            return
+                                                        latest, key, carried):
+            return "skipped"
         # Another node may have queued it meanwhile: the store answers with that job.
         job_id = self.store.enqueue(path, root, size, mtime_ns, fingerprint, library=library,
-                                    rel_path=rel_path)
-        log.info("queued %s (job %d)", path, job_id)
+                                    rel_path=rel_path, priority=priority,
+                                    language_hint=language_hint, outputs=carried or None)
+        log.info("queued %s (job %d%s)", path, job_id,
+                 ", imported: ahead of the folder backlog" if priority > FOLDER_PRIORITY else "")
         self.on_queued()
+        return "queued"
 
     def _subtitle_exists(self, path: str, root: str, size, mtime_ns, fingerprint: str,
-                         latest: Job | None, key: tuple[str, str]) -> bool:
+                         latest: Job | None, key: tuple[str, str],
+                         carried: tuple[str, ...] = ()) -> bool:
         """Skip (recorded and counted) a file the skip policy rules out before reading it."""
+        own = (tuple(latest.outputs) if latest else ()) + tuple(carried)
         facts = skip_policy.Facts(Path(path), Path(root), self.target_language(Path(path)),
-                                  self.output_dir,
-                                  own_outputs=tuple(latest.outputs) if latest else (),
+                                  self.output_dir, own_outputs=own,
                                   set_aside=self._set_aside(root))
         try:
             skip_policy.check(skip_policy.BEFORE_READING, self.settings, facts)

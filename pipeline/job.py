@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 # Stored as JSON text; empty → these values (a dict, a list, None).
 _JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None,
-                                  "stage_spans": {}}
+                                  "stage_spans": {}, "language_hint": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Job:
     strikes: int = 0                        # of them, in a row at one point
     crash_point: str | None = None          # where the last one was: 'transcribe@60'
     crash_seq: int | None = None            # which death of the daemon that was
-    # Schema version 3: forced, tag, model, vote or default (language/decision.py).
+    # Schema version 3: forced, tag, hint, model, vote or default (language/decision.py).
     language_source: str | None = None
     # Schema version 4: when each stage ran, {stage: [start, end]} in unix time
     stage_spans: dict[str, list[float]] = dataclasses.field(default_factory=dict)
@@ -65,6 +65,10 @@ class Job:
     lease_token: str | None = None          # that claim's token: fencing for its writes
     lease_expires_at: float | None = None   # on the store's clock; renewed by a heartbeat
     takeovers: int = 0                      # times another node took it over (lease expired)
+    # Schema version 7 (pipeline/arr/): imports before the folder backlog, and what the import
+    # said of the language: {"language": "ja", "note": "Sonarr: series.originalLanguage …"}.
+    priority: int = 0                       # store/sqlite_schema.py: FOLDER_/IMPORT_PRIORITY
+    language_hint: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

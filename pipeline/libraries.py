@@ -42,6 +42,11 @@ class Libraries:
                 return name   # a named library wins over the same folder in watch_dirs
         return root
 
+    def root_of(self, path: str) -> str | None:
+        """The deepest watch root holding `path`; None when it is under none."""
+        return max((r for r in self.roots if path.startswith(r.rstrip("/") + "/")),
+                   key=len, default=None)
+
     def key(self, path: str, root: str | None = None) -> tuple[str, str]:
         """(library, relative path) of a file under one of the roots."""
         if root is None:

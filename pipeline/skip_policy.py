@@ -3,7 +3,7 @@
 A rule is a function `(settings, facts) -> SkipJob | None`, registered with `@rule(point)` for
 the point of a job where it can decide: `BEFORE_READING` (intake, before the file is read: only
 the path, and the target language when it is known in advance), `PROBED` (the container's
-streams are known), `DECIDED` (the file's language is decided: forced, tag, model or vote,
+streams are known), `DECIDED` (the file's language is decided: forced, tag, hint, model or vote,
 language/decision.py) or `TRANSCRIBED` (the text is known).
 
 "A subtitle already exists" is always about THE language the job would write: a sidecar

@@ -130,7 +130,9 @@ def cmd_run(args) -> int:
                            # the transcription API hands its requests to the daemon's workers
                            api_queue=daemon.api, api_tokens=cfg.api_tokens,
                            metrics_auth=cfg.metrics_auth,
-                           api_max_upload_bytes=cfg.api_max_upload_bytes)
+                           api_max_upload_bytes=cfg.api_max_upload_bytes,
+                           # Sonarr's and Radarr's webhooks: imports queued ahead of the folders
+                           arr_hooks=daemon.arr)
     except ValueError as e:   # TLS files that do not load (config checked the rest)
         raise config_mod.ConfigError(str(e)) from None
     try:

@@ -1,7 +1,7 @@
 """The daemon's web server: the status page (/), /metrics (the exporter's registry), /healthz,
-/readyz, /api/status, the page's retry (POST /api/jobs/{id}/retry) and the transcription API
-(`api.py`: /status, /asr, /detect-language, /v1/audio/*); optional TLS, basic auth and bearer
-tokens.
+/readyz, /api/status, the page's retry (POST /api/jobs/{id}/retry), the transcription API
+(`api.py`: /status, /asr, /detect-language, /v1/audio/*) and Sonarr's and Radarr's webhooks
+(`hooks.py`: /hooks/sonarr, /hooks/radarr); optional TLS, basic auth and bearer tokens.
 
 An asyncio HTTP/1.1 server on its own thread (keep-alive, pipelining, HEAD): a slow scrape or a
 stalled TLS handshake never blocks a probe. /healthz and /readyz are never behind auth, so
@@ -31,6 +31,7 @@ from ..exporter.exposition import CachedOpenMetricsEncoder, Exposition
 from ..pipeline.contract import (
     OUTCOMES,
     ApiQueue,
+    ArrHooks,
     DevicePlanView,
     JobControl,
     StatusSnapshot,
@@ -42,6 +43,8 @@ from . import status_page
 from .api import ROUTES as API_ROUTES
 from .api import TranscriptionApi
 from .auth import REALM, Credentials
+from .hooks import ROUTES as HOOK_ROUTES
+from .hooks import ArrWebhookRoutes
 from .protocol import REQUEST_TIMEOUT, Connection, Request, Response
 
 log = logging.getLogger(__name__)
@@ -170,7 +173,7 @@ class WebServer:
                  basic_auth_users: Mapping[str, str] | None = None,
                  job_control: JobControl | None = None, grafana_url: str | None = None,
                  api_queue: ApiQueue | None = None, api_tokens=(), metrics_auth: bool = True,
-                 api_max_upload_bytes: int = 2 * 1024**3):
+                 api_max_upload_bytes: int = 2 * 1024**3, arr_hooks: ArrHooks | None = None):
         self.exporter = exporter
         self.exposition: Exposition = exporter.registry
         self.status_source = status_source
@@ -188,6 +191,9 @@ class WebServer:
         self.api = None if api_queue is None else TranscriptionApi(
             api_queue, max_upload_bytes=api_max_upload_bytes,
             record=exporter.reporter.api_request)
+        # Sonarr's and Radarr's webhooks, when the daemon takes them (`arr_hooks`).
+        self.hooks = None if arr_hooks is None else ArrWebhookRoutes(
+            arr_hooks, record=exporter.reporter.arr_webhook)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -211,6 +217,13 @@ class WebServer:
                 return Response(405, b"method not allowed\n", headers={"Allow": "POST"})
             return self._guarded(request, lambda: self.api.handle(
                 request, endpoint, self._loop, self._pool))
+        app = HOOK_ROUTES.get(request.path) if self.hooks else None
+        if app is not None:
+            if request.method != "POST":
+                return Response(405, b"method not allowed\n", headers={"Allow": "POST"})
+            return self._guarded(request, lambda: self.hooks.handle(
+                request, app, self._loop, self._pool),
+                refused=lambda: self.hooks.unauthorized(app))
         if request.path == "/status" and self.api and request.method in ("GET", "HEAD"):
             return self.api.status(request)   # open: Bazarr's Test button sends no credentials
         if request.method not in ("GET", "HEAD"):
@@ -229,35 +242,47 @@ class WebServer:
             return getattr(self, method)(request)
         return self._guarded(request, lambda: getattr(self, method)(request))
 
-    def _guarded(self, request: Request, answer) -> Response | Awaitable[Response]:
-        """answer() for a client with credentials (when any are configured)."""
+    def _guarded(self, request: Request, answer,
+                 refused: Callable[[], None] = lambda: None) -> Response | Awaitable[Response]:
+        """answer() for a client with credentials (when any are configured); `refused()` is
+        called for one without."""
         if self.auth is None:
             return answer()
         verdict = self.auth.quick_check(request.headers.get("authorization"))
         if verdict is None:
-            return self._after_slow_auth(request, answer)
-        return answer() if verdict else self._unauthorized()
+            return self._after_slow_auth(request, answer, refused)
+        if not verdict:
+            refused()
+            return self._unauthorized()
+        return answer()
 
-    async def _after_slow_auth(self, request: Request, answer) -> Response:
+    async def _after_slow_auth(self, request: Request, answer, refused) -> Response:
         ok = await self._loop.run_in_executor(
             self._pool, self.auth.check, request.headers.get("authorization"))
         if not ok:
             if request.body is not None:    # an upload read before bcrypt could say no
                 request.body.discard()
+            refused()
             return self._unauthorized()
         result = answer()
         return result if isinstance(result, Response) else await result
 
     def accept_body(self, request: Request) -> Response | object | None:
-        """protocol.Connection asks before reading a body: only the API takes one, from a
-        client whose credentials are not already known to be wrong."""
+        """protocol.Connection asks before reading a body: only the API and the webhooks take
+        one, from a client whose credentials are not already known to be wrong."""
         endpoint = API_ROUTES.get(request.path) if self.api else None
-        if endpoint is None or request.method != "POST":
+        app = HOOK_ROUTES.get(request.path) if self.hooks else None
+        if (endpoint is None and app is None) or request.method != "POST":
             return None
         if self.auth is not None and self.auth.quick_check(
                 request.headers.get("authorization")) is False:
-            self.api.record(endpoint, 401, 0.0)
+            if app is not None:
+                self.hooks.unauthorized(app)
+            else:
+                self.api.record(endpoint, 401, 0.0)
             return self._unauthorized()
+        if app is not None:
+            return self.hooks.accept_body(request, app)
         return self.api.accept_body(request, endpoint)
 
     @staticmethod

@@ -205,7 +205,8 @@ def languages(cfg: Config, sel: Selectors) -> list[dict]:
                      "`folder_languages` entry"),
         bargauge("Where the languages came from", "Decisions by source in the time range: "
                  "`forced` (folder_languages / language), `tag` (the audio track's tag), "
-                 "`model` (English-only model), `vote` (detection across the file), `default` "
+                 "`hint` (Sonarr/Radarr at import), `model` (English-only model), `vote` "
+                 "(detection across the file), `default` "
                  "(an uncertain vote and `language_uncertain_action: default`). Many votes: "
                  "tag the library or set folder languages — tags are cheaper and surer.",
                  [target("round(sum by (source) (increase("

@@ -16,7 +16,7 @@ from .. import skip_policy, stages
 from ..errors import GpuOutOfMemory, StageError
 from ..guards import check_transcript
 from ..language import decision as language_chain
-from ..language.decision import ChainSettings, LanguageChoice
+from ..language.decision import ChainSettings, Hint, LanguageChoice
 from ..language.vote import vote_language
 from ..model import ModelManager
 from ..subtitles.output import output_paths
@@ -108,10 +108,12 @@ class Runner:
         return language_chain.target_before_reading(self.chain, path)
 
     def run(self, path: Path, root: Path, hooks: JobHooks, *, own_outputs=(),
-            checked_before_reading: bool = True, prefetched=None) -> RunResult:
+            checked_before_reading: bool = True, prefetched=None,
+            hint: Hint | None = None) -> RunResult:
         """Raises `SkipJob`, `StageError` or `stages.Cancelled`. `checked_before_reading`: the
         caller (intake) already asked the policy's BEFORE_READING rules. `prefetched`: this
-        file's probe, audio and VAD done ahead (`prefetch.Prefetched`)."""
+        file's probe, audio and VAD done ahead (`prefetch.Prefetched`). `hint`: what Sonarr or
+        Radarr said of its language (the chain's `hint` step)."""
         facts = skip_policy.Facts(path, root, self.target_language(path), self.output_dir,
                                   own_outputs=tuple(own_outputs))
         if not checked_before_reading:
@@ -123,7 +125,7 @@ class Runner:
         facts = dataclasses.replace(facts, probe=probe)
         skip_policy.check(skip_policy.PROBED, self.cfg, facts)
         track = choose_audio_track(probe.audio_tracks, tuple(self.cfg.preferred_audio_languages))
-        choice, asked = language_chain.decide_before_audio(self.chain, path, track)
+        choice, asked = language_chain.decide_before_audio(self.chain, path, track, hint)
         if choice is not None:   # known without listening: skip before decoding
             facts = self._decided(choice, facts, hooks)
         index = track.index if track else None

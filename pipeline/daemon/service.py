@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..api.queue import ApiJobs
+from ..arr.webhooks import ArrWebhooks
 from ..config import Config
 from ..contract import WAITING_FOR_VRAM, GpuInventory, NullReporter, Reporter, StatusSnapshot
 from ..errors import GpuOutOfMemory, SkipJob, StageError
 from ..intake import Intake
 from ..job import Job
+from ..language.decision import Hint
 from ..libraries import Libraries
 from ..model import ModelManager
+from ..notify.paths import PathMap
 from ..stages import Cancelled
 from ..store import LeaseSettings, StoreUnavailable, is_postgres_url, open_store
 from ..subtitles.output import remove_stale_temps
@@ -109,6 +112,10 @@ class Daemon:
                              target_language=self.runner.target_language,
                              output_dir=self.output_dir, on_queued=self._notify,
                              libraries=self.libraries)
+        # Sonarr and Radarr webhooks (contract.ArrHooks): imports through intake, ahead of the
+        # folder backlog; their paths through the notifications' `path_map`, the other way.
+        self.arr = ArrWebhooks(self.store, self.intake, self.libraries, PathMap(cfg.path_map),
+                               self.output_dir)
         self.watcher = Watcher(
             self.libraries.roots, file_filter=FileFilter(cfg.include_extensions, cfg.ignore_globs),
             stability_seconds=cfg.stability_seconds, on_ready=self.intake.take,
@@ -305,7 +312,8 @@ class Daemon:
             with sampler:
                 # The job's own earlier subtitles are no reason to skip it (`retry --path`).
                 result = slot.runner.run(path, Path(job.root), running, own_outputs=job.outputs,
-                                         prefetched=self.prefetcher.take(job))
+                                         prefetched=self.prefetcher.take(job),
+                                         hint=Hint.from_dict(job.language_hint))
                 self._succeeded(running, result)
         except LeaseLost:
             running.settle(lambda: None)   # the job is another node's now: nothing to write

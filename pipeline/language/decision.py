@@ -4,6 +4,9 @@
    other than `auto` (the user knows best);
 2. `tag`: the chosen audio track's language tag (`ger`, `deu`, `de` → `de`; `und` or none:
    no answer) — Bazarr too trusts tags over listening;
+   `hint`: what Sonarr or Radarr said when it imported the file (pipeline/arr/: the series' or
+   movie's original language, its audio languages), stored with the job. Weaker than a tag:
+   an English-only model is not overruled by a hint of another language (a dub is likely);
 3. `model`: an English-only model (`*.en`) can only write English: no detection. A file whose
    tag (or forced language) says another language is skipped as `language_mismatch` instead of
    getting English-looking nonsense named `.en.srt`;
@@ -11,8 +14,9 @@
 5. below `language_min_confidence`, `language_uncertain_action`: skip as `language_uncertain`,
    or `default` (`default_language`).
 
-Steps 1-3 need no audio (`decide_before_audio`), so the skip rules can use the language before
-the file is decoded; step 4 runs only when they gave no answer (`decide_by_vote`).
+Steps 1-3 (the hint included) need no audio (`decide_before_audio`), so the skip rules can use
+the language before the file is decoded; step 4 runs only when they gave no answer
+(`decide_by_vote`).
 """
 
 from __future__ import annotations
@@ -67,9 +71,26 @@ class ChainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Hint:
+    """What an import says of a file's language (pipeline/arr/), the chain's `hint` step."""
+    language: str          # Whisper's code
+    note: str              # where it came from: the job's steps and the log
+
+    def as_dict(self) -> dict[str, str]:
+        return {"language": self.language, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, stored: dict | None) -> "Hint | None":
+        """From the job's `language_hint` column; None when there is none (or not readable)."""
+        if not isinstance(stored, dict) or not isinstance(stored.get("language"), str):
+            return None
+        return cls(stored["language"], str(stored.get("note", "")))
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One link of the chain as it was asked: what it said (None: no answer) and why."""
-    source: str                   # forced | tag | model | vote | default
+    source: str                   # forced | tag | hint | model | vote | default
     language: str | None
     probability: float | None
     note: str
@@ -79,7 +100,7 @@ class Step:
 class LanguageChoice:
     language: str                 # Whisper's code, or `unknown`
     source: str                   # one of LANGUAGE_SOURCES
-    probability: float            # 1.0 for forced, tag and model; the vote's share otherwise
+    probability: float            # 1.0 for forced, tag, hint, model; the vote's share otherwise
     steps: tuple[Step, ...]       # every step asked, in order
     skip: SkipJob | None = None   # language_mismatch / language_uncertain: do not transcribe
     vote: LanguageDecision | None = None
@@ -112,18 +133,19 @@ def target_before_reading(settings: ChainSettings, path: Path) -> str | None:
     return "en" if settings.english_only else None
 
 
-def decide_before_audio(settings: ChainSettings, path: Path, track: AudioTrack | None
+def decide_before_audio(settings: ChainSettings, path: Path, track: AudioTrack | None,
+                        hint: Hint | None = None
                         ) -> tuple[LanguageChoice | None, tuple[Step, ...]]:
     """Steps 1-3: (the choice, the steps asked). No choice when the audio must be listened to
-    (`decide_by_vote`, with these steps)."""
-    found = _before_audio(settings, path, track)
+    (`decide_by_vote`, with these steps). `hint`: the job's, from an import."""
+    found = _before_audio(settings, path, track, hint)
     if isinstance(found, LanguageChoice):
         return found, found.steps
     return None, found
 
 
-def _before_audio(settings: ChainSettings, path: Path,
-                  track: AudioTrack | None) -> LanguageChoice | tuple[Step, ...]:
+def _before_audio(settings: ChainSettings, path: Path, track: AudioTrack | None,
+                  hint: Hint | None) -> LanguageChoice | tuple[Step, ...]:
     steps: list[Step] = []
     forced = forced_language(settings, path)
     if forced is not None:
@@ -139,6 +161,12 @@ def _before_audio(settings: ChainSettings, path: Path,
         return _english_only_check(settings, path, choice, "tag")
     steps.append(Step("tag", None, None, f"audio stream tagged {tag!r}" if tag
                       else "audio stream untagged"))
+    if hint is not None:
+        if not settings.english_only or hint.language == "en":
+            steps.append(Step("hint", hint.language, 1.0, hint.note))
+            return LanguageChoice(hint.language, "hint", 1.0, tuple(steps))
+        steps.append(Step("hint", None, None, f"{hint.note}: not English, and the model writes "
+                                              "English only; the model decides"))
     if settings.english_only:
         steps.append(Step("model", "en", 1.0, "English-only model: no detection"))
         return LanguageChoice("en", "model", 1.0, tuple(steps))

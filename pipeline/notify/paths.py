@@ -28,6 +28,21 @@ class PathMap:
                 return dst.rstrip(sep) + sep + rest.replace("/", sep)
         return path
 
+    def local(self, path: str) -> str:
+        """The other way: a path as the server (or Sonarr, Radarr) gives it, on this node. The
+        longest server-side folder that holds it is replaced (a Windows one, `D:\\TV`, matched
+        without regard to case or slash direction). A path under none is left as it is."""
+        posix = path.replace("\\", "/")
+        windows = "\\" in path or (len(path) > 1 and path[1] == ":")
+        for src, dst in sorted(self._pairs, key=lambda pair: len(pair[1]), reverse=True):
+            folder = dst.replace("\\", "/").rstrip("/")
+            here, there = (posix.lower(), folder.lower()) if windows else (posix, folder)
+            if here == there:
+                return src
+            if here.startswith(there + "/"):
+                return posixpath.join(src, posixpath.normpath(posix[len(folder) + 1:]))
+        return posixpath.normpath(path)
+
     def folder(self, path: str) -> str:
         """The mapped folder a file is in."""
         return self(posixpath.dirname(posixpath.normpath(path)))

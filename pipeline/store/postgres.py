@@ -25,6 +25,7 @@ import psycopg
 
 from .interface import ACTIVE, FINAL, LeaseSettings, StoreUnavailable, describe
 from .sql import _JSON_COLUMNS, SqlStore, job_key
+from .sqlite_schema import FOLDER_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,17 @@ PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "INSERT INTO job_count_deltas SELECT status, COUNT(*) FROM jobs GROUP BY status",
         # The oldest queued job, read at each status refresh.
         "CREATE INDEX jobs_queued_since ON jobs (detected_at) WHERE status = 'queued'",
+    ),
+    # Version 3 is issue 23's API jobs (branch i23-api); empty here until the branches merge.
+    3: (),
+    # SQLite's version 7: imports first (`priority`), the import's language hint. The claim's
+    # index follows its new order, so a claim stays one index probe.
+    4: (
+        "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN language_hint TEXT",
+        "DROP INDEX IF EXISTS jobs_claim",
+        "CREATE INDEX jobs_claim ON jobs ((strikes >= 2), priority DESC, id) "
+        "WHERE status = 'queued'",
     ),
 }
 # The notification outbox (store/outbox.py; SQLite's version 8): one self-contained step, the
@@ -253,19 +265,28 @@ class PostgresStore(SqlStore):
         return "starts_with(path, ?)", (prefix,)
 
     def enqueue(self, path, root, size, mtime_ns, fingerprint, detected_at=None, *,
-                library=None, rel_path=None) -> int:
+                library=None, rel_path=None, priority=FOLDER_PRIORITY, language_hint=None,
+                outputs=None) -> int:
         """Two nodes queueing one file at once make one job: the unique index on the key among
-        active jobs settles the race inside PostgreSQL."""
+        active jobs settles the race inside PostgreSQL. A waiting job is refreshed as in
+        `SqlStore.enqueue` (its priority only raised)."""
         library, rel_path = job_key(path, root, library, rel_path)
+        hint = json.dumps(language_hint) if language_hint is not None else None
+        own = json.dumps(list(outputs)) if outputs is not None else None
         with self._transaction():
             row = self._exec(
                 "INSERT INTO jobs (path, root, library, rel_path, size, mtime_ns, fingerprint, "
-                "status, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?) "
+                "status, detected_at, priority, language_hint, outputs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
                 "ON CONFLICT (library, rel_path) WHERE status IN ('queued', 'running') "
                 "DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
-                "fingerprint = excluded.fingerprint WHERE jobs.status = 'queued' RETURNING id",
+                "fingerprint = excluded.fingerprint, "
+                "priority = GREATEST(jobs.priority, excluded.priority), "
+                "language_hint = COALESCE(?, jobs.language_hint), "
+                "outputs = COALESCE(?, jobs.outputs) WHERE jobs.status = 'queued' RETURNING id",
                 (path, root, library, rel_path, size, mtime_ns, fingerprint,
-                 detected_at or time.time())).fetchone()
+                 detected_at or time.time(), priority, hint, own or "[]", hint,
+                 own)).fetchone()
             if row is not None:
                 return row[0]
             return self._exec("SELECT id FROM jobs WHERE library = ? AND rel_path = ? AND "

@@ -18,11 +18,16 @@ from ..contract import FAILURE_REASONS
 from ..job import Job
 from .interface import ACTIVE, FINAL, LeaseSettings
 from .outbox import OutboxStore
-from .sqlite_schema import SUSPECT_STRIKES
+from .sqlite_schema import CLAIM_ORDER, FOLDER_PRIORITY
 from .views import StoreViews
 
-_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans")
+_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans", "language_hint")
 _row_to_job = Job.from_row
+
+
+# A waiting job seen again: its file's stat, a higher priority, a hint and own outputs if given.
+_REFRESH = ("size = ?, mtime_ns = ?, fingerprint = ?, priority = MAX(priority, ?), "
+            "language_hint = COALESCE(?, language_hint), outputs = COALESCE(?, outputs)")
 
 
 def job_key(path: str, root: str, library: str | None, rel_path: str | None) -> tuple[str, str]:
@@ -78,23 +83,31 @@ class SqlStore(StoreViews, OutboxStore):
 
     # -- intake ----------------------------------------------------------------------------
     def enqueue(self, path, root, size, mtime_ns, fingerprint, detected_at=None, *,
-                library=None, rel_path=None) -> int:
+                library=None, rel_path=None, priority=FOLDER_PRIORITY, language_hint=None,
+                outputs=None) -> int:
         """A queued job for the file, or the file's active job when it has one already: two
-        nodes that both see a new file make one job (intake is idempotent on the key)."""
+        nodes that both see a new file make one job (intake is idempotent on the key).
+
+        `priority` (IMPORT_PRIORITY: Sonarr/Radarr) raises a waiting job's, never lowers it;
+        `language_hint` ({"language", "note"}) and `outputs` (subtitles the job may replace as
+        its own: an upgraded file's) are set on a waiting job when given."""
         library, rel_path = job_key(path, root, library, rel_path)
+        hint = json.dumps(language_hint) if language_hint is not None else None
+        own = json.dumps(list(outputs)) if outputs is not None else None
         with self._transaction():
             row = self._exec("SELECT id, status FROM jobs WHERE library = ? AND rel_path = ? "
                              "AND status IN ('queued', 'running')", (library, rel_path)).fetchone()
             if row is not None:
                 if row[1] == "queued":   # replaced while it waited: it is read when it runs
-                    self._exec("UPDATE jobs SET size = ?, mtime_ns = ?, fingerprint = ? "
-                               "WHERE id = ?", (size, mtime_ns, fingerprint, row[0]))
+                    self._exec(f"UPDATE jobs SET {_REFRESH} WHERE id = ?",
+                               (size, mtime_ns, fingerprint, priority, hint, own, row[0]))
                 return row[0]
             return self._exec(
                 "INSERT INTO jobs (path, root, library, rel_path, size, mtime_ns, fingerprint, "
-                "status, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING id",
+                "status, detected_at, priority, language_hint, outputs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) RETURNING id",
                 (path, root, library, rel_path, size, mtime_ns, fingerprint,
-                 detected_at or time.time())).fetchall()[0][0]
+                 detected_at or time.time(), priority, hint, own or "[]")).fetchall()[0][0]
 
     def record_skipped(self, path, root, size, mtime_ns, fingerprint, reason, message, *,
                        library=None, rel_path=None) -> int:
@@ -122,10 +135,36 @@ class SqlStore(StoreViews, OutboxStore):
                           "AND rel_path = ? ORDER BY id DESC LIMIT 1",
                           (library, rel_path)).fetchone()
 
+    def move_key(self, library: str, rel_path: str, path: str, root: str, new_library: str,
+                 new_rel_path: str, outputs: list[str]) -> Job | None:
+        """A file renamed outside (Sonarr's or Radarr's Rename, pipeline/arr/): its newest job
+        follows it to the new key, with its subtitles' new paths, so the watcher finds the
+        renamed file done. A job queued under the new key meanwhile (the watcher was first) is
+        deleted: it was never needed. None: no job to move (none, running, or the new key's
+        job is running)."""
+        with self._transaction():
+            row = self._exec("SELECT id, status FROM jobs WHERE library = ? AND rel_path = ? "
+                             f"ORDER BY id DESC LIMIT 1{self._lock_rows()}",
+                             (library, rel_path)).fetchone()
+            if row is None or row[1] == "running":
+                return None
+            there = self._exec("SELECT id, status FROM jobs WHERE library = ? AND rel_path = ? "
+                               "AND status IN ('queued', 'running')",
+                               (new_library, new_rel_path)).fetchone()
+            if there is not None:
+                if there[1] == "running":
+                    return None
+                self._exec("DELETE FROM jobs WHERE id = ?", (there[0],))
+            self._exec("UPDATE jobs SET path = ?, root = ?, library = ?, rel_path = ?, "
+                       "outputs = ? WHERE id = ?", (path, root, new_library, new_rel_path,
+                                                    json.dumps(outputs), row[0]))
+            return self.get(row[0])
+
     # -- claims and leases -----------------------------------------------------------------
     def claim_next(self, worker: str, available_libraries: Iterable[str] | None = None,
                    now: float | None = None, *, suspects: bool = True) -> Job | None:
-        """Take the oldest runnable queued job: status → running, attempts + 1, and a lease for
+        """Take the first runnable queued job (CLAIM_ORDER: imports before the folder backlog,
+        suspects last, else the oldest): status → running, attempts + 1, and a lease for
         this node (a fresh token, an expiry `lease_seconds` ahead on the store's clock).
 
         `available_libraries`: only jobs of these libraries (a dropped mount waits).
@@ -138,7 +177,7 @@ class SqlStore(StoreViews, OutboxStore):
         token = uuid.uuid4().hex
         with self._transaction():
             row = self._exec(
-                f"SELECT id FROM jobs WHERE {where} ORDER BY (strikes >= {SUSPECT_STRIKES}), id "
+                f"SELECT id FROM jobs WHERE {where} ORDER BY {CLAIM_ORDER} "
                 f"LIMIT 1{self._lock_rows()}", params).fetchone()
             if row is None:
                 return None
@@ -170,8 +209,8 @@ class SqlStore(StoreViews, OutboxStore):
         query = self._runnable(available_libraries, time.time(), suspects)
         if query is None:
             return None
-        rows = self._read(f"SELECT * FROM jobs WHERE {query[0]} ORDER BY "
-                          f"(strikes >= {SUSPECT_STRIKES}), id LIMIT 1", query[1])
+        rows = self._read(f"SELECT * FROM jobs WHERE {query[0]} ORDER BY {CLAIM_ORDER} "
+                          "LIMIT 1", query[1])
         return _row_to_job(rows[0]) if rows else None
 
     def queued_with_reason(self, reason: str) -> int:

@@ -17,11 +17,11 @@ from typing import Iterable
 
 from ..job import Job
 from .interface import ACTIVE, FINAL, LeaseSettings
-from .sql import SUSPECT_STRIKES, SqlStore, crash_point
+from .sql import SqlStore, crash_point
 from .sqlite_schema import COUNTS as _COUNTS
 from .sqlite_schema import MIGRATIONS as _MIGRATIONS
 from .sqlite_schema import SCHEMA as _SCHEMA
-from .sqlite_schema import SCHEMA_VERSION
+from .sqlite_schema import SCHEMA_VERSION, SUSPECT_STRIKES
 
 __all__ = ["ACTIVE", "FINAL", "SCHEMA_VERSION", "SUSPECT_STRIKES", "SqliteStore",
            "crash_point"]

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 8
 
+# A queued job's priority (`jobs.priority`): a claim takes the highest first, then the oldest.
+# The folder backlog is FOLDER; a file Sonarr or Radarr just imported (pipeline/arr/) is IMPORT,
+# so it runs next. API requests never wait in this queue (their own claim goes first).
+FOLDER_PRIORITY = 0
+IMPORT_PRIORITY = 10
+
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
 # kills from outside lands on different jobs instead of piling strikes onto one.
 SUSPECT_STRIKES = 2
+
+# The order a claim takes queued jobs in (both engines, and the status page's list): suspects
+# last, then imports before the folder backlog, then the oldest first.
+CLAIM_ORDER = f"(strikes >= {SUSPECT_STRIKES}), priority DESC, id"
 
 # Version 1, as the first release created it. A new store is created like this too and then
 # migrated, so every store reaches the current version by the same path.
@@ -73,7 +83,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS jobs_queue",
         "CREATE INDEX jobs_queue ON jobs(status, not_before, strikes, id)",
     ),
-    # Where the job's language came from (language/decision.py): forced, tag, model, vote or
+    # Where the job's language came from (language/decision.py): forced, tag, (hint,) model, vote or
     # default; `language` and `language_probability` are version 1's columns.
     3: (
         "ALTER TABLE jobs ADD COLUMN language_source TEXT",
@@ -97,6 +107,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX jobs_key ON jobs(library, rel_path, id)",
         # The oldest queued job, read at each status refresh.
         "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
+    ),
+    # Version 6 is issue 23's API jobs (branch i23-api); empty here until the branches merge.
+    6: (),
+    # Sonarr/Radarr imports first (pipeline/arr/), one self-contained step: `priority` orders
+    # the claim (highest first, then the oldest; suspects still last), and `language_hint` is
+    # what the import said of the file's language (JSON: {"language", "note"}), the decision
+    # chain's `hint` step.
+    7: (
+        "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN language_hint TEXT",
     ),
 }
 

@@ -9,7 +9,7 @@ import time
 
 from ..contract import DayFigures, FailedJob, QueuedJob
 from .durations import summary
-from .sqlite_schema import SUSPECT_STRIKES
+from .sqlite_schema import CLAIM_ORDER
 
 
 class StoreViews:
@@ -18,12 +18,13 @@ class StoreViews:
 
     def next_queued(self, limit: int = 10, now: float | None = None) -> list[QueuedJob]:
         """The queued jobs in the order the workers will claim them: runnable ones first (a
-        backed-off retry waits), suspects behind the rest, then oldest first. Sorts the whole
-        queue, so it is for the status page, not for every scrape."""
+        backed-off retry waits), suspects behind the rest, imports before the folder backlog,
+        then oldest first. Sorts the whole queue, so it is for the status page, not for every
+        scrape."""
         now = time.time() if now is None else now
         rows = self._read(
             "SELECT id, path, root, detected_at, not_before FROM jobs WHERE status = 'queued' "
-            f"ORDER BY not_before > ?, strikes >= {SUSPECT_STRIKES}, id LIMIT ?", (now, limit))
+            f"ORDER BY not_before > ?, {CLAIM_ORDER} LIMIT ?", (now, limit))
         return [QueuedJob(r["id"], r["path"], r["root"], r["detected_at"],
                           r["not_before"] if r["not_before"] > now else None) for r in rows]
 

@@ -137,7 +137,31 @@ def write_atomic(path: Path, text: str, before_replace=None) -> None:
         except OSError:
             pass
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync_folder(path.parent)
+
+
+def move_atomic(src: Path, dst: Path) -> bool:
+    """Rename `src` to `dst` (one `rename`, then the folders fsync-ed), never over a file that
+    is there: False when `dst` exists (someone else's subtitle stays). Creates `dst`'s folder
+    (output_dir mode mirrors the library's folders)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)          # fails if dst exists: no window in which it is replaced
+    except FileExistsError:
+        return False
+    except OSError:                # a filesystem without hard links (some SMB shares)
+        if dst.exists():
+            return False
+        os.replace(src, dst)
+    else:
+        os.unlink(src)
+    for folder in {src.parent, dst.parent}:
+        _fsync_folder(folder)
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -10,6 +10,7 @@ import pytest
 from scribewatch.pipeline import config
 from scribewatch.pipeline.language.decision import (
     ChainSettings,
+    Hint,
     decide_before_audio,
     decide_by_vote,
     forced_language,
@@ -95,6 +96,47 @@ def test_an_english_only_model_skips_a_file_tagged_otherwise(language_media, nam
     choice, _ = before(ENGLISH_ONLY, language_media[name])
     assert choice.skip.reason == "language_mismatch" and choice.language == "de"
     assert "English only" in choice.skip.message
+
+
+# -- the hint: what Sonarr or Radarr said at import (pipeline/arr/) ----------------------------
+SONARR_JA = Hint("ja", "Sonarr: series.originalLanguage ja, audioLanguages unknown")
+
+
+def test_a_hint_decides_an_untagged_file_before_any_listening(language_media):
+    track = choose_audio_track(probe(language_media["german_und"]).audio_tracks)
+    choice, steps = decide_before_audio(AUTO, language_media["german_und"], track,
+                                        Hint("de", "Radarr: movie.originalLanguage de"))
+    assert (choice.language, choice.source, choice.probability, choice.skip) == (
+        "de", "hint", 1.0, None)
+    assert [(s.source, s.language) for s in steps] == [("forced", None), ("tag", None),
+                                                       ("hint", "de")]
+    assert "Radarr" in choice.summary
+
+
+def test_the_tag_and_a_forced_language_beat_the_hint(language_media):
+    choice, _ = decide_before_audio(AUTO, language_media["german_ger"], choose_audio_track(
+        probe(language_media["german_ger"]).audio_tracks), SONARR_JA)
+    assert (choice.language, choice.source) == ("de", "tag")
+    chain = settings(folder_languages={str(language_media["german"].parent): "fr"})
+    choice, _ = decide_before_audio(chain, language_media["german"], None, SONARR_JA)
+    assert (choice.language, choice.source) == ("fr", "forced")
+
+
+def test_an_english_only_model_is_not_overruled_by_a_hint_of_another_language(language_media):
+    """A series' original language is Japanese, the file may well be the English dub: the
+    hint does not skip it as a mismatch; an English hint is recorded as the hint."""
+    choice, steps = decide_before_audio(ENGLISH_ONLY, language_media["german"], None, SONARR_JA)
+    assert (choice.language, choice.source, choice.skip) == ("en", "model", None)
+    assert [s.source for s in steps] == ["forced", "tag", "hint", "model"]
+    assert steps[2].language is None and "English only" in steps[2].note
+    english = Hint("en", "Sonarr: series.originalLanguage en")
+    choice, _ = decide_before_audio(ENGLISH_ONLY, language_media["german"], None, english)
+    assert (choice.language, choice.source) == ("en", "hint")
+
+
+def test_a_stored_hint_reads_back_or_is_none():
+    assert Hint.from_dict(SONARR_JA.as_dict()) == SONARR_JA
+    assert Hint.from_dict(None) is None and Hint.from_dict({"note": "x"}) is None
 
 
 # -- the vote on real speech --------------------------------------------------------------------

@@ -365,3 +365,21 @@ def test_path_map_to_a_windows_server():
     m = PathMap({"/data/movies": "D:\\Movies\\"})
     assert m("/data/movies/Heat (1995)/Heat.mkv") == "D:\\Movies\\Heat (1995)\\Heat.mkv"
     assert urllib.parse.quote_plus(m.folder("/data/movies/A/a.srt")) == "D%3A%5CMovies%5CA"
+
+
+def test_path_map_the_other_way_sonarr_and_radarr_paths_on_this_node():
+    """Webhooks from Sonarr and Radarr (pipeline/arr/) give their own paths: `local` reads
+    the same mapping backwards, the longest server-side folder first, at folder boundaries."""
+    m = PathMap({"/data": "/srv", "/data/movies": "/mnt/movies", "/data/tv/": "/mnt/tv",
+                 "/data/win": "D:\\Movies\\"})
+    assert m.local("/mnt/movies/A/a.mkv") == "/data/movies/A/a.mkv"
+    assert m.local("/srv/music/a.flac") == "/data/music/a.flac"
+    assert m.local("/mnt/movies2/b.mkv") == "/mnt/movies2/b.mkv"     # not /mnt/movies
+    assert m.local("/mnt/tv/S/../S/e.mkv") == "/data/tv/S/e.mkv"
+    assert m.local("/mnt/movies") == "/data/movies"
+    # A Windows Sonarr: backslashes, and its drive letter in either case.
+    assert m.local("D:\\Movies\\Heat (1995)\\Heat.mkv") == "/data/win/Heat (1995)/Heat.mkv"
+    assert m.local("d:/movies/Heat.mkv") == "/data/win/Heat.mkv"
+    assert m.local("/elsewhere/c.mkv") == "/elsewhere/c.mkv"          # unmapped: as it is
+    for path in ("/data/movies/A/a.mkv", "/data/tv/S/e.mkv", "/data/music/a.flac"):
+        assert m.local(m(path)) == path

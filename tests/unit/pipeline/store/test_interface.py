@@ -420,3 +420,45 @@ def test_two_nodes_claiming_at_once_never_take_one_row_twice(make_store):
         t.join(60)
     assert sorted(taken) == sorted(r.id for r in nodes[0].notifications(limit=100))
     assert len(taken) == len(set(taken)) == 40
+
+
+def test_imports_are_claimed_before_the_folder_backlog_and_promoted_not_duplicated(make_store):
+    """Schema 7 (PostgreSQL 4): a Sonarr/Radarr import (IMPORT_PRIORITY) runs before every
+    folder job, the oldest job first among them; the folder backlog keeps its order; a file
+    already queued is promoted (one job), and a later sighting by the watcher lowers nothing."""
+    from scribewatch.pipeline.store.sqlite_schema import IMPORT_PRIORITY
+
+    store = make_store()
+    backlog = [store.enqueue(f"/w/{n}.mkv", "/w", 1, 1, f"f{n}") for n in range(3)]
+    hint = {"language": "ja", "note": "Sonarr: series.originalLanguage ja"}
+    imported = store.enqueue("/w/new.mkv", "/w", 1, 1, "fn", priority=IMPORT_PRIORITY,
+                             language_hint=hint, outputs=["/w/new.en.srt"])
+    promoted = store.enqueue("/w/2.mkv", "/w", 1, 1, "f2", priority=IMPORT_PRIORITY)
+    assert promoted == backlog[2] and store.counts()["queued"] == 4
+    # The watcher sees the files later: no second job, no lower priority.
+    assert store.enqueue("/w/new.mkv", "/w", 1, 1, "fn") == imported
+    assert store.enqueue("/w/2.mkv", "/w", 1, 1, "f2") == promoted
+    assert [q.job_id for q in store.next_queued()] == [promoted, imported, *backlog[:2]]
+    assert store.peek_next().id == promoted
+    assert store.claim_next("0").id == promoted
+    second = store.claim_next("0")
+    assert (second.id, second.priority, second.language_hint, second.outputs) == (
+        imported, IMPORT_PRIORITY, hint, ["/w/new.en.srt"])
+    assert [store.claim_next("0").id for _ in range(2)] == backlog[:2]
+    assert store.get(backlog[0]).priority == 0 and store.get(backlog[0]).language_hint is None
+
+
+def test_a_renamed_file_takes_its_job_with_it(make_store):
+    store = make_store()
+    old = store.enqueue("/w/a.mkv", "/w", 1, 1, "fa")
+    job = store.claim_next("0")
+    store.finish(job.id, "succeeded", token=job.lease_token, outputs=["/w/a.en.srt"])
+    # The watcher saw the renamed file before the webhook came: that job was never needed.
+    early = store.enqueue("/w/b.mkv", "/w", 1, 1, "fa")
+    moved = store.move_key("/w", "a.mkv", "/w/b.mkv", "/w", "/w", "b.mkv", ["/w/b.en.srt"])
+    assert moved.id == old and (moved.path, moved.rel_path, moved.outputs) == (
+        "/w/b.mkv", "b.mkv", ["/w/b.en.srt"])
+    assert store.get(early) is None and store.counts()["queued"] == 0
+    assert store.latest_for_key("/w", "b.mkv").id == old
+    assert store.latest_for_key("/w", "a.mkv") is None
+    assert store.move_key("/w", "gone.mkv", "/w/c.mkv", "/w", "/w", "c.mkv", []) is None

@@ -90,3 +90,17 @@ def test_a_write_refused_before_the_rename_leaves_the_old_subtitle_and_no_temp(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["film.en.srt"]
     write_atomic(target, "ours\n", before_replace=lambda: None)
     assert target.read_text() == "ours\n"
+
+
+def test_move_atomic_renames_into_a_new_folder_and_never_over_a_file(tmp_path):
+    """A rename from Sonarr or Radarr (pipeline/arr/) moves our subtitle: one rename, into a
+    folder made for it, and never over a subtitle that is there already."""
+    ours = tmp_path / "a.en.srt"
+    ours.write_text("ours\n")
+    target = tmp_path / "Season 1" / "b.en.srt"
+    assert output.move_atomic(ours, target)
+    assert not ours.exists() and target.read_text() == "ours\n"
+    other = tmp_path / "c.en.srt"
+    other.write_text("theirs\n")
+    assert not output.move_atomic(target, other)
+    assert other.read_text() == "theirs\n" and target.read_text() == "ours\n"
