@@ -25,10 +25,11 @@ import psycopg
 
 from .interface import ACTIVE, FINAL, LeaseSettings, StoreUnavailable, describe
 from .sql import _JSON_COLUMNS, SqlStore, job_key
+from .sqlite_schema import API_JOB_COLUMNS
 
 log = logging.getLogger(__name__)
 
-PG_SCHEMA_VERSION = 2
+PG_SCHEMA_VERSION = 3
 CONNECT_TIMEOUT_SECONDS = 5
 # A statement that hangs (a server paused, a network that drops packets) must not hold a worker
 # longer than a lease: the caller treats the timeout like an unreachable store.
@@ -93,6 +94,22 @@ PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "INSERT INTO job_count_deltas SELECT status, COUNT(*) FROM jobs GROUP BY status",
         # The oldest queued job, read at each status refresh.
         "CREATE INDEX jobs_queued_since ON jobs (detected_at) WHERE status = 'queued'",
+    ),
+    # API requests as jobs, their answers kept by content: SQLite's version 6 in PostgreSQL's
+    # types (sqlite_schema.API_JOB_COLUMNS); the answers table is what every node shares.
+    3: (
+        *(f"ALTER TABLE jobs ADD COLUMN {column.replace('INTEGER', 'BIGINT')}"
+          for column in API_JOB_COLUMNS),
+        "CREATE UNIQUE INDEX jobs_active_answer ON jobs (answer_key) "
+        "WHERE status IN ('queued', 'running') AND answer_key IS NOT NULL",
+        "CREATE INDEX jobs_api_queue ON jobs (id) WHERE status = 'queued' AND source = 'api'",
+        """CREATE TABLE api_answers (
+            answer_key TEXT PRIMARY KEY, body BYTEA NOT NULL, content_type TEXT NOT NULL,
+            language TEXT NOT NULL, audio_seconds DOUBLE PRECISION NOT NULL,
+            bytes BIGINT NOT NULL, job_id BIGINT, created_at DOUBLE PRECISION NOT NULL,
+            used_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX api_answers_used ON api_answers (used_at)",
+        "CREATE INDEX api_answers_created ON api_answers (created_at)",
     ),
 }
 COMPACT_EVERY = 30   # counts() calls between two foldings of the count deltas

@@ -16,11 +16,12 @@ from typing import Iterable
 
 from ..contract import FAILURE_REASONS
 from ..job import Job
+from .api_jobs import ApiJobsSql
 from .interface import ACTIVE, FINAL, LeaseSettings
 from .sqlite_schema import SUSPECT_STRIKES
 from .views import StoreViews
 
-_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans")
+_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans", "api_request")
 _row_to_job = Job.from_row
 
 
@@ -42,7 +43,7 @@ def crash_point(stage: str | None, checkpoint: float) -> str:
     return f"{point}@{checkpoint:g}" if checkpoint else point
 
 
-class SqlStore(StoreViews):
+class SqlStore(ApiJobsSql, StoreViews):
     lease: LeaseSettings
     _NOW = "?"              # the SQL expression of the store's clock (leases)
     _SKIP_LOCKED = ""       # PostgreSQL: rows another node's transaction holds are passed over
@@ -154,7 +155,9 @@ class SqlStore(StoreViews):
     def _runnable(available_libraries, now: float, suspects: bool) -> tuple[str, list] | None:
         """The WHERE of the jobs a worker may take now (None: no library is there)."""
         libraries = list(available_libraries) if available_libraries is not None else None
-        where = "status = 'queued' AND not_before <= ?" + ("" if suspects else " AND strikes = 0")
+        # API jobs are claimed apart (claim_next_api): only the node holding the upload can.
+        where = "status = 'queued' AND source <> 'api' AND not_before <= ?" + (
+            "" if suspects else " AND strikes = 0")
         params: list = [now]
         if libraries is not None:
             if not libraries:
@@ -304,7 +307,8 @@ class SqlStore(StoreViews):
     # -- the command line ------------------------------------------------------------------
     def retry_failed(self, job_ids=None, reason=None) -> list[int]:
         """Failed jobs back to the queue with fresh attempts, once their cause is fixed."""
-        sql, params = "SELECT id FROM jobs WHERE status = 'failed'", []
+        # Not an API job: its upload is gone with it, and its client asks again anyway.
+        sql, params = "SELECT id FROM jobs WHERE status = 'failed' AND source <> 'api'", []
         if job_ids is not None:
             ids = list(job_ids)
             sql += f" AND id IN ({','.join('?' * len(ids))})"

@@ -5,7 +5,7 @@ applies them; `job.py` is the typed row.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # A job that died twice in a row at the same point is suspect: it waits behind the other queued
 # jobs, so a poison file does not hold up the folder while it is tried again, and a run of
@@ -55,6 +55,36 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
+# Version 6, one self-contained step (the PostgreSQL store adds the same as its version 3): API
+# requests are jobs (`source` 'api', the `endpoint`, the `answer_key` of their answer, the
+# request's parameters and its spooled audio as JSON, and `answered_by`: the job whose answer a
+# request got when it ran no transcription itself), and their answers are kept by content.
+API_JOB_COLUMNS = (
+    "source TEXT NOT NULL DEFAULT 'folder'",
+    "endpoint TEXT",
+    "answer_key TEXT",
+    "api_request TEXT",
+    "answered_by INTEGER",
+)
+API_TABLES = (
+    # The in-flight meeting point: one active job per answer key, on any node.
+    "CREATE UNIQUE INDEX jobs_active_answer ON jobs(answer_key) "
+    "WHERE status IN ('queued', 'running') AND answer_key IS NOT NULL",
+    "CREATE INDEX jobs_api_queue ON jobs(source, status, id)",
+    """CREATE TABLE api_answers (
+        answer_key    TEXT PRIMARY KEY,
+        body          BLOB NOT NULL,
+        content_type  TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        audio_seconds REAL NOT NULL,
+        bytes         INTEGER NOT NULL,
+        job_id        INTEGER,
+        created_at    REAL NOT NULL,
+        used_at       REAL NOT NULL)""",
+    "CREATE INDEX api_answers_used ON api_answers(used_at)",
+    "CREATE INDEX api_answers_created ON api_answers(created_at)",
+)
+
 # schema_version -> the statements that bring a store from the version before it to that one.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Crash accounting: a death of the daemon during a job counts against the file only when it
@@ -97,6 +127,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX jobs_key ON jobs(library, rel_path, id)",
         # The oldest queued job, read at each status refresh.
         "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
+    ),
+    # API requests as jobs, their answers kept by content (pipeline/store/api_jobs.py).
+    6: (
+        *(f"ALTER TABLE jobs ADD COLUMN {column}" for column in API_JOB_COLUMNS),
+        *API_TABLES,
     ),
 }
 
