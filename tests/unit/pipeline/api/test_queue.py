@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +65,8 @@ def store(tmp_path):
 
 @pytest.fixture
 def jobs(model, store, tmp_path):
+    made: list[ApiJobs] = []
+
     def make(wait=5.0, bounds=AnswerBounds()) -> tuple[ApiJobs, Recorder, list]:
         notified: list[float] = []
         reporter = Recorder()
@@ -69,8 +74,12 @@ def jobs(model, store, tmp_path):
                       spool_dir=str(tmp_path / "spool"), max_wait_seconds=wait,
                       notify=lambda: notified.append(time.monotonic()), reporter=reporter,
                       bounds=bounds)
+        made.append(api)
         return api, reporter, notified
-    return make
+    yield make
+    for api in made:
+        api.close()     # its poller stops before the store closes
+    time.sleep(0.3)
 
 
 def request(path, **kw) -> ApiRequest:
@@ -208,3 +217,94 @@ def test_every_output_format_renders(real_speech):
     assert "words" not in json.loads(render(transcript, "verbose_json")[0])
     with pytest.raises(ValueError):
         render(transcript, "docx")
+
+
+# -- jobs in the store: kept answers, one job per answer in flight, a restart ------------------
+def test_a_repeated_request_is_answered_from_the_store_without_a_worker(jobs, store, jfk_pcm):
+    api, reporter, _ = jobs()
+    first = api.submit(request(jfk_pcm, language="en", output="srt"))
+    assert first.took_upload and api.run_next() is True
+    body = first.future.result(0).body
+    assert not Path(first.request.path).exists()          # the upload went with its job
+    started = time.perf_counter()
+    again = api.submit(request(jfk_pcm, language="en", output="srt"))
+    took = time.perf_counter() - started
+    assert again.future.result(0).body == body and not again.took_upload
+    assert api.run_next() is False                         # no worker was needed
+    assert took < 0.5, f"{took:.3f}s for an answer the store had"
+    newest, original = store.history(2)
+    assert (newest.source, newest.endpoint, newest.status) == ("api", "transcribe", "succeeded")
+    assert newest.answered_by == original.id and original.answered_by is None
+    assert original.stage_seconds["transcribe"] > 0 and original.model == api.model.name
+    assert [f[0] for f in reporter.finished] == ["succeeded", "succeeded"]
+    # Anything that changes the answer is another answer: here the output format.
+    other = api.submit(request(jfk_pcm, language="en", output="txt"))
+    assert not other.future.done() and api.run_next() is True
+    assert other.future.result(0).body != body
+
+
+def test_identical_requests_in_flight_share_one_job(jobs, store, jfk_pcm):
+    api, _, _ = jobs()
+    tickets = [api.submit(request(jfk_pcm, language="en")) for _ in range(5)]
+    assert [t.took_upload for t in tickets] == [True, False, False, False, False]
+    assert api.run_next() is True and api.run_next() is False
+    assert len({t.future.result(0).body for t in tickets}) == 1
+    rows = store.history(10)
+    assert len(rows) == 5 and [r.answered_by is None for r in rows].count(True) == 1
+
+
+def test_a_client_that_hangs_up_leaves_the_job_to_the_others(jobs, store, jfk_pcm):
+    api, _, _ = jobs()
+    owner = api.submit(request(jfk_pcm, language="en"))
+    other = api.submit(request(jfk_pcm, language="en"))
+    owner.cancel()
+    assert api.run_next() is True
+    assert other.future.result(0).language == "en" and owner.future.cancelled()
+
+
+def test_asr_after_detect_language_reuses_the_decision(jobs, jfk_pcm, caplog):
+    api, _, _ = jobs()
+    detect = api.submit(request(jfk_pcm, task="detect_language", output="json"))
+    api.run_next()
+    assert detect.future.result(0).language == "en"
+    asr = api.submit(request(jfk_pcm, output="srt"))      # no language: Bazarr's second call
+    with caplog.at_level(logging.INFO, logger="scribewatch.pipeline.api.queue"):
+        api.run_next()
+    assert asr.future.result(0).language == "en"
+    assert "language en from the earlier /detect-language" in caplog.text
+
+
+def test_a_job_outlives_its_process_and_its_answer_waits_for_the_retry(jobs, store, jfk_pcm):
+    api, _, _ = jobs(wait=60)
+    lost = api.submit(request(jfk_pcm, language="en"))
+    job = store.claim_next_api("w0")          # a worker took it, then the daemon was killed
+    requeued, failed = store.recover_after_crash(3)   # what the next start does first
+    assert [j.id for j in requeued] == [job.id] and failed == []
+    after, _, _ = jobs()
+    assert after.remove_orphans() == []       # its upload is still needed
+    assert after.run_next() is True and not Path(lost.request.path).exists()
+    retry = after.submit(request(jfk_pcm, language="en"))
+    assert retry.future.result(0).language == "en" and after.run_next() is False
+    assert store.history(1)[0].answered_by == job.id
+
+
+def test_uploads_no_job_needs_are_removed_at_start(jobs, jfk_pcm):
+    api, _, _ = jobs(wait=60)
+    spool = Path(api.spool_dir)
+    orphan, needed = spool / ".scribewatch-upload-orphan", spool / ".scribewatch-upload-job"
+    orphan.write_bytes(b"a kill between the spool and the job")
+    shutil.copyfile(jfk_pcm, needed)
+    api.submit(ApiRequest(str(needed), 4, needed.stat().st_size - 8, raw_pcm=True))
+    for path in (orphan, needed):
+        os.utime(path, (1, 1))                # from before the next process
+    after, _, _ = jobs()
+    assert after.remove_orphans() == [str(orphan)] and needed.exists() and not orphan.exists()
+
+
+def test_answers_kept_nowhere_when_the_bound_is_zero(jobs, store, jfk_pcm):
+    api, _, _ = jobs(bounds=AnswerBounds(max_bytes=0))
+    first = api.submit(request(jfk_pcm, language="en"))
+    api.run_next()
+    assert first.future.result(0) and store.api_answers_size() == (0, 0)
+    again = api.submit(request(jfk_pcm, language="en"))
+    assert not again.future.done() and api.run_next() is True
