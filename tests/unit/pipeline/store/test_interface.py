@@ -262,7 +262,10 @@ def test_a_postgres_store_of_schema_version_1_is_migrated_with_its_counts(postgr
                     "VALUES ('/w/a', '/w', '/w', 'a', 'queued', 1), "
                     "('/w/b', '/w', '/w', 'b', 'succeeded', 1)")
     store = open_store(postgres_url, LeaseSettings("n1", 30, 0))
-    assert store.schema_version() == PG_SCHEMA_VERSION == 2
+    assert store.schema_version() == PG_SCHEMA_VERSION == 3
+    # Version 3: the jobs before it are folder jobs, and API jobs and answers have tables.
+    assert {j.source for j in store.history()} == {"folder"}
+    assert store.api_answers_size() == (0, 0)
     assert store.counts() == {"queued": 1, "running": 0, "succeeded": 1, "failed": 0,
                               "skipped": 0}
     store.close()

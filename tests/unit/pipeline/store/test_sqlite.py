@@ -152,7 +152,8 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     con.executescript(_SCHEMA_V1)
     con.close()
     store = SqliteStore(tmp_path / "j.db")
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
+    assert {j.source for j in store.history()} == {"folder"}   # version 6: source
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq",
             "language_source", "stage_spans"} <= columns
@@ -169,7 +170,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     assert store.claim_next("0").path == "/w/killed.mp3"
     store.close()
     SqliteStore(tmp_path / "j.db").close()        # opening again migrates nothing twice
-    assert SqliteStore(tmp_path / "j.db").schema_version() == 5
+    assert SqliteStore(tmp_path / "j.db").schema_version() == 6
 
 
 def test_a_version_2_store_gains_the_language_source(tmp_path):
