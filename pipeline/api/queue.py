@@ -119,7 +119,8 @@ class ApiJobs:
 
     def __init__(self, model, options: stages.TranscribeOptions, *, store, spool_dir: str,
                  max_wait_seconds: float, notify: Callable[[], None],
-                 reporter: Reporter | None = None, bounds: AnswerBounds = AnswerBounds()):
+                 reporter: Reporter | None = None, bounds: AnswerBounds = AnswerBounds(),
+                 heartbeat_seconds: float = 10.0):
         self.model = model
         self.options = options
         self.store = store
@@ -127,6 +128,7 @@ class ApiJobs:
         Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
         self.max_wait_seconds = max_wait_seconds
         self.bounds = bounds
+        self.heartbeat_seconds = heartbeat_seconds
         self.reporter: Reporter = reporter or NullReporter()
         self._notify = notify
         self._flights: dict[int, Flight] = {}
@@ -338,12 +340,29 @@ class ApiJobs:
             flight.running, self.running = True, self.running + 1
         if flight.timer:
             flight.timer.cancel()
+        beating = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(job, beating), daemon=True,
+                                 name=f"api-lease-{job.id}")
+        heart.start()
         try:
             self._run(job, flight)
         finally:
+            beating.set()
             with self._lock:
                 self.running -= 1
         return True
+
+    def _heartbeat(self, job: Job, done: threading.Event) -> None:
+        """Renew the job's lease while it runs, as a folder job's: a transcription longer than
+        `lease_seconds` is not taken for a dead node's and queued again."""
+        while not done.wait(self.heartbeat_seconds):
+            try:
+                if not self.store.renew(job.id, job.lease_token):
+                    log.warning("API job %d: its lease is lost; its answer is still kept",
+                                job.id)
+                    return
+            except StoreUnavailable:
+                continue
 
     def _run(self, job: Job, flight: Flight) -> None:
         req, started = request_of(job), time.monotonic()

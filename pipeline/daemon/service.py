@@ -82,7 +82,8 @@ class Daemon:
                            spool_dir=f"{Path(cfg.db).resolve()}.api-spool",
                            notify=self._notify, max_wait_seconds=cfg.api_max_wait_seconds,
                            bounds=AnswerBounds(cfg.api_answers_max_bytes,
-                                               cfg.api_answers_max_age_seconds))
+                                               cfg.api_answers_max_age_seconds),
+                           heartbeat_seconds=cfg.heartbeat_seconds)
         self.health = StoreHealth(self.store_kind)
         self.jobs = ClaimedJobs()              # the jobs the workers hold now
         self._stopping = threading.Event()

@@ -37,7 +37,8 @@ def spool_files(daemon) -> list:
 
 def test_a_retry_after_kill_9_is_answered_without_a_second_transcription(daemon_factory,
                                                                           media):
-    daemon = daemon_factory({"workers": 1})
+    # A lease shorter than the transcription: its heartbeat must keep it (no takeover).
+    daemon = daemon_factory({"workers": 1, "lease_seconds": 4, "heartbeat_seconds": 1})
     daemon.start()
     # Two minutes of different speech in each window: killed while it is transcribed.
     speech = [load_speech(media / name) for name in ("multilingual.mp3", "jfk.flac")]
@@ -63,6 +64,7 @@ def test_a_retry_after_kill_9_is_answered_without_a_second_transcription(daemon_
     answered = [j for j in api_jobs(daemon) if j["answered_by"] == job["id"]]
     assert len(answered) == 1 and answered[0]["status"] == "succeeded"
     assert daemon.log_since_start().count("API transcribe started") == 1
+    assert "taken over" not in daemon.log()
     wait_for(lambda: not spool_files(daemon), 10, what="the upload deleted with its job")
     # In `history`, by source in the metrics.
     assert {j["source"] for j in daemon.history()} == {"api"}
