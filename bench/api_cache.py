@@ -88,11 +88,13 @@ def simultaneous(d: BenchDaemon, pcm: bytes, n: int) -> dict:
 
 def restart(d: BenchDaemon, pcm: bytes) -> dict:
     last_id = d.query("SELECT COALESCE(MAX(id), 0) AS n FROM jobs")[0]["n"]
+    started_before = d.log().count("API transcribe started")
     lost: list = []
     first = threading.Thread(target=lambda: lost.append(_try(d.url, pcm)), daemon=True)
     first.start()
-    common.wait_for(lambda: "API transcribe started" in d.log_since_start(), 120, 0.05,
+    common.wait_for(lambda: d.log().count("API transcribe started") > started_before, 120, 0.05,
                     "the long request transcribing")
+    time.sleep(2)                                 # killed in the middle of the transcription
     d.kill()
     first.join(30)
     d.start()
