@@ -308,3 +308,35 @@ def test_answers_kept_nowhere_when_the_bound_is_zero(jobs, store, jfk_pcm):
     assert first.future.result(0) and store.api_answers_size() == (0, 0)
     again = api.submit(request(jfk_pcm, language="en"))
     assert not again.future.done() and api.run_next() is True
+
+
+def test_two_nodes_of_a_postgres_store_share_the_job_in_flight_and_its_answer(
+        model, postgres_url, tmp_path, jfk_pcm):
+    from scribewatch.pipeline.store import LeaseSettings, open_store
+
+    nodes = []
+    for name in ("a", "b"):
+        store = open_store(postgres_url, LeaseSettings(name, 30, 0))
+        nodes.append((store, ApiJobs(model, TranscribeOptions(batch_size=0), store=store,
+                                     spool_dir=str(tmp_path / f"spool-{name}"),
+                                     max_wait_seconds=60, notify=lambda: None)))
+    (store_a, a), (store_b, b) = nodes
+    try:
+        on_a = a.submit(request(jfk_pcm, language="en"))
+        on_b = b.submit(request(jfk_pcm, language="en"))      # joins a's job: no job of its own
+        assert on_a.took_upload and not on_b.took_upload
+        assert b.run_next() is False                           # the upload is a's
+        assert a.run_next() is True
+        # b's request was waiting for another node's job: settled from the store.
+        assert on_b.future.result(10).body == on_a.future.result(0).body
+        again = b.submit(request(jfk_pcm, language="en"))      # kept for every node
+        assert again.future.result(0).body == on_a.future.result(0).body
+        rows = store_b.history(10)
+        assert [r.node for r in rows if r.answered_by is None] == ["a"]
+        assert sorted(r.node for r in rows if r.answered_by) == ["b", "b"]
+    finally:
+        for store, api in nodes:
+            api.close()
+        time.sleep(0.3)
+        for store, api in nodes:
+            store.close()
