@@ -191,6 +191,31 @@ ROWS = (
         lambda m: f"**{m['busy_answer_max_seconds']:.2f} s** at most",
         lambda m, t: (m["busy_answer_max_seconds"] < t["api_max_wait_seconds"]
                       + t["busy_answer_beyond_wait_seconds_max"]), "busy"),
+    Row("api_cache", lambda t: (f"Bazarr's `/detect-language` + `/asr` asked again: answered "
+                                f"from the store, p95 < {t['repeated_answer_p95_ms_max']:g} ms, "
+                                f"no transcription beyond the first"),
+        lambda m: (f"**{m['repeated']['answer_p95_ms']:.1f} ms** p95 over "
+                   f"{m['repeated']['answers_from_store']} answers; "
+                   f"{m['repeated']['extra_model_runs']} extra model runs"),
+        lambda m, t: (m["repeated"]["answer_p95_ms"] < t["repeated_answer_p95_ms_max"]
+                      and m["repeated"]["extra_model_runs"]
+                      <= t["repeated_extra_transcriptions_max"]), "repeated"),
+    Row("api_cache", lambda t: (f"{t['simultaneous_requests']} identical `/asr` at once: "
+                                f"{t['simultaneous_transcriptions_max']} transcription"),
+        lambda m: (f"**{m['simultaneous']['jobs_that_ran']}** job ran, "
+                   f"{m['simultaneous']['model_runs']} model run, answers "
+                   f"{m['simultaneous']['statuses']}"),
+        lambda m, t: m["simultaneous"]["jobs_that_ran"]
+        <= t["simultaneous_transcriptions_max"], "simultaneous"),
+    Row("api_cache", lambda t: "kill -9 during `/asr`, restart, Bazarr's retry: answered, "
+                               f"{t['restart_transcriptions_max']} transcription in all",
+        lambda m: (f"retry **{m['restart']['retry_status']}** in "
+                   f"{m['restart']['retry_seconds']:.1f} s; "
+                   f"**{m['restart']['jobs_that_ran']}** job ran "
+                   f"({m['restart']['transcriptions_after_restart']} run after the restart)"),
+        lambda m, t: (m["restart"]["retry_status"] == 200
+                      and m["restart"]["jobs_that_ran"] <= t["restart_transcriptions_max"]),
+        "restart"),
     Row("language", lambda t: f"language decision accuracy ≥ {t['accuracy_min']:g}",
         lambda m: (f"**{m['accuracy']:.3f}** ({len(m['items'])} files; the single-language "
                    f"ones {m['accuracy_single_language_items']:.3f})"),

@@ -19,7 +19,7 @@ from bench import common
 
 # Cheap and quiet first; the long ones (throughput, scan's first start) last.
 BENCHMARKS = ("overhead", "latency", "scrape", "soak", "scan", "language", "timing",
-              "throughput", "api_latency")
+              "throughput", "api_latency", "api_cache")
 
 
 def main() -> int:

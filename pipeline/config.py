@@ -229,6 +229,14 @@ class Config:
     api_max_upload_bytes: int = setting(
         2 * 1024**3, "Largest API upload; above it a 413 before the body is read. Raw 16 kHz "
         "PCM (Bazarr) is 115 MB per hour.", minimum=1)
+    api_answers_max_bytes: int = setting(
+        256 * 1024**2, "The API's answers are kept in the job store by content (the audio's "
+        "hash, the task, language, model, output format and options): a repeated request is "
+        "answered from there without a transcription. At most this many bytes of answers; "
+        "the least recently used go first. 0: keep none.", minimum=0)
+    api_answers_max_age_seconds: float = setting(
+        30 * 86400.0, "How long an API answer is kept (from the transcription that made it).",
+        minimum=0)
     grafana_url: str | None = setting(
         None, "Your Grafana's address (e.g. http://grafana.lan:3000): the status page links to "
         "the scribewatch dashboards there.", check=url_check)

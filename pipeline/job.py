@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 # Stored as JSON text; empty → these values (a dict, a list, None).
 _JSON_DEFAULTS: dict[str, Any] = {"stage_seconds": {}, "outputs": [], "suspect": None,
-                                  "stage_spans": {}, "language_hint": None}
+                                  "stage_spans": {}, "language_hint": None, "api_request": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,12 @@ class Job:
     lease_token: str | None = None          # that claim's token: fencing for its writes
     lease_expires_at: float | None = None   # on the store's clock; renewed by a heartbeat
     takeovers: int = 0                      # times another node took it over (lease expired)
+    # Schema version 6: API requests are jobs too (pipeline/api/queue.py).
+    source: str = "folder"                  # folder, or api (contract.SOURCES)
+    endpoint: str | None = None             # the API's endpoint label: asr, transcriptions, …
+    answer_key: str | None = None           # the answer's key: audio hash + what changes it
+    api_request: dict | None = None         # the request's parameters and its spooled audio
+    answered_by: int | None = None          # the job whose answer it got (no run of its own)
     # Schema version 7 (pipeline/arr/): imports before the folder backlog, and what the import
     # said of the language: {"language": "ja", "note": "Sonarr: series.originalLanguage …"}.
     priority: int = 0                       # store/sqlite_schema.py: FOLDER_/IMPORT_PRIORITY

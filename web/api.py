@@ -1,10 +1,12 @@
 """The HTTP transcription API: whisper-asr-webservice's `/asr` and `/detect-language` (what
 Bazarr's `whisperai` provider calls) and OpenAI's `/v1/audio/transcriptions|translations`.
 
-The body is spooled to a file as it arrives (never held in memory) and refused with a 413
-before it is read when its Content-Length is over the limit. The request goes to the daemon's
-workers through `contract.ApiQueue`, ahead of the folder backlog; the answer waits on the event
-loop without holding a thread. A client that hangs up withdraws its request.
+The body is spooled to a file as it arrives (never held in memory; in the queue's spool folder
+beside the job store) and refused with a 413 before it is read when its Content-Length is over
+the limit. The request goes to the daemon through `contract.ApiQueue`: answered from the
+answers the store keeps, or joined to the job in flight for the same answer, or a job of its
+own ahead of the folder backlog; the answer waits on the event loop without holding a thread.
+A client that hangs up withdraws its request (its job too, when nobody else waits for it).
 
 Bazarr stores whatever body it gets as the subtitle, so an error is never shaped like one: an
 error status and `error: <message> [<reason>]` in plain text (OpenAI's endpoints: OpenAI's JSON
@@ -56,6 +58,10 @@ class Spool:
     def finish(self) -> None:
         self._file.close()
 
+    def close(self) -> None:
+        """Closed, the file left to whoever took it (a job)."""
+        self._file.close()
+
     def discard(self) -> None:
         self._file.close()
         try:
@@ -88,7 +94,7 @@ class TranscriptionApi:
         self.queue = queue
         self.max_upload_bytes = max_upload_bytes
         self.record = record          # (endpoint, status, seconds) -> the API metrics
-        self.spool_dir = spool_dir
+        self.spool_dir = spool_dir or getattr(queue, "spool_dir", None)
 
     def accept_body(self, request: Request, endpoint: str) -> Response | Spool:
         """Take the body, or refuse it before reading a byte of it."""
@@ -144,13 +150,18 @@ class TranscriptionApi:
             return self.refuse(endpoint, ApiFailed(
                 400, "bad_request", "expected a multipart/form-data upload"), started)
         try:
+            # Parsing, hashing the audio and asking the store block: on the pool.
             api_request = await loop.run_in_executor(pool, self._build, request, endpoint)
-            ticket = self.queue.submit(api_request)
+            ticket = await loop.run_in_executor(pool, self.queue.submit, api_request)
         except ApiFailed as e:
             upload.discard()
             return self.refuse(endpoint, e, started)
-        # The spool file goes when the request is over (done, failed or withdrawn).
-        ticket.future.add_done_callback(lambda _f: upload.discard())
+        # The spool file goes when the request is over (answered, failed or withdrawn), unless
+        # its job keeps it (the job deletes it when it ends, after a restart if need be).
+        if ticket.took_upload:
+            upload.close()
+        else:
+            ticket.future.add_done_callback(lambda _f: upload.discard())
         answer = asyncio.wrap_future(ticket.future, loop=loop)
         while True:
             await asyncio.wait({answer, request.gone}, timeout=self.interim_seconds,
@@ -195,6 +206,7 @@ class TranscriptionApi:
         q = request.query
         language = (q.get("language", [""])[-1] or None)
         common = dict(path=path, offset=audio[0].offset, length=audio[0].length,
+                      endpoint=endpoint,
                       raw_pcm=not _bool(request, "encode", True),
                       language=language.lower() if language else None)
         if endpoint == "detect_language":
@@ -232,6 +244,7 @@ class TranscriptionApi:
                                                 "ISO-639-1 code such as 'en'")
         return ApiRequest(
             path=path, offset=file[0].offset, length=file[0].length, raw_pcm=False,
+            endpoint=endpoint,
             task="translate" if endpoint == "translations" else "transcribe",
             output=_choice(field("response_format") or "json", OPENAI_OUTPUTS,
                            "response_format"),

@@ -34,6 +34,8 @@ class ApiRequest:
     vad_filter: bool | None = None         # None: the daemon's `vad` setting
     prompt: str | None = None
     temperature: float | None = None
+    endpoint: str = ""                     # the `endpoint` label (web/api.py ROUTES)
+    audio_sha256: str | None = None        # None: the queue hashes the audio part itself
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,15 +58,21 @@ class ApiFailed(Exception):
 
 class ApiTicket(Protocol):
     """A submitted request: `future` (concurrent.futures) ends with an ApiResult or ApiFailed;
-    `cancel()` withdraws it (the client hung up): before it starts, or at the next segment."""
+    `cancel()` withdraws it (the client hung up): its job is withdrawn before it starts, or
+    stopped at the next segment, unless other requests wait for the same answer.
+    `took_upload`: the request's job keeps the spooled upload (and deletes it when done)."""
     future: "concurrent.futures.Future[ApiResult]"
+    took_upload: bool
 
     def cancel(self) -> None: ...
 
 
 class ApiQueue(Protocol):
     max_wait_seconds: float
+    spool_dir: str | None       # where uploads are spooled (beside the store)
 
     def submit(self, request: ApiRequest) -> ApiTicket:
-        """Queue `request` ahead of the folder backlog. When no worker takes it within
-        `max_wait_seconds`, its future fails with ApiFailed(503, "busy")."""
+        """Answer `request` from the answers kept, or join the job in flight for the same
+        answer, or queue a job ahead of the folder backlog. Blocking (the store): call it off
+        the event loop. When no worker takes a new job within `max_wait_seconds`, its future
+        fails with ApiFailed(503, "busy")."""

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
-from ..api.queue import ApiJobs
+from ..api.queue import AnswerBounds, ApiJobs
 from ..arr.webhooks import ArrWebhooks
 from ..config import Config
 from ..contract import WAITING_FOR_VRAM, GpuInventory, NullReporter, Reporter, StatusSnapshot
@@ -93,8 +93,13 @@ class Daemon:
         self.runner = self.devices.primary.runner
         # The HTTP API's requests (contract.ApiQueue): the first device's workers (and the
         # `api_workers`, which have replicas of their own there) take them first.
-        self.api = ApiJobs(self.model, self.runner.options, notify=self._notify,
-                           max_wait_seconds=cfg.api_max_wait_seconds)
+        # Kept in the store, their uploads spooled beside it (api/queue.py).
+        self.api = ApiJobs(self.model, self.runner.options, store=self.store,
+                           spool_dir=f"{Path(cfg.db).resolve()}.api-spool",
+                           notify=self._notify, max_wait_seconds=cfg.api_max_wait_seconds,
+                           bounds=AnswerBounds(cfg.api_answers_max_bytes,
+                                               cfg.api_answers_max_age_seconds),
+                           heartbeat_seconds=cfg.heartbeat_seconds)
         self.health = StoreHealth(self.store_kind)
         self.jobs = ClaimedJobs()              # the jobs the workers hold now
         self._stopping = threading.Event()
@@ -155,6 +160,8 @@ class Daemon:
             slot.manager.reporter = self.reporter
         self.reporter.languages_expected(self.runner.chain.certain_decisions())
         self.leases.recover_after_death()
+        for orphan in self.api.remove_orphans():
+            log.info("removed an API upload no job needs (left by a kill): %s", orphan)
         if self.notifier is not None:
             self.notifier.start()
         folders = self.libraries.roots + ([str(self.output_dir)] if self.output_dir else [])
@@ -265,7 +272,7 @@ class Daemon:
         job = None
         # An API request first: a client waits for it, a queued file waits anyway.
         if (slot is self.devices.primary and slot.manager.ready
-                and self.api.run_next()):
+                and self.api.run_next(worker)):
             return
         if folder and self.health.up and self.devices.may_claim(worker, slot):
             try:

@@ -25,7 +25,7 @@ import psycopg
 
 from .interface import ACTIVE, FINAL, LeaseSettings, StoreUnavailable, describe
 from .sql import _JSON_COLUMNS, SqlStore, job_key
-from .sqlite_schema import FOLDER_PRIORITY
+from .sqlite_schema import API_JOB_COLUMNS, FOLDER_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,22 @@ PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The oldest queued job, read at each status refresh.
         "CREATE INDEX jobs_queued_since ON jobs (detected_at) WHERE status = 'queued'",
     ),
-    # Version 3 is issue 23's API jobs (branch i23-api); empty here until the branches merge.
-    3: (),
+    # API requests as jobs, their answers kept by content: SQLite's version 6 in PostgreSQL's
+    # types (sqlite_schema.API_JOB_COLUMNS); the answers table is what every node shares.
+    3: (
+        *(f"ALTER TABLE jobs ADD COLUMN {column.replace('INTEGER', 'BIGINT')}"
+          for column in API_JOB_COLUMNS),
+        "CREATE UNIQUE INDEX jobs_active_answer ON jobs (answer_key) "
+        "WHERE status IN ('queued', 'running') AND answer_key IS NOT NULL",
+        "CREATE INDEX jobs_api_queue ON jobs (id) WHERE status = 'queued' AND source = 'api'",
+        """CREATE TABLE api_answers (
+            answer_key TEXT PRIMARY KEY, body BYTEA NOT NULL, content_type TEXT NOT NULL,
+            language TEXT NOT NULL, audio_seconds DOUBLE PRECISION NOT NULL,
+            bytes BIGINT NOT NULL, job_id BIGINT, created_at DOUBLE PRECISION NOT NULL,
+            used_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX api_answers_used ON api_answers (used_at)",
+        "CREATE INDEX api_answers_created ON api_answers (created_at)",
+    ),
     # SQLite's version 7: imports first (`priority`), the import's language hint. The claim's
     # index follows its new order, so a claim stays one index probe.
     4: (

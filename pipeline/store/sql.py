@@ -16,12 +16,14 @@ from typing import Iterable
 
 from ..contract import FAILURE_REASONS
 from ..job import Job
+from .api_jobs import ApiJobsSql
 from .interface import ACTIVE, FINAL, LeaseSettings
 from .outbox import OutboxStore
 from .sqlite_schema import CLAIM_ORDER, FOLDER_PRIORITY
 from .views import StoreViews
 
-_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans", "language_hint")
+_JSON_COLUMNS = ("stage_seconds", "outputs", "suspect", "stage_spans", "language_hint",
+                 "api_request")
 _row_to_job = Job.from_row
 
 
@@ -48,7 +50,7 @@ def crash_point(stage: str | None, checkpoint: float) -> str:
     return f"{point}@{checkpoint:g}" if checkpoint else point
 
 
-class SqlStore(StoreViews, OutboxStore):
+class SqlStore(ApiJobsSql, StoreViews, OutboxStore):
     lease: LeaseSettings
     _NOW = "?"              # the SQL expression of the store's clock (leases)
     _SKIP_LOCKED = ""       # PostgreSQL: rows another node's transaction holds are passed over
@@ -194,7 +196,9 @@ class SqlStore(StoreViews, OutboxStore):
     def _runnable(available_libraries, now: float, suspects: bool) -> tuple[str, list] | None:
         """The WHERE of the jobs a worker may take now (None: no library is there)."""
         libraries = list(available_libraries) if available_libraries is not None else None
-        where = "status = 'queued' AND not_before <= ?" + ("" if suspects else " AND strikes = 0")
+        # API jobs are claimed apart (claim_next_api): only the node holding the upload can.
+        where = "status = 'queued' AND source <> 'api' AND not_before <= ?" + (
+            "" if suspects else " AND strikes = 0")
         params: list = [now]
         if libraries is not None:
             if not libraries:
@@ -350,7 +354,8 @@ class SqlStore(StoreViews, OutboxStore):
     # -- the command line ------------------------------------------------------------------
     def retry_failed(self, job_ids=None, reason=None) -> list[int]:
         """Failed jobs back to the queue with fresh attempts, once their cause is fixed."""
-        sql, params = "SELECT id FROM jobs WHERE status = 'failed'", []
+        # Not an API job: its upload is gone with it, and its client asks again anyway.
+        sql, params = "SELECT id FROM jobs WHERE status = 'failed' AND source <> 'api'", []
         if job_ids is not None:
             ids = list(job_ids)
             sql += f" AND id IN ({','.join('?' * len(ids))})"

@@ -65,6 +65,36 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(status, finished_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
+# Version 6, one self-contained step (the PostgreSQL store adds the same as its version 3): API
+# requests are jobs (`source` 'api', the `endpoint`, the `answer_key` of their answer, the
+# request's parameters and its spooled audio as JSON, and `answered_by`: the job whose answer a
+# request got when it ran no transcription itself), and their answers are kept by content.
+API_JOB_COLUMNS = (
+    "source TEXT NOT NULL DEFAULT 'folder'",
+    "endpoint TEXT",
+    "answer_key TEXT",
+    "api_request TEXT",
+    "answered_by INTEGER",
+)
+API_TABLES = (
+    # The in-flight meeting point: one active job per answer key, on any node.
+    "CREATE UNIQUE INDEX jobs_active_answer ON jobs(answer_key) "
+    "WHERE status IN ('queued', 'running') AND answer_key IS NOT NULL",
+    "CREATE INDEX jobs_api_queue ON jobs(source, status, id)",
+    """CREATE TABLE api_answers (
+        answer_key    TEXT PRIMARY KEY,
+        body          BLOB NOT NULL,
+        content_type  TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        audio_seconds REAL NOT NULL,
+        bytes         INTEGER NOT NULL,
+        job_id        INTEGER,
+        created_at    REAL NOT NULL,
+        used_at       REAL NOT NULL)""",
+    "CREATE INDEX api_answers_used ON api_answers(used_at)",
+    "CREATE INDEX api_answers_created ON api_answers(created_at)",
+)
+
 # schema_version -> the statements that bring a store from the version before it to that one.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Crash accounting: a death of the daemon during a job counts against the file only when it
@@ -108,8 +138,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The oldest queued job, read at each status refresh.
         "CREATE INDEX jobs_queued_since ON jobs(status, detected_at)",
     ),
-    # Version 6 is issue 23's API jobs (branch i23-api); empty here until the branches merge.
-    6: (),
+    # API requests as jobs, their answers kept by content (pipeline/store/api_jobs.py).
+    6: (
+        *(f"ALTER TABLE jobs ADD COLUMN {column}" for column in API_JOB_COLUMNS),
+        *API_TABLES,
+    ),
     # Sonarr/Radarr imports first (pipeline/arr/), one self-contained step: `priority` orders
     # the claim (highest first, then the oldest; suspects still last), and `language_hint` is
     # what the import said of the file's language (JSON: {"language", "note"}), the decision

@@ -28,6 +28,7 @@ class Ticket:
     future: concurrent.futures.Future = dataclasses.field(
         default_factory=concurrent.futures.Future)
     cancelled: bool = False
+    took_upload: bool = False
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -40,12 +41,13 @@ class Queue:
 
     max_wait_seconds = 1.0
 
-    def __init__(self, fail: ApiFailed | None = None, hold: bool = False):
-        self.fail, self.hold = fail, hold
+    def __init__(self, fail: ApiFailed | None = None, hold: bool = False, take: bool = False,
+                 spool_dir: str | None = None):
+        self.fail, self.hold, self.take, self.spool_dir = fail, hold, take, spool_dir
         self.requests, self.tickets, self.uploads = [], [], []
 
     def submit(self, request):
-        ticket = Ticket()
+        ticket = Ticket(took_upload=self.take)
         self.requests.append(request)
         self.tickets.append(ticket)
         with open(request.path, "rb") as f:
@@ -101,6 +103,17 @@ def test_bazarr_parameters_reach_the_queue_and_the_spool_file_goes(api):
     assert (req.raw_pcm, req.output, req.word_timestamps, req.vad_filter, req.prompt) == \
         (False, "vtt", True, False, "Names: Zoë")
     assert queue.requests[0].vad_filter is None and r.status_code == 200
+
+
+def test_an_upload_a_job_took_stays_in_the_queues_spool_folder(api, tmp_path):
+    """A new job keeps the spooled upload (and deletes it when it ends, after a restart if
+    need be): the server leaves it, and spools into the queue's folder, beside the store."""
+    queue = Queue(take=True, spool_dir=str(tmp_path))
+    answer = bazarr_asr(api(queue).url, b"\x01\x02" * 100)
+    assert answer.status_code == 200
+    req = queue.requests[0]
+    assert os.path.dirname(req.path) == str(tmp_path) and os.path.exists(req.path)
+    assert req.endpoint == "asr"
 
 
 def test_openai_form_fields(api):

@@ -263,6 +263,9 @@ def test_a_postgres_store_of_schema_version_1_is_migrated_with_its_counts(postgr
                     "('/w/b', '/w', '/w', 'b', 'succeeded', 1)")
     store = open_store(postgres_url, LeaseSettings("n1", 30, 0))
     assert store.schema_version() == PG_SCHEMA_VERSION == 5
+    # Version 3: the jobs before it are folder jobs, and API jobs and answers have tables.
+    assert {j.source for j in store.history()} == {"folder"}
+    assert store.api_answers_size() == (0, 0)
     assert store.notifications() == [] and store.outbox_pending() == 0   # version 5
     assert store.counts() == {"queued": 1, "running": 0, "succeeded": 1, "failed": 0,
                               "skipped": 0}
@@ -462,3 +465,83 @@ def test_a_renamed_file_takes_its_job_with_it(make_store):
     assert store.latest_for_key("/w", "b.mkv").id == old
     assert store.latest_for_key("/w", "a.mkv") is None
     assert store.move_key("/w", "gone.mkv", "/w/c.mkv", "/w", "/w", "c.mkv", []) is None
+
+
+# -- the HTTP API's jobs and kept answers (store/api_jobs.py) ----------------------------------
+def _answer(key: str, body: bytes = b"1\n00:00:00,000 --> 00:00:01,000\nhi\n"):
+    from scribewatch.pipeline.store.api_jobs import StoredAnswer
+    return StoredAnswer(key, body, "text/plain", "en", 11.0, None)
+
+
+def test_api_jobs_one_active_job_per_answer_key_on_any_node(make_store):
+    a, b = make_store("a"), make_store("b")
+    made = a.submit_api_job("k" * 64, "asr", {"spool": "/s/1"}, size=10)
+    joined = b.submit_api_job("k" * 64, "asr", {"spool": "/s/2"}, size=10)
+    assert made.created and not joined.created and joined.job.id == made.job.id
+    assert (made.job.source, made.job.endpoint, made.job.node) == ("api", "asr", "a")
+    assert made.job.api_request == {"spool": "/s/1"}
+    # Folder claims pass over it; only the node holding its upload claims it.
+    assert a.claim_next("0") is None and b.claim_next_api("0") is None
+    job = a.claim_next_api("0")
+    assert (job.id, job.status, job.attempts) == (made.job.id, "running", 1) and job.lease_token
+    assert a.active_api_spools() == {"/s/1"} and b.active_api_spools() == set()
+    a.finish_api_job(job, _answer("k" * 64), max_bytes=10**6, max_age_seconds=3600,
+                     token=job.lease_token)
+    # Now the answer is there for every node, and a new request gets it, not a job.
+    found = b.submit_api_job("k" * 64, "asr", {"spool": "/s/3"}, size=10)
+    assert found.answer.body.endswith(b"hi\n") and found.answer.job_id == job.id
+    row = b.get(b.record_api_answered("k" * 64, "asr", found.answer, 10))
+    assert (row.status, row.answered_by, row.language) == ("succeeded", job.id, "en")
+    assert a.get(job.id).status == "succeeded" and a.active_api_spools() == set()
+
+
+def test_api_jobs_submitted_at_once_on_two_nodes_make_one_job(make_store):
+    stores = [make_store(f"n{i}") for i in range(4)]
+    results, barrier = [], threading.Barrier(len(stores))
+
+    def submit(store):
+        barrier.wait()
+        results.append(store.submit_api_job("race", "asr", {"spool": store.lease.node},
+                                            size=1))
+    threads = [threading.Thread(target=submit, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.created for r in results) == 1 and len({r.job.id for r in results}) == 1
+
+
+def test_api_jobs_withdrawn_only_while_queued_and_recovered_after_a_death(make_store):
+    store = make_store()
+    first = store.submit_api_job("w1", "asr", {}, size=1).job
+    assert store.withdraw_api_job(first.id, "busy", "no worker") is True
+    assert (store.get(first.id).status, store.get(first.id).reason) == ("failed", "busy")
+    second = store.submit_api_job("w1", "asr", {}, size=1)   # the key is free again
+    assert second.created and second.job.id != first.id
+    claimed = store.claim_next_api("0")
+    assert store.withdraw_api_job(claimed.id, "cancelled", "hung up") is False
+    requeued, _ = store.recover_after_crash(3)            # killed while running: queued again
+    assert [j.id for j in requeued] == [claimed.id] and store.claim_next_api("0").id == claimed.id
+    assert store.retry_failed() == []                     # an API job's upload is gone
+
+
+def test_api_answers_are_evicted_by_age_then_least_recently_used_bytes(make_store):
+    store = make_store()
+    for i, key in enumerate(("old", "a", "b", "c")):
+        job = store.submit_api_job(key, "asr", {}, size=1).job
+        job = store.claim_next_api("0")
+        store.finish_api_job(job, _answer(key, b"x" * 100), max_bytes=10**6,
+                             max_age_seconds=3600, token=job.lease_token)
+    store._exec("UPDATE api_answers SET created_at = created_at - 7200 WHERE answer_key = 'old'")
+    store._exec("UPDATE api_answers SET used_at = used_at - 60 WHERE answer_key = 'a'")
+    assert store.api_answer("b") is not None               # used now: `a` is the least recent
+    evicted = store.evict_api_answers(max_bytes=250, max_age_seconds=3600)
+    assert (evicted.age, evicted.bytes) == (1, 1) and store.api_answers_size() == (2, 200)
+    assert store.api_answer("a") is None and store.api_answer("old") is None
+    assert store.api_answer("b") and store.api_answer("c")
+    # An answer over the whole bound is not kept at all; the job still succeeds.
+    store.submit_api_job("big", "asr", {}, size=1)
+    job = store.claim_next_api("0")
+    store.finish_api_job(job, _answer("big", b"y" * 300), max_bytes=250,
+                         max_age_seconds=3600, token=job.lease_token)
+    assert store.api_answer("big") is None and store.get(job.id).status == "succeeded"

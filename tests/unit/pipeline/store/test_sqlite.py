@@ -153,6 +153,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_when_opened(tmp_path):
     con.close()
     store = SqliteStore(tmp_path / "j.db")
     assert store.schema_version() == SCHEMA_VERSION == 8
+    assert {j.source for j in store.history()} == {"folder"}   # version 6: source
     columns = {r[1] for r in store._exec("PRAGMA table_info(jobs)")}
     assert {"checkpoint", "crashes", "strikes", "crash_point", "crash_seq",
             "language_source", "stage_spans"} <= columns
