@@ -70,7 +70,7 @@ def sources() -> dict[str, tuple[np.ndarray, str]]:
     wherever it is installed (then carried to a machine without it)."""
     jfk, lic = SOURCES / "jfk.wav", SOURCES / "license.wav"
     if not (jfk.exists() and lic.exists()):
-        from scribewatch.pipeline.media import decode  # PyAV 18 and 19 (not decode_audio)
+        from scribewatch.pipeline.media.reader import decode  # PyAV 18 and 19 (not decode_audio)
 
         SOURCES.mkdir(parents=True, exist_ok=True)
         write_wav(jfk, decode(SHARED_MEDIA / "jfk.flac"))

@@ -85,8 +85,8 @@ def correct(truth: str, language: str, uncertain: bool) -> bool:
 def chain_decide(model, chain, path: Path) -> dict:
     from scribewatch.pipeline.language.decision import decide_before_audio, decide_by_vote
     from scribewatch.pipeline.language.vote import vote_language
-    from scribewatch.pipeline.media import decode, probe
-    from scribewatch.pipeline.tracks import choose_audio_track
+    from scribewatch.pipeline.media.reader import decode, probe
+    from scribewatch.pipeline.media.tracks import choose_audio_track
 
     t0 = time.perf_counter()
     track = choose_audio_track(probe(path).audio_tracks)
@@ -104,7 +104,7 @@ def chain_decide(model, chain, path: Path) -> dict:
 
 def baseline_decide(model, path: Path) -> dict:
     """faster-whisper's own: the first 30 s of the first decodable audio stream."""
-    from scribewatch.pipeline.media import decode
+    from scribewatch.pipeline.media.reader import decode
 
     t0 = time.perf_counter()
     audio = decode(path)

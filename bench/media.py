@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 # No PyAV at import time: bench/gpu.py reads the corpus tables here on a machine without it.
-from scribewatch.pipeline.media import SAMPLE_RATE as RATE
+from scribewatch.pipeline.media.reader import SAMPLE_RATE as RATE
 from tests.harness import JFK_TEXT, SHARED_MEDIA
 
 # Reference texts of the speech we use. jfk.flac: JFK_TEXT, the exact words (media/README.md).

@@ -35,8 +35,8 @@ from .subtitles.output import find_sidecar, same_stem_media
 from .transcript import Transcript
 from .watcher import FileFilter
 
-if TYPE_CHECKING:   # media.py raises this module's skips: the arrow points from media to here
-    from .media import ProbeResult
+if TYPE_CHECKING:   # media/reader.py raises this module's skips: the arrow points from it here
+    from .media.reader import ProbeResult
 
 BEFORE_READING, PROBED, DECIDED, TRANSCRIBED = ("before_reading", "probed", "decided",
                                                 "transcribed")

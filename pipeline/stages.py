@@ -1,6 +1,6 @@
 """The four stages: probe → decode → transcribe → write. One job each, no metrics, no HTTP.
 
-`probe` and `decode` live in `media.py` (PyAV); `transcribe` and `write` here. Each raises
+`probe` and `decode` live in `media/reader.py` (PyAV); `transcribe` and `write` here. Each raises
 `StageError(reason, message)` with a stable reason code for anything wrong with the input or the
 output. `daemon/runner.py` runs them in order and times each by its name in `STAGES`.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from .errors import GpuOutOfMemory, StageError, is_cuda_out_of_memory
 
 # Re-exported: the stage table is read as stages.probe … stages.write.
-from .media import (  # noqa: F401
+from .media.reader import (  # noqa: F401
     MAX_AUDIO_SECONDS,
     SAMPLE_RATE,
     ProbeResult,

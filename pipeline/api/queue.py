@@ -32,13 +32,14 @@ from typing import Callable
 
 import numpy as np
 
-from .. import media, skip_policy, stages
+from .. import skip_policy, stages
 from ..contract import ApiFailed, ApiRequest, ApiResult, NullReporter, Reporter
 from ..errors import SkipJob, StageError
 from ..guards import check_transcript
 from ..job import Job
 from ..language.codes import WHISPER_CODES
 from ..language.vote import vote_language
+from ..media.reader import decode, probe
 from ..store import StoreUnavailable
 from ..store.api_jobs import StoredAnswer
 from . import render as api_render
@@ -532,8 +533,8 @@ def load_audio(req: ApiRequest) -> np.ndarray:
             _copy(src, out, req.length)
         path = Path(part)
     try:
-        media.probe(path)
-        return media.decode(path)
+        probe(path)
+        return decode(path)
     except (StageError, SkipJob) as e:
         # Messages name the file: here a spool file nobody knows, so "upload".
         e.message = e.message.replace(str(path), "upload")

@@ -33,8 +33,8 @@ import numpy as np
 
 from .. import stages
 from ..job import Job
+from ..media.tracks import chosen_index
 from ..speech import Speech, detect
-from ..tracks import chosen_index
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Callable
 from ..config import Config
 from ..job import Job
 from ..libraries import Libraries
+from ..media.tracks import chosen_index
 from ..store import JobStore
-from ..tracks import chosen_index
 from .claimed_job import ClaimedJobs
 from .devices import DevicePool
 from .leases import StoreHealth

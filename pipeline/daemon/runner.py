@@ -18,9 +18,9 @@ from ..guards import check_transcript
 from ..language import decision as language_chain
 from ..language.decision import ChainSettings, Hint, LanguageChoice
 from ..language.vote import vote_language
+from ..media.tracks import choose_audio_track
 from ..model import ModelManager
 from ..subtitles.output import output_paths
-from ..tracks import choose_audio_track
 from ..transcript import Transcript
 
 log = logging.getLogger(__name__)

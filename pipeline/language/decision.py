@@ -29,7 +29,7 @@ from typing import Callable
 from .. import skip_policy
 from ..contract import LANGUAGE_SOURCES
 from ..errors import SkipJob
-from ..tracks import AudioTrack
+from ..media.tracks import AudioTrack
 from .codes import UNKNOWN, language_label, to_iso639_1
 from .vote import LanguageDecision
 

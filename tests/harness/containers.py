@@ -140,7 +140,7 @@ def mpegts_dropout(source: np.ndarray | Path, dst: Path, at: float, seconds: flo
     Near `at` the codec's frames blur the edge: the first piece's audio runs up to ~0.13 s past
     it (the encoder's last frame and flush), the second's starts ~0.06 s before (AAC priming).
     A step back of over a second is no overlap but a reset, which scribewatch appends where the
-    first piece ended (pipeline/timeline.py): `Clock.at` does not describe that case."""
+    first piece ended (pipeline/media/timeline.py): `Clock.at` does not describe that case."""
     wav_in, length = _source_wav(source, dst)
     first, second = dst.with_name(dst.name + ".1.ts"), dst.with_name(dst.name + ".2.ts")
     _ts_piece(wav_in, first, 0.0, at, 0.0)

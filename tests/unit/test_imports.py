@@ -242,5 +242,5 @@ def test_the_check_sees_relative_imports():
         _imports("scribewatch.pipeline.store.sql")
     assert ("scribewatch.pipeline.store.postgres", False) in _imports("scribewatch.pipeline.store")
     # `if TYPE_CHECKING:` imports are no arrows
-    assert all(m != "scribewatch.pipeline.media"
+    assert all(m != "scribewatch.pipeline.media.reader"
                for m, _ in _imports("scribewatch.pipeline.skip_policy"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from scribewatch.pipeline.media import decode
+from scribewatch.pipeline.media.reader import decode
 from scribewatch.pipeline.model import ModelManager
 from tests.harness import JFK_TEXT, SHARED_MEDIA
 from tests.harness.quality import word_error_rate

@@ -9,7 +9,7 @@ import pytest
 from scribewatch.pipeline import skip_policy
 from scribewatch.pipeline.config import DEFAULT_IGNORE, MEDIA_EXTENSIONS
 from scribewatch.pipeline.errors import SkipJob
-from scribewatch.pipeline.media import ProbeResult, probe
+from scribewatch.pipeline.media.reader import ProbeResult, probe
 from scribewatch.pipeline.skip_policy import BEFORE_READING, DECIDED, PROBED, TRANSCRIBED, Facts
 from scribewatch.pipeline.transcript import Segment, Transcript
 

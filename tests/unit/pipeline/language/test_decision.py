@@ -17,8 +17,8 @@ from scribewatch.pipeline.language.decision import (
     target_before_reading,
 )
 from scribewatch.pipeline.language.vote import vote_language
-from scribewatch.pipeline.media import decode, probe
-from scribewatch.pipeline.tracks import choose_audio_track
+from scribewatch.pipeline.media.reader import decode, probe
+from scribewatch.pipeline.media.tracks import choose_audio_track
 
 AUTO = ChainSettings()
 ENGLISH_ONLY = ChainSettings(english_only=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import skip_policy
-from .errors import StageError
-from .language.codes import to_iso639_1
+from .. import skip_policy
+from ..errors import StageError
+from ..language.codes import to_iso639_1
 from .timeline import Placement, Timeline
 from .tracks import AudioTrack, SubtitleTrack, audio_track
 
@@ -99,7 +99,8 @@ def _source_problem(path: Path, stage: str) -> StageError | None:
 _LIBRARY_ERRORS = (OSError, EOFError, LookupError, ValueError, TypeError, AttributeError,
                    ArithmeticError, MemoryError, BufferError)
 
-_OUR_CODE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The pipeline package (this file is in pipeline/media/): a raise in any of its modules is ours.
+_OUR_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _from_library(err: BaseException) -> bool:

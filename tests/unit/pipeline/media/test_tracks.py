@@ -1,13 +1,13 @@
-"""pipeline.tracks: audio tracks read from real MKVs (ffmpeg: German, English, a commentary) and
-the choice of the one to transcribe; decode reads that track only."""
+"""pipeline.media.tracks: audio tracks read from real MKVs (ffmpeg: German, English, a
+commentary) and the choice of the one to transcribe; decode reads that track only."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scribewatch.pipeline.media import decode, probe
-from scribewatch.pipeline.tracks import AudioTrack, choose_audio_track
+from scribewatch.pipeline.media.reader import decode, probe
+from scribewatch.pipeline.media.tracks import AudioTrack, choose_audio_track
 
 
 def chosen(path, preferred=()):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .language.codes import to_iso639_1
+from ..language.codes import to_iso639_1
 
 
 @dataclasses.dataclass(frozen=True)

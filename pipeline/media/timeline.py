@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from .errors import StageError
+from ..errors import StageError
 
 # Timestamps and samples may disagree by this much before the audio is moved. Matroska stamps
 # to the millisecond, MPEG-TS to 1/90000 s, so an AAC frame of 1024 samples at 48 kHz (21.33 ms)

@@ -20,7 +20,7 @@ Sources for the rules:
   FFmpeg's demuxer unwraps); FFmpeg's muxer starts them after its mux delay (~1.4 s);
 * holes and jitter: FFmpeg's own timestamp followers (af_asyncts `min_delta`, aresample
   `min_hard_comp`, 0.1 s by default) pad holes, trim overlaps and leave differences below a
-  tolerance alone; ours is 40 ms (pipeline/timeline.py).
+  tolerance alone; ours is 40 ms (pipeline/media/timeline.py).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scribewatch.pipeline import media
 from scribewatch.pipeline.errors import StageError
-from scribewatch.pipeline.timeline import (
+from scribewatch.pipeline.media import reader
+from scribewatch.pipeline.media.timeline import (
     MAX_OVERLAP_SECONDS,
     TOLERANCE_SECONDS,
     Hole,
@@ -53,8 +53,8 @@ def signal():
     return bursts(TIMES, LENGTH)
 
 
-def assert_on_clock(clock: containers.Clock, tolerance: float, times=TIMES) -> media.DecodedAudio:
-    decoded = media.decode_placed(clock.path)
+def assert_on_clock(clock: containers.Clock, tolerance: float, times=TIMES) -> reader.DecodedAudio:
+    decoded = reader.decode_placed(clock.path)
     want = [clock.at(t) for t in times]
     got = onsets(decoded.audio)
     assert len(got) == len(want), (got, want)
@@ -68,7 +68,7 @@ def test_pcm_and_flac_are_sample_exact_from_zero(tmp_path, signal, write):
     clock = write(signal, tmp_path / f"a.{write.__name__}")
     decoded = assert_on_clock(clock, LOSSLESS)
     assert len(decoded.audio) == len(signal)
-    assert decoded.placement == media.Placement()
+    assert decoded.placement == reader.Placement()
 
 
 @pytest.mark.parametrize("write", [containers.mkv_late, containers.mp4_late])
@@ -149,7 +149,7 @@ def test_mpegts_timestamps_far_from_zero(tmp_path, signal, ts_offset, origin):
     assert streams["audio"] == pytest.approx(start, abs=0.001)
     assert clock.offset == pytest.approx(1024 / 16000, abs=0.001)
     decoded = assert_on_clock(clock, LOSSY)
-    assert decoded.placement == media.Placement()             # no hole, no jump at the wrap
+    assert decoded.placement == reader.Placement()             # no hole, no jump at the wrap
 
 
 # -- holes and overlaps -----------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_timestamps_that_restart_are_appended_not_trimmed(tmp_path, signal):
     is appended after the first instead, and every burst is kept."""
     assert 3.5 > MAX_OVERLAP_SECONDS
     clock = containers.mpegts_dropout(signal, tmp_path / "restart.ts", 3.5, -3.5)
-    decoded = media.decode_placed(clock.path)
+    decoded = reader.decode_placed(clock.path)
     assert decoded.placement.resets == 1 and decoded.placement.trimmed == 0
     got = onsets(decoded.audio)
     assert len(got) == len(TIMES)
@@ -201,8 +201,8 @@ def test_timestamp_jitter_makes_no_gaps(tmp_path):
     path = tmp_path / "jitter.mkv"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=6",
            "-c:a", "aac", str(path))
-    decoded = media.decode_placed(path)
-    assert decoded.placement == media.Placement()
+    decoded = reader.decode_placed(path)
+    assert decoded.placement == reader.Placement()
     audio = decoded.audio[1600:-1600]            # the encoder's fade in and out aside
     # Every 10 ms window carries the tone: no gap anywhere.
     windows = audio[:len(audio) // 160 * 160].reshape(-1, 160)
@@ -215,7 +215,7 @@ def test_timestamps_leaping_hours_are_a_timestamp_jump(tmp_path, signal):
     """A second piece stamped 3 h later: a broken mux, not hours of silence to transcribe."""
     clock = containers.mpegts_dropout(signal, tmp_path / "jump.ts", 3.5, 3 * 3600)
     with pytest.raises(StageError) as e:
-        media.decode(clock.path)
+        reader.decode(clock.path)
     assert e.value.reason == "timestamp_jump" and e.value.stage == "decode"
     assert not e.value.transient
     assert e.value.message.startswith(f"{clock.path}: the timestamps jump 3.0 h ahead at 3.6s")
