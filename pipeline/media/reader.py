@@ -38,6 +38,8 @@ def _looks_like_media(head: bytes) -> bool:
         return True
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:   # MPEG audio / ADTS sync
         return True
+    if len(head) > 196 and head[4] == 0x47 and head[196] == 0x47:         # M2TS: 192-byte packets
+        return True
     return len(head) > 188 and head[0] == 0x47 and head[188] == 0x47      # MPEG-TS packets
 
 

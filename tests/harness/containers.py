@@ -123,11 +123,14 @@ def mp4_late(source: np.ndarray | Path, dst: Path, seconds: float) -> Clock:
     return _late(source, dst, seconds)
 
 
-def mpegts(source: np.ndarray | Path, dst: Path, ts_offset: float | None = None) -> Clock:
+def mpegts(source: np.ndarray | Path, dst: Path, ts_offset: float | None = None, *,
+           m2ts: bool = False) -> Clock:
     """An MPEG-TS recording (mpeg4 video, AAC audio) with FFmpeg's natural start (its mux delay,
-    ~1.4 s) or, with `ts_offset`, its timestamps moved that far (`-output_ts_offset`)."""
+    ~1.4 s) or, with `ts_offset`, its timestamps moved that far (`-output_ts_offset`). `m2ts`:
+    Blu-ray's M2TS, 192-byte packets (a 4-byte arrival timestamp before each 188-byte TS
+    packet; FFmpeg's `-mpegts_m2ts_mode 1`), the same timestamps inside."""
     wav_in, length = _source_wav(source, dst)
-    _ts_piece(wav_in, dst, 0.0, length, ts_offset or 0.0)
+    _ts_piece(wav_in, dst, 0.0, length, ts_offset or 0.0, m2ts=m2ts)
     _cleanup(source, wav_in)
     return Clock(dst, offset=_video_offset(dst))
 
@@ -165,11 +168,13 @@ def _video_offset_from(piece: Path, base: Path) -> float:
     return start_times(piece)[1]["video"] - start_times(base)[1]["video"]
 
 
-def _ts_piece(wav_in: Path, dst: Path, start: float, length: float, ts_offset: float) -> None:
+def _ts_piece(wav_in: Path, dst: Path, start: float, length: float, ts_offset: float, *,
+              m2ts: bool = False) -> None:
     ffmpeg("-f", "lavfi", "-i", f"color=c=black:s=64x48:r=5:d={length}",
            "-ss", str(start), "-t", str(length), "-i", str(wav_in),
            "-map", "0:v", "-map", "1:a", *_VIDEO, "-c:a", "aac",
-           "-output_ts_offset", str(ts_offset), "-f", "mpegts", str(dst))
+           "-output_ts_offset", str(ts_offset), *(("-mpegts_m2ts_mode", "1") if m2ts else ()),
+           "-f", "mpegts", str(dst))
 
 
 def opus(source: np.ndarray | Path, dst: Path) -> Clock:

@@ -133,17 +133,24 @@ def test_encoder_delay_is_not_played(tmp_path, signal, name):
     assert abs(len(decoded.audio) / 16000 - LENGTH) < 0.1
 
 
-@pytest.mark.parametrize("ts_offset, origin", [
-    (None, 1.4),                      # FFmpeg's mux delay
-    (100.0, 101.336),                 # a DVR recording starts anywhere
-    (95440.0, -2.381689),             # 33-bit PTS wrap 2.3 s in: FFmpeg unwraps it
+@pytest.mark.parametrize("ts_offset, origin, m2ts", [
+    (None, 1.4, False),               # FFmpeg's mux delay
+    (100.0, 101.336, False),          # a DVR recording starts anywhere
+    (95440.0, -2.381689, False),      # 33-bit PTS wrap 2.3 s in: FFmpeg unwraps it
+    (100.0, 101.336, True),           # Blu-ray M2TS: 192-byte packets, the same clock inside
 ])
-def test_mpegts_timestamps_far_from_zero(tmp_path, signal, ts_offset, origin):
+def test_mpegts_timestamps_far_from_zero(tmp_path, signal, ts_offset, origin, m2ts):
     """ffprobe: the format starts where the audio's priming packet is (1.4 s by the mux
     delay; 101.336 with `-output_ts_offset 100`; negative when the PTS wraps, the demuxer
     counting the pre-wrap part back from 0); the picture 64 ms later. Bursts at t + 0.064 on the
     player's clock, whatever the raw timestamps are."""
-    clock = containers.mpegts(signal, tmp_path / "rec.ts", ts_offset)
+    clock = containers.mpegts(signal, tmp_path / ("rec.m2ts" if m2ts else "rec.ts"), ts_offset,
+                              m2ts=m2ts)
+    head = clock.path.read_bytes()[:512]
+    if m2ts:   # 192-byte packets: the sync byte 0x47 four bytes into each
+        assert head[4] == head[196] == head[388] == 0x47
+    # Recognised as media, so a damaged one is a corrupt_container, not `not_media`.
+    assert reader._looks_like_media(head)
     start, streams = start_times(clock.path)
     assert start == pytest.approx(origin, abs=0.001)
     assert streams["audio"] == pytest.approx(start, abs=0.001)
