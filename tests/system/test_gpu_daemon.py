@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from scribewatch.pipeline.contract import GpuMemory
 from scribewatch.pipeline.gpu import plan as gpu_plan
 from tests.harness import wait_for
 from tests.harness.fake_nvml.pynvml import GIB, MIB
+
+# Real daemons with the real model: the whole suites run them (3.11 and 3.13), the smoke run
+# on the Pythons between does not.
+pytestmark = pytest.mark.slow
 
 UUIDS = ["GPU-00000000-0000-4000-8000-00000000000%d" % i for i in range(3)]
 

@@ -7,8 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tests.harness import media as gen
 from tests.harness import wait_for
+
+# Real daemons with the real model: the whole suites run them (3.11 and 3.13), the smoke run
+# on the Pythons between does not.
+pytestmark = pytest.mark.slow
 
 
 def test_the_next_file_is_decoded_while_the_current_one_is_transcribed(daemon_factory, media,
