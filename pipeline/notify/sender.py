@@ -54,7 +54,10 @@ class Sender:
     # -- the store's side (inside the transaction that finishes a job) --------------------------
     def announce(self, job: Job) -> list[tuple[str, str, float]]:
         """The outbox rows of a finished job: (target key, item, seconds until due). Never
-        raises: a bug in one target must not undo the job's end."""
+        raises: a bug in one target must not undo the job's end. An API request's job notifies
+        nothing: it wrote no file a library could pick up, and its client has the answer."""
+        if job.source == "api":
+            return []
         rows = []
         for target in self.targets.values():
             try:

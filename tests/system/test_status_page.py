@@ -246,7 +246,8 @@ def test_the_page_over_tls_shows_every_field_of_a_snapshot(tmp_path):
         recent_failures=(FailedJob(4, "/media/x.mp3", "/media", "not_media", "probe",
                                    "/media/x.mp3: not a media file", now - 60),),
         today=DayFigures(now - 3600, {"succeeded": 3, "failed": 1, "skipped": 2}, 3725.0,
-                         745.0))
+                         745.0),
+        api_running=1, api_waiting=2)
     control = Control("not_failed")
     exp = status.start_web_server(status.web_server(
         status.Source(snap), basic_auth_users=USERS, tls_cert_file=str(tmp_path / "cert.pem"),
@@ -262,6 +263,8 @@ def test_the_page_over_tls_shows_every_field_of_a_snapshot(tmp_path):
             assert "2 workers" in text(page, "#facts")
             [run] = rows(page, "running")
             assert (run["id"], run["file"], run["cells"][1]) == (3, "e1.mkv", "transcribe")
+            # API requests are jobs too, without a file to list: their counts (issue 23)
+            assert text(page, "#running-count") == "1 of 2, API requests: 1 running, 2 waiting"
             assert run["cells"][0] == "e1.mkvTV/Show/S01" and run["cells"][2] == "50 %"
             assert re.fullmatch(r"2 min [0-5]\d s", run["cells"][3]), run["cells"][3]
             assert [r["id"] for r in rows(page, "queue")] == [7, 8]

@@ -5,6 +5,7 @@ and claims a dead sender left sent again. The request shapes themselves: test_ta
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 
@@ -152,6 +153,15 @@ def test_a_webhook_per_job_not_coalesced(server, senders, store):
     hooks = server.wait_for(3, timeout=10)
     assert sorted(r.json()["id"] for r in hooks) == ids
     assert len({r.headers["x-scribewatch-delivery"] for r in hooks}) == 3
+
+
+def test_an_api_requests_job_notifies_nothing(server, senders, store):
+    # Its answer went to its client; no library has a new file (pipeline/api/queue.py).
+    sender = senders([WebhookTarget(server.url + "/hook", MAP),
+                      JellyfinTarget(server.url, "key", MAP)], start=False)
+    folder_job = store.get(finish(store, "/data/movies/A/a.mkv"))
+    assert len(sender.announce(folder_job)) == 2
+    assert sender.announce(dataclasses.replace(folder_job, source="api")) == []
 
 
 def test_a_server_that_never_answers_never_blocks_the_workers(senders, store):
