@@ -80,18 +80,20 @@ def machine_info() -> dict:
 
 
 def code_version() -> dict:
-    """The commit measured, and whether pipeline/ or exporter/ had uncommitted changes then
+    """The commit measured, and whether the product's folders had uncommitted changes then
     (other engineers work in this checkout: a figure belongs to the code it was taken on)."""
     def git(*args):
         try:
+            # Only the line ends trimmed: porcelain's first column is a space (" M path").
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+                                  timeout=10).stdout.rstrip("\n")
         except (OSError, subprocess.SubprocessError):
             return ""
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "uncommitted_changes_in": sorted({line[3:].split("/")[0] for line in
                                               git("status", "--porcelain", "--", "pipeline",
-                                                  "exporter").splitlines()})}
+                                                  "exporter", "web",
+                                                  "scribewatch").splitlines()})}
 
 
 class Result:
