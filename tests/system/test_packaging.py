@@ -46,11 +46,14 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
         # The status page is package data: the installed server finds it.
         "from scribewatch.web.status_page import Page\n"
         "print(b'<title>scribewatch</title>' in Page().body)\n")
-    # From outside the checkout, with the installed copy first on the path (the venv's own
-    # dependencies still import: the exporter needs prometheus-client).
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, text=True,
-                         capture_output=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(site)}).stdout.splitlines()
+    def installed(code: str) -> str:
+        """`code`'s output from outside the checkout, the installed copy first on the path (the
+        venv's own dependencies still import: the exporter needs prometheus-client)."""
+        return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, text=True,
+                              capture_output=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(site)}).stdout
+
+    out = installed(probe).splitlines()
     assert out[0] == str(site / "scribewatch" / "pipeline" / "__init__.py")
     assert out[1] == str(site / "scribewatch" / "exporter" / "__init__.py")
     assert out[2] == "None None None", "a generic top-level package is importable"
@@ -65,10 +68,8 @@ def test_the_wheel_installs_one_package_and_no_generic_names(tmp_path):
             "    module = importlib.import_module(name)\n"
             "    assert module.__file__.startswith(scribewatch.__path__[0]), name\n"
             "print(len(names))\n")
-    imported = subprocess.run([sys.executable, "-c", walk], cwd=tmp_path, check=True, text=True,
-                              capture_output=True, timeout=300,
-                              env={**os.environ, "PYTHONPATH": str(site)}).stdout
-    sources = [p for folder in ("scribewatch", "pipeline", "exporter")
+    imported = installed(walk)
+    sources = [p for folder in ("scribewatch", "pipeline", "exporter", "web")
                for p in (REPO / folder).rglob("*.py")
                if p.name not in ("__init__.py", "__main__.py")]
     assert int(imported) >= len(sources), (imported, len(sources))
